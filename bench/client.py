@@ -1,0 +1,84 @@
+"""Client side of the benchmark, run in a fresh interpreter per system and phase.
+
+``python -m bench.client SYSTEM PHASE [-n N] [--warmup W]`` prints one JSON
+object on stdout.  ``SYSTEM`` is ``celery`` or ``minicelery``; the app module
+reads its Redis URL from ``BENCH_REDIS_URL``.  Phases:
+
+* ``check``: import the app, check that ``python -m SYSTEM`` exists, report the version;
+* ``enqueue``: time ``N`` calls of ``noop.delay()`` and report tasks/s;
+* ``fill``: queue ``N`` calls of ``count.delay(N)`` for the drain workload (untimed);
+* ``latency``: ``W`` warm-up then ``N`` timed calls of ``noop.delay().get(timeout=10)``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import importlib.util
+import json
+import time
+from types import ModuleType
+from typing import Any
+
+APP_MODULES = {"celery": "bench.celery_app", "minicelery": "bench.mc_app"}
+GET_TIMEOUT = 10.0
+
+
+def _version(system: str) -> str:
+    module = importlib.import_module(system)
+    return str(getattr(module, "__version__", "?"))
+
+
+def enqueue(app: ModuleType, n: int) -> dict[str, Any]:
+    delay = app.noop.delay
+    start = time.perf_counter()
+    for _ in range(n):
+        delay()
+    elapsed = time.perf_counter() - start
+    return {"n": n, "seconds": elapsed, "rate": n / elapsed}
+
+
+def fill(app: ModuleType, n: int) -> dict[str, Any]:
+    delay = app.count.delay
+    start = time.perf_counter()
+    for _ in range(n):
+        delay(n)
+    return {"n": n, "seconds": time.perf_counter() - start}
+
+
+def latency(app: ModuleType, n: int, warmup: int) -> dict[str, Any]:
+    delay = app.noop.delay
+    for _ in range(warmup):
+        delay().get(timeout=GET_TIMEOUT)
+    samples: list[float] = []
+    for _ in range(n):
+        start = time.perf_counter()
+        delay().get(timeout=GET_TIMEOUT)
+        samples.append(time.perf_counter() - start)
+    return {"n": n, "warmup": warmup, "samples": samples}
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(prog="python -m bench.client")
+    parser.add_argument("system", choices=sorted(APP_MODULES))
+    parser.add_argument("phase", choices=["check", "enqueue", "fill", "latency"])
+    parser.add_argument("-n", type=int, default=10_000)
+    parser.add_argument("--warmup", type=int, default=50)
+    args = parser.parse_args(argv)
+
+    app = importlib.import_module(APP_MODULES[args.system])
+    result: dict[str, Any] = {}
+    if args.phase == "check" and importlib.util.find_spec(f"{args.system}.__main__") is None:
+        parser.error(f"`python -m {args.system}` is not available (no {args.system}.__main__)")
+    if args.phase == "enqueue":
+        result = enqueue(app, args.n)
+    elif args.phase == "fill":
+        result = fill(app, args.n)
+    elif args.phase == "latency":
+        result = latency(app, args.n, args.warmup)
+    result["version"] = _version(args.system)
+    print(json.dumps(result), flush=True)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,35 @@
+"""minicelery application used by the benchmark (``python -m minicelery -A bench.mc_app``)."""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from bench.probe import record_done, redis_url
+from minicelery import Celery
+from minicelery.signals import after_setup_logger
+
+URL = redis_url()
+
+app = Celery("bench", broker=URL, backend=URL)
+
+# Per-task INFO records ("Task ... received/succeeded") are silenced so that a
+# worker started with ``-l info`` (needed for its "ready." line) does the same
+# logging work as one started with ``-l warning``; same as ``bench.celery_app``.
+_PER_TASK_LOGGERS = ("minicelery.worker.job",)
+
+
+@after_setup_logger.connect
+def _quiet_per_task_logging(**_: Any) -> None:
+    for name in _PER_TASK_LOGGERS:
+        logging.getLogger(name).setLevel(logging.WARNING)
+
+
+@app.task
+def noop() -> None:
+    return None
+
+
+@app.task
+def count(target: int) -> None:
+    record_done(target)

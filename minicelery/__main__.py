@@ -1,0 +1,5 @@
+"""``python -m minicelery``."""
+
+from minicelery.cli.main import main
+
+main()

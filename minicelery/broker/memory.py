@@ -1,0 +1,25 @@
+"""``memory://``: an in-process Redis (fakeredis), for fast tests with the real broker code."""
+
+from __future__ import annotations
+
+import threading
+from typing import Any
+
+from ..exceptions import ImproperlyConfigured
+
+_servers: dict[str, Any] = {}
+_lock = threading.Lock()
+
+
+def memory_client(url: str) -> Any:
+    """A fakeredis client; clients of the same ``memory://name`` share one server."""
+    try:
+        import fakeredis
+    except ImportError as exc:
+        raise ImproperlyConfigured("memory:// needs the 'fakeredis[lua]' package") from exc
+    name = url.split("://", 1)[1]
+    with _lock:
+        server = _servers.get(name)
+        if server is None:
+            server = _servers[name] = fakeredis.FakeServer()
+    return fakeredis.FakeRedis(server=server)

@@ -1,0 +1,299 @@
+"""The Redis broker: reliable queues with priorities, a scheduled set and dead letters.
+
+Layout under the prefix ``{p}`` (a hash tag, so every key lands in one Cluster slot):
+``{p}:q:<queue>:<0-9>`` lists per priority, ``{p}:wake:<queue>`` wake-up tokens that idle
+workers block on, ``{p}:hold:<consumer>`` what each consumer has reserved, ``{p}:consumers``
+heartbeats, ``{p}:scheduled`` eta/countdown messages, ``{p}:dead`` dead letters.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
+from importlib import resources
+from typing import Any, TypeVar
+
+import msgpack
+import redis
+from redis.backoff import ExponentialBackoff
+from redis.retry import Retry
+
+from ..exceptions import OperationalError
+from .base import Broker, DeadLetter, Delivery, OutgoingMessage
+
+logger = logging.getLogger(__name__)
+
+PRIORITIES = range(10)
+SEP = b"\0"
+T = TypeVar("T")
+
+REDIS_ERRORS: tuple[type[Exception], ...] = (redis.ConnectionError, redis.TimeoutError)
+
+
+def client_from_url(
+    url: str, *, retries: int = 3, socket_timeout: float | None = 10.0
+) -> redis.Redis:
+    """A redis-py client for a ``redis://``, ``rediss://`` or ``unix://`` URL, retrying
+    connection errors with exponential backoff before giving up."""
+    retry = Retry(ExponentialBackoff(cap=2.0, base=0.05), retries)
+    return redis.Redis.from_url(
+        url,
+        retry=retry,
+        retry_on_error=list(REDIS_ERRORS),
+        socket_timeout=socket_timeout,
+        socket_connect_timeout=4.0,
+        health_check_interval=30,
+    )
+
+
+@contextmanager
+def translate_errors(what: str) -> Iterator[None]:
+    """Turn redis-py's errors into minicelery's, at the boundary."""
+    try:
+        yield
+    except REDIS_ERRORS as exc:
+        raise OperationalError(f"{what}: Redis is unreachable ({exc})") from exc
+    except redis.RedisError as exc:
+        raise OperationalError(f"{what}: Redis error ({exc})") from exc
+
+
+def load_script(name: str) -> str:
+    return resources.files("minicelery.broker").joinpath(f"scripts/{name}.lua").read_text()
+
+
+class Keys:
+    """Every Redis key of one prefix is built here."""
+
+    def __init__(self, prefix: str) -> None:
+        self.base = "{" + prefix + "}"
+
+    def __call__(self, *parts: str) -> str:
+        return ":".join((self.base, *parts))
+
+    def queue(self, queue: str, priority: int) -> str:
+        return self("q", queue, str(priority))
+
+    def wake(self, queue: str) -> str:
+        return self("wake", queue)
+
+    def hold(self, consumer: str) -> str:
+        return self("hold", consumer)
+
+
+class RedisBroker(Broker):
+    """A :class:`Broker` over one Redis client (real, embedded or fake)."""
+
+    def __init__(self, client: redis.Redis, prefix: str = "minicelery") -> None:
+        self.client = client
+        self.keys = Keys(prefix)
+        register = client.register_script
+        self._reserve = register(load_script("reserve"))
+        self._publish = register(load_script("publish"))
+        self._requeue = register(load_script("requeue"))
+        self._recover = register(load_script("recover"))
+        self._move_due = register(load_script("move_due"))
+        self._heartbeat = register(load_script("heartbeat"))
+        self._rotation = 0
+
+    def _call(self, what: str, func: Callable[[], T]) -> T:
+        with translate_errors(what):
+            return func()
+
+    def _entry(self, queue: str, priority: int, data: bytes) -> bytes:
+        return b"".join(
+            (
+                self.keys.queue(queue, priority).encode(),
+                SEP,
+                self.keys.wake(queue).encode(),
+                SEP,
+                data,
+            )
+        )
+
+    def publish(self, messages: Sequence[OutgoingMessage]) -> None:
+        def run() -> None:
+            pipe = self.client.pipeline(transaction=False)
+            schedule_changed = False
+            for msg in messages:
+                priority = min(max(int(msg.priority or 0), 0), 9)
+                if msg.eta is not None and msg.eta > time.time():
+                    pipe.zadd(
+                        self.keys("scheduled"),
+                        {self._entry(msg.queue, priority, msg.data): msg.eta},
+                    )
+                    schedule_changed = True
+                else:
+                    keys = [self.keys.queue(msg.queue, priority), self.keys.wake(msg.queue)]
+                    self._publish(keys=keys, args=[msg.data], client=pipe)
+            if schedule_changed:
+                pipe.lpush(self.keys("schedwake"), b"1")
+                pipe.ltrim(self.keys("schedwake"), 0, 0)
+            pipe.execute()
+
+        self._call("publish", run)
+
+    def _queue_keys(self, queues: Sequence[str]) -> list[str]:
+        keys: list[str] = []
+        for queue in queues:
+            keys.extend(self.keys.queue(queue, p) for p in PRIORITIES)
+            keys.append(self.keys.wake(queue))
+        return keys
+
+    def reserve(self, consumer: str, queues: Sequence[str], count: int) -> list[Delivery]:
+        if count <= 0 or not queues:
+            return []
+        # Rotate the queue order so one busy queue cannot starve the others.
+        self._rotation = (self._rotation + 1) % len(queues)
+        ordered = list(queues[self._rotation :]) + list(queues[: self._rotation])
+        keys = [
+            self.keys.hold(consumer),
+            self.keys("seq"),
+            self.keys("consumers"),
+            *self._queue_keys(ordered),
+        ]
+        flat = self._call("reserve", lambda: self._reserve(keys=keys, args=[consumer, count]))
+        queue_of = {self.keys.queue(q, p).encode(): q for q in queues for p in PRIORITIES}
+        return [
+            Delivery(flat[i].decode(), queue_of[flat[i + 1]], flat[i + 2])
+            for i in range(0, len(flat), 3)
+        ]
+
+    def wait(self, queues: Sequence[str], timeout: float) -> bool:
+        wake_keys = [self.keys.wake(q) for q in queues]
+        # BLPOP takes a float timeout; 0 would block forever, so never pass it.
+        seconds = max(timeout, 0.01)
+        popped = self._call("wait", lambda: self.client.blpop(wake_keys, timeout=seconds))
+        return popped is not None
+
+    def ack(self, consumer: str, tags: Sequence[str]) -> None:
+        if tags:
+            self._call("ack", lambda: self.client.hdel(self.keys.hold(consumer), *tags))
+
+    def requeue(self, consumer: str, tags: Sequence[str]) -> int:
+        if not tags:
+            return 0
+        keys = [self.keys.hold(consumer)]
+        return int(self._call("requeue", lambda: self._requeue(keys=keys, args=list(tags))))
+
+    def heartbeat(self, consumer: str) -> None:
+        keys = [self.keys("consumers")]
+        self._call("heartbeat", lambda: self._heartbeat(keys=keys, args=[consumer]))
+
+    def _run_recover(self, lost_after: float, consumer: str) -> int:
+        keys = [self.keys("consumers")]
+        args: list[float | str] = [lost_after, self.keys.hold(""), consumer]
+        return int(self._call("recover", lambda: self._recover(keys=keys, args=args)))
+
+    def unregister(self, consumer: str) -> int:
+        return self._run_recover(1e12, consumer)
+
+    def recover_lost(self, lost_after: float) -> int:
+        return self._run_recover(lost_after, "")
+
+    def move_due(self, now: float, limit: int = 1000) -> int:
+        keys = [self.keys("scheduled")]
+        return int(self._call("move_due", lambda: self._move_due(keys=keys, args=[now, limit])))
+
+    def next_due(self) -> float | None:
+        first = self._call(
+            "next_due", lambda: self.client.zrange(self.keys("scheduled"), 0, 0, withscores=True)
+        )
+        return float(first[0][1]) if first else None
+
+    def wait_schedule_change(self, timeout: float) -> None:
+        key = self.keys("schedwake")
+        self._call("wait", lambda: self.client.blpop([key], timeout=max(timeout, 0.01)))
+
+    def dead_letter(self, consumer: str, delivery: Delivery, letter: DeadLetter) -> None:
+        record = msgpack.packb(
+            {
+                "id": letter.id,
+                "task": letter.task,
+                "reason": letter.reason,
+                "when": letter.when,
+                "queue": letter.queue,
+                "data": letter.data,
+            },
+            use_bin_type=True,
+        )
+
+        def run() -> None:
+            pipe = self.client.pipeline(transaction=True)
+            pipe.hset(self.keys("dead"), letter.id, record)
+            pipe.zadd(self.keys("dead", "index"), {letter.id: letter.when})
+            pipe.hdel(self.keys.hold(consumer), delivery.tag)
+            pipe.execute()
+
+        self._call("dead_letter", run)
+
+    def dead_letters(self) -> list[DeadLetter]:
+        def run() -> list[Any]:
+            ids: list[Any] = list(self.client.zrange(self.keys("dead", "index"), 0, -1))
+            return list(self.client.hmget(self.keys("dead"), ids)) if ids else []
+
+        letters = []
+        for raw in self._call("dead_letters", run):
+            if raw is None:
+                continue
+            record = msgpack.unpackb(raw, raw=False)
+            letters.append(DeadLetter(**record))
+        return letters
+
+    def replay_dead(self, ids: Sequence[str] | None = None) -> int:
+        letters = self.dead_letters()
+        if ids is not None:
+            wanted = set(ids)
+            letters = [letter for letter in letters if letter.id in wanted]
+        if not letters:
+            return 0
+
+        def run() -> None:
+            pipe = self.client.pipeline(transaction=True)
+            for letter in letters:
+                keys = [self.keys.queue(letter.queue, 0), self.keys.wake(letter.queue)]
+                self._publish(keys=keys, args=[letter.data], client=pipe)
+                pipe.hdel(self.keys("dead"), letter.id)
+                pipe.zrem(self.keys("dead", "index"), letter.id)
+            pipe.execute()
+
+        self._call("replay_dead", run)
+        return len(letters)
+
+    def purge_dead(self) -> int:
+        def run() -> int:
+            pipe = self.client.pipeline(transaction=True)
+            pipe.hlen(self.keys("dead"))
+            pipe.delete(self.keys("dead"), self.keys("dead", "index"))
+            return int(pipe.execute()[0])
+
+        return self._call("purge_dead", run)
+
+    def purge(self, queues: Sequence[str]) -> int:
+        def run() -> int:
+            pipe = self.client.pipeline(transaction=True)
+            keys = [self.keys.queue(q, p) for q in queues for p in PRIORITIES]
+            for key in keys:
+                pipe.llen(key)
+            pipe.delete(*keys, *(self.keys.wake(q) for q in queues))
+            return sum(int(n) for n in pipe.execute()[:-1])
+
+        return self._call("purge", run)
+
+    def queue_sizes(self, queues: Sequence[str]) -> dict[str, int]:
+        def run() -> dict[str, int]:
+            pipe = self.client.pipeline(transaction=False)
+            for queue in queues:
+                for p in PRIORITIES:
+                    pipe.llen(self.keys.queue(queue, p))
+            counts = pipe.execute()
+            return {q: sum(counts[i * 10 : (i + 1) * 10]) for i, q in enumerate(queues)}
+
+        return self._call("queue_sizes", run)
+
+    def ping(self) -> None:
+        self._call("ping", self.client.ping)
+
+    def close(self) -> None:
+        self.client.close()

@@ -1,0 +1,1 @@
+"""The ``minicelery`` command line (the only module that imports click)."""

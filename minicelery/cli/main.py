@@ -1,0 +1,254 @@
+"""``minicelery [-A APP] [-b URL] COMMAND``: the commands only parse and delegate, and every
+expected failure ends in a one-line error and a non-zero exit, never a traceback."""
+
+from __future__ import annotations
+
+import datetime as dt
+import functools
+import json
+import sys
+from collections.abc import Callable
+from typing import Any, TypeVar
+
+import click
+
+from .. import __version__
+from ..app import Celery
+from ..exceptions import MiniceleryError
+from .app_loader import AppNotFound, find_app
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+def friendly_errors(func: F) -> F:
+    """Turn our own errors into click's one-line ones."""
+
+    @functools.wraps(func)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        try:
+            return func(*args, **kwargs)
+        except (MiniceleryError, AppNotFound) as exc:
+            raise click.ClickException(str(exc)) from exc
+
+    return wrapper  # type: ignore[return-value]
+
+
+class State:
+    """What the group's options resolved to, handed to each command."""
+
+    def __init__(self, app_spec: str | None, broker: str | None, backend: str | None) -> None:
+        self.app_spec = app_spec
+        self.broker = broker
+        self.backend = backend
+        self._app: Celery | None = None
+
+    @property
+    def app(self) -> Celery:
+        if self._app is None:
+            app = find_app(self.app_spec) if self.app_spec else Celery("default")
+            if self.broker:
+                app.conf.broker_url = self.broker
+            if self.backend:
+                app.conf.result_backend = self.backend
+            self._app = app
+        return self._app
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.option(
+    "-A",
+    "--app",
+    "app_spec",
+    envvar="MINICELERY_APP",
+    help="The app: module, module.attr or module:attr.",
+)
+@click.option("-b", "--broker", help="Broker URL (overrides broker_url).")
+@click.option("--result-backend", help="Result backend URL (overrides result_backend).")
+@click.version_option(__version__, "--version", prog_name="minicelery", message="%(version)s")
+@click.pass_context
+def cli(
+    ctx: click.Context, app_spec: str | None, broker: str | None, result_backend: str | None
+) -> None:
+    """minicelery: a Celery-compatible task queue on Redis."""
+    ctx.obj = State(app_spec, broker, result_backend)
+
+
+def _json_arg(value: str | None, what: str, kind: type) -> Any:
+    if value is None:
+        return kind()
+    try:
+        parsed = json.loads(value)
+    except json.JSONDecodeError as exc:
+        raise click.BadParameter(f"not valid JSON ({exc.msg})", param_hint=what) from exc
+    if not isinstance(parsed, kind):
+        raise click.BadParameter(f"must be a JSON {kind.__name__}", param_hint=what)
+    return parsed
+
+
+@cli.command()
+@click.argument("name")
+@click.option("-a", "--args", help="Positional arguments as a JSON list, e.g. '[2, 2]'.")
+@click.option("-k", "--kwargs", help="Keyword arguments as a JSON object.")
+@click.option("--countdown", type=float, help="Seconds to wait before running.")
+@click.option("--eta", help="ISO-8601 time to run at.")
+@click.option("--expires", help="Seconds, or an ISO-8601 time, after which not to run.")
+@click.option("--queue", "-Q", help="Queue to send to.")
+@click.option("--priority", type=click.IntRange(0, 9), help="0-9, 9 runs first.")
+@click.pass_obj
+@friendly_errors
+def call(
+    state: State,
+    name: str,
+    args: str | None,
+    kwargs: str | None,
+    countdown: float | None,
+    eta: str | None,
+    expires: str | None,
+    queue: str | None,
+    priority: int | None,
+) -> None:
+    """Send task NAME and print its id."""
+    options: dict[str, Any] = {"countdown": countdown, "queue": queue, "priority": priority}
+    if eta:
+        try:
+            options["eta"] = dt.datetime.fromisoformat(eta)
+        except ValueError as exc:
+            raise click.BadParameter("not an ISO-8601 time", param_hint="--eta") from exc
+    if expires:
+        options["expires"] = _parse_expires(expires)
+    result = state.app.send_task(
+        name,
+        _json_arg(args, "--args", list),
+        _json_arg(kwargs, "--kwargs", dict),
+        **{k: v for k, v in options.items() if v is not None},
+    )
+    click.echo(result.id)
+
+
+def _parse_expires(value: str) -> float | dt.datetime:
+    try:
+        return float(value)
+    except ValueError:
+        pass
+    try:
+        return dt.datetime.fromisoformat(value)
+    except ValueError as exc:
+        raise click.BadParameter("seconds or an ISO-8601 time", param_hint="--expires") from exc
+
+
+@cli.command()
+@click.argument("task_id")
+@click.option(
+    "--traceback", "show_traceback", is_flag=True, help="Show the traceback of a failure."
+)
+@click.option("-t", "--task", help="Task name (accepted for Celery compatibility).")
+@click.option(
+    "--timeout", type=float, default=None, help="Wait up to this many seconds for the result."
+)
+@click.pass_obj
+@friendly_errors
+def result(
+    state: State, task_id: str, show_traceback: bool, task: str | None, timeout: float | None
+) -> None:
+    """Print the result of TASK_ID (its state while it is not ready)."""
+    handle = state.app.AsyncResult(task_id)
+    if timeout is not None:
+        handle.get(timeout=timeout, propagate=False)
+    if show_traceback:
+        click.echo(handle.traceback or "")
+        return
+    if not handle.ready():
+        click.echo(handle.state)
+        return
+    click.echo(repr(handle.result) if handle.failed() else _show(handle.result))
+
+
+def _show(value: Any) -> str:
+    return value if isinstance(value, str) else json.dumps(value, default=repr)
+
+
+def _queues(app: Celery, queues: str | None, exclude: str | None) -> list[str]:
+    names = [q for q in (queues or "").split(",") if q] or [app.conf.task_default_queue]
+    excluded = {q for q in (exclude or "").split(",") if q}
+    return [q for q in names if q not in excluded]
+
+
+@cli.command()
+@click.option("-f", "--force", is_flag=True, help="Do not ask for confirmation.")
+@click.option(
+    "-Q", "--queues", help="Comma-separated queues to purge (default: the default queue)."
+)
+@click.option("-X", "--exclude-queues", help="Comma-separated queues to leave alone.")
+@click.pass_obj
+@friendly_errors
+def purge(state: State, force: bool, queues: str | None, exclude_queues: str | None) -> None:
+    """Delete all waiting messages from the queues."""
+    names = _queues(state.app, queues, exclude_queues)
+    if not force:
+        click.echo(
+            f"WARNING: This will remove all tasks from {'queue' if len(names) == 1 else 'queues'}: "
+            f"{', '.join(names)}.\n         There is no undo for this operation!\n\n"
+            "(to skip this prompt use the -f option)"
+        )
+        if not sys.stdin.isatty() or not click.confirm(
+            "Are you sure you want to delete all tasks?"
+        ):
+            raise click.ClickException("Purge cancelled (use -f to purge without asking).")
+    count = state.app.broker.purge(names)
+    plural = "queue" if len(names) == 1 else "queues"
+    if count:
+        click.echo(
+            f"Purged {count} {'message' if count == 1 else 'messages'} from "
+            f"{len(names)} known task {plural}."
+        )
+    else:
+        click.echo(f"No messages purged from {len(names)} {plural}.")
+
+
+@cli.group()
+def dead() -> None:
+    """Messages the worker could not run: list, replay, purge."""
+
+
+@dead.command("list")
+@click.pass_obj
+@friendly_errors
+def dead_list(state: State) -> None:
+    """One line per dead letter: id, task, reason, when."""
+    letters = state.app.broker.dead_letters()
+    for letter in letters:
+        when = dt.datetime.fromtimestamp(letter.when, dt.timezone.utc).isoformat(timespec="seconds")
+        click.echo(f"{letter.id}\t{letter.task}\t{letter.reason}\t{when}")
+    if not letters:
+        click.echo("No dead letters.", err=True)
+
+
+@dead.command("replay")
+@click.argument("ids", nargs=-1)
+@click.option("--all", "replay_all", is_flag=True, help="Replay every dead letter.")
+@click.pass_obj
+@friendly_errors
+def dead_replay(state: State, ids: tuple[str, ...], replay_all: bool) -> None:
+    """Put dead letters back on their queues."""
+    if not ids and not replay_all:
+        raise click.UsageError("give dead-letter IDs or --all")
+    count = state.app.broker.replay_dead(None if replay_all else list(ids))
+    click.echo(f"Replayed {count} dead {'letter' if count == 1 else 'letters'}.")
+    if ids and count < len(ids):
+        raise click.ClickException(f"{len(ids) - count} of the given IDs were not found.")
+
+
+@dead.command("purge")
+@click.pass_obj
+@friendly_errors
+def dead_purge(state: State) -> None:
+    """Delete every dead letter."""
+    count = state.app.broker.purge_dead()
+    click.echo(f"Purged {count} dead {'letter' if count == 1 else 'letters'}.")
+
+
+def main() -> None:
+    from .worker import worker
+
+    cli.add_command(worker)
+    cli(prog_name="minicelery")

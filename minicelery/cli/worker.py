@@ -1,0 +1,143 @@
+"""``minicelery worker``: options, start-up banner, logging, then hand over to the worker."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import platform
+import re
+import sys
+from typing import Any
+
+import click
+
+from .. import __version__, signals
+from ..app import Celery
+from ..utils.log import setup_logging
+from ..worker.controller import POOLS, WorkController, WorkerOptions
+from .main import State, friendly_errors
+
+LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL", "FATAL")
+
+
+def mask_url(url: str | None) -> str:
+    """Hide the password in a URL, as Celery's banner does."""
+    if url is None:
+        return "disabled://"
+    return re.sub(r"(://[^:/@]*:)[^@]*@", r"\1**@", url)
+
+
+def banner(app: Celery, worker: WorkController, broker_url: str, backend_url: str | None) -> str:
+    tasks = sorted(name for name in app.tasks if not name.startswith("minicelery."))
+    task_lines = "\n".join(f"  . {name}" for name in tasks) or "  (none)"
+    queue_lines = "\n".join(
+        f"                .> {q:<16} exchange={q}(direct) key={q}" for q in worker.queues
+    )
+    return f"""
+ -------------- {worker.hostname} v{__version__}
+--- ***** -----
+-- ******* ---- {platform.platform()} {__import__("datetime").datetime.now():%Y-%m-%d %H:%M:%S}
+- *** --- * ---
+- ** ---------- [config]
+- ** ---------- .> app:         {app.main}:{id(app):#x}
+- ** ---------- .> transport:   {mask_url(broker_url)}
+- ** ---------- .> results:     {mask_url(backend_url)}
+- *** --- * --- .> concurrency: {worker.concurrency} ({worker.options.pool})
+-- ******* ---- .> task events: OFF
+--- ***** -----
+ -------------- [queues]
+{queue_lines}
+
+[tasks]
+{task_lines}
+"""
+
+
+@click.command()
+@click.option(
+    "-l",
+    "--loglevel",
+    default="WARNING",
+    show_default=True,
+    type=click.Choice(LOG_LEVELS, case_sensitive=False),
+    help="Logging level.",
+)
+@click.option("-f", "--logfile", help="Log to this file instead of stderr.")
+@click.option("-c", "--concurrency", type=click.IntRange(1), help="Pool size (default: CPU count).")
+@click.option("-P", "--pool", type=click.Choice(POOLS), default="prefork", show_default=True)
+@click.option("-Q", "--queues", help="Comma-separated queues to consume from.")
+@click.option("-X", "--exclude-queues", help="Comma-separated queues not to consume from.")
+@click.option(
+    "-n", "--hostname", default="celery@%h", show_default=True, help="Worker name (%h = host)."
+)
+@click.option(
+    "--prefetch-multiplier", type=click.IntRange(1), help="Messages reserved per pool slot."
+)
+@click.option(
+    "--max-tasks-per-child", type=click.IntRange(1), help="Replace a child after this many tasks."
+)
+@click.option("--time-limit", type=click.FloatRange(0, min_open=True), help="Hard time limit (s).")
+@click.option(
+    "--soft-time-limit", type=click.FloatRange(0, min_open=True), help="Soft time limit (s)."
+)
+@click.option("--pidfile", help="Write the main process's PID here.")
+@click.pass_obj
+@friendly_errors
+def worker(
+    state: State,
+    loglevel: str,
+    logfile: str | None,
+    concurrency: int | None,
+    pool: str,
+    queues: str | None,
+    exclude_queues: str | None,
+    hostname: str,
+    prefetch_multiplier: int | None,
+    max_tasks_per_child: int | None,
+    time_limit: float | None,
+    soft_time_limit: float | None,
+    pidfile: str | None,
+) -> None:
+    """Start a worker."""
+    app = state.app
+    setup_logging(loglevel.upper(), logfile, app.conf.worker_hijack_root_logger)
+    app.import_modules()
+    broker_url, backend_url = app.resolved_urls()
+    options = WorkerOptions(
+        hostname=hostname,
+        concurrency=concurrency,
+        pool=pool,
+        queues=_split(queues),
+        exclude_queues=_split(exclude_queues),
+        prefetch_multiplier=prefetch_multiplier,
+        max_tasks_per_child=max_tasks_per_child,
+        time_limit=time_limit,
+        soft_time_limit=soft_time_limit,
+    )
+    signals.worker_init.send(sender=None)
+    controller = WorkController(app, options)
+    controller.app.broker.ping()
+    click.echo(banner(app, controller, broker_url, backend_url))
+    if pidfile:
+        _write_pidfile(pidfile)
+    controller.install_signal_handlers()
+    try:
+        code = controller.start()
+    finally:
+        if pidfile:
+            _remove(pidfile)
+    sys.exit(code)
+
+
+def _split(value: str | None) -> list[str]:
+    return [item.strip() for item in (value or "").split(",") if item.strip()]
+
+
+def _write_pidfile(path: str) -> None:
+    with open(path, "w") as handle:
+        handle.write(f"{os.getpid()}\n")
+
+
+def _remove(path: Any) -> None:
+    with contextlib.suppress(FileNotFoundError):
+        os.unlink(path)

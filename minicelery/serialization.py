@@ -1,0 +1,188 @@
+"""Codecs for message bodies and results (json, msgpack, opt-in pickle) and the
+portable form of exceptions that Celery's result backends use."""
+
+from __future__ import annotations
+
+import base64
+import datetime as dt
+import decimal
+import importlib
+import json
+import pickle
+import uuid
+from collections.abc import Callable, Collection
+from dataclasses import dataclass
+from typing import Any
+
+import msgpack
+
+from .exceptions import ContentDisallowed, RemoteTaskError, SerializationError
+
+
+@dataclass(frozen=True)
+class Codec:
+    """A named serializer: its content type and its two functions."""
+
+    name: str
+    content_type: str
+    dumps: Callable[[Any], bytes]
+    loads: Callable[[bytes], Any]
+
+
+def _encode_extra(obj: Any) -> Any:
+    """Turn the non-JSON types Celery's json codec supports into tagged dicts."""
+    if isinstance(obj, dt.datetime):
+        return {"__type__": "datetime", "__value__": obj.isoformat()}
+    if isinstance(obj, dt.date):
+        return {"__type__": "date", "__value__": obj.isoformat()}
+    if isinstance(obj, dt.time):
+        return {"__type__": "time", "__value__": obj.isoformat()}
+    if isinstance(obj, uuid.UUID):
+        return {"__type__": "uuid", "__value__": str(obj)}
+    if isinstance(obj, decimal.Decimal):
+        return {"__type__": "decimal", "__value__": str(obj)}
+    if isinstance(obj, bytes):
+        return {"__type__": "bytes", "__value__": base64.b64encode(obj).decode("ascii")}
+    if isinstance(obj, (set, frozenset)):
+        return list(obj)
+    raise TypeError(f"Object of type {type(obj).__name__} is not serializable")
+
+
+_DECODERS: dict[str, Callable[[str], Any]] = {
+    "datetime": dt.datetime.fromisoformat,
+    "date": dt.date.fromisoformat,
+    "time": dt.time.fromisoformat,
+    "uuid": uuid.UUID,
+    "decimal": decimal.Decimal,
+    "bytes": base64.b64decode,
+}
+
+
+def _decode_extra(obj: dict[str, Any]) -> Any:
+    kind = obj.get("__type__")
+    if kind is not None and len(obj) == 2 and "__value__" in obj:
+        decoder = _DECODERS.get(kind)
+        if decoder is not None:
+            return decoder(obj["__value__"])
+    return obj
+
+
+def _json_dumps(obj: Any) -> bytes:
+    return json.dumps(obj, default=_encode_extra, separators=(",", ":")).encode()
+
+
+def _json_loads(data: bytes) -> Any:
+    return json.loads(data, object_hook=_decode_extra)
+
+
+def _msgpack_encode_extra(obj: Any) -> Any:
+    if isinstance(obj, (set, frozenset)):
+        return list(obj)
+    return _encode_extra(obj)
+
+
+def _msgpack_dumps(obj: Any) -> bytes:
+    return msgpack.packb(obj, default=_msgpack_encode_extra, use_bin_type=True)  # type: ignore[no-any-return]
+
+
+def _msgpack_loads(data: bytes) -> Any:
+    return msgpack.unpackb(data, raw=False, object_hook=_decode_extra, strict_map_key=False)
+
+
+def _pickle_dumps(obj: Any) -> bytes:
+    return pickle.dumps(obj, protocol=pickle.HIGHEST_PROTOCOL)
+
+
+CODECS: dict[str, Codec] = {
+    "json": Codec("json", "application/json", _json_dumps, _json_loads),
+    "msgpack": Codec("msgpack", "application/x-msgpack", _msgpack_dumps, _msgpack_loads),
+    "pickle": Codec("pickle", "application/x-python-serialize", _pickle_dumps, pickle.loads),
+}
+_BY_CONTENT_TYPE = {codec.content_type: codec for codec in CODECS.values()}
+
+
+def codec_for(name_or_type: str) -> Codec:
+    """Find a codec by its short name ('json') or content type ('application/json')."""
+    codec = CODECS.get(name_or_type) or _BY_CONTENT_TYPE.get(name_or_type)
+    if codec is None:
+        raise SerializationError(f"unknown serializer or content type: {name_or_type!r}")
+    return codec
+
+
+def accepted_content_types(accept: Collection[str]) -> frozenset[str]:
+    """Normalise an ``accept_content`` list of names or content types to content types."""
+    return frozenset(codec_for(item).content_type for item in accept)
+
+
+def dumps(obj: Any, serializer: str) -> tuple[str, bytes]:
+    """Encode ``obj``; return ``(content_type, data)``. Raises SerializationError."""
+    codec = codec_for(serializer)
+    try:
+        return codec.content_type, codec.dumps(obj)
+    except (TypeError, ValueError, OverflowError, pickle.PicklingError) as exc:
+        raise SerializationError(f"cannot serialize with {codec.name}: {exc}") from exc
+
+
+def loads(data: bytes, content_type: str, accept: Collection[str] | None = None) -> Any:
+    """Decode ``data``; refuse content types not in ``accept`` (content types)."""
+    if accept is not None and content_type not in accept:
+        raise ContentDisallowed(f"refusing to deserialize content of type {content_type!r}")
+    codec = codec_for(content_type)
+    try:
+        return codec.loads(data)
+    except Exception as exc:  # any decoder error means the same thing to the caller
+        raise SerializationError(f"cannot deserialize {codec.name} data: {exc}") from exc
+
+
+def exception_to_dict(exc: BaseException) -> dict[str, Any]:
+    """The portable form Celery stores for a task failure."""
+    exc_type = type(exc)
+    module = exc_type.__module__
+    return {
+        "exc_type": exc_type.__qualname__,
+        "exc_message": list(_portable_args(exc.args)),
+        "exc_module": module,
+    }
+
+
+def _portable_args(args: tuple[Any, ...]) -> list[Any]:
+    portable: list[Any] = []
+    for arg in args:
+        try:
+            json.dumps(arg, default=_encode_extra)
+            portable.append(arg)
+        except (TypeError, ValueError):
+            portable.append(repr(arg))
+    return portable
+
+
+def exception_from_dict(data: Any) -> BaseException:
+    """Rebuild a task's exception: the real type when importable, else a stand-in of the same
+    name. Never unpickles."""
+    if not isinstance(data, dict) or "exc_type" not in data:
+        return RemoteTaskError(data)
+    name = str(data.get("exc_type"))
+    module = str(data.get("exc_module") or "builtins")
+    message = data.get("exc_message", [])
+    args = tuple(message) if isinstance(message, (list, tuple)) else (message,)
+    cls = _import_exception(module, name)
+    if cls is not None:
+        try:
+            instance: BaseException = cls(*args)
+            return instance
+        except Exception:  # the class wants other arguments: fall back to the stand-in
+            pass
+    stand_in: type[RemoteTaskError] = type(name, (RemoteTaskError,), {"__module__": module})
+    return stand_in(*args)
+
+
+def _import_exception(module: str, qualname: str) -> type[BaseException] | None:
+    try:
+        obj: Any = importlib.import_module(module)
+        for part in qualname.split("."):
+            obj = getattr(obj, part)
+    except (ImportError, AttributeError, ValueError):
+        return None
+    if isinstance(obj, type) and issubclass(obj, BaseException):
+        return obj
+    return None

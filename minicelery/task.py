@@ -1,0 +1,365 @@
+"""``Task``: a registered function with Celery's calling API and request context."""
+
+from __future__ import annotations
+
+import asyncio
+import datetime as dt
+import inspect
+import uuid
+from collections.abc import Callable, Iterable
+from typing import TYPE_CHECKING, Any, ClassVar, Generic, ParamSpec, TypeVar
+
+from . import states
+from ._state import current_request, task_stack
+from .exceptions import MaxRetriesExceededError, Retry
+from .result import AsyncResult, EagerResult
+
+if TYPE_CHECKING:
+    from .app import Celery
+    from .canvas.signature import Signature
+
+P = ParamSpec("P")
+R = TypeVar("R")
+
+# Task attribute -> the setting that supplies it when the task does not say.
+FROM_CONFIG = {
+    "serializer": "task_serializer",
+    "rate_limit": "task_default_rate_limit",
+    "priority": "task_default_priority",
+    "track_started": "task_track_started",
+    "acks_late": "task_acks_late",
+    "acks_on_failure_or_timeout": "task_acks_on_failure_or_timeout",
+    "reject_on_worker_lost": "task_reject_on_worker_lost",
+    "ignore_result": "task_ignore_result",
+    "store_errors_even_if_ignored": "task_store_errors_even_if_ignored",
+    "time_limit": "task_time_limit",
+    "soft_time_limit": "task_soft_time_limit",
+    "store_eager_result": "task_store_eager_result",
+}
+
+
+class Context:
+    """``task.request``: everything about the current call of a task."""
+
+    id: str | None = None
+    args: Any = ()
+    kwargs: Any = None
+    retries: int = 0
+    is_eager: bool = False
+    eta: str | None = None
+    expires: str | None = None
+    hostname: str | None = None
+    delivery_info: Any = None
+    root_id: str | None = None
+    parent_id: str | None = None
+    group: str | None = None
+    group_index: int | None = None
+    correlation_id: str | None = None
+    origin: str | None = None
+    headers: Any = None
+    reply_to: str | None = None
+    callbacks: Any = None
+    errbacks: Any = None
+    chain: Any = None
+    chord: Any = None
+    timelimit: Any = None
+    ignore_result: bool = False
+    called_directly: bool = True
+    task: str | None = None
+    shadow: str | None = None
+
+    def __init__(self, **fields: Any) -> None:
+        self.__dict__.update(fields)
+
+    def get(self, key: str, default: Any = None) -> Any:
+        return getattr(self, key, default)
+
+    def __repr__(self) -> str:
+        return f"<Context: {vars(self)}>"
+
+
+class Task(Generic[P, R]):
+    """A task: call it to run here, ``delay()``/``apply_async()`` to run it on a worker.
+
+    Options left as None take their value from the app's settings (``task_acks_late`` ...).
+    """
+
+    name: str = ""
+    app: ClassVar[Celery]
+    typing: bool = True
+    max_retries: int | None = 3
+    default_retry_delay: float = 180
+    autoretry_for: tuple[type[BaseException], ...] = ()
+    retry_kwargs: dict[str, Any] = {}
+    retry_backoff: bool | float = False
+    retry_backoff_max: float = 600
+    retry_jitter: bool = True
+    queue: str | None = None
+    expires: float | dt.datetime | None = None
+    serializer: str | None = None
+    rate_limit: str | None = None
+    priority: int | None = None
+    track_started: bool | None = None
+    acks_late: bool | None = None
+    acks_on_failure_or_timeout: bool | None = None
+    reject_on_worker_lost: bool | None = None
+    ignore_result: bool | None = None
+    store_errors_even_if_ignored: bool | None = None
+    store_eager_result: bool | None = None
+    time_limit: float | None = None
+    soft_time_limit: float | None = None
+    abstract: bool = True
+    _signature_cache: inspect.Signature | None = None
+
+    def run(self, *args: P.args, **kwargs: P.kwargs) -> R:
+        raise NotImplementedError("Tasks must define the run method.")
+
+    def option(self, attr: str) -> Any:
+        """The task's own value for ``attr``, or the app-wide setting that supplies it."""
+        value = getattr(self, attr)
+        if value is None and attr in FROM_CONFIG:
+            return self.app.conf[FROM_CONFIG[attr]]
+        return value
+
+    @property
+    def request(self) -> Context:
+        request = current_request()
+        return request if request is not None and request.task == self.name else Context()
+
+    @property
+    def backend(self) -> Any:
+        return self.app.backend
+
+    def __call__(self, *args: P.args, **kwargs: P.kwargs) -> R:
+        stack = task_stack()
+        stack.append(Context(args=args, kwargs=kwargs, task=self.name, called_directly=True))
+        try:
+            result = self.run(*args, **kwargs)
+            if inspect.iscoroutine(result):
+                return asyncio.run(result)  # type: ignore[no-any-return]
+            return result
+        finally:
+            stack.pop()
+
+    def check_arguments(self, args: Iterable[Any], kwargs: dict[str, Any]) -> None:
+        """Raise TypeError now, at the call site, when the arguments do not fit."""
+        if self._signature_cache is None:
+            type(self)._signature_cache = inspect.signature(self.run)
+        assert self._signature_cache is not None
+        try:
+            self._signature_cache.bind(*args, **kwargs)
+        except TypeError as exc:
+            raise TypeError(f"{self.name}() {exc}") from None
+
+    def delay(self, *args: P.args, **kwargs: P.kwargs) -> AsyncResult:
+        """Send the task to a worker with these arguments."""
+        return self.apply_async(args, kwargs)
+
+    def apply_async(
+        self,
+        args: Iterable[Any] | None = None,
+        kwargs: dict[str, Any] | None = None,
+        task_id: str | None = None,
+        producer: Any = None,
+        link: Any = None,
+        link_error: Any = None,
+        shadow: str | None = None,
+        **options: Any,
+    ) -> AsyncResult:
+        """Send the task with Celery's options (countdown, eta, expires, queue, priority...)."""
+        args = tuple(args or ())
+        kwargs = dict(kwargs or {})
+        if self.typing:
+            self.check_arguments(args, kwargs)
+        if self.app.conf.task_always_eager:
+            return self.apply(
+                args, kwargs, task_id=task_id, link=link, link_error=link_error, **options
+            )
+        return self.app.send_task(
+            self.name,
+            args,
+            kwargs,
+            task_id=task_id,
+            link=link,
+            link_error=link_error,
+            shadow=shadow,
+            task=self,
+            **options,
+        )
+
+    def apply(
+        self,
+        args: Iterable[Any] | None = None,
+        kwargs: dict[str, Any] | None = None,
+        task_id: str | None = None,
+        **options: Any,
+    ) -> EagerResult:
+        """Run the task here and now, returning an ``EagerResult``."""
+        from .worker.executor import run_eager
+
+        return run_eager(
+            self, tuple(args or ()), dict(kwargs or {}), task_id or str(uuid.uuid4()), options
+        )
+
+    def AsyncResult(self, task_id: str, **kwargs: Any) -> AsyncResult:
+        return AsyncResult(task_id, task_name=self.name, app=self.app, **kwargs)
+
+    def signature(
+        self,
+        args: Iterable[Any] | None = None,
+        kwargs: dict[str, Any] | None = None,
+        *starargs: Any,
+        **options: Any,
+    ) -> Signature:
+        from .canvas.signature import Signature
+
+        return Signature(self, args, kwargs, options, app=self.app)
+
+    subtask = signature
+
+    def s(self, *args: Any, **kwargs: Any) -> Signature:
+        """A partial signature: ``add.s(2)`` later called with ``4`` runs ``add(4, 2)``."""
+        return self.signature(args, kwargs)
+
+    def si(self, *args: Any, **kwargs: Any) -> Signature:
+        """An immutable signature: it ignores the result of a previous task."""
+        sig = self.signature(args, kwargs)
+        sig["immutable"] = True
+        return sig
+
+    def retry(
+        self,
+        args: Any = None,
+        kwargs: Any = None,
+        exc: BaseException | None = None,
+        throw: bool = True,
+        eta: dt.datetime | None = None,
+        countdown: float | None = None,
+        max_retries: int | None = None,
+        **options: Any,
+    ) -> Retry:
+        """Send this task again later and raise ``Retry`` (or the max-retries error)."""
+        request = self.request
+        limit = self.max_retries if max_retries is None else max_retries
+        if request.called_directly:
+            raise exc if exc is not None else Retry("Task can be retried", None)
+        if limit is not None and request.retries >= limit:
+            if exc is not None:
+                raise exc
+            raise MaxRetriesExceededError(
+                f"Can't retry {self.name}[{request.id}] "
+                f"args:{request.args} kwargs:{request.kwargs}",
+                task_args=request.args,
+                task_kwargs=request.kwargs,
+            )
+        if eta is None and countdown is None:
+            countdown = self.default_retry_delay
+        delay_options = {"eta": eta} if eta is not None else {"countdown": countdown}
+        self._send_retry(request, args, kwargs, {**options, **delay_options})
+        retry = Retry(exc=exc, when=eta or countdown)
+        if throw:
+            raise retry
+        return retry
+
+    def _send_retry(
+        self, request: Context, args: Any, kwargs: Any, options: dict[str, Any]
+    ) -> None:
+        if request.is_eager:
+            self.apply(
+                args if args is not None else request.args,
+                kwargs if kwargs is not None else request.kwargs,
+                task_id=request.id,
+                retries=request.retries + 1,
+            )
+            return
+        delivery_info = request.delivery_info or {}
+        self.app.send_task(
+            self.name,
+            args if args is not None else request.args,
+            kwargs if kwargs is not None else request.kwargs,
+            task_id=request.id,
+            retries=request.retries + 1,
+            root_id=request.root_id,
+            parent_id=request.parent_id,
+            group_id=request.group,
+            group_index=request.group_index,
+            queue=options.pop("queue", delivery_info.get("routing_key")),
+            embed={
+                "callbacks": request.callbacks,
+                "errbacks": request.errbacks,
+                "chain": request.chain,
+                "chord": request.chord,
+            },
+            task=self,
+            **options,
+        )
+
+    def update_state(
+        self, task_id: str | None = None, state: str | None = None, meta: Any = None, **kwargs: Any
+    ) -> None:
+        """Store a custom state (e.g. ``PROGRESS``) with ``meta`` as its info."""
+        task_id = task_id or self.request.id
+        if task_id is None:
+            return
+        self.backend.store(
+            task_id,
+            {
+                "status": state or states.PENDING,
+                "result": meta,
+                "traceback": None,
+                "children": [],
+                "date_done": None,
+                "task_id": task_id,
+            },
+        )
+
+    def send_event(self, type_: str, **fields: Any) -> None:
+        """Task events arrive with the operations issue; sending one is a no-op for now."""
+
+    def before_start(self, task_id: str, args: Any, kwargs: Any) -> None:
+        """Called by the worker just before the task runs."""
+
+    def on_success(self, retval: Any, task_id: str, args: Any, kwargs: Any) -> None:
+        """Called by the worker when the task returned."""
+
+    def on_failure(
+        self, exc: BaseException, task_id: str, args: Any, kwargs: Any, einfo: Any
+    ) -> None:
+        """Called by the worker when the task raised."""
+
+    def on_retry(
+        self, exc: BaseException, task_id: str, args: Any, kwargs: Any, einfo: Any
+    ) -> None:
+        """Called by the worker when the task is to be retried."""
+
+    def after_return(
+        self, status: str, retval: Any, task_id: str, args: Any, kwargs: Any, einfo: Any
+    ) -> None:
+        """Called by the worker after the task ended, whatever the outcome."""
+
+    def __repr__(self) -> str:
+        return f"<@task: {self.name}>"
+
+
+def make_task_class(
+    app: Celery,
+    fun: Callable[..., Any],
+    name: str,
+    base: type[Task[Any, Any]],
+    bind: bool,
+    options: dict[str, Any],
+) -> type[Task[Any, Any]]:
+    """The per-task subclass Celery also builds: ``run`` is the function."""
+    attrs: dict[str, Any] = {
+        "name": name,
+        "app": app,
+        "run": fun if bind else staticmethod(fun),
+        "__doc__": fun.__doc__,
+        "__module__": fun.__module__,
+        "__qualname__": getattr(fun, "__qualname__", name),
+        "__wrapped__": fun,
+        "abstract": False,
+        "_signature_cache": None,
+        **options,
+    }
+    return type(fun.__name__, (base,), attrs)

@@ -1,0 +1,1 @@
+"""Small helpers with Celery's module paths."""

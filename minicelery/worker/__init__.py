@@ -1,0 +1,1 @@
+"""The worker: a main process that talks to the broker, and a pool that runs tasks."""

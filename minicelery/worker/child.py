@@ -1,0 +1,83 @@
+"""The loop of one prefork child: receive a job, run it, report back; nothing else.
+
+Children ignore SIGINT (the terminal's Ctrl-C is for the main process), turn SIGUSR1 into
+``SoftTimeLimitExceeded`` while a task runs, and open their own Redis connections.
+"""
+
+from __future__ import annotations
+
+import logging
+import multiprocessing
+import os
+import signal
+import sys
+from multiprocessing.connection import Connection
+from types import FrameType
+from typing import TYPE_CHECKING, Any
+
+from .. import signals
+from ..exceptions import SoftTimeLimitExceeded
+
+if TYPE_CHECKING:
+    from ..app import Celery
+    from .pool import Done, Job
+
+logger = logging.getLogger(__name__)
+
+EXIT_OK = 0
+EXIT_INIT_FAILED = 3
+EXIT_PARENT_GONE = 4
+
+_in_task = False
+_inherited_objects: list[Any] = []
+
+
+def _soft_limit(signum: int, frame: FrameType | None) -> None:
+    # Raising from a handler is the only way to interrupt arbitrary task code; only do it
+    # while a task runs so the child's own loop is never interrupted.
+    if _in_task:
+        raise SoftTimeLimitExceeded("SoftTimeLimitExceeded()")
+
+
+def child_main(
+    app: Celery, conn: Connection, index: int, hostname: str, run: Any, inherited: list[Connection]
+) -> int:
+    """Entry point after fork; returns the exit code."""
+    global _in_task
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGTERM, signal.SIG_DFL)
+    signal.signal(signal.SIGQUIT, signal.SIG_DFL)
+    signal.signal(signal.SIGCHLD, signal.SIG_DFL)
+    signal.signal(signal.SIGUSR1, _soft_limit)
+    signal.pthread_sigmask(signal.SIG_SETMASK, set())
+    for other in inherited:
+        other.close()
+    multiprocessing.current_process().name = f"ForkPoolWorker-{index}"
+    # The parent's sockets are not ours: open fresh ones lazily. Keep the inherited objects
+    # referenced so their finalizers (an embedded server's shutdown) never run in a child.
+    _inherited_objects.append(app._connections)
+    app._connections = None
+    try:
+        signals.worker_process_init.send(sender=None)
+    except Exception:
+        logger.exception("worker_process_init failed")
+        return EXIT_INIT_FAILED
+    conn.send(("ready", os.getpid()))
+    try:
+        while True:
+            try:
+                job: Job | None = conn.recv()
+            except (EOFError, OSError):
+                return EXIT_PARENT_GONE
+            if job is None:
+                return EXIT_OK
+            _in_task = True
+            try:
+                done: Done = run(job)
+            finally:
+                _in_task = False
+            conn.send((done.state, done.requeue, done.dead_reason))
+    finally:
+        signals.worker_process_shutdown.send(sender=None, pid=os.getpid(), exitcode=0)
+        sys.stdout.flush()
+        sys.stderr.flush()

@@ -1,0 +1,343 @@
+"""The worker's main process: hands reserved messages to the pool, acknowledges them, and
+shuts down warm (finish what runs) or cold (stop now) without losing a message."""
+
+from __future__ import annotations
+
+import logging
+import os
+import signal
+import socket
+import threading
+import time
+import uuid
+from collections.abc import Sequence
+from dataclasses import dataclass
+from types import FrameType
+from typing import TYPE_CHECKING, Any
+
+from .. import signals, states
+from ..broker import DeadLetter, Delivery
+from ..exceptions import (
+    ContentDisallowed,
+    MessageError,
+    NotRegistered,
+    TimeLimitExceeded,
+    WorkerLostError,
+)
+from ..message import decode_message
+from ..serialization import accepted_content_types, exception_to_dict
+from .consumer import Consumer
+from .executor import build_meta, execute_message, store_result
+from .pool import Done, Event, Job, Lost, Pool, ThreadPool, Waker
+from .prefork import PreforkPool, _describe
+
+if TYPE_CHECKING:
+    from ..app import Celery
+
+logger = logging.getLogger("minicelery.worker")
+job_logger = logging.getLogger("minicelery.worker.job")
+
+POOLS = ("prefork", "threads", "solo")
+
+
+@dataclass
+class WorkerOptions:
+    """What the ``worker`` command line (or a test) decides about one worker."""
+
+    hostname: str = "celery@%h"
+    concurrency: int | None = None
+    pool: str = "prefork"
+    queues: Sequence[str] = ()
+    exclude_queues: Sequence[str] = ()
+    prefetch_multiplier: int | None = None
+    max_tasks_per_child: int | None = None
+    time_limit: float | None = None
+    soft_time_limit: float | None = None
+
+
+def expand_hostname(name: str) -> str:
+    """Celery's ``%h`` (host), ``%n`` (host name) and ``%d`` (domain) in worker names."""
+    host = socket.gethostname()
+    short, _, domain = host.partition(".")
+    name = name.replace("%h", host).replace("%n", short).replace("%d", domain)
+    return name if "@" in name else f"{name}@{host}"
+
+
+class WorkController:
+    """One worker: a consumer (broker threads), a pool, and the loop between them."""
+
+    def __init__(self, app: Celery, options: WorkerOptions) -> None:
+        self.app = app
+        conf = app.conf
+        self.options = options
+        self.hostname = expand_hostname(options.hostname)
+        self.consumer_id = f"{self.hostname}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
+        self.concurrency = options.concurrency or conf.worker_concurrency or os.cpu_count() or 1
+        if options.pool == "solo":
+            self.concurrency = 1
+        multiplier = options.prefetch_multiplier
+        if multiplier is None:
+            multiplier = conf.worker_prefetch_multiplier
+        self.prefetch = max(1, self.concurrency * max(multiplier, 1))
+        queues = list(options.queues) or [conf.task_default_queue]
+        self.queues = [q for q in queues if q not in set(options.exclude_queues)]
+        self.accept = accepted_content_types(conf.accept_content)
+        self.waker = Waker()
+        self.pool: Pool = self._make_pool()
+        self.consumer = Consumer(
+            app.broker,
+            self.consumer_id,
+            self.queues,
+            self._room,
+            self.waker.wake,
+            conf.worker_heartbeat_interval,
+            conf.worker_lost_timeout,
+        )
+        self.pending_acks: list[str] = []
+        self.warm = False
+        self.cold = False
+        self.started_at = time.time()
+        self.processed = 0
+        self._lock = threading.Lock()
+
+    # -- set-up --------------------------------------------------------------------------
+    def _make_pool(self) -> Pool:
+        if self.options.pool == "prefork":
+            return PreforkPool(
+                self.app,
+                self.concurrency,
+                self.hostname,
+                self.run_job,
+                self.options.max_tasks_per_child or self.app.conf.worker_max_tasks_per_child,
+            )
+        return ThreadPool(self.concurrency, self.run_job)
+
+    def _room(self) -> int:
+        return self.prefetch - len(self.pool.busy_jobs())
+
+    def install_signal_handlers(self) -> None:
+        signal.signal(signal.SIGTERM, self._on_stop_signal)
+        signal.signal(signal.SIGINT, self._on_stop_signal)
+        signal.signal(signal.SIGQUIT, self._on_cold_signal)
+
+    def _on_stop_signal(self, signum: int, frame: FrameType | None) -> None:
+        # Flag-only: the loop does the work. A second signal means "stop now".
+        if self.warm:
+            self.cold = True
+        self.warm = True
+        self.waker.wake()
+
+    def _on_cold_signal(self, signum: int, frame: FrameType | None) -> None:
+        self.warm = self.cold = True
+        self.waker.wake()
+
+    # -- running -------------------------------------------------------------------------
+    def start(self) -> int:
+        """Run until shut down; returns the process exit code."""
+        self.app.broker.ping()
+        self.app.broker.heartbeat(self.consumer_id)
+        self.pool.start()  # fork before any thread exists
+        self.consumer.start()
+        logger.warning("%s ready.", self.hostname)
+        signals.worker_ready.send(sender=self)
+        try:
+            self._loop()
+        finally:
+            self._shutdown()
+        return 0
+
+    def _loop(self) -> None:
+        while not self.warm:
+            self._dispatch()
+            self._flush_acks()
+            for event in self.pool.wait(1.0, self.waker):
+                self._handle(event)
+        logger.warning("worker: %s shutdown (MainProcess)", "Cold" if self.cold else "Warm")
+        signals.worker_shutting_down.send(
+            sender=self.hostname, sig="SIGTERM", how="Warm", exitcode=0
+        )
+        self.consumer.stopping.set()
+        self._give_back(self.consumer.take_all())
+        while not self.cold and self.pool.busy_jobs():
+            for event in self.pool.wait(1.0, self.waker):
+                self._handle(event)
+            self._flush_acks()
+
+    def _shutdown(self) -> None:
+        for event in self.pool.stop(cold=self.cold):
+            self._handle(event, shutting_down=True)
+        self.consumer.stop()
+        self._give_back(self.consumer.take_all())
+        self._flush_acks()
+        try:
+            self.app.broker.unregister(self.consumer_id)
+        except Exception:
+            logger.exception("could not unregister from the broker")
+        signals.worker_shutdown.send(sender=self)
+        self.waker.close()
+
+    def _give_back(self, deliveries: list[Delivery]) -> None:
+        if deliveries:
+            count = self.app.broker.requeue(self.consumer_id, [d.tag for d in deliveries])
+            logger.info("Gave %d reserved message(s) back to their queues", count)
+
+    def _flush_acks(self) -> None:
+        if self.pending_acks:
+            tags, self.pending_acks = self.pending_acks, []
+            self.app.broker.ack(self.consumer_id, tags)
+
+    def _dispatch(self) -> None:
+        dispatched = False
+        while self.pool.idle_slots() > 0 and not self.warm:
+            delivery = self.consumer.take()
+            if delivery is None:
+                break
+            job = self._job_for(delivery)
+            if job is None:
+                continue
+            job_logger.info("Task %s[%s] received", job.message.task, job.message.id)
+            signals.task_received.send(sender=self, request=job.message)
+            if not job.acks_late:
+                self.pending_acks.append(delivery.tag)
+            self.pool.submit(job)
+            dispatched = True
+        if dispatched:
+            self.consumer.notify_room()
+
+    def _job_for(self, delivery: Delivery) -> Job | None:
+        """Validate a delivery; bad ones go to the dead-letter store with their reason."""
+        try:
+            message = decode_message(delivery.data)
+        except MessageError as error:
+            self._dead_letter(delivery, str(error), task_id=None, task="?")
+            return None
+        task = self.app.tasks.get(message.task)
+        if task is None:
+            logger.error(
+                "Received unregistered task of type %r. The message has been moved "
+                "to the dead-letter store.",
+                message.task,
+            )
+            signals.task_unknown.send(
+                sender=self,
+                message=message,
+                exc=NotRegistered(message.task),
+                name=message.task,
+                id=message.id,
+            )
+            self._dead_letter(
+                delivery,
+                f"unknown task {message.task!r}",
+                message.id,
+                message.task,
+                NotRegistered(message.task),
+            )
+            return None
+        if message.content_type not in self.accept:
+            exc = ContentDisallowed(f"content type {message.content_type!r} is not accepted")
+            self._dead_letter(delivery, str(exc), message.id, message.task, exc)
+            return None
+        hard, soft = _limits(message.headers.get("timelimit"))
+        return Job(
+            delivery,
+            message,
+            acks_late=bool(task.option("acks_late")),
+            reject_on_worker_lost=bool(task.option("reject_on_worker_lost")),
+            time_limit=hard or task.option("time_limit") or self.options.time_limit,
+            soft_time_limit=soft or task.option("soft_time_limit") or self.options.soft_time_limit,
+        )
+
+    def _dead_letter(
+        self,
+        delivery: Delivery,
+        reason: str,
+        task_id: str | None,
+        task: str,
+        exc: BaseException | None = None,
+    ) -> None:
+        logger.error("Dead-lettered a message from queue %r: %s", delivery.queue, reason)
+        letter = DeadLetter(
+            task_id or f"tag-{delivery.tag}",
+            task,
+            reason,
+            time.time(),
+            delivery.queue,
+            delivery.data,
+        )
+        self.app.broker.dead_letter(self.consumer_id, delivery, letter)
+        if task_id is not None and exc is not None:
+            store_result(
+                self.app, task_id, build_meta(task_id, states.FAILURE, exception_to_dict(exc))
+            )
+
+    def _handle(self, event: Event, shutting_down: bool = False) -> None:
+        self.processed += 1
+        job = event.job
+        tag = job.delivery.tag
+        if isinstance(event, Lost):
+            self._handle_lost(event, shutting_down)
+        elif event.dead_reason:
+            self._dead_letter(job.delivery, event.dead_reason, None, job.message.task)
+        elif event.state == states.REJECTED and event.requeue:
+            self.app.broker.requeue(self.consumer_id, [tag])
+        elif job.acks_late or event.state == states.REJECTED:
+            self.pending_acks.append(tag)
+        self.consumer.notify_room()
+
+    def _handle_lost(self, event: Lost, shutting_down: bool) -> None:
+        job = event.job
+        tag, task_id = job.delivery.tag, job.message.id
+        if event.timed_out:
+            exc: Exception = TimeLimitExceeded(job.time_limit)
+        else:
+            exc = WorkerLostError(f"Worker exited prematurely: {_describe(event.exitcode)} Job: 0.")
+        # A cold shutdown stopped an acks_late task on purpose: it goes back to its queue, as in
+        # Celery. A crash requeues only with reject_on_worker_lost.
+        requeue = shutting_down or job.reject_on_worker_lost
+        if job.acks_late and requeue and not event.timed_out:
+            logger.warning(
+                "Task %s[%s] stopped with its process; message requeued", job.message.task, task_id
+            )
+            self.app.broker.requeue(self.consumer_id, [tag])
+            return
+        job_logger.error("Task handler raised error: %r", exc)
+        store_result(self.app, task_id, build_meta(task_id, states.FAILURE, exception_to_dict(exc)))
+        if job.acks_late:
+            self.pending_acks.append(tag)
+
+    # -- inside the pool -----------------------------------------------------------------
+    def run_job(self, job: Job) -> Done:
+        """Run one job (in a child process, or a pool thread) and log its outcome."""
+        message = job.message
+        outcome = execute_message(self.app, message, self.hostname, job.delivery.queue, self.accept)
+        name, task_id = message.task, message.id
+        if outcome.state == states.SUCCESS:
+            job_logger.info(
+                "Task %s[%s] succeeded in %.6fs: %r", name, task_id, outcome.runtime, outcome.retval
+            )
+        elif outcome.state == states.FAILURE:
+            job_logger.error(
+                "Task %s[%s] raised unexpected: %r\n%s",
+                name,
+                task_id,
+                outcome.exc,
+                outcome.traceback or "",
+            )
+        elif outcome.state == states.RETRY:
+            job_logger.info("Task %s[%s] retry: %s", name, task_id, outcome.exc)
+        return Done(job, outcome.state, outcome.requeue, outcome.dead_reason)
+
+    def stats(self) -> dict[str, Any]:
+        return {
+            "hostname": self.hostname,
+            "pid": os.getpid(),
+            "pool": self.pool.info(),
+            "uptime": time.time() - self.started_at,
+            "processed": self.processed,
+        }
+
+
+def _limits(value: Any) -> tuple[float | None, float | None]:
+    if isinstance(value, (list, tuple)) and len(value) == 2:
+        return value[0], value[1]
+    return None, None

@@ -1,0 +1,183 @@
+"""Execution pools behind one small interface: prefork (child processes), threads, solo.
+
+The main process hands a job to an idle slot and hears back when it is done or lost; a pool
+never talks to the broker.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import queue
+import select
+import threading
+import time
+from abc import ABC, abstractmethod
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from ..broker import Delivery
+from ..message import TaskMessage
+
+
+@dataclass
+class Job:
+    """A message on its way through the pool."""
+
+    delivery: Delivery
+    message: TaskMessage
+    acks_late: bool
+    reject_on_worker_lost: bool
+    time_limit: float | None = None
+    soft_time_limit: float | None = None
+    started: float = 0.0
+    slot: Any = None
+
+
+@dataclass
+class Done:
+    """A job finished: its state, whether to requeue it, and a dead-letter reason if any."""
+
+    job: Job
+    state: str
+    requeue: bool = False
+    dead_reason: str | None = None
+
+
+@dataclass
+class Lost:
+    """The process running a job died (killed, crashed, or past its hard time limit)."""
+
+    job: Job
+    exitcode: int | None
+    timed_out: bool = False
+    extra: dict[str, Any] = field(default_factory=dict)
+
+
+Event = Done | Lost
+Runner = Callable[[Job], Done]
+
+
+class Waker:
+    """A self-pipe: other threads and signal handlers wake the main loop through it."""
+
+    def __init__(self) -> None:
+        self.read_fd, self.write_fd = os.pipe()
+        os.set_blocking(self.read_fd, False)
+        os.set_blocking(self.write_fd, False)
+
+    def wake(self) -> None:
+        # A full pipe means the loop is already awake; a closed one means it is shutting down.
+        with contextlib.suppress(OSError):
+            os.write(self.write_fd, b"x")
+
+    def drain(self) -> None:
+        try:
+            while os.read(self.read_fd, 4096):
+                pass
+        except (BlockingIOError, OSError):
+            pass
+
+    def close(self) -> None:
+        os.close(self.read_fd)
+        os.close(self.write_fd)
+
+
+class Pool(ABC):
+    """Slots that run jobs; ``wait`` returns finished or lost jobs."""
+
+    concurrency: int
+
+    @abstractmethod
+    def start(self) -> None: ...
+
+    @abstractmethod
+    def idle_slots(self) -> int: ...
+
+    @abstractmethod
+    def busy_jobs(self) -> list[Job]: ...
+
+    @abstractmethod
+    def submit(self, job: Job) -> None: ...
+
+    @abstractmethod
+    def wait(self, timeout: float, waker: Waker) -> list[Event]: ...
+
+    @abstractmethod
+    def stop(self, cold: bool = False) -> list[Event]:
+        """Stop all slots; a cold stop kills running jobs and returns them as Lost."""
+
+    def info(self) -> dict[str, Any]:
+        return {"max-concurrency": self.concurrency}
+
+    def pids(self) -> list[int]:
+        return [os.getpid()]
+
+
+class ThreadPool(Pool):
+    """Jobs run in threads of the main process (``-P threads``, and ``-P solo`` with one)."""
+
+    def __init__(self, concurrency: int, runner: Runner) -> None:
+        self.concurrency = concurrency
+        self.runner = runner
+        self._jobs: queue.Queue[Job | None] = queue.Queue()
+        self._done: queue.Queue[Done] = queue.Queue()
+        self._busy: dict[int, Job] = {}
+        self._lock = threading.Lock()
+        self._threads: list[threading.Thread] = []
+        self._waker: Waker | None = None
+
+    def start(self) -> None:
+        for index in range(self.concurrency):
+            thread = threading.Thread(
+                target=self._work, name=f"ThreadPoolWorker-{index + 1}", daemon=True
+            )
+            thread.start()
+            self._threads.append(thread)
+
+    def _work(self) -> None:
+        while True:
+            job = self._jobs.get()
+            if job is None:
+                return
+            done = self.runner(job)
+            with self._lock:
+                self._busy.pop(id(job), None)
+            self._done.put(done)
+            if self._waker is not None:
+                self._waker.wake()
+
+    def idle_slots(self) -> int:
+        with self._lock:
+            return self.concurrency - len(self._busy)
+
+    def busy_jobs(self) -> list[Job]:
+        with self._lock:
+            return list(self._busy.values())
+
+    def submit(self, job: Job) -> None:
+        job.started = time.monotonic()
+        with self._lock:
+            self._busy[id(job)] = job
+        self._jobs.put(job)
+
+    def wait(self, timeout: float, waker: Waker) -> list[Event]:
+        self._waker = waker
+        if self._done.empty():
+            select.select([waker.read_fd], [], [], max(timeout, 0))
+        waker.drain()
+        events: list[Event] = []
+        while not self._done.empty():
+            events.append(self._done.get_nowait())
+        return events
+
+    def stop(self, cold: bool = False) -> list[Event]:
+        for _ in self._threads:
+            self._jobs.put(None)
+        if cold:
+            # Threads cannot be killed; report their jobs as lost and let the process exit.
+            return [Lost(job, None) for job in self.busy_jobs()]
+        for thread in self._threads:
+            thread.join()
+        return []

@@ -1,0 +1,271 @@
+"""The prefork pool: N child processes, each fed one job at a time over its own pipe, so a
+busy child never holds a message an idle one could run."""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import os
+import signal
+import time
+from dataclasses import dataclass
+from multiprocessing import Pipe
+from multiprocessing.connection import Connection, wait
+from typing import TYPE_CHECKING, Any
+
+from .child import child_main
+from .pool import Done, Event, Job, Lost, Pool, Runner, Waker
+
+if TYPE_CHECKING:
+    from ..app import Celery
+
+logger = logging.getLogger(__name__)
+
+KILL_AFTER = 5.0
+
+
+@dataclass
+class Child:
+    index: int
+    pid: int
+    conn: Connection
+    job: Job | None = None
+    ready: bool = False
+    soft_sent: bool = False
+
+
+class PreforkPool(Pool):
+    """Forks children, feeds them, notices when one dies and replaces it."""
+
+    def __init__(
+        self,
+        app: Celery,
+        concurrency: int,
+        hostname: str,
+        runner: Runner,
+        max_tasks_per_child: int | None = None,
+    ) -> None:
+        self.app = app
+        self.concurrency = concurrency
+        self.hostname = hostname
+        self.runner = runner
+        self.children: dict[int, Child] = {}
+        self._next_index = 1
+        self._stopping = False
+        self.max_tasks_per_child = max_tasks_per_child
+        self._task_counts: dict[int, int] = {}
+
+    def start(self) -> None:
+        for _ in range(self.concurrency):
+            self._spawn()
+
+    def _spawn(self) -> Child:
+        parent_conn, child_conn = Pipe(duplex=True)
+        index = self._next_index
+        self._next_index += 1
+        inherited = [c.conn for c in self.children.values()]
+        # Block signals across fork so the child never runs the parent's handlers before it
+        # has installed its own.
+        old = signal.pthread_sigmask(
+            signal.SIG_BLOCK, {signal.SIGINT, signal.SIGTERM, signal.SIGQUIT, signal.SIGCHLD}
+        )
+        pid = os.fork()
+        if pid == 0:
+            parent_conn.close()
+            code = 1
+            try:
+                code = child_main(
+                    self.app, child_conn, index, self.hostname, self.runner, [*inherited]
+                )
+            except BaseException:
+                logger.exception("child %d crashed", index)
+            finally:
+                os._exit(code)
+        signal.pthread_sigmask(signal.SIG_SETMASK, old)
+        child_conn.close()
+        child = Child(index, pid, parent_conn)
+        self.children[pid] = child
+        self._task_counts[pid] = 0
+        return child
+
+    def _idle(self) -> list[Child]:
+        return [c for c in self.children.values() if c.job is None and c.ready]
+
+    def idle_slots(self) -> int:
+        return len(self._idle())
+
+    def busy_jobs(self) -> list[Job]:
+        return [c.job for c in self.children.values() if c.job is not None]
+
+    def pids(self) -> list[int]:
+        return list(self.children)
+
+    def submit(self, job: Job) -> None:
+        child = self._idle()[0]
+        job.started = time.monotonic()
+        job.slot = child.pid
+        child.job = job
+        child.soft_sent = False
+        child.conn.send(job)
+
+    def next_deadline(self) -> float | None:
+        deadlines = []
+        for child in self.children.values():
+            job = child.job
+            if job is None:
+                continue
+            if job.soft_time_limit and not child.soft_sent:
+                deadlines.append(job.started + job.soft_time_limit)
+            if job.time_limit:
+                deadlines.append(job.started + job.time_limit)
+        return min(deadlines) if deadlines else None
+
+    def wait(self, timeout: float, waker: Waker) -> list[Event]:
+        deadline = self.next_deadline()
+        if deadline is not None:
+            timeout = max(0.0, min(timeout, deadline - time.monotonic()))
+        by_conn: dict[Any, Child] = {c.conn: c for c in self.children.values()}
+        ready = wait([*by_conn, waker.read_fd], timeout)
+        events: list[Event] = []
+        for item in ready:
+            child = by_conn.get(item)
+            if child is None:
+                waker.drain()
+                continue
+            events.extend(self._read(child))
+        events.extend(self._enforce_time_limits())
+        return events
+
+    def _read(self, child: Child) -> list[Event]:
+        try:
+            message = child.conn.recv()
+        except (EOFError, OSError):
+            return self._reap(child)
+        if message[0] == "ready":
+            child.ready = True
+            return []
+        job = child.job
+        child.job = None
+        if job is None:
+            return []
+        state, requeue, dead_reason = message
+        self._task_counts[child.pid] += 1
+        if self.max_tasks_per_child and self._task_counts[child.pid] >= self.max_tasks_per_child:
+            self._retire(child)
+        return [Done(job, state, requeue, dead_reason)]
+
+    def _retire(self, child: Child) -> None:
+        with contextlib.suppress(OSError):
+            child.conn.send(None)
+
+    def _reap(self, child: Child, timed_out: bool = False) -> list[Event]:
+        """A child's pipe closed: collect its exit status, replace it, report its job lost."""
+        self.children.pop(child.pid, None)
+        self._task_counts.pop(child.pid, None)
+        child.conn.close()
+        exitcode = _waitpid(child.pid)
+        if not self._stopping:
+            self._spawn()
+        if child.job is None:
+            return []
+        if not timed_out:
+            logger.error(
+                "Process 'ForkPoolWorker-%d' pid:%d exited with %s",
+                child.index,
+                child.pid,
+                _describe(exitcode),
+            )
+        return [Lost(child.job, exitcode, timed_out)]
+
+    def _enforce_time_limits(self) -> list[Event]:
+        now = time.monotonic()
+        events: list[Event] = []
+        for child in list(self.children.values()):
+            job = child.job
+            if job is None:
+                continue
+            if job.time_limit and now >= job.started + job.time_limit:
+                logger.error(
+                    "Hard time limit (%ss) exceeded for %s[%s]",
+                    job.time_limit,
+                    job.message.task,
+                    job.message.id,
+                )
+                _kill(child.pid, signal.SIGKILL)
+                events.extend(self._reap(child, timed_out=True))
+            elif (
+                job.soft_time_limit
+                and not child.soft_sent
+                and now >= job.started + job.soft_time_limit
+            ):
+                logger.warning(
+                    "Soft time limit (%ss) exceeded for %s[%s]",
+                    job.soft_time_limit,
+                    job.message.task,
+                    job.message.id,
+                )
+                child.soft_sent = True
+                _kill(child.pid, signal.SIGUSR1)
+        return events
+
+    def stop(self, cold: bool = False) -> list[Event]:
+        self._stopping = True
+        events: list[Event] = []
+        for child in list(self.children.values()):
+            if cold and child.job is not None:
+                _kill(child.pid, signal.SIGKILL)
+            else:
+                with contextlib.suppress(OSError):
+                    child.conn.send(None)
+        deadline = time.monotonic() + KILL_AFTER
+        while self.children:
+            ready = wait(
+                [c.conn for c in self.children.values()], max(0.0, deadline - time.monotonic())
+            )
+            if not ready:
+                break
+            for conn in ready:
+                child = next(c for c in self.children.values() if c.conn is conn)
+                events.extend(e for e in self._drain_on_stop(child))
+        for child in list(self.children.values()):  # did not exit in time: escalate
+            _kill(child.pid, signal.SIGKILL)
+            events.extend(self._reap(child))
+        return events
+
+    def _drain_on_stop(self, child: Child) -> list[Event]:
+        try:
+            message = child.conn.recv()
+        except (EOFError, OSError):
+            return self._reap(child)
+        if message[0] == "ready" or child.job is None:
+            return []
+        job, child.job = child.job, None
+        state, requeue, dead_reason = message
+        return [Done(job, state, requeue, dead_reason)]
+
+    def info(self) -> dict[str, Any]:
+        return {"max-concurrency": self.concurrency, "processes": self.pids()}
+
+
+def _kill(pid: int, signum: int) -> None:
+    with contextlib.suppress(ProcessLookupError):
+        os.kill(pid, signum)
+
+
+def _waitpid(pid: int) -> int | None:
+    try:
+        _, status = os.waitpid(pid, 0)
+    except ChildProcessError:
+        return None
+    return os.waitstatus_to_exitcode(status)
+
+
+def _describe(exitcode: int | None) -> str:
+    if exitcode is None:
+        return "unknown status"
+    if exitcode < 0:
+        try:
+            return f"signal {-exitcode} ({signal.Signals(-exitcode).name})"
+        except ValueError:
+            return f"signal {-exitcode}"
+    return f"exitcode {exitcode}"

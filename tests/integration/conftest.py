@@ -1,0 +1,61 @@
+"""Fixtures for integration tests: real worker processes started through the CLI.
+
+Every test collected below this directory is marked ``integration`` automatically.
+"""
+
+from __future__ import annotations
+
+import subprocess
+from collections.abc import Callable, Iterator, Mapping
+from pathlib import Path
+
+import pytest
+
+from tests.helpers import RedisServer, WorkerFactory, run_cli
+
+INTEGRATION_DIR = Path(__file__).resolve().parent
+
+CliRunner = Callable[..., subprocess.CompletedProcess[str]]
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    # This hook sees every collected item of the session, not only the ones in this folder.
+    for item in items:
+        if item.path.is_relative_to(INTEGRATION_DIR):
+            item.add_marker(pytest.mark.integration)
+
+
+@pytest.fixture
+def worker_factory(redis_server: RedisServer, key_prefix: str) -> Iterator[WorkerFactory]:
+    """Start ``python -m minicelery -A <app> worker ...`` subprocesses.
+
+    ``worker_factory(app_module='tests.integration.apps.basic', concurrency=2,
+    pool='prefork', name=None, extra_args=(), env=None, wait_ready=True)`` returns a
+    handle with ``.proc``, ``.pid``, ``.lines``, ``.output()``, ``.wait_for_line()``,
+    ``.wait_ready()``, ``.children()``, ``.terminate()``, ``.kill()`` and ``.stop()``.
+    The workers get ``MC_TEST_REDIS_URL`` and ``MC_TEST_PREFIX`` in their environment.
+    At teardown every worker is stopped by its PID and any recorded child still alive
+    is SIGKILLed; the workers' output is printed (pytest shows it for failed tests).
+    """
+    factory = WorkerFactory(redis_server.url, key_prefix)
+    try:
+        yield factory
+    finally:
+        try:
+            factory.cleanup()
+        finally:
+            if factory.workers:
+                print(factory.report())
+
+
+@pytest.fixture
+def cli(redis_server: RedisServer, key_prefix: str) -> CliRunner:
+    """``cli(*args, env=None, timeout=30)``: ``run_cli`` with the test's Redis URL and prefix."""
+
+    def run(
+        *args: str, env: Mapping[str, str] | None = None, timeout: float = 30
+    ) -> subprocess.CompletedProcess[str]:
+        test_env = {"MC_TEST_REDIS_URL": redis_server.url, "MC_TEST_PREFIX": key_prefix}
+        return run_cli(*args, env={**test_env, **(env or {})}, timeout=timeout)
+
+    return run
