@@ -11,6 +11,7 @@ from pathlib import Path
 
 import pytest
 
+from minicelery import Celery
 from tests.helpers import RedisServer, WorkerFactory, run_cli
 
 INTEGRATION_DIR = Path(__file__).resolve().parent
@@ -59,3 +60,20 @@ def cli(redis_server: RedisServer, key_prefix: str) -> CliRunner:
         return run_cli(*args, env={**test_env, **(env or {})}, timeout=timeout)
 
     return run
+
+
+@pytest.fixture
+def app(redis_server: RedisServer, key_prefix: str) -> Iterator[Celery]:
+    """The ``tests.integration.apps.basic`` app, in this process, pointed at the test's Redis
+    and key prefix (the same settings its workers get from the environment)."""
+    from tests.integration.apps import basic
+
+    basic.app.close()
+    basic.app.conf.update(
+        broker_url=redis_server.url, result_backend=redis_server.url, key_prefix=key_prefix
+    )
+    basic.app.set_current()
+    try:
+        yield basic.app
+    finally:
+        basic.app.close()
