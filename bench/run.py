@@ -616,7 +616,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         report += "\nFailures:\n\n" + "".join(f"- {e.splitlines()[0]}\n" for e in errors)
     print(report, end="")
     if args.out is not None:
-        args.out.write_text(report)
+        args.out.write_text(
+            "# minicelery vs Celery 5 benchmark\n\n"
+            + report
+            + "\nReproduce with `python -m bench.run --out bench/RESULTS.md`; the methodology is"
+            " described in the docstring of `bench/run.py`.\n"
+        )
         log(f"report written to {args.out}")
     return 1 if errors else 0
 

@@ -26,8 +26,14 @@ from tasks import add  # noqa: E402  (the First Steps module, found through the 
 def start_worker() -> tuple[subprocess.Popen[str], threading.Event]:
     command = [sys.executable, "-m", "minicelery", "-A", "tasks", "worker", "-l", "info", "-c", "2"]
     print("$", " ".join(command[1:]), f"  (in {HERE.name}/)")
-    worker = subprocess.Popen(command, cwd=HERE, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-                              text=True, env={**os.environ, "PYTHONUNBUFFERED": "1"})
+    worker = subprocess.Popen(
+        command,
+        cwd=HERE,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        env={**os.environ, "PYTHONUNBUFFERED": "1"},
+    )
     ready = threading.Event()
 
     def relay() -> None:
@@ -55,7 +61,9 @@ def main() -> int:
         values = [r.get(timeout=30) for r in results]
         elapsed = time.perf_counter() - started
         print(f">>> 100 x add.delay(i, i)  ->  {values[:5]} ... {values[-1]}  ({elapsed:.3f}s)")
-        print(f">>> state: {result.state}, ready: {result.ready()}, successful: {result.successful()}")
+        print(
+            f">>> state: {result.state}, ready: {result.ready()}, successful: {result.successful()}"
+        )
         return 0 if values == [i + i for i in range(100)] else 1
     finally:
         worker.send_signal(signal.SIGTERM)

@@ -71,8 +71,7 @@ class Celery:
         if task_cls is not None:
             self.Task = task_cls
         self.tasks = TaskRegistry()
-        for fun, options in _shared:
-            self._create_task(fun, **options)
+        self.finalize()
         self._connections: tuple[int, Broker, ResultBackend] | None = None
         self._control: Any = None
         _state.register_app(self)
@@ -167,9 +166,14 @@ class Celery:
         name: str | None = None,
         base: type[BaseTask[Any, Any]] | None = None,
         bind: bool = False,
+        shared: bool = True,
         **options: Any,
     ) -> BaseTask[Any, Any]:
         name = name or task_name_for(fun)
+        if shared and not any(f is fun for f, _ in _shared):
+            # Like Celery, a task is also known to every other app of the process once it is
+            # finalized (``python -m proj.celery worker`` has two instances of the same app).
+            _shared.append((fun, {"name": name, "base": base, "bind": bind, **options}))
         existing = self.tasks.get(name)
         if existing is not None and getattr(existing, "__wrapped__", None) is fun:
             return existing
@@ -177,6 +181,12 @@ class Celery:
         task = cls()
         self.tasks.register(task)
         return task
+
+    def finalize(self) -> None:
+        """Register the shared tasks this app does not know yet (workers call this)."""
+        for fun, options in list(_shared):
+            if options.get("name") not in self.tasks:
+                self._create_task(fun, **options)
 
     def register_task(
         self, task: BaseTask[Any, Any] | type[BaseTask[Any, Any]]
@@ -337,6 +347,16 @@ class Celery:
             self._connections[2].close()
         self._connections = None
 
+    def start(self, argv: list[str] | None = None) -> None:
+        """Run the command line with this app (``if __name__ == '__main__': app.start()``)."""
+        from .cli.main import main
+
+        main(argv, app=self)
+
+    def worker_main(self, argv: list[str] | None = None) -> None:
+        """Run a worker of this app with command-line ``argv`` (as Celery's ``worker_main``)."""
+        self.start(["worker", *(argv or [])])
+
     def __repr__(self) -> str:
         return f"<Celery {self.main} at {id(self):#x}>"
 
@@ -360,10 +380,12 @@ def shared_task(*args: Any, **options: Any) -> Any:
     """Define a task for whichever app is current when it is used (``@shared_task``)."""
 
     def create(fun: Callable[..., Any]) -> Any:
-        _shared.append((fun, options))
+        current = _state.get_current_app()
+        task = current._create_task(fun, **options)
         for other in _state.all_apps():
-            other._create_task(fun, **options)
-        return _state.get_current_app()._create_task(fun, **options)
+            if other is not current:
+                other.finalize()
+        return task
 
     if len(args) == 1 and callable(args[0]) and not options:
         return create(args[0])

@@ -36,11 +36,17 @@ def friendly_errors(func: F) -> F:
 class State:
     """What the group's options resolved to, handed to each command."""
 
-    def __init__(self, app_spec: str | None, broker: str | None, backend: str | None) -> None:
+    def __init__(
+        self,
+        app_spec: str | None,
+        broker: str | None,
+        backend: str | None,
+        app: Celery | None = None,
+    ) -> None:
         self.app_spec = app_spec
         self.broker = broker
         self.backend = backend
-        self._app: Celery | None = None
+        self._app = app
 
     @property
     def app(self) -> Celery:
@@ -70,7 +76,8 @@ def cli(
     ctx: click.Context, app_spec: str | None, broker: str | None, result_backend: str | None
 ) -> None:
     """minicelery: a Celery-compatible task queue on Redis."""
-    ctx.obj = State(app_spec, broker, result_backend)
+    preset: Celery | None = ctx.obj._app if isinstance(ctx.obj, State) else None
+    ctx.obj = State(app_spec, broker, result_backend, None if app_spec else preset)
 
 
 def _json_arg(value: str | None, what: str, kind: type) -> Any:
@@ -247,8 +254,9 @@ def dead_purge(state: State) -> None:
     click.echo(f"Purged {count} dead {'letter' if count == 1 else 'letters'}.")
 
 
-def main() -> None:
+def main(argv: list[str] | None = None, app: Celery | None = None) -> None:
+    """The console script; ``app`` is given when an app starts its own command line."""
     from .worker import worker
 
     cli.add_command(worker)
-    cli(prog_name="minicelery")
+    cli.main(args=argv, prog_name="minicelery", obj=State(None, None, None, app))

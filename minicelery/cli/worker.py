@@ -102,6 +102,7 @@ def worker(
     app = state.app
     setup_logging(loglevel.upper(), logfile, app.conf.worker_hijack_root_logger)
     app.import_modules()
+    app.finalize()
     broker_url, backend_url = app.resolved_urls()
     options = WorkerOptions(
         hostname=hostname,
