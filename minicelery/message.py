@@ -111,12 +111,28 @@ def parse_iso(value: Any) -> dt.datetime | None:
     return parsed if parsed.tzinfo else parsed.replace(tzinfo=dt.timezone.utc)
 
 
+_origin: tuple[int, str] = (0, "")
+
+
 def origin() -> str:
-    """``pid@host``, as Celery puts in the ``origin`` header."""
-    return f"{os.getpid()}@{socket.gethostname()}"
+    """``pid@host``, as Celery puts in the ``origin`` header (cached per process)."""
+    global _origin
+    pid = os.getpid()
+    if _origin[0] != pid:
+        _origin = (pid, f"{pid}@{socket.gethostname()}")
+    return _origin[1]
+
+
+_SIMPLE = (int, float, bool, type(None))
 
 
 def safe_repr(value: Any) -> str:
+    """A bounded repr for ``argsrepr``/``kwargsrepr``; plain ``repr`` when that is cheap."""
+    items = value.values() if isinstance(value, dict) else value
+    if len(items) <= 8 and all(
+        isinstance(v, _SIMPLE) or (isinstance(v, str) and len(v) <= 64) for v in items
+    ):
+        return repr(value)
     text = _repr.repr(value)
     return text if len(text) <= ARGSREPR_MAX else text[: ARGSREPR_MAX - 3] + "..."
 

@@ -72,6 +72,8 @@ def _json_dumps(obj: Any) -> bytes:
 
 
 def _json_loads(data: bytes) -> Any:
+    if b'"__type__"' not in data:
+        return json.loads(data)  # nothing tagged: skip the per-object hook
     return json.loads(data, object_hook=_decode_extra)
 
 

@@ -3,12 +3,15 @@ so ``get()`` waits for a notification instead of polling."""
 
 from __future__ import annotations
 
+import contextlib
+import os
+import threading
 import time
 from importlib import resources
 from typing import Any
 
 from .. import states
-from ..broker.redis import Keys, translate_errors
+from ..broker.redis import FastPath, Keys, translate_errors
 from ..exceptions import TimeoutError
 from ..serialization import codec_for
 from .base import Meta, OnMessage, ResultBackend
@@ -47,6 +50,8 @@ class RedisBackend(ResultBackend):
             resources.files("minicelery.backend").joinpath("scripts/store_result.lua").read_text()
         )
         self._store = client.register_script(script)
+        self.fast = FastPath(client)
+        self._local = threading.local()
 
     def key(self, task_id: str) -> str:
         return self.keys("meta", task_id)
@@ -63,39 +68,67 @@ class RedisBackend(ResultBackend):
     def store(self, task_id: str, meta: Meta) -> bool:
         args = [self.encode(meta), self.expires, self._success_marker]
         with translate_errors("store result"):
-            return bool(self._store(keys=[self.key(task_id)], args=args))
+            return bool(self.fast.evalsha(self._store, [self.key(task_id)], args))
 
     def get_meta(self, task_id: str) -> Meta:
         with translate_errors("get result"):
-            data = self.client.get(self.key(task_id))
+            data = self.fast.execute("GET", self.key(task_id))
         return self.decode(data) if data is not None else _pending(task_id)
+
+    def _pubsub(self) -> Any:
+        """This thread's pub/sub connection, kept between waits (opening one costs more than
+        the whole wait for a quick task)."""
+        pubsub = getattr(self._local, "pubsub", None)
+        if pubsub is None or self._local.pid != os.getpid():
+            pubsub = self._local.pubsub = self.client.pubsub()
+            self._local.pid = os.getpid()
+        return pubsub
+
+    def _drop_pubsub(self) -> None:
+        pubsub = getattr(self._local, "pubsub", None)
+        self._local.pubsub = None
+        if pubsub is not None:
+            with contextlib.suppress(Exception):
+                pubsub.close()
 
     def wait_for(
         self, task_id: str, timeout: float | None, on_message: OnMessage | None = None
     ) -> Meta:
         deadline = None if timeout is None else time.monotonic() + timeout
         key = self.key(task_id)
-        with translate_errors("wait for result"):
-            pubsub = self.client.pubsub(ignore_subscribe_messages=True)
-            try:
-                # Subscribe first, then read once: a result stored between the two is seen by
-                # the read, one stored after it arrives as a message.
+        pubsub = self._pubsub()
+        try:
+            with translate_errors("wait for result"):
+                # Subscribe (and see it confirmed), then read once: a result stored before the
+                # subscription is seen by the read, one stored after it arrives as a message.
                 pubsub.subscribe(key)
-                data = self.client.get(key)
+                self._next(pubsub, key, "subscribe", deadline, task_id, timeout)
+                data = self.fast.execute("GET", key)
                 meta = self.decode(data) if data is not None else _pending(task_id)
                 while True:
                     if on_message is not None and data is not None:
                         on_message(meta)
                     if meta["status"] in states.READY_STATES:
+                        pubsub.unsubscribe(key)  # its confirmation is skipped by the next wait
                         return meta
-                    data = self._next_message(pubsub, deadline, task_id, timeout)
+                    data = self._next(pubsub, key, "message", deadline, task_id, timeout)
                     meta = self.decode(data)
-            finally:
-                pubsub.close()
+        except BaseException:
+            self._drop_pubsub()  # mid-conversation: start the next wait on a clean connection
+            raise
 
-    def _next_message(
-        self, pubsub: Any, deadline: float | None, task_id: str, timeout: float | None
-    ) -> bytes:
+    def _next(
+        self,
+        pubsub: Any,
+        key: str,
+        kind: str,
+        deadline: float | None,
+        task_id: str,
+        timeout: float | None,
+    ) -> Any:
+        """The next pub/sub event of ``kind`` on channel ``key``; others are leftovers of
+        earlier waits and are skipped."""
+        wanted = key.encode()
         while True:
             remaining = 1.0 if deadline is None else deadline - time.monotonic()
             if remaining <= 0:
@@ -103,8 +136,8 @@ class RedisBackend(ResultBackend):
                     f"The operation timed out ({timeout}s) waiting for task {task_id}"
                 )
             message = pubsub.get_message(timeout=min(remaining, 1.0))
-            if message is not None and message.get("type") == "message":
-                return message["data"]  # type: ignore[no-any-return]
+            if message and message["type"] == kind and message["channel"] == wanted:
+                return message["data"]
 
     def forget(self, task_id: str) -> None:
         with translate_errors("forget result"):

@@ -50,8 +50,11 @@ class Broker(ABC):
         """Enqueue (or schedule) messages in as few round trips as possible."""
 
     @abstractmethod
-    def reserve(self, consumer: str, queues: Sequence[str], count: int) -> list[Delivery]:
-        """Move up to ``count`` messages, highest priority first, into ``consumer``'s hold."""
+    def reserve(
+        self, consumer: str, queues: Sequence[str], count: int, ack: Sequence[str] = ()
+    ) -> list[Delivery]:
+        """Move up to ``count`` messages, highest priority first, into ``consumer``'s hold,
+        acknowledging the deliveries ``ack`` in the same step."""
 
     @abstractmethod
     def wait(self, queues: Sequence[str], timeout: float) -> bool:

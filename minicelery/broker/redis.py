@@ -8,7 +8,11 @@ heartbeats, ``{p}:scheduled`` eta/countdown messages, ``{p}:dead`` dead letters.
 
 from __future__ import annotations
 
+import contextlib
+import functools
 import logging
+import os
+import threading
 import time
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
@@ -59,6 +63,59 @@ def translate_errors(what: str) -> Iterator[None]:
         raise OperationalError(f"{what}: Redis error ({exc})") from exc
 
 
+class _Held:
+    """A pooled connection kept by one thread; given back to the pool when the thread ends."""
+
+    def __init__(self, pool: Any, connection: Any) -> None:
+        self.pool = pool
+        self.connection = connection
+        self.pid = os.getpid()
+
+    def __del__(self) -> None:
+        if self.pid == os.getpid():
+            with contextlib.suppress(Exception):
+                self.pool.release(self.connection)
+
+
+class FastPath:
+    """The hot path (publish, reserve, ack, store a result): commands sent on a connection
+    each thread keeps, skipping redis-py's per-command machinery, which costs more than the
+    round trip itself. On a connection error the command goes through the ordinary client,
+    whose retry policy reconnects with backoff."""
+
+    def __init__(self, client: redis.Redis) -> None:
+        self.client = client
+        self._local = threading.local()
+
+    def _connection(self) -> Any:
+        held: _Held | None = getattr(self._local, "held", None)
+        if held is None or held.pid != os.getpid():
+            pool = self.client.connection_pool
+            try:
+                connection = pool.get_connection()
+            except TypeError:  # redis-py < 5.1 wants a command name
+                connection = pool.get_connection("_")
+            held = self._local.held = _Held(pool, connection)
+        return held.connection
+
+    def execute(self, *args: Any) -> Any:
+        connection = self._connection()
+        try:
+            connection.send_command(*args)
+            return connection.read_response()
+        except REDIS_ERRORS:
+            connection.disconnect()
+            return self.client.execute_command(*args)  # type: ignore[no-untyped-call]
+
+    def evalsha(self, script: Any, keys: Sequence[Any], args: Sequence[Any]) -> Any:
+        try:
+            return self.execute("EVALSHA", script.sha, len(keys), *keys, *args)
+        except redis.exceptions.NoScriptError:
+            # A restarted or flushed Redis forgot the script: load it again, once.
+            script.sha = self.client.script_load(script.script)
+            return self.execute("EVALSHA", script.sha, len(keys), *keys, *args)
+
+
 def load_script(name: str) -> str:
     return resources.files("minicelery.broker").joinpath(f"scripts/{name}.lua").read_text()
 
@@ -96,6 +153,7 @@ class RedisBroker(Broker):
         self._move_due = register(load_script("move_due"))
         self._heartbeat = register(load_script("heartbeat"))
         self._rotation = 0
+        self.fast = FastPath(client)
 
     def _call(self, what: str, func: Callable[[], T]) -> T:
         with translate_errors(what):
@@ -113,11 +171,18 @@ class RedisBroker(Broker):
         )
 
     def publish(self, messages: Sequence[OutgoingMessage]) -> None:
+        if len(messages) == 1 and (messages[0].eta is None or messages[0].eta <= time.time()):
+            # The common case, one command: a pipeline would add a SCRIPT EXISTS round trip.
+            msg = messages[0]
+            keys = [self.keys.queue(msg.queue, _clamp(msg.priority)), self.keys.wake(msg.queue)]
+            self._call("publish", lambda: self.fast.evalsha(self._publish, keys, [msg.data]))
+            return
+
         def run() -> None:
             pipe = self.client.pipeline(transaction=False)
             schedule_changed = False
             for msg in messages:
-                priority = min(max(int(msg.priority or 0), 0), 9)
+                priority = _clamp(msg.priority)
                 if msg.eta is not None and msg.eta > time.time():
                     pipe.zadd(
                         self.keys("scheduled"),
@@ -134,31 +199,39 @@ class RedisBroker(Broker):
 
         self._call("publish", run)
 
-    def _queue_keys(self, queues: Sequence[str]) -> list[str]:
+    @functools.lru_cache(maxsize=64)  # noqa: B019 - a broker lives as long as its app
+    def _queue_keys(self, queues: tuple[str, ...]) -> list[str]:
         keys: list[str] = []
         for queue in queues:
             keys.extend(self.keys.queue(queue, p) for p in PRIORITIES)
             keys.append(self.keys.wake(queue))
         return keys
 
-    def reserve(self, consumer: str, queues: Sequence[str], count: int) -> list[Delivery]:
-        if count <= 0 or not queues:
+    def reserve(
+        self, consumer: str, queues: Sequence[str], count: int, ack: Sequence[str] = ()
+    ) -> list[Delivery]:
+        if (count <= 0 or not queues) and not ack:
             return []
         # Rotate the queue order so one busy queue cannot starve the others.
-        self._rotation = (self._rotation + 1) % len(queues)
-        ordered = list(queues[self._rotation :]) + list(queues[: self._rotation])
+        self._rotation = (self._rotation + 1) % max(len(queues), 1)
+        ordered = tuple(queues[self._rotation :]) + tuple(queues[: self._rotation])
         keys = [
             self.keys.hold(consumer),
             self.keys("seq"),
             self.keys("consumers"),
             *self._queue_keys(ordered),
         ]
-        flat = self._call("reserve", lambda: self._reserve(keys=keys, args=[consumer, count]))
-        queue_of = {self.keys.queue(q, p).encode(): q for q in queues for p in PRIORITIES}
+        args = [consumer, max(count, 0), *ack]
+        flat = self._call("reserve", lambda: self.fast.evalsha(self._reserve, keys, args))
+        queue_of = self._queue_names(tuple(queues))
         return [
             Delivery(flat[i].decode(), queue_of[flat[i + 1]], flat[i + 2])
             for i in range(0, len(flat), 3)
         ]
+
+    @functools.lru_cache(maxsize=64)  # noqa: B019 - a broker lives as long as its app
+    def _queue_names(self, queues: tuple[str, ...]) -> dict[bytes, str]:
+        return {self.keys.queue(q, p).encode(): q for q in queues for p in PRIORITIES}
 
     def wait(self, queues: Sequence[str], timeout: float) -> bool:
         wake_keys = [self.keys.wake(q) for q in queues]
@@ -169,13 +242,15 @@ class RedisBroker(Broker):
 
     def ack(self, consumer: str, tags: Sequence[str]) -> None:
         if tags:
-            self._call("ack", lambda: self.client.hdel(self.keys.hold(consumer), *tags))
+            self._call("ack", lambda: self.fast.execute("HDEL", self.keys.hold(consumer), *tags))
 
     def requeue(self, consumer: str, tags: Sequence[str]) -> int:
         if not tags:
             return 0
         keys = [self.keys.hold(consumer)]
-        return int(self._call("requeue", lambda: self._requeue(keys=keys, args=list(tags))))
+        return int(
+            self._call("requeue", lambda: self.fast.evalsha(self._requeue, keys, list(tags)))
+        )
 
     def heartbeat(self, consumer: str) -> None:
         keys = [self.keys("consumers")]
@@ -297,3 +372,7 @@ class RedisBroker(Broker):
 
     def close(self) -> None:
         self.client.close()
+
+
+def _clamp(priority: int | None) -> int:
+    return min(max(int(priority or 0), 0), 9)

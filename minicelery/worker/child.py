@@ -11,16 +11,18 @@ import multiprocessing
 import os
 import signal
 import sys
+from collections.abc import Callable
 from multiprocessing.connection import Connection
 from types import FrameType
 from typing import TYPE_CHECKING, Any
+
+import msgpack
 
 from .. import signals
 from ..exceptions import SoftTimeLimitExceeded
 
 if TYPE_CHECKING:
     from ..app import Celery
-    from .pool import Done, Job
 
 logger = logging.getLogger(__name__)
 
@@ -39,8 +41,19 @@ def _soft_limit(signum: int, frame: FrameType | None) -> None:
         raise SoftTimeLimitExceeded("SoftTimeLimitExceeded()")
 
 
+ChildRunner = Callable[[str, bytes], tuple[str, bool, "str | None"]]
+
+READY = b"R"
+STOP = b""
+
+
+def encode_job(queue: str, data: bytes) -> bytes:
+    """The frame a child receives: ``queue \0 message``."""
+    return queue.encode() + b"\0" + data
+
+
 def child_main(
-    app: Celery, conn: Connection, index: int, hostname: str, run: Any, inherited: list[Connection]
+    app: Celery, conn: Connection, index: int, run: ChildRunner, inherited: list[Connection]
 ) -> int:
     """Entry point after fork; returns the exit code."""
     global _in_task
@@ -62,21 +75,22 @@ def child_main(
     except Exception:
         logger.exception("worker_process_init failed")
         return EXIT_INIT_FAILED
-    conn.send(("ready", os.getpid()))
+    conn.send_bytes(READY)
     try:
         while True:
             try:
-                job: Job | None = conn.recv()
+                frame = conn.recv_bytes()
             except (EOFError, OSError):
                 return EXIT_PARENT_GONE
-            if job is None:
+            if frame == STOP:
                 return EXIT_OK
+            queue, _, data = frame.partition(b"\0")
             _in_task = True
             try:
-                done: Done = run(job)
+                outcome = run(queue.decode(), data)
             finally:
                 _in_task = False
-            conn.send((done.state, done.requeue, done.dead_reason))
+            conn.send_bytes(msgpack.packb(outcome))
     finally:
         signals.worker_process_shutdown.send(sender=None, pid=os.getpid(), exitcode=0)
         sys.stdout.flush()

@@ -1,13 +1,12 @@
-"""The main process's broker side: threads that reserve messages, send heartbeats, recover
-the messages of lost workers, and move due scheduled messages onto their queues.
-
-Each loop blocks on Redis (BLPOP on wake-up tokens, or on the schedule) rather than polling,
-and rides out a Redis outage with backoff, logging once when it starts and once when it ends.
-"""
+"""The main process's broker side. The main loop itself reserves messages and acknowledges
+finished ones in one round trip (``fetch``); when the queues run dry a waiter thread blocks on
+the wake-up tokens and wakes the loop, so an idle worker reacts within milliseconds without
+polling. Two more threads send heartbeats (recovering lost workers' messages) and move due
+scheduled messages onto their queues. A Redis outage is ridden out with backoff, logged once
+when it starts and once when it ends."""
 
 from __future__ import annotations
 
-import collections
 import logging
 import threading
 import time
@@ -25,18 +24,18 @@ MAX_SCHEDULE_WAIT = 1.0
 class Backoff:
     """Exponential backoff that remembers whether we are in an outage, to log it once."""
 
-    def __init__(self, stop: threading.Event, what: str) -> None:
-        self.stop = stop
+    def __init__(self, what: str) -> None:
         self.what = what
         self.delay = 0.0
         self.failing = False
 
-    def failed(self, exc: OperationalError) -> None:
+    def failed(self, exc: OperationalError) -> float:
+        """Record a failure; return how long to wait before trying again."""
         if not self.failing:
             logger.error("%s: %s; retrying with backoff", self.what, exc)
             self.failing = True
         self.delay = min(max(self.delay * 2, 0.2), 5.0)
-        self.stop.wait(self.delay)
+        return self.delay
 
     def succeeded(self) -> None:
         if self.failing:
@@ -46,34 +45,32 @@ class Backoff:
 
 
 class Consumer:
-    """Keeps up to ``capacity()`` messages reserved for this worker in ``buffer``."""
+    """Reserves and acknowledges for one worker; see the module docstring."""
 
     def __init__(
         self,
         broker: Broker,
         consumer_id: str,
         queues: Sequence[str],
-        capacity: Callable[[], int],
-        on_messages: Callable[[], None],
+        wake: Callable[[], None],
         heartbeat_interval: float,
         lost_timeout: float,
     ) -> None:
         self.broker = broker
         self.consumer_id = consumer_id
         self.queues = list(queues)
-        self.capacity = capacity
-        self.on_messages = on_messages
+        self.wake = wake
         self.heartbeat_interval = heartbeat_interval
         self.lost_timeout = lost_timeout
-        self.buffer: collections.deque[Delivery] = collections.deque()
-        self.lock = threading.Lock()
-        self.room = threading.Condition(self.lock)
         self.stopping = threading.Event()
+        self._parked = threading.Event()
+        self._backoff = Backoff("consumer")
+        self._retry_at = 0.0
         self._threads: list[threading.Thread] = []
 
     def start(self) -> None:
         for target, name in (
-            (self._reserve_loop, "consumer"),
+            (self._wait_loop, "waiter"),
             (self._heartbeat_loop, "heartbeat"),
             (self._schedule_loop, "scheduler"),
         ):
@@ -81,58 +78,61 @@ class Consumer:
             thread.start()
             self._threads.append(thread)
 
-    def notify_room(self) -> None:
-        """The pool finished or took a job: there may be room to reserve more."""
-        with self.room:
-            self.room.notify()
+    @property
+    def parked(self) -> bool:
+        """True while the queues are dry and the waiter is blocked on them."""
+        return self._parked.is_set()
 
-    def take(self) -> Delivery | None:
-        with self.lock:
-            return self.buffer.popleft() if self.buffer else None
+    def retry_in(self) -> float:
+        """Seconds until the broker may be tried again after a failure (0 when healthy)."""
+        return max(0.0, self._retry_at - time.monotonic())
 
-    def take_all(self) -> list[Delivery]:
-        with self.lock:
-            items = list(self.buffer)
-            self.buffer.clear()
-            return items
+    def fetch(self, room: int, acks: list[str]) -> list[Delivery]:
+        """Acknowledge ``acks`` and, unless parked, reserve up to ``room`` messages, in one
+        round trip. ``acks`` is emptied only when the broker took them."""
+        if self.retry_in() > 0 or (self.stopping.is_set() and not acks):
+            return []
+        reserve = room > 0 and not self._parked.is_set() and not self.stopping.is_set()
+        try:
+            if reserve:
+                deliveries = self.broker.reserve(self.consumer_id, self.queues, room, acks)
+            else:
+                self.broker.ack(self.consumer_id, acks)
+                deliveries = []
+            acks.clear()
+            self._backoff.succeeded()
+        except OperationalError as exc:
+            self._retry_at = time.monotonic() + self._backoff.failed(exc)
+            return []
+        if reserve and len(deliveries) < room:
+            self._parked.set()  # the queues are dry: the waiter blocks until a token comes
+        return deliveries
 
     def stop(self, join: bool = True) -> None:
         self.stopping.set()
-        self.notify_room()
+        self._parked.set()
         if join:
             for thread in self._threads:
                 thread.join(timeout=IDLE_WAIT + 5)
 
-    def _wanted(self) -> int:
-        with self.room:
-            while not self.stopping.is_set():
-                want = self.capacity() - len(self.buffer)
-                if want > 0:
-                    return want
-                self.room.wait(IDLE_WAIT)
-        return 0
-
-    def _reserve_loop(self) -> None:
-        backoff = Backoff(self.stopping, "consumer")
+    def _wait_loop(self) -> None:
+        backoff = Backoff("waiter")
         while not self.stopping.is_set():
-            want = self._wanted()
-            if want <= 0:
+            if not self._parked.wait(IDLE_WAIT):
                 continue
+            if self.stopping.is_set():
+                return
             try:
-                deliveries = self.broker.reserve(self.consumer_id, self.queues, want)
-                if not deliveries:
-                    self.broker.wait(self.queues, IDLE_WAIT)
+                self.broker.wait(self.queues, IDLE_WAIT)
                 backoff.succeeded()
             except OperationalError as exc:
-                backoff.failed(exc)
-                continue
-            if deliveries:
-                with self.lock:
-                    self.buffer.extend(deliveries)
-                self.on_messages()
+                self.stopping.wait(backoff.failed(exc))
+            # A token, a timeout or an error: either way the loop should try to reserve.
+            self._parked.clear()
+            self.wake()
 
     def _heartbeat_loop(self) -> None:
-        backoff = Backoff(self.stopping, "heartbeat")
+        backoff = Backoff("heartbeat")
         while not self.stopping.is_set():
             try:
                 self.broker.heartbeat(self.consumer_id)
@@ -141,18 +141,18 @@ class Consumer:
                     logger.warning("Requeued %d message(s) held by lost worker(s)", recovered)
                 backoff.succeeded()
             except OperationalError as exc:
-                backoff.failed(exc)
+                self.stopping.wait(backoff.failed(exc))
                 continue
             self.stopping.wait(self.heartbeat_interval)
 
     def _schedule_loop(self) -> None:
-        backoff = Backoff(self.stopping, "scheduler")
+        backoff = Backoff("scheduler")
         while not self.stopping.is_set():
             try:
                 self._schedule_step()
                 backoff.succeeded()
             except OperationalError as exc:
-                backoff.failed(exc)
+                self.stopping.wait(backoff.failed(exc))
 
     def _schedule_step(self) -> None:
         due = self.broker.next_due()

@@ -3,6 +3,7 @@ shuts down warm (finish what runs) or cold (stop now) without losing a message."
 
 from __future__ import annotations
 
+import collections
 import logging
 import os
 import signal
@@ -79,6 +80,7 @@ class WorkController:
         if multiplier is None:
             multiplier = conf.worker_prefetch_multiplier
         self.prefetch = max(1, self.concurrency * max(multiplier, 1))
+        self.refill_at = max(1, self.prefetch // 2)
         queues = list(options.queues) or [conf.task_default_queue]
         self.queues = [q for q in queues if q not in set(options.exclude_queues)]
         self.accept = accepted_content_types(conf.accept_content)
@@ -88,12 +90,12 @@ class WorkController:
             app.broker,
             self.consumer_id,
             self.queues,
-            self._room,
             self.waker.wake,
             conf.worker_heartbeat_interval,
             conf.worker_lost_timeout,
         )
         self.pending_acks: list[str] = []
+        self.buffer: collections.deque[Delivery] = collections.deque()
         self.warm = False
         self.cold = False
         self.started_at = time.time()
@@ -106,14 +108,14 @@ class WorkController:
             return PreforkPool(
                 self.app,
                 self.concurrency,
-                self.hostname,
-                self.run_job,
+                self.run_message,
                 self.options.max_tasks_per_child or self.app.conf.worker_max_tasks_per_child,
             )
         return ThreadPool(self.concurrency, self.run_job)
 
     def _room(self) -> int:
-        return self.prefetch - len(self.pool.busy_jobs())
+        """How many more messages to reserve: prefetch minus what is buffered or running."""
+        return self.prefetch - len(self.buffer) - len(self.pool.busy_jobs())
 
     def install_signal_handlers(self) -> None:
         signal.signal(signal.SIGTERM, self._on_stop_signal)
@@ -148,16 +150,19 @@ class WorkController:
 
     def _loop(self) -> None:
         while not self.warm:
-            self._dispatch()
-            self._flush_acks()
-            for event in self.pool.wait(1.0, self.waker):
+            self._dispatch()  # idle slots first, from what is already reserved
+            if self._refill():
+                self._dispatch()
+            busy_loop = self._refill_due()
+            timeout = self.consumer.retry_in() or (0.0 if busy_loop else 1.0)
+            for event in self.pool.wait(timeout, self.waker):
                 self._handle(event)
         logger.warning("worker: %s shutdown (MainProcess)", "Cold" if self.cold else "Warm")
         signals.worker_shutting_down.send(
-            sender=self.hostname, sig="SIGTERM", how="Warm", exitcode=0
+            sender=self.hostname, sig="SIGTERM", how="Cold" if self.cold else "Warm", exitcode=0
         )
         self.consumer.stopping.set()
-        self._give_back(self.consumer.take_all())
+        self._give_back_buffer()
         while not self.cold and self.pool.busy_jobs():
             for event in self.pool.wait(1.0, self.waker):
                 self._handle(event)
@@ -167,7 +172,7 @@ class WorkController:
         for event in self.pool.stop(cold=self.cold):
             self._handle(event, shutting_down=True)
         self.consumer.stop()
-        self._give_back(self.consumer.take_all())
+        self._give_back_buffer()
         self._flush_acks()
         try:
             self.app.broker.unregister(self.consumer_id)
@@ -176,9 +181,30 @@ class WorkController:
         signals.worker_shutdown.send(sender=self)
         self.waker.close()
 
-    def _give_back(self, deliveries: list[Delivery]) -> None:
-        if deliveries:
-            count = self.app.broker.requeue(self.consumer_id, [d.tag for d in deliveries])
+    def _refill_due(self) -> bool:
+        """Whether to talk to the broker now. Under load the round trip that acknowledges and
+        reserves is batched: it waits until half the prefetch window is free, and carries
+        the acks of everything started meanwhile. When the pool has idle slots, acks go at
+        once."""
+        if self._room() >= self.refill_at and not self.consumer.parked:
+            return True
+        return bool(self.pending_acks) and self.pool.idle_slots() > 0
+
+    def _refill(self) -> bool:
+        """Acknowledge and reserve when due; True if new messages arrived."""
+        if not self._refill_due() and not (self.pending_acks and self.consumer.parked):
+            return False
+        room = self._room()
+        deliveries = self.consumer.fetch(room if room >= self.refill_at else 0, self.pending_acks)
+        self.buffer.extend(deliveries)
+        return bool(deliveries)
+
+    def _give_back_buffer(self) -> None:
+        """Reserved but not started: back to the front of their queues, at once."""
+        if self.buffer:
+            tags = [d.tag for d in self.buffer]
+            self.buffer.clear()
+            count = self.app.broker.requeue(self.consumer_id, tags)
             logger.info("Gave %d reserved message(s) back to their queues", count)
 
     def _flush_acks(self) -> None:
@@ -187,11 +213,8 @@ class WorkController:
             self.app.broker.ack(self.consumer_id, tags)
 
     def _dispatch(self) -> None:
-        dispatched = False
-        while self.pool.idle_slots() > 0 and not self.warm:
-            delivery = self.consumer.take()
-            if delivery is None:
-                break
+        while self.buffer and not self.warm and self.pool.idle_slots() > 0:
+            delivery = self.buffer.popleft()
             job = self._job_for(delivery)
             if job is None:
                 continue
@@ -200,9 +223,6 @@ class WorkController:
             if not job.acks_late:
                 self.pending_acks.append(delivery.tag)
             self.pool.submit(job)
-            dispatched = True
-        if dispatched:
-            self.consumer.notify_room()
 
     def _job_for(self, delivery: Delivery) -> Job | None:
         """Validate a delivery; bad ones go to the dead-letter store with their reason."""
@@ -282,7 +302,6 @@ class WorkController:
             self.app.broker.requeue(self.consumer_id, [tag])
         elif job.acks_late or event.state == states.REJECTED:
             self.pending_acks.append(tag)
-        self.consumer.notify_room()
 
     def _handle_lost(self, event: Lost, shutting_down: bool) -> None:
         job = event.job
@@ -307,9 +326,14 @@ class WorkController:
 
     # -- inside the pool -----------------------------------------------------------------
     def run_job(self, job: Job) -> Done:
-        """Run one job (in a child process, or a pool thread) and log its outcome."""
-        message = job.message
-        outcome = execute_message(self.app, message, self.hostname, job.delivery.queue, self.accept)
+        """Run one job in a pool thread."""
+        state, requeue, dead_reason = self.run_message(job.delivery.queue, job.delivery.data)
+        return Done(job, state, requeue, dead_reason)
+
+    def run_message(self, queue: str, data: bytes) -> tuple[str, bool, str | None]:
+        """Run one message (in a child process or a pool thread) and log its outcome."""
+        message = decode_message(data)
+        outcome = execute_message(self.app, message, self.hostname, queue, self.accept)
         name, task_id = message.task, message.id
         if outcome.state == states.SUCCESS:
             job_logger.info(
@@ -318,14 +342,11 @@ class WorkController:
         elif outcome.state == states.FAILURE:
             job_logger.error(
                 "Task %s[%s] raised unexpected: %r\n%s",
-                name,
-                task_id,
-                outcome.exc,
-                outcome.traceback or "",
-            )
+                name, task_id, outcome.exc, outcome.traceback or "",
+            )  # fmt: skip
         elif outcome.state == states.RETRY:
             job_logger.info("Task %s[%s] retry: %s", name, task_id, outcome.exc)
-        return Done(job, outcome.state, outcome.requeue, outcome.dead_reason)
+        return outcome.state, outcome.requeue, outcome.dead_reason
 
     def stats(self) -> dict[str, Any]:
         return {

@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING, Any
 
 from .. import signals, states
 from .._state import task_stack
+from ..canvas.callbacks import on_task_failure, on_task_success
 from ..exceptions import (
     MessageError,
     OperationalError,
@@ -277,8 +278,6 @@ def backoff_countdown(task: Task[Any, Any], retries: int) -> float:
 def _finish(
     app: Celery, task: Task[Any, Any], request: Context, outcome: Outcome, ignore: bool
 ) -> None:
-    from ..canvas.callbacks import on_task_failure, on_task_success
-
     assert request.id is not None
     task_id, args, kwargs = request.id, request.args, request.kwargs
     if outcome.state == states.SUCCESS:

@@ -6,15 +6,18 @@ from __future__ import annotations
 import contextlib
 import logging
 import os
+import selectors
 import signal
 import time
 from dataclasses import dataclass
 from multiprocessing import Pipe
-from multiprocessing.connection import Connection, wait
+from multiprocessing.connection import Connection
 from typing import TYPE_CHECKING, Any
 
-from .child import child_main
-from .pool import Done, Event, Job, Lost, Pool, Runner, Waker
+import msgpack
+
+from .child import READY, STOP, ChildRunner, child_main, encode_job
+from .pool import Done, Event, Job, Lost, Pool, Waker
 
 if TYPE_CHECKING:
     from ..app import Celery
@@ -41,14 +44,15 @@ class PreforkPool(Pool):
         self,
         app: Celery,
         concurrency: int,
-        hostname: str,
-        runner: Runner,
+        runner: ChildRunner,
         max_tasks_per_child: int | None = None,
     ) -> None:
         self.app = app
         self.concurrency = concurrency
-        self.hostname = hostname
         self.runner = runner
+        # One selector for the pool's lifetime: building one per wait costs more than a task.
+        self.selector = selectors.DefaultSelector()
+        self._waker_fd: int | None = None
         self.children: dict[int, Child] = {}
         self._next_index = 1
         self._stopping = False
@@ -74,9 +78,7 @@ class PreforkPool(Pool):
             parent_conn.close()
             code = 1
             try:
-                code = child_main(
-                    self.app, child_conn, index, self.hostname, self.runner, [*inherited]
-                )
+                code = child_main(self.app, child_conn, index, self.runner, [*inherited])
             except BaseException:
                 logger.exception("child %d crashed", index)
             finally:
@@ -85,6 +87,7 @@ class PreforkPool(Pool):
         child_conn.close()
         child = Child(index, pid, parent_conn)
         self.children[pid] = child
+        self.selector.register(parent_conn.fileno(), selectors.EVENT_READ, child)
         self._task_counts[pid] = 0
         return child
 
@@ -106,7 +109,7 @@ class PreforkPool(Pool):
         job.slot = child.pid
         child.job = job
         child.soft_sent = False
-        child.conn.send(job)
+        child.conn.send_bytes(encode_job(job.delivery.queue, job.delivery.data))
 
     def next_deadline(self) -> float | None:
         deadlines = []
@@ -121,34 +124,35 @@ class PreforkPool(Pool):
         return min(deadlines) if deadlines else None
 
     def wait(self, timeout: float, waker: Waker) -> list[Event]:
+        if self._waker_fd is None:
+            self._waker_fd = waker.read_fd
+            self.selector.register(waker.read_fd, selectors.EVENT_READ, None)
         deadline = self.next_deadline()
         if deadline is not None:
             timeout = max(0.0, min(timeout, deadline - time.monotonic()))
-        by_conn: dict[Any, Child] = {c.conn: c for c in self.children.values()}
-        ready = wait([*by_conn, waker.read_fd], timeout)
         events: list[Event] = []
-        for item in ready:
-            child = by_conn.get(item)
+        for key, _ in self.selector.select(timeout):
+            child = key.data
             if child is None:
                 waker.drain()
-                continue
-            events.extend(self._read(child))
+            elif child.pid in self.children:
+                events.extend(self._read(child))
         events.extend(self._enforce_time_limits())
         return events
 
     def _read(self, child: Child) -> list[Event]:
         try:
-            message = child.conn.recv()
+            frame = child.conn.recv_bytes()
         except (EOFError, OSError):
             return self._reap(child)
-        if message[0] == "ready":
+        if frame == READY:
             child.ready = True
             return []
         job = child.job
         child.job = None
         if job is None:
             return []
-        state, requeue, dead_reason = message
+        state, requeue, dead_reason = msgpack.unpackb(frame)
         self._task_counts[child.pid] += 1
         if self.max_tasks_per_child and self._task_counts[child.pid] >= self.max_tasks_per_child:
             self._retire(child)
@@ -162,6 +166,8 @@ class PreforkPool(Pool):
         """A child's pipe closed: collect its exit status, replace it, report its job lost."""
         self.children.pop(child.pid, None)
         self._task_counts.pop(child.pid, None)
+        with contextlib.suppress(KeyError, ValueError):
+            self.selector.unregister(child.conn.fileno())
         child.conn.close()
         exitcode = _waitpid(child.pid)
         if not self._stopping:
@@ -209,6 +215,8 @@ class PreforkPool(Pool):
         return events
 
     def stop(self, cold: bool = False) -> list[Event]:
+        """Ask idle children to exit (a cold stop kills busy ones); escalate to SIGKILL for
+        any still alive after a grace period."""
         self._stopping = True
         events: list[Event] = []
         for child in list(self.children.values()):
@@ -216,32 +224,20 @@ class PreforkPool(Pool):
                 _kill(child.pid, signal.SIGKILL)
             else:
                 with contextlib.suppress(OSError):
-                    child.conn.send(None)
+                    child.conn.send_bytes(STOP)
         deadline = time.monotonic() + KILL_AFTER
         while self.children:
-            ready = wait(
-                [c.conn for c in self.children.values()], max(0.0, deadline - time.monotonic())
-            )
+            ready = self.selector.select(max(0.0, deadline - time.monotonic()))
             if not ready:
                 break
-            for conn in ready:
-                child = next(c for c in self.children.values() if c.conn is conn)
-                events.extend(e for e in self._drain_on_stop(child))
+            for key, _ in ready:
+                child = key.data
+                if child is not None and child.pid in self.children:
+                    events.extend(self._read(child))
         for child in list(self.children.values()):  # did not exit in time: escalate
             _kill(child.pid, signal.SIGKILL)
             events.extend(self._reap(child))
         return events
-
-    def _drain_on_stop(self, child: Child) -> list[Event]:
-        try:
-            message = child.conn.recv()
-        except (EOFError, OSError):
-            return self._reap(child)
-        if message[0] == "ready" or child.job is None:
-            return []
-        job, child.job = child.job, None
-        state, requeue, dead_reason = message
-        return [Done(job, state, requeue, dead_reason)]
 
     def info(self) -> dict[str, Any]:
         return {"max-concurrency": self.concurrency, "processes": self.pids()}

@@ -2,8 +2,12 @@
 -- into the consumer's hold (KEYS[1]) in the same atomic step, so a crash loses nothing.
 -- KEYS: hold, seq, consumers, then per queue: 10 priority lists (0..9) and its wake list.
 -- Each hold entry is "queue_key \0 wake_key \0 payload" so it can be given back later.
+-- ARGV[3...] are tags to acknowledge first, so a busy worker acks and reserves in one trip.
 local hold, seq, consumers = KEYS[1], KEYS[2], KEYS[3]
 local want = tonumber(ARGV[2])
+if #ARGV > 2 then
+  redis.call('HDEL', hold, unpack(ARGV, 3))
+end
 local now = redis.call('TIME')
 redis.call('ZADD', consumers, now[1] + now[2] / 1000000, ARGV[1])
 local out = {}
