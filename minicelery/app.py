@@ -73,6 +73,7 @@ class Celery:
         self.tasks = TaskRegistry()
         self.finalize()
         self._connections: tuple[int, Broker, ResultBackend] | None = None
+        self._result_relay: ResultBackend | None = None
         self._control: Any = None
         _state.register_app(self)
         if set_as_current:
@@ -318,8 +319,14 @@ class Celery:
             broker_url, backend_url = self.resolved_urls()
             prefix = self.conf.key_prefix
             broker = broker_from_url(broker_url, prefix)
+            # One Redis for both (the usual set-up): one connection pool.
+            shared = getattr(broker, "client", None) if backend_url == broker_url else None
             backend = backend_from_url(
-                backend_url, prefix, self.conf.result_serializer, self.conf.result_expires
+                backend_url,
+                prefix,
+                self.conf.result_serializer,
+                self.conf.result_expires,
+                client=shared,
             )
             self._connections = (pid, broker, backend)
         return self._connections[1], self._connections[2]
@@ -330,7 +337,17 @@ class Celery:
 
     @property
     def backend(self) -> ResultBackend:
+        if self._result_relay is not None:
+            return self._result_relay
         return self._open()[1]
+
+    def open_backend(self) -> ResultBackend:
+        """A real (not relayed) result backend for this process."""
+        return self._open()[1]
+
+    def relay_results(self, relay: ResultBackend | None) -> None:
+        """Route this process's result writes through ``relay`` (a prefork child's pipe)."""
+        self._result_relay = relay
 
     @property
     def control(self) -> Any:
@@ -376,16 +393,34 @@ def task_name_for(fun: Callable[..., Any]) -> str:
     return f"{module}.{fun.__name__}"
 
 
+class SharedTaskProxy:
+    """What ``@shared_task`` returns: the task of that name in whichever app is current at
+    each use, as Celery's proxy does (so a library's tasks follow the user's app)."""
+
+    def __init__(self, name: str) -> None:
+        self.__dict__["name"] = name
+
+    def _resolve(self) -> BaseTask[Any, Any]:
+        app = _state.get_current_app()
+        app.finalize()
+        return app.tasks[self.__dict__["name"]]
+
+    def __getattr__(self, attr: str) -> Any:
+        return getattr(self._resolve(), attr)
+
+    def __call__(self, *args: Any, **kwargs: Any) -> Any:
+        return self._resolve()(*args, **kwargs)
+
+    def __repr__(self) -> str:
+        return f"<@task: {self.__dict__['name']} of {_state.get_current_app().main}>"
+
+
 def shared_task(*args: Any, **options: Any) -> Any:
     """Define a task for whichever app is current when it is used (``@shared_task``)."""
 
     def create(fun: Callable[..., Any]) -> Any:
-        current = _state.get_current_app()
-        task = current._create_task(fun, **options)
-        for other in _state.all_apps():
-            if other is not current:
-                other.finalize()
-        return task
+        task = _state.get_current_app()._create_task(fun, **options)
+        return SharedTaskProxy(task.name)
 
     if len(args) == 1 and callable(args[0]) and not options:
         return create(args[0])

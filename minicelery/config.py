@@ -70,7 +70,7 @@ def _str(name: str, value: Any) -> Any:
 
 
 def _serializer(name: str, value: Any) -> Any:
-    if value not in CODECS:
+    if not isinstance(value, str) or value not in CODECS:
         known = ", ".join(sorted(CODECS))
         raise ImproperlyConfigured(
             f"setting {name!r}: unknown serializer {value!r} (known: {known})"
@@ -83,6 +83,10 @@ def _accept(name: str, value: Any) -> Any:
         return None
     if isinstance(value, str):
         value = [value]
+    if not isinstance(value, (list, tuple, set, frozenset)):
+        raise ImproperlyConfigured(
+            f"setting {name!r} must be a list of content types, got {value!r}"
+        )
     items = list(value)
     for item in items:
         try:

@@ -98,6 +98,7 @@ class Retry(MiniceleryError):
         self.message = message
         self.exc = exc
         self.when = when
+        self.eager_result: Any = None  # the retried run's result, in eager mode
         super().__init__(message or (f"Retry in {when}s" if when is not None else "Retry"))
 
 

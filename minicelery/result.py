@@ -81,7 +81,7 @@ class AsyncResult(ResultBase):
         self.id = str(id)
         self.app = app or get_current_app()
         self._backend = backend
-        self.name = task_name
+        self._name = task_name
         self.parent = parent
         self._cache: dict[str, Any] | None = None
 
@@ -127,6 +127,11 @@ class AsyncResult(ResultBase):
         from .canvas.tuples import result_from_tuple
 
         return [result_from_tuple(child, self.app) for child in self._meta().get("children") or []]
+
+    @property
+    def name(self) -> str | None:
+        """The task's name: as given, else as stored with ``result_extended``."""
+        return self._name or self._meta().get("name")
 
     @property
     def args(self) -> Any:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import datetime as dt
 import inspect
 import uuid
@@ -136,6 +135,8 @@ class Task(Generic[P, R]):
         try:
             result = self.run(*args, **kwargs)
             if inspect.iscoroutine(result):
+                import asyncio  # only for async def tasks: it is a large import
+
                 return asyncio.run(result)  # type: ignore[no-any-return]
             return result
         finally:
@@ -192,11 +193,16 @@ class Task(Generic[P, R]):
         args: Iterable[Any] | None = None,
         kwargs: dict[str, Any] | None = None,
         task_id: str | None = None,
+        throw: bool | None = None,
         **options: Any,
     ) -> EagerResult:
-        """Run the task here and now, returning an ``EagerResult``."""
+        """Run the task here and now, returning an ``EagerResult``; ``throw`` (default:
+        ``task_eager_propagates``) re-raises a failure instead."""
         from .worker.executor import run_eager
 
+        if throw is None:
+            throw = bool(self.app.conf.task_eager_propagates)
+        options["throw"] = throw
         return run_eager(
             self, tuple(args or ()), dict(kwargs or {}), task_id or str(uuid.uuid4()), options
         )
@@ -255,23 +261,24 @@ class Task(Generic[P, R]):
         if eta is None and countdown is None:
             countdown = self.default_retry_delay
         delay_options = {"eta": eta} if eta is not None else {"countdown": countdown}
-        self._send_retry(request, args, kwargs, {**options, **delay_options})
+        eager = self._send_retry(request, args, kwargs, {**options, **delay_options})
         retry = Retry(exc=exc, when=eta or countdown)
+        retry.eager_result = eager
         if throw:
             raise retry
         return retry
 
     def _send_retry(
         self, request: Context, args: Any, kwargs: Any, options: dict[str, Any]
-    ) -> None:
+    ) -> EagerResult | None:
         if request.is_eager:
-            self.apply(
+            # Eager mode retries eagerly, at once, as Celery does; apply() reports its end.
+            return self.apply(
                 args if args is not None else request.args,
                 kwargs if kwargs is not None else request.kwargs,
                 task_id=request.id,
                 retries=request.retries + 1,
             )
-            return
         delivery_info = request.delivery_info or {}
         self.app.send_task(
             self.name,
@@ -293,6 +300,7 @@ class Task(Generic[P, R]):
             task=self,
             **options,
         )
+        return None
 
     def update_state(
         self, task_id: str | None = None, state: str | None = None, meta: Any = None, **kwargs: Any

@@ -2,18 +2,34 @@
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING, Any
+
 from ..broker import redis_client
 from .base import DisabledBackend, Meta, ResultBackend
-from .redis import RedisBackend
+
+if TYPE_CHECKING:
+    from .redis import RedisBackend
 
 
 def backend_from_url(
-    url: str | None, prefix: str, serializer: str, expires: float | None
+    url: str | None, prefix: str, serializer: str, expires: float | None, client: Any = None
 ) -> ResultBackend:
     """The result backend for ``url``, or a disabled one when ``url`` is None."""
     if url is None:
         return DisabledBackend()
-    return RedisBackend(redis_client(url), prefix, serializer, expires)
+    from .redis import RedisBackend
+
+    return RedisBackend(
+        client if client is not None else redis_client(url), prefix, serializer, expires
+    )
+
+
+def __getattr__(name: str) -> Any:
+    if name == "RedisBackend":
+        from .redis import RedisBackend
+
+        return RedisBackend
+    raise AttributeError(name)
 
 
 __all__ = ["DisabledBackend", "Meta", "RedisBackend", "ResultBackend", "backend_from_url"]

@@ -7,9 +7,17 @@ from collections.abc import Callable
 from typing import Any
 
 from ..exceptions import ImproperlyConfigured
+from ..serialization import Codec
 
 Meta = dict[str, Any]
 OnMessage = Callable[[Meta], None]
+
+
+def encode_meta(meta: Meta, codec: Codec) -> bytes:
+    """Serialize a result record with ``status`` first, which the store script relies on."""
+    if next(iter(meta), None) != "status":
+        meta = {"status": meta["status"], **meta}
+    return codec.dumps(meta)
 
 
 class ResultBackend(ABC):

@@ -10,11 +10,13 @@ import time
 from importlib import resources
 from typing import Any
 
+import redis
+
 from .. import states
 from ..broker.redis import FastPath, Keys, translate_errors
 from ..exceptions import TimeoutError
 from ..serialization import codec_for
-from .base import Meta, OnMessage, ResultBackend
+from .base import Meta, OnMessage, ResultBackend, encode_meta
 
 
 def _pending(task_id: str) -> Meta:
@@ -42,8 +44,8 @@ class RedisBackend(ResultBackend):
         self.keys = Keys(prefix)
         self.codec = codec_for(serializer)
         self.expires = expires or 0
-        # The bytes of '"status": "SUCCESS"' after a record's one-byte opening ('{' in json, a
-        # fixmap header in msgpack); records always put status first.
+        # The bytes of '"status": "SUCCESS"' after a record's opening ('{' in json, a map
+        # header in msgpack); records always put status first.
         marker = self.codec.dumps({"status": states.SUCCESS})[1:]
         self._success_marker = marker[:-1] if self.codec.name == "json" else marker
         script = (
@@ -57,9 +59,7 @@ class RedisBackend(ResultBackend):
         return self.keys("meta", task_id)
 
     def encode(self, meta: Meta) -> bytes:
-        if next(iter(meta), None) != "status":
-            meta = {"status": meta["status"], **meta}
-        return self.codec.dumps(meta)
+        return encode_meta(meta, self.codec)
 
     def decode(self, data: bytes) -> Meta:
         meta = self.codec.loads(data)
@@ -69,6 +69,26 @@ class RedisBackend(ResultBackend):
         args = [self.encode(meta), self.expires, self._success_marker]
         with translate_errors("store result"):
             return bool(self.fast.evalsha(self._store, [self.key(task_id)], args))
+
+    def store_encoded(self, records: list[tuple[str, bytes]]) -> None:
+        """Store already-encoded records ``(task_id, data)`` in one round trip, in order
+        (what prefork children hand to their main process)."""
+        with translate_errors("store results"):
+            if len(records) == 1:
+                task_id, data = records[0]
+                args = [data, self.expires, self._success_marker]
+                self.fast.evalsha(self._store, [self.key(task_id)], args)
+                return
+            pipe = self.client.pipeline(transaction=False)
+            for task_id, data in records:
+                pipe.evalsha(
+                    self._store.sha, 1, self.key(task_id), data, self.expires, self._success_marker
+                )
+            try:
+                pipe.execute()
+            except redis.exceptions.NoScriptError:
+                self._store.sha = self.client.script_load(self._store.script)
+                self.store_encoded(records)
 
     def get_meta(self, task_id: str) -> Meta:
         with translate_errors("get result"):

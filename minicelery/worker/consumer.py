@@ -102,11 +102,15 @@ class Consumer:
             acks.clear()
             self._backoff.succeeded()
         except OperationalError as exc:
-            self._retry_at = time.monotonic() + self._backoff.failed(exc)
+            self.broker_failed(exc)
             return []
         if reserve and len(deliveries) < room:
             self._parked.set()  # the queues are dry: the waiter blocks until a token comes
         return deliveries
+
+    def broker_failed(self, exc: OperationalError) -> None:
+        """Back off after a failed call from the main loop (fetching or storing)."""
+        self._retry_at = time.monotonic() + self._backoff.failed(exc)
 
     def stop(self, join: bool = True) -> None:
         self.stopping.set()

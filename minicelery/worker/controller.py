@@ -22,6 +22,7 @@ from ..exceptions import (
     ContentDisallowed,
     MessageError,
     NotRegistered,
+    OperationalError,
     TimeLimitExceeded,
     WorkerLostError,
 )
@@ -29,7 +30,7 @@ from ..message import decode_message
 from ..serialization import accepted_content_types, exception_to_dict
 from .consumer import Consumer
 from .executor import build_meta, execute_message, store_result
-from .pool import Done, Event, Job, Lost, Pool, ThreadPool, Waker
+from .pool import Done, Event, Job, Lost, Pool, Results, ThreadPool, Waker
 from .prefork import PreforkPool, _describe
 
 if TYPE_CHECKING:
@@ -86,15 +87,9 @@ class WorkController:
         self.accept = accepted_content_types(conf.accept_content)
         self.waker = Waker()
         self.pool: Pool = self._make_pool()
-        self.consumer = Consumer(
-            app.broker,
-            self.consumer_id,
-            self.queues,
-            self.waker.wake,
-            conf.worker_heartbeat_interval,
-            conf.worker_lost_timeout,
-        )
+        self._consumer: Consumer | None = None
         self.pending_acks: list[str] = []
+        self.pending_results: list[tuple[str, bytes]] = []
         self.buffer: collections.deque[Delivery] = collections.deque()
         self.warm = False
         self.cold = False
@@ -134,11 +129,31 @@ class WorkController:
         self.waker.wake()
 
     # -- running -------------------------------------------------------------------------
+    @property
+    def consumer(self) -> Consumer:
+        if self._consumer is None:
+            conf = self.app.conf
+            self._consumer = Consumer(
+                self.app.broker,
+                self.consumer_id,
+                self.queues,
+                self.waker.wake,
+                conf.worker_heartbeat_interval,
+                conf.worker_lost_timeout,
+            )
+        return self._consumer
+
     def start(self) -> int:
         """Run until shut down; returns the process exit code."""
-        self.app.broker.ping()
-        self.app.broker.heartbeat(self.consumer_id)
-        self.pool.start()  # fork before any thread exists
+        # Fork before any thread exists, and before this process imports the Redis client or
+        # connects: children that never touch Redis themselves stay small.
+        self.pool.start()
+        try:
+            self.app.broker.ping()
+            self.app.broker.heartbeat(self.consumer_id)
+        except BaseException:
+            self.pool.stop()
+            raise
         self.consumer.start()
         logger.warning("%s ready.", self.hostname)
         signals.worker_ready.send(sender=self)
@@ -151,7 +166,7 @@ class WorkController:
     def _loop(self) -> None:
         while not self.warm:
             self._dispatch()  # idle slots first, from what is already reserved
-            if self._refill():
+            if self._store_results() and self._refill():
                 self._dispatch()
             busy_loop = self._refill_due()
             timeout = self.consumer.retry_in() or (0.0 if busy_loop else 1.0)
@@ -166,6 +181,7 @@ class WorkController:
         while not self.cold and self.pool.busy_jobs():
             for event in self.pool.wait(1.0, self.waker):
                 self._handle(event)
+            self._store_results()
             self._flush_acks()
 
     def _shutdown(self) -> None:
@@ -173,6 +189,7 @@ class WorkController:
             self._handle(event, shutting_down=True)
         self.consumer.stop()
         self._give_back_buffer()
+        self._store_results()
         self._flush_acks()
         try:
             self.app.broker.unregister(self.consumer_id)
@@ -180,6 +197,21 @@ class WorkController:
             logger.exception("could not unregister from the broker")
         signals.worker_shutdown.send(sender=self)
         self.waker.close()
+
+    def _store_results(self) -> bool:
+        """Store what the children produced, before any ack that depends on it; False (and
+        kept for the next turn) while Redis is unreachable."""
+        if not self.pending_results:
+            return True
+        if self.consumer.retry_in() > 0:
+            return False
+        try:
+            self.app.backend.store_encoded(self.pending_results)  # type: ignore[attr-defined]
+        except OperationalError as exc:
+            self.consumer.broker_failed(exc)
+            return False
+        self.pending_results = []
+        return True
 
     def _refill_due(self) -> bool:
         """Whether to talk to the broker now. Under load the round trip that acknowledges and
@@ -291,12 +323,17 @@ class WorkController:
             )
 
     def _handle(self, event: Event, shutting_down: bool = False) -> None:
+        if isinstance(event, Results):
+            self.pending_results.extend(event.results)
+            return
         self.processed += 1
         job = event.job
         tag = job.delivery.tag
         if isinstance(event, Lost):
             self._handle_lost(event, shutting_down)
-        elif event.dead_reason:
+            return
+        self.pending_results.extend(event.results)
+        if event.dead_reason:
             self._dead_letter(job.delivery, event.dead_reason, None, job.message.task)
         elif event.state == states.REJECTED and event.requeue:
             self.app.broker.requeue(self.consumer_id, [tag])

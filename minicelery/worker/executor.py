@@ -29,6 +29,7 @@ from ..message import TaskMessage, parse_iso
 from ..result import EagerResult
 from ..serialization import exception_to_dict
 from ..task import Context, Task
+from ..utils import ExceptionInfo
 
 if TYPE_CHECKING:
     from ..app import Celery
@@ -278,67 +279,110 @@ def backoff_countdown(task: Task[Any, Any], retries: int) -> float:
 def _finish(
     app: Celery, task: Task[Any, Any], request: Context, outcome: Outcome, ignore: bool
 ) -> None:
+    """Record the outcome, then run hooks, signals and callbacks. A hook that raises is
+    logged (``task_internal_error``) and never turns into the task's outcome."""
     assert request.id is not None
-    task_id, args, kwargs = request.id, request.args, request.kwargs
+    einfo = ExceptionInfo(outcome.exc, outcome.traceback) if outcome.exc is not None else None
     if outcome.state == states.SUCCESS:
-        if not ignore:
-            store_result(
-                app, task_id, build_meta(task_id, states.SUCCESS, outcome.retval, request, app=app)
-            )
-        task.on_success(outcome.retval, task_id, args, kwargs)
-        signals.task_success.send(sender=task, result=outcome.retval)
-        on_task_success(app, task, request, outcome.retval)
+        _finish_success(app, task, request, outcome, ignore)
     elif outcome.state == states.RETRY:
-        retry = outcome.exc
-        assert isinstance(retry, Retry)
-        reason = retry.exc if retry.exc is not None else retry
-        store_result(
-            app,
-            task_id,
-            build_meta(
-                task_id,
-                states.RETRY,
-                exception_to_dict(reason),
-                request,
-                outcome.traceback,
-                app=app,
-            ),
-        )
-        task.on_retry(reason, task_id, args, kwargs, outcome.traceback)
-        signals.task_retry.send(
-            sender=task, request=request, reason=reason, einfo=outcome.traceback
-        )
+        _finish_retry(app, task, request, outcome, einfo)
     elif outcome.state == states.FAILURE:
-        exc = outcome.exc
-        assert exc is not None
-        if not ignore or task.option("store_errors_even_if_ignored"):
-            store_result(
-                app,
-                task_id,
-                build_meta(
-                    task_id,
-                    states.FAILURE,
-                    exception_to_dict(exc),
-                    request,
-                    outcome.traceback,
-                    app=app,
-                ),
-            )
-        task.on_failure(exc, task_id, args, kwargs, outcome.traceback)
-        signals.task_failure.send(
-            sender=task,
-            task_id=task_id,
-            exception=exc,
-            args=args,
-            kwargs=kwargs,
-            traceback=outcome.traceback,
-            einfo=outcome.traceback,
-        )
-        on_task_failure(app, task, request, exc, outcome.traceback)
+        _finish_failure(app, task, request, outcome, ignore, einfo)
     elif outcome.state == states.REJECTED:
         signals.task_rejected.send(sender=task, message=None, exc=outcome.exc)
     retval = outcome.retval if outcome.exc is None else outcome.exc
-    task.after_return(outcome.state, retval, task_id, args, kwargs, outcome.traceback)
+    _guarded(
+        task,
+        request,
+        task.after_return,
+        outcome.state,
+        retval,
+        request.id,
+        request.args,
+        request.kwargs,
+        einfo,
+    )
+
+
+def _guarded(task: Task[Any, Any], request: Context, hook: Any, *args: Any) -> None:
+    try:
+        hook(*args)
+    except Exception as exc:
+        logger.exception(
+            "Task %s[%s] %s raised", task.name, request.id, getattr(hook, "__name__", hook)
+        )
+        signals.task_internal_error.send(
+            sender=task,
+            task_id=request.id,
+            args=request.args,
+            kwargs=request.kwargs,
+            request=request,
+            exception=exc,
+            traceback=None,
+            einfo=None,
+        )
+
+
+def _store(
+    app: Celery, request: Context, state: str, result: Any, traceback: str | None = None
+) -> None:
+    assert request.id is not None
+    store_result(
+        app, request.id, build_meta(request.id, state, result, request, traceback, app=app)
+    )
+
+
+def _finish_success(
+    app: Celery, task: Task[Any, Any], request: Context, outcome: Outcome, ignore: bool
+) -> None:
+    if not ignore:
+        _store(app, request, states.SUCCESS, outcome.retval)
+    _guarded(
+        task, request, task.on_success, outcome.retval, request.id, request.args, request.kwargs
+    )
+    signals.task_success.send(sender=task, result=outcome.retval)
+    _guarded(task, request, on_task_success, app, task, request, outcome.retval)
+
+
+def _finish_retry(
+    app: Celery,
+    task: Task[Any, Any],
+    request: Context,
+    outcome: Outcome,
+    einfo: ExceptionInfo | None,
+) -> None:
+    retry = outcome.exc
+    assert isinstance(retry, Retry)
+    reason = retry.exc if retry.exc is not None else retry
+    _store(app, request, states.RETRY, exception_to_dict(reason), outcome.traceback)
+    _guarded(task, request, task.on_retry, reason, request.id, request.args, request.kwargs, einfo)
+    signals.task_retry.send(sender=task, request=request, reason=reason, einfo=einfo)
+
+
+def _finish_failure(
+    app: Celery,
+    task: Task[Any, Any],
+    request: Context,
+    outcome: Outcome,
+    ignore: bool,
+    einfo: ExceptionInfo | None,
+) -> None:
+    exc = outcome.exc
+    assert exc is not None
+    if not ignore or task.option("store_errors_even_if_ignored"):
+        _store(app, request, states.FAILURE, exception_to_dict(exc), outcome.traceback)
+    _guarded(task, request, task.on_failure, exc, request.id, request.args, request.kwargs, einfo)
+    signals.task_failure.send(
+        sender=task,
+        task_id=request.id,
+        exception=exc,
+        args=request.args,
+        kwargs=request.kwargs,
+        traceback=outcome.traceback,
+        einfo=einfo,
+    )
+    _guarded(task, request, on_task_failure, app, task, request, exc, outcome.traceback)
 
 
 def run_eager(
@@ -366,26 +410,21 @@ def run_eager(
         delivery_info={"routing_key": None},
         ignore_result=not (task.option("store_eager_result")),
     )
-    outcome = _run_eager_outcome(app, task, request)
+    outcome = run_task(app, task, request)
     if outcome.state == states.RETRY:
         return _eager_after_retry(task, task_id, outcome)
-    if (
-        outcome.state == states.FAILURE
-        and app.conf.task_eager_propagates
-        and outcome.exc is not None
-    ):
+    if outcome.state == states.FAILURE and options.get("throw") and outcome.exc is not None:
         raise outcome.exc
     value = outcome.retval if outcome.exc is None else outcome.exc
     return EagerResult(task_id, value, outcome.state, outcome.traceback, name=task.name, app=app)
 
 
-def _run_eager_outcome(app: Celery, task: Task[Any, Any], request: Context) -> Outcome:
-    return run_task(app, task, request)
-
-
 def _eager_after_retry(task: Task[Any, Any], task_id: str, outcome: Outcome) -> EagerResult:
     # The retry already ran synchronously inside Task.retry(); report what it ended as.
     retry = outcome.exc
+    eager = getattr(retry, "eager_result", None)
+    if isinstance(eager, EagerResult):
+        return eager
     final = getattr(retry, "exc", None)
     return EagerResult(
         task_id, final or retry, states.RETRY, outcome.traceback, name=task.name, app=task.app

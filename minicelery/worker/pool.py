@@ -37,12 +37,21 @@ class Job:
 
 @dataclass
 class Done:
-    """A job finished: its state, whether to requeue it, and a dead-letter reason if any."""
+    """A job finished: its state, whether to requeue it, a dead-letter reason if any, and the
+    result records its process left for the main process to store."""
 
     job: Job
     state: str
     requeue: bool = False
     dead_reason: str | None = None
+    results: list[tuple[str, bytes]] = field(default_factory=list)
+
+
+@dataclass
+class Results:
+    """Result records a running job wants stored now (STARTED, PROGRESS...)."""
+
+    results: list[tuple[str, bytes]]
 
 
 @dataclass
@@ -55,7 +64,7 @@ class Lost:
     extra: dict[str, Any] = field(default_factory=dict)
 
 
-Event = Done | Lost
+Event = Done | Lost | Results
 Runner = Callable[[Job], Done]
 
 

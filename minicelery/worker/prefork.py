@@ -16,8 +16,8 @@ from typing import TYPE_CHECKING, Any
 
 import msgpack
 
-from .child import READY, STOP, ChildRunner, child_main, encode_job
-from .pool import Done, Event, Job, Lost, Pool, Waker
+from .child import DONE, READY, RESULTS, STOP, ChildRunner, child_main, encode_job
+from .pool import Done, Event, Job, Lost, Pool, Results, Waker
 
 if TYPE_CHECKING:
     from ..app import Celery
@@ -148,15 +148,17 @@ class PreforkPool(Pool):
         if frame == READY:
             child.ready = True
             return []
+        if frame[:1] == RESULTS:
+            return [Results([tuple(r) for r in msgpack.unpackb(frame[1:])])]
         job = child.job
         child.job = None
-        if job is None:
+        if job is None or frame[:1] != DONE:
             return []
-        state, requeue, dead_reason = msgpack.unpackb(frame)
+        state, requeue, dead_reason, records = msgpack.unpackb(frame[1:])
         self._task_counts[child.pid] += 1
         if self.max_tasks_per_child and self._task_counts[child.pid] >= self.max_tasks_per_child:
             self._retire(child)
-        return [Done(job, state, requeue, dead_reason)]
+        return [Done(job, state, requeue, dead_reason, [tuple(r) for r in records])]
 
     def _retire(self, child: Child) -> None:
         with contextlib.suppress(OSError):

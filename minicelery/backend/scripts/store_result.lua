@@ -1,10 +1,11 @@
 -- Store a task's result record KEYS[1] = ARGV[1] with expiry ARGV[2] seconds (0 = none) and
 -- publish it on the channel of the same name, unless a SUCCESS is already stored there
--- (ARGV[3] is how "status: SUCCESS" looks right after the opening byte of a serialized
--- record, whose first field is always status): a redelivered task must never turn a stored
--- success into something else.
+-- (ARGV[3] is how "status: SUCCESS" looks right after the opening bytes of a serialized
+-- record, whose first field is always status; msgpack's map header takes 1 to 5 bytes): a
+-- redelivered task must never turn a stored success into something else.
 local current = redis.call('GET', KEYS[1])
-if current and string.sub(current, 2, 1 + #ARGV[3]) == ARGV[3] then
+local at = current and string.find(current, ARGV[3], 1, true)
+if at and at <= 6 then
   return 0
 end
 if tonumber(ARGV[2]) > 0 then

@@ -1,6 +1,8 @@
--- Give the held messages ARGV[...] of hold KEYS[1] back to the front of their queues.
+-- Give the held messages ARGV[...] of hold KEYS[1] back to the front of their queues, in
+-- their original order (hence pushing the last one first).
 local n = 0
-for _, tag in ipairs(ARGV) do
+for i = #ARGV, 1, -1 do
+  local tag = ARGV[i]
   local entry = redis.call('HGET', KEYS[1], tag)
   if entry then
     local a = string.find(entry, '\0', 1, true)
