@@ -124,8 +124,6 @@ class AsyncResult(ResultBase):
 
     @property
     def children(self) -> list[Any]:
-        from .canvas.tuples import result_from_tuple
-
         return [result_from_tuple(child, self.app) for child in self._meta().get("children") or []]
 
     @property
@@ -428,8 +426,6 @@ class GroupResult(ResultSet):
 
     @classmethod
     def restore(cls, id: str, backend: Any = None, app: Celery | None = None) -> GroupResult | None:
-        from .canvas.tuples import result_from_tuple
-
         app = app or get_current_app()
         value = (backend or app.backend).restore_group(id)
         if value is None:
@@ -454,7 +450,13 @@ class GroupResult(ResultSet):
 
 
 def result_from_tuple(value: Any, app: Celery | None = None) -> ResultBase:
-    """Rebuild a result handle from ``as_tuple()`` output."""
-    from .canvas.tuples import result_from_tuple as rebuild
-
-    return rebuild(value, app or get_current_app())
+    """Rebuild a result handle from ``as_tuple()`` output: ``[[id, parent], None]`` is an
+    ``AsyncResult``, ``[[id, parent], [children...]]`` a ``GroupResult``."""
+    app = app or get_current_app()
+    (task_id, parent_tuple), nodes = value
+    parent = result_from_tuple(parent_tuple, app) if parent_tuple else None
+    if nodes is not None:
+        children = [result_from_tuple(node, app) for node in nodes]
+        results = [c for c in children if isinstance(c, AsyncResult)]
+        return GroupResult(task_id, results, parent, app)
+    return AsyncResult(task_id, app=app, parent=parent)

@@ -198,7 +198,7 @@ class Task(Generic[P, R]):
     ) -> EagerResult:
         """Run the task here and now, returning an ``EagerResult``; ``throw`` (default:
         ``task_eager_propagates``) re-raises a failure instead."""
-        from .worker.executor import run_eager
+        from .trace import run_eager
 
         if throw is None:
             throw = bool(self.app.conf.task_eager_propagates)
