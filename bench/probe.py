@@ -12,8 +12,10 @@ from __future__ import annotations
 
 import os
 import time
+from typing import TYPE_CHECKING
 
-import redis
+if TYPE_CHECKING:
+    import redis
 
 URL_ENV = "BENCH_REDIS_URL"
 DEFAULT_URL = "redis://127.0.0.1:6379/0"
@@ -35,6 +37,10 @@ def _get_client() -> redis.Redis:
     global _client, _client_pid
     pid = os.getpid()
     if _client is None or _client_pid != pid:
+        # Imported here, not at module level: the apps import this module, and a worker
+        # whose tasks never touch Redis should not carry a Redis client in every process.
+        import redis
+
         _client = redis.Redis.from_url(redis_url())
         _client_pid = pid
     return _client

@@ -89,7 +89,30 @@ def decode_message(data: bytes) -> TaskMessage:
     body = envelope["b"]
     if not isinstance(body, bytes) or not isinstance(envelope["ct"], str):
         raise MessageError("message body must be bytes with a content type")
+    _check_headers(headers)
     return TaskMessage(headers, properties, envelope["ct"], body)
+
+
+def _check_headers(headers: dict[str, Any]) -> None:
+    """Refuse headers a worker would trip over later (in a child, mid-run)."""
+    for name in ("eta", "expires"):
+        parse_iso(headers.get(name))
+    retries = headers.get("retries")
+    if retries is not None and (isinstance(retries, bool) or not isinstance(retries, int)):
+        raise MessageError(f"malformed header 'retries': {retries!r}")
+    limits = headers.get("timelimit")
+    if limits is not None and not (
+        isinstance(limits, (list, tuple))
+        and len(limits) == 2
+        and all(_is_limit(v) for v in limits)
+    ):
+        raise MessageError(f"malformed header 'timelimit': {limits!r}")
+
+
+def _is_limit(value: Any) -> bool:
+    return value is None or (
+        isinstance(value, (int, float)) and not isinstance(value, bool) and value > 0
+    )
 
 
 def _iso(value: dt.datetime | None) -> str | None:
@@ -104,8 +127,10 @@ def parse_iso(value: Any) -> dt.datetime | None:
     """Parse an eta/expires header; naive values are taken as UTC."""
     if value is None:
         return None
+    if not isinstance(value, str):
+        raise MessageError(f"malformed date in message header: {value!r}")
     try:
-        parsed = dt.datetime.fromisoformat(str(value))
+        parsed = dt.datetime.fromisoformat(value)
     except ValueError as exc:
         raise MessageError(f"malformed date in message header: {value!r}") from exc
     return parsed if parsed.tzinfo else parsed.replace(tzinfo=dt.timezone.utc)

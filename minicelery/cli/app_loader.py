@@ -42,8 +42,10 @@ def find_app(spec: str) -> Celery:
     module_name, _, attr = spec.partition(":")
     module = _import(module_name)
     if module is None and "." in module_name and not attr:
-        module_name, attr = module_name.rsplit(".", 1)
-        module = _import(module_name)
+        parent, last = module_name.rsplit(".", 1)
+        parent_module = _import(parent)
+        if parent_module is not None and hasattr(parent_module, last):
+            module, attr = parent_module, last
     if module is None:
         raise AppNotFound(
             f"Unable to load minicelery application. The module {module_name} was not found."
@@ -52,8 +54,6 @@ def find_app(spec: str) -> Celery:
         value: Any = module
         for part in attr.split("."):
             value = getattr(value, part, None)
-        if callable(value) and not isinstance(value, Celery):
-            value = value()
         if not isinstance(value, Celery):
             raise AppNotFound(
                 f"Unable to load minicelery application. {spec!r} is not a minicelery app."
