@@ -102,9 +102,7 @@ def _check_headers(headers: dict[str, Any]) -> None:
         raise MessageError(f"malformed header 'retries': {retries!r}")
     limits = headers.get("timelimit")
     if limits is not None and not (
-        isinstance(limits, (list, tuple))
-        and len(limits) == 2
-        and all(_is_limit(v) for v in limits)
+        isinstance(limits, (list, tuple)) and len(limits) == 2 and all(_is_limit(v) for v in limits)
     ):
         raise MessageError(f"malformed header 'timelimit': {limits!r}")
 

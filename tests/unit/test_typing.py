@@ -11,7 +11,7 @@ import pytest
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 
-USER_CODE = '''
+USER_CODE = """
 from minicelery import Celery
 
 app = Celery("proj", broker="memory://typing")
@@ -33,7 +33,7 @@ add.apply_async((1, 2), countdown=1)
 bound.delay(3)
 add.delay("x", None)  # line 21: two errors
 bound.delay("nope")  # line 22: one error
-'''
+"""
 
 
 @pytest.mark.timeout(120)
@@ -47,6 +47,6 @@ def test_mypy_checks_task_calls_against_the_function(tmp_path: Path) -> None:
     )  # fmt: skip
     errors = [line for line in done.stdout.splitlines() if ": error:" in line]
     assert [line.split(":")[1] for line in errors] == ["21", "21", "22"], done.stdout
-    assert 'Argument 1 to "delay" of "Task" has incompatible type "str"; expected "int"' in (
-        errors[0]
+    assert (
+        'Argument 1 to "delay" of "Task" has incompatible type "str"; expected "int"' in (errors[0])
     )
