@@ -3,9 +3,6 @@ so ``get()`` waits for a notification instead of polling."""
 
 from __future__ import annotations
 
-import contextlib
-import os
-import threading
 import time
 from importlib import resources
 from typing import Any
@@ -17,6 +14,8 @@ from ..broker.redis import FastPath, Keys, translate_errors
 from ..exceptions import TimeoutError
 from ..serialization import codec_for
 from .base import Meta, OnMessage, ResultBackend, encode_meta
+
+NOTIFY_SECONDS = 60  # how long a task's notification list outlives its last record
 
 
 def _pending(task_id: str) -> Meta:
@@ -53,10 +52,12 @@ class RedisBackend(ResultBackend):
         )
         self._store = client.register_script(script)
         self.fast = FastPath(client)
-        self._local = threading.local()
 
     def key(self, task_id: str) -> str:
         return self.keys("meta", task_id)
+
+    def notify_key(self, task_id: str) -> str:
+        return self.keys("notify", task_id)
 
     def encode(self, meta: Meta) -> bytes:
         return encode_meta(meta, self.codec)
@@ -66,24 +67,26 @@ class RedisBackend(ResultBackend):
         return meta if isinstance(meta, dict) else {"status": states.FAILURE, "result": meta}
 
     def store(self, task_id: str, meta: Meta) -> bool:
-        args = [self.encode(meta), self.expires, self._success_marker]
+        keys, args = self._store_call(task_id, self.encode(meta))
         with translate_errors("store result"):
-            return bool(self.fast.evalsha(self._store, [self.key(task_id)], args))
+            return bool(self.fast.evalsha(self._store, keys, args))
+
+    def _store_call(self, task_id: str, data: bytes) -> tuple[list[str], list[Any]]:
+        keys = [self.key(task_id), self.notify_key(task_id)]
+        return keys, [data, self.expires, self._success_marker, NOTIFY_SECONDS]
 
     def store_encoded(self, records: list[tuple[str, bytes]]) -> None:
         """Store already-encoded records ``(task_id, data)`` in one round trip, in order
         (what prefork children hand to their main process)."""
         with translate_errors("store results"):
             if len(records) == 1:
-                task_id, data = records[0]
-                args = [data, self.expires, self._success_marker]
-                self.fast.evalsha(self._store, [self.key(task_id)], args)
+                keys, args = self._store_call(*records[0])
+                self.fast.evalsha(self._store, keys, args)
                 return
             pipe = self.client.pipeline(transaction=False)
             for task_id, data in records:
-                pipe.evalsha(
-                    self._store.sha, 1, self.key(task_id), data, self.expires, self._success_marker
-                )
+                keys, args = self._store_call(task_id, data)
+                pipe.evalsha(self._store.sha, len(keys), *keys, *args)
             try:
                 pipe.execute()
             except redis.exceptions.NoScriptError:
@@ -95,73 +98,43 @@ class RedisBackend(ResultBackend):
             data = self.fast.execute("GET", self.key(task_id))
         return self.decode(data) if data is not None else _pending(task_id)
 
-    def _pubsub(self) -> Any:
-        """This thread's pub/sub connection, kept between waits (opening one costs more than
-        the whole wait for a quick task)."""
-        pubsub = getattr(self._local, "pubsub", None)
-        if pubsub is None or self._local.pid != os.getpid():
-            pubsub = self._local.pubsub = self.client.pubsub()
-            self._local.pid = os.getpid()
-        return pubsub
-
-    def _drop_pubsub(self) -> None:
-        pubsub = getattr(self._local, "pubsub", None)
-        self._local.pubsub = None
-        if pubsub is not None:
-            with contextlib.suppress(Exception):
-                pubsub.close()
-
     def wait_for(
         self, task_id: str, timeout: float | None, on_message: OnMessage | None = None
     ) -> Meta:
+        """Read the record, then block (BLPOP, not polling) on the task's notification list
+        until a ready state arrives. Blocking is done in slices of at most a second, each
+        followed by a read of the record, so even a notification that expired unseen (a
+        waiter stalled for a minute) cannot make it wait forever."""
         deadline = None if timeout is None else time.monotonic() + timeout
-        key = self.key(task_id)
-        pubsub = self._pubsub()
-        try:
-            with translate_errors("wait for result"):
-                # Subscribe (and see it confirmed), then read once: a result stored before the
-                # subscription is seen by the read, one stored after it arrives as a message.
-                pubsub.subscribe(key)
-                self._next(pubsub, key, "subscribe", deadline, task_id, timeout)
-                data = self.fast.execute("GET", key)
+        key, notify = self.key(task_id), self.notify_key(task_id)
+        with translate_errors("wait for result"):
+            data = self.fast.execute("GET", key)
+            while True:
                 meta = self.decode(data) if data is not None else _pending(task_id)
-                while True:
-                    if on_message is not None and data is not None:
-                        on_message(meta)
-                    if meta["status"] in states.READY_STATES:
-                        pubsub.unsubscribe(key)  # its confirmation is skipped by the next wait
-                        return meta
-                    data = self._next(pubsub, key, "message", deadline, task_id, timeout)
-                    meta = self.decode(data)
-        except BaseException:
-            self._drop_pubsub()  # mid-conversation: start the next wait on a clean connection
-            raise
+                if on_message is not None and data is not None:
+                    on_message(meta)
+                if meta["status"] in states.READY_STATES:
+                    return meta
+                remaining = 1.0 if deadline is None else deadline - time.monotonic()
+                if remaining <= 0:
+                    raise TimeoutError(
+                        f"The operation timed out ({timeout}s) waiting for task {task_id}"
+                    )
+                data = self._next_record(key, notify, min(remaining, 1.0), data)
 
-    def _next(
-        self,
-        pubsub: Any,
-        key: str,
-        kind: str,
-        deadline: float | None,
-        task_id: str,
-        timeout: float | None,
-    ) -> Any:
-        """The next pub/sub event of ``kind`` on channel ``key``; others are leftovers of
-        earlier waits and are skipped."""
-        wanted = key.encode()
-        while True:
-            remaining = 1.0 if deadline is None else deadline - time.monotonic()
-            if remaining <= 0:
-                raise TimeoutError(
-                    f"The operation timed out ({timeout}s) waiting for task {task_id}"
-                )
-            message = pubsub.get_message(timeout=min(remaining, 1.0))
-            if message and message["type"] == kind and message["channel"] == wanted:
-                return message["data"]
+    def _next_record(self, key: str, notify: str, seconds: float, last: bytes | None) -> Any:
+        popped = self.fast.execute("BLPOP", notify, max(seconds, 0.01))
+        if popped is None:
+            return self.fast.execute("GET", key)
+        record = popped[1]
+        if self.decode(record)["status"] in states.READY_STATES:
+            # Hand the final record on to any other client waiting for the same task.
+            self.fast.execute("RPUSH", notify, record)
+        return record
 
     def forget(self, task_id: str) -> None:
         with translate_errors("forget result"):
-            self.client.delete(self.key(task_id))
+            self.client.delete(self.key(task_id), self.notify_key(task_id))
 
     def save_group(self, group_id: str, value: Any) -> None:
         with translate_errors("save group"):

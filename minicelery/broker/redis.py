@@ -117,7 +117,9 @@ class FastPath:
 
 
 def load_script(name: str) -> str:
-    return resources.files("minicelery.broker").joinpath(f"scripts/{name}.lua").read_text()
+    """A script's source, after the helpers every broker script shares."""
+    scripts = resources.files("minicelery.broker").joinpath("scripts")
+    return scripts.joinpath("common.lua").read_text() + scripts.joinpath(f"{name}.lua").read_text()
 
 
 class Keys:
@@ -134,6 +136,10 @@ class Keys:
 
     def wake(self, queue: str) -> str:
         return self("wake", queue)
+
+    def levels(self, queue: str) -> str:
+        """The set of a queue's non-empty priority levels (spares a reserve ten LPOPs)."""
+        return self("levels", queue)
 
     def hold(self, consumer: str) -> str:
         return self("hold", consumer)
@@ -159,23 +165,22 @@ class RedisBroker(Broker):
         with translate_errors(what):
             return func()
 
+    def _publish_keys(self, queue: str, priority: int) -> list[str]:
+        return [self.keys.queue(queue, priority), self.keys.wake(queue), self.keys.levels(queue)]
+
     def _entry(self, queue: str, priority: int, data: bytes) -> bytes:
-        return b"".join(
-            (
-                self.keys.queue(queue, priority).encode(),
-                SEP,
-                self.keys.wake(queue).encode(),
-                SEP,
-                data,
-            )
-        )
+        """How a scheduled (or held) message remembers where it goes back to."""
+        where = (*self._publish_keys(queue, priority), str(priority))
+        return SEP.join(part.encode() for part in where) + SEP + data
 
     def publish(self, messages: Sequence[OutgoingMessage]) -> None:
         if len(messages) == 1 and (messages[0].eta is None or messages[0].eta <= time.time()):
             # The common case, one command: a pipeline would add a SCRIPT EXISTS round trip.
             msg = messages[0]
-            keys = [self.keys.queue(msg.queue, _clamp(msg.priority)), self.keys.wake(msg.queue)]
-            self._call("publish", lambda: self.fast.evalsha(self._publish, keys, [msg.data]))
+            priority = _clamp(msg.priority)
+            keys = self._publish_keys(msg.queue, priority)
+            args = [msg.data, priority]
+            self._call("publish", lambda: self.fast.evalsha(self._publish, keys, args))
             return
 
         def run() -> None:
@@ -190,8 +195,8 @@ class RedisBroker(Broker):
                     )
                     schedule_changed = True
                 else:
-                    keys = [self.keys.queue(msg.queue, priority), self.keys.wake(msg.queue)]
-                    self._publish(keys=keys, args=[msg.data], client=pipe)
+                    keys = self._publish_keys(msg.queue, priority)
+                    self._publish(keys=keys, args=[msg.data, priority], client=pipe)
             if schedule_changed:
                 pipe.lpush(self.keys("schedwake"), b"1")
                 pipe.ltrim(self.keys("schedwake"), 0, 0)
@@ -204,6 +209,7 @@ class RedisBroker(Broker):
         keys: list[str] = []
         for queue in queues:
             keys.extend(self.keys.queue(queue, p) for p in PRIORITIES)
+            keys.append(self.keys.levels(queue))
             keys.append(self.keys.wake(queue))
         return keys
 
@@ -327,8 +333,8 @@ class RedisBroker(Broker):
         def run() -> None:
             pipe = self.client.pipeline(transaction=True)
             for letter in letters:
-                keys = [self.keys.queue(letter.queue, 0), self.keys.wake(letter.queue)]
-                self._publish(keys=keys, args=[letter.data], client=pipe)
+                keys = self._publish_keys(letter.queue, 0)
+                self._publish(keys=keys, args=[letter.data, 0], client=pipe)
                 pipe.hdel(self.keys("dead"), letter.id)
                 pipe.zrem(self.keys("dead", "index"), letter.id)
             pipe.execute()
@@ -351,7 +357,9 @@ class RedisBroker(Broker):
             keys = [self.keys.queue(q, p) for q in queues for p in PRIORITIES]
             for key in keys:
                 pipe.llen(key)
-            pipe.delete(*keys, *(self.keys.wake(q) for q in queues))
+            pipe.delete(
+                *keys, *(self.keys.wake(q) for q in queues), *(self.keys.levels(q) for q in queues)
+            )
             return sum(int(n) for n in pipe.execute()[:-1])
 
         return self._call("purge", run)

@@ -40,6 +40,7 @@ logger = logging.getLogger("minicelery.worker")
 job_logger = logging.getLogger("minicelery.worker.job")
 
 POOLS = ("prefork", "threads", "solo")
+ACK_DELAY = 0.002  # seconds an early ack may wait to share a round trip with others
 
 
 @dataclass
@@ -89,6 +90,7 @@ class WorkController:
         self.pool: Pool = self._make_pool()
         self._consumer: Consumer | None = None
         self.pending_acks: list[str] = []
+        self._acks_since = 0.0
         self.pending_results: list[tuple[str, bytes]] = []
         self.buffer: collections.deque[Delivery] = collections.deque()
         self.warm = False
@@ -168,8 +170,7 @@ class WorkController:
             self._dispatch()  # idle slots first, from what is already reserved
             if self._store_results() and self._refill():
                 self._dispatch()
-            busy_loop = self._refill_due()
-            timeout = self.consumer.retry_in() or (0.0 if busy_loop else 1.0)
+            timeout = self.consumer.retry_in() or (0.0 if self._refill_due() else self._idle_wait())
             for event in self.pool.wait(timeout, self.waker):
                 self._handle(event)
         logger.warning("worker: %s shutdown (MainProcess)", "Cold" if self.cold else "Warm")
@@ -213,18 +214,33 @@ class WorkController:
         self.pending_results = []
         return True
 
+    def _add_ack(self, tag: str) -> None:
+        if not self.pending_acks:
+            self._acks_since = time.monotonic()
+        self.pending_acks.append(tag)
+
     def _refill_due(self) -> bool:
         """Whether to talk to the broker now. Under load the round trip that acknowledges and
-        reserves is batched: it waits until half the prefetch window is free, and carries
-        the acks of everything started meanwhile. When the pool has idle slots, acks go at
-        once."""
+        reserves is batched: reserving waits until half the prefetch window is free, and
+        acks wait at most ``ACK_DELAY`` (so a task acknowledged early is acknowledged within
+        milliseconds of starting, as Celery's at-most-once semantics need). With idle slots
+        or dry queues, acks go at once."""
         if self._room() >= self.refill_at and not self.consumer.parked:
             return True
-        return bool(self.pending_acks) and self.pool.idle_slots() > 0
+        if not self.pending_acks:
+            return False
+        if self.pool.idle_slots() > 0 or self.consumer.parked:
+            return True
+        return time.monotonic() - self._acks_since >= ACK_DELAY
+
+    def _idle_wait(self) -> float:
+        if self.pending_acks:
+            return max(0.0, self._acks_since + ACK_DELAY - time.monotonic())
+        return 1.0
 
     def _refill(self) -> bool:
         """Acknowledge and reserve when due; True if new messages arrived."""
-        if not self._refill_due() and not (self.pending_acks and self.consumer.parked):
+        if not self._refill_due():
             return False
         room = self._room()
         deliveries = self.consumer.fetch(room if room >= self.refill_at else 0, self.pending_acks)
@@ -253,7 +269,7 @@ class WorkController:
             job_logger.info("Task %s[%s] received", job.message.task, job.message.id)
             signals.task_received.send(sender=self, request=job.message)
             if not job.acks_late:
-                self.pending_acks.append(delivery.tag)
+                self._add_ack(delivery.tag)
             self.pool.submit(job)
 
     def _job_for(self, delivery: Delivery) -> Job | None:
@@ -338,7 +354,7 @@ class WorkController:
         elif event.state == states.REJECTED and event.requeue:
             self.app.broker.requeue(self.consumer_id, [tag])
         elif job.acks_late or event.state == states.REJECTED:
-            self.pending_acks.append(tag)
+            self._add_ack(tag)
 
     def _handle_lost(self, event: Lost, shutting_down: bool) -> None:
         job = event.job
@@ -359,7 +375,7 @@ class WorkController:
         job_logger.error("Task handler raised error: %r", exc)
         store_result(self.app, task_id, build_meta(task_id, states.FAILURE, exception_to_dict(exc)))
         if job.acks_late:
-            self.pending_acks.append(tag)
+            self._add_ack(tag)
 
     # -- inside the pool -----------------------------------------------------------------
     def run_job(self, job: Job) -> Done:

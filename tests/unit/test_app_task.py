@@ -93,7 +93,7 @@ def test_unknown_task_name_raises_not_registered(app: Celery) -> None:
         app.tasks[name]
     with pytest.raises(KeyError):
         app.tasks[name]
-    assert app.tasks.get("no.such.task") is None
+    assert app.tasks.get(name) is None
 
 
 def test_app_tasks_lists_registered_tasks(app: Celery) -> None:

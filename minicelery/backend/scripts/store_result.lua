@@ -1,8 +1,9 @@
--- Store a task's result record KEYS[1] = ARGV[1] with expiry ARGV[2] seconds (0 = none) and
--- publish it on the channel of the same name, unless a SUCCESS is already stored there
--- (ARGV[3] is how "status: SUCCESS" looks right after the opening bytes of a serialized
--- record, whose first field is always status; msgpack's map header takes 1 to 5 bytes): a
--- redelivered task must never turn a stored success into something else.
+-- Store a task's result record KEYS[1] = ARGV[1] with expiry ARGV[2] seconds (0 = none),
+-- unless a SUCCESS is already stored there (ARGV[3] is how "status: SUCCESS" looks right
+-- after the opening bytes of a serialized record, whose first field is always status;
+-- msgpack's map header takes 1 to 5 bytes): a redelivered task must never turn a stored
+-- success into something else. The record is also pushed onto the notification list
+-- KEYS[2] (kept ARGV[4] seconds, last 100 records), which waiting clients block on.
 local current = redis.call('GET', KEYS[1])
 local at = current and string.find(current, ARGV[3], 1, true)
 if at and at <= 6 then
@@ -13,5 +14,7 @@ if tonumber(ARGV[2]) > 0 then
 else
   redis.call('SET', KEYS[1], ARGV[1])
 end
-redis.call('PUBLISH', KEYS[1], ARGV[1])
+redis.call('RPUSH', KEYS[2], ARGV[1])
+redis.call('LTRIM', KEYS[2], -100, -1)
+redis.call('EXPIRE', KEYS[2], ARGV[4])
 return 1

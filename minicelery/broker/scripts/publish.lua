@@ -1,6 +1,6 @@
--- Append ARGV[1] to queue list KEYS[1] and make sure its wake list KEYS[2] holds a token.
+-- Append ARGV[1] to priority list KEYS[1], mark level ARGV[2] in KEYS[3] as non-empty, and
+-- make sure the queue's wake list KEYS[2] holds a token.
 redis.call('RPUSH', KEYS[1], ARGV[1])
-if redis.call('LLEN', KEYS[2]) == 0 then
-  redis.call('RPUSH', KEYS[2], '1')
-end
+redis.call('SADD', KEYS[3], ARGV[2])
+wake(KEYS[2])
 return 1

@@ -10,13 +10,14 @@ local n = 0
 for _, consumer in ipairs(lost) do
   local hold = ARGV[2] .. consumer
   local entries = redis.call('HGETALL', hold)
-  for i = #entries, 2, -2 do
-    local entry = entries[i]
-    local a = string.find(entry, '\0', 1, true)
-    local b = string.find(entry, '\0', a + 1, true)
-    local qkey, wake = string.sub(entry, 1, a - 1), string.sub(entry, a + 1, b - 1)
-    redis.call('LPUSH', qkey, string.sub(entry, b + 1))
-    if redis.call('LLEN', wake) == 0 then redis.call('RPUSH', wake, '1') end
+  -- Oldest tags last pushed to the front, so the queue keeps their order.
+  local tags = {}
+  for i = 1, #entries, 2 do tags[#tags + 1] = tonumber(entries[i]) end
+  local by_tag = {}
+  for i = 1, #entries, 2 do by_tag[tonumber(entries[i])] = entries[i + 1] end
+  table.sort(tags, function(a, b) return a > b end)
+  for _, tag in ipairs(tags) do
+    enqueue(by_tag[tag], true)
     n = n + 1
   end
   redis.call('DEL', hold)

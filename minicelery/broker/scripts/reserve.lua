@@ -1,46 +1,76 @@
 -- Reserve up to ARGV[2] messages for consumer ARGV[1], highest priority first, moving each
 -- into the consumer's hold (KEYS[1]) in the same atomic step, so a crash loses nothing.
--- KEYS: hold, seq, consumers, then per queue: 10 priority lists (0..9) and its wake list.
--- Each hold entry is "queue_key \0 wake_key \0 payload" so it can be given back later.
--- ARGV[3...] are tags to acknowledge first, so a busy worker acks and reserves in one trip.
-local hold, seq, consumers = KEYS[1], KEYS[2], KEYS[3]
+-- KEYS: hold, seq, consumers (heartbeats), then per queue 12 keys: its 10 priority lists
+-- (0..9), the set of its non-empty levels, and its wake list. ARGV[3...] are tags to
+-- acknowledge first, so a busy worker acknowledges and reserves in one round trip.
+local hold, seq = KEYS[1], KEYS[2]
 local want = tonumber(ARGV[2])
 if #ARGV > 2 then
   redis.call('HDEL', hold, unpack(ARGV, 3))
 end
+-- Reserving counts as a heartbeat: a consumer that holds messages is always known, so they
+-- can be recovered if it dies.
 local now = redis.call('TIME')
-redis.call('ZADD', consumers, now[1] + now[2] / 1000000, ARGV[1])
-local out = {}
-local nqueues = (#KEYS - 3) / 11
-for qi = 0, nqueues - 1 do
-  local base = 3 + qi * 11
-  local wake = KEYS[base + 11]
-  for prio = 9, 0, -1 do
-    if want <= 0 then break end
-    local qkey = KEYS[base + 1 + prio]
-    local items = redis.call('LPOP', qkey, want)
-    if items then
-      local last = redis.call('INCRBY', seq, #items)
-      for i, item in ipairs(items) do
-        local tag = tostring(last - #items + i)
-        redis.call('HSET', hold, tag, qkey .. '\0' .. wake .. '\0' .. item)
-        out[#out + 1] = tag
-        out[#out + 1] = qkey
-        out[#out + 1] = item
+redis.call('ZADD', KEYS[3], now[1] + now[2] / 1000000, ARGV[1])
+local taken = {}  -- list_key, entry prefix, payload, ...
+
+local function levels_of(base, levels_key)
+  local levels = redis.call('SMEMBERS', levels_key)
+  if #levels == 0 then
+    -- Nothing marked: look at every list once (messages pushed by hand, or by an older
+    -- version), and mark what is there.
+    for prio = 0, 9 do
+      if redis.call('LLEN', KEYS[base + 1 + prio]) > 0 then
+        redis.call('SADD', levels_key, prio)
+        levels[#levels + 1] = tostring(prio)
       end
-      want = want - #items
     end
   end
-  -- Pass the wake-up token on while work is left, so another idle consumer wakes too.
-  local left = 0
-  for prio = 0, 9 do
-    left = left + redis.call('LLEN', KEYS[base + 1 + prio])
-    if left > 0 then break end
+  table.sort(levels, function(a, b) return tonumber(a) > tonumber(b) end)
+  return levels
+end
+
+for base = 3, #KEYS - 1, 12 do
+  local levels_key, wake_key = KEYS[base + 11], KEYS[base + 12]
+  if want > 0 then
+    for _, level in ipairs(levels_of(base, levels_key)) do
+      local list_key = KEYS[base + 1 + tonumber(level)]
+      local items = want > 0 and redis.call('LPOP', list_key, want)
+      if items then
+        local prefix = list_key .. '\0' .. wake_key .. '\0' .. levels_key .. '\0' .. level .. '\0'
+        for _, item in ipairs(items) do
+          taken[#taken + 1] = list_key
+          taken[#taken + 1] = prefix
+          taken[#taken + 1] = item
+        end
+        want = want - #items
+      end
+      if redis.call('LLEN', list_key) == 0 then
+        redis.call('SREM', levels_key, level)
+      end
+    end
+    -- Pass the wake-up token on while work is left, so another idle consumer wakes too.
+    if redis.call('SCARD', levels_key) == 0 then
+      redis.call('DEL', wake_key)
+    else
+      wake(wake_key)
+    end
   end
-  if left == 0 then
-    redis.call('DEL', wake)
-  elseif redis.call('LLEN', wake) == 0 then
-    redis.call('RPUSH', wake, '1')
+end
+
+local out = {}
+if #taken > 0 then
+  local count = #taken / 3
+  local first = redis.call('INCRBY', seq, count) - count
+  local fields = {}
+  for i = 1, count do
+    local tag = tostring(first + i)
+    fields[#fields + 1] = tag
+    fields[#fields + 1] = taken[3 * i - 1] .. taken[3 * i]
+    out[#out + 1] = tag
+    out[#out + 1] = taken[3 * i - 2]
+    out[#out + 1] = taken[3 * i]
   end
+  redis.call('HSET', hold, unpack(fields))
 end
 return out
