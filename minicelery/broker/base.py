@@ -60,6 +60,18 @@ class Broker(ABC):
     def wait(self, queues: Sequence[str], timeout: float) -> bool:
         """Block until a message may be available on ``queues`` (or ``timeout``)."""
 
+    def wait_start(self, queues: Sequence[str], timeout: float) -> int | None:
+        """Start :meth:`wait` without blocking and return a file descriptor that becomes
+        readable when it ends; None if this broker cannot (callers then use ``wait``)."""
+        return None
+
+    def wait_finish(self) -> bool:
+        """End a wait started by :meth:`wait_start`: True if messages may be available."""
+        raise NotImplementedError
+
+    def wait_abort(self) -> None:  # noqa: B027 - optional, most brokers have nothing to do
+        """Abandon a wait started by :meth:`wait_start`."""
+
     @abstractmethod
     def ack(self, consumer: str, tags: Sequence[str]) -> None:
         """Forget delivered messages for good."""

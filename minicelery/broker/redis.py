@@ -12,6 +12,7 @@ import contextlib
 import functools
 import logging
 import os
+import socket
 import threading
 import time
 from collections.abc import Callable, Iterator, Sequence
@@ -77,6 +78,14 @@ class _Held:
                 self.pool.release(self.connection)
 
 
+def _get_connection(client: redis.Redis) -> Any:
+    """A connection of the client's pool, kept by its taker until released."""
+    try:
+        return client.connection_pool.get_connection()
+    except TypeError:  # redis-py < 5.1 wants a command name
+        return client.connection_pool.get_connection("_")
+
+
 class FastPath:
     """The hot path (publish, reserve, ack, store a result): commands sent on a connection
     each thread keeps, skipping redis-py's per-command machinery, which costs more than the
@@ -90,12 +99,9 @@ class FastPath:
     def _connection(self) -> Any:
         held: _Held | None = getattr(self._local, "held", None)
         if held is None or held.pid != os.getpid():
-            pool = self.client.connection_pool
-            try:
-                connection = pool.get_connection()
-            except TypeError:  # redis-py < 5.1 wants a command name
-                connection = pool.get_connection("_")
-            held = self._local.held = _Held(pool, connection)
+            held = self._local.held = _Held(
+                self.client.connection_pool, _get_connection(self.client)
+            )
         return held.connection
 
     def execute(self, *args: Any) -> Any:
@@ -160,6 +166,7 @@ class RedisBroker(Broker):
         self._heartbeat = register(load_script("heartbeat"))
         self._rotation = 0
         self.fast = FastPath(client)
+        self._waiting: _Held | None = None
 
     def _call(self, what: str, func: Callable[[], T]) -> T:
         with translate_errors(what):
@@ -245,6 +252,39 @@ class RedisBroker(Broker):
         seconds = max(timeout, 0.01)
         popped = self._call("wait", lambda: self.client.blpop(wake_keys, timeout=seconds))
         return popped is not None
+
+    def wait_start(self, queues: Sequence[str], timeout: float) -> int | None:
+        """Send the BLPOP of :meth:`wait` without waiting for its reply; return a file
+        descriptor that becomes readable when it is there, so one select() can watch the
+        broker and a worker's children together. None when the client has no real socket
+        (``memory://``): use :meth:`wait` in a thread instead."""
+        if self._waiting is None or self._waiting.pid != os.getpid():
+            self._waiting = _Held(self.client.connection_pool, _get_connection(self.client))
+        connection = self._waiting.connection
+        wake_keys = [self.keys.wake(q) for q in queues]
+        with translate_errors("wait"):
+            connection.send_command("BLPOP", *wake_keys, max(timeout, 0.01))
+        sock = getattr(connection, "_sock", None)
+        if not isinstance(sock, socket.socket):
+            self.wait_finish()
+            return None
+        return sock.fileno()
+
+    def wait_finish(self) -> bool:
+        """Read the reply of :meth:`wait_start`: True if a wake-up token came."""
+        assert self._waiting is not None
+        connection = self._waiting.connection
+        try:
+            with translate_errors("wait"):
+                return connection.read_response() is not None
+        except OperationalError:
+            connection.disconnect()
+            raise
+
+    def wait_abort(self) -> None:
+        """Give up a started wait (shutting down): its connection is closed, not reused."""
+        if self._waiting is not None:
+            self._waiting.connection.disconnect()
 
     def ack(self, consumer: str, tags: Sequence[str]) -> None:
         if tags:

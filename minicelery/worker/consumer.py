@@ -63,7 +63,9 @@ class Consumer:
         self.heartbeat_interval = heartbeat_interval
         self.lost_timeout = lost_timeout
         self.stopping = threading.Event()
-        self._parked = threading.Event()
+        self._parked = False
+        self._watch_fd: int | None = None
+        self._thread_wait = threading.Event()  # for brokers without a socket to watch
         self._backoff = Backoff("consumer")
         self._retry_at = 0.0
         self._threads: list[threading.Thread] = []
@@ -80,8 +82,12 @@ class Consumer:
 
     @property
     def parked(self) -> bool:
-        """True while the queues are dry and the waiter is blocked on them."""
-        return self._parked.is_set()
+        """True while the queues are dry and a blocking wait on them is under way."""
+        return self._parked
+
+    def watch_fd(self) -> int | None:
+        """The socket the main loop should watch for the end of that wait, if any."""
+        return self._watch_fd
 
     def retry_in(self) -> float:
         """Seconds until the broker may be tried again after a failure (0 when healthy)."""
@@ -92,7 +98,7 @@ class Consumer:
         round trip. ``acks`` is emptied only when the broker took them."""
         if self.retry_in() > 0 or (self.stopping.is_set() and not acks):
             return []
-        reserve = room > 0 and not self._parked.is_set() and not self.stopping.is_set()
+        reserve = room > 0 and not self._parked and not self.stopping.is_set()
         try:
             if reserve:
                 deliveries = self.broker.reserve(self.consumer_id, self.queues, room, acks)
@@ -101,12 +107,29 @@ class Consumer:
                 deliveries = []
             acks.clear()
             self._backoff.succeeded()
+            if reserve and len(deliveries) < room:
+                self._park()  # the queues are dry: block until a wake-up token comes
         except OperationalError as exc:
             self.broker_failed(exc)
             return []
-        if reserve and len(deliveries) < room:
-            self._parked.set()  # the queues are dry: the waiter blocks until a token comes
         return deliveries
+
+    def _park(self) -> None:
+        # Where the broker connection is a real socket the main loop watches it itself (no
+        # thread hop on the way to a new task); otherwise the waiter thread blocks for it.
+        self._watch_fd = self.broker.wait_start(self.queues, IDLE_WAIT)
+        self._parked = True
+        if self._watch_fd is None:
+            self._thread_wait.set()
+
+    def on_wake(self) -> None:
+        """The watched wait ended (token, timeout or error): reserve again."""
+        self._watch_fd = None
+        self._parked = False
+        try:
+            self.broker.wait_finish()
+        except OperationalError as exc:
+            self.broker_failed(exc)
 
     def broker_failed(self, exc: OperationalError) -> None:
         """Back off after a failed call from the main loop (fetching or storing)."""
@@ -114,7 +137,10 @@ class Consumer:
 
     def stop(self, join: bool = True) -> None:
         self.stopping.set()
-        self._parked.set()
+        self._thread_wait.set()
+        if self._watch_fd is not None:
+            self._watch_fd = None
+            self.broker.wait_abort()
         if join:
             for thread in self._threads:
                 thread.join(timeout=IDLE_WAIT + 5)
@@ -122,7 +148,7 @@ class Consumer:
     def _wait_loop(self) -> None:
         backoff = Backoff("waiter")
         while not self.stopping.is_set():
-            if not self._parked.wait(IDLE_WAIT):
+            if not self._thread_wait.wait(IDLE_WAIT):
                 continue
             if self.stopping.is_set():
                 return
@@ -132,7 +158,8 @@ class Consumer:
             except OperationalError as exc:
                 self.stopping.wait(backoff.failed(exc))
             # A token, a timeout or an error: either way the loop should try to reserve.
-            self._parked.clear()
+            self._thread_wait.clear()
+            self._parked = False
             self.wake()
 
     def _heartbeat_loop(self) -> None:

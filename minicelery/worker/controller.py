@@ -30,7 +30,7 @@ from ..message import decode_message
 from ..serialization import accepted_content_types, exception_to_dict
 from .consumer import Consumer
 from .executor import build_meta, execute_message, store_result
-from .pool import Done, Event, Job, Lost, Pool, Results, ThreadPool, Waker
+from .pool import Done, Event, Job, Lost, Pool, Results, ThreadPool, Wake, Waker
 from .prefork import PreforkPool, _describe
 
 if TYPE_CHECKING:
@@ -171,7 +171,7 @@ class WorkController:
             if self._store_results() and self._refill():
                 self._dispatch()
             timeout = self.consumer.retry_in() or (0.0 if self._refill_due() else self._idle_wait())
-            for event in self.pool.wait(timeout, self.waker):
+            for event in self.pool.wait(timeout, self.waker, self.consumer.watch_fd()):
                 self._handle(event)
         logger.warning("worker: %s shutdown (MainProcess)", "Cold" if self.cold else "Warm")
         signals.worker_shutting_down.send(
@@ -339,6 +339,9 @@ class WorkController:
             )
 
     def _handle(self, event: Event, shutting_down: bool = False) -> None:
+        if isinstance(event, Wake):
+            self.consumer.on_wake()
+            return
         if isinstance(event, Results):
             self.pending_results.extend(event.results)
             return

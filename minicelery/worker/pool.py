@@ -64,7 +64,12 @@ class Lost:
     extra: dict[str, Any] = field(default_factory=dict)
 
 
-Event = Done | Lost | Results
+@dataclass
+class Wake:
+    """The broker connection watched alongside the pool has something to read."""
+
+
+Event = Done | Lost | Results | Wake
 Runner = Callable[[Job], Done]
 
 
@@ -111,7 +116,9 @@ class Pool(ABC):
     def submit(self, job: Job) -> None: ...
 
     @abstractmethod
-    def wait(self, timeout: float, waker: Waker) -> list[Event]: ...
+    def wait(self, timeout: float, waker: Waker, watch: int | None = None) -> list[Event]:
+        """Finished or lost jobs (and ``Wake`` when ``watch`` is readable), waiting up to
+        ``timeout`` seconds for the first."""
 
     @abstractmethod
     def stop(self, cold: bool = False) -> list[Event]:
@@ -171,12 +178,15 @@ class ThreadPool(Pool):
             self._busy[id(job)] = job
         self._jobs.put(job)
 
-    def wait(self, timeout: float, waker: Waker) -> list[Event]:
+    def wait(self, timeout: float, waker: Waker, watch: int | None = None) -> list[Event]:
         self._waker = waker
-        if self._done.empty():
-            select.select([waker.read_fd], [], [], max(timeout, 0))
-        waker.drain()
         events: list[Event] = []
+        if self._done.empty():
+            fds = [waker.read_fd] if watch is None else [waker.read_fd, watch]
+            ready, _, _ = select.select(fds, [], [], max(timeout, 0))
+            if watch is not None and watch in ready:
+                events.append(Wake())
+        waker.drain()
         while not self._done.empty():
             events.append(self._done.get_nowait())
         return events

@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Any
 import msgpack
 
 from .child import DONE, READY, RESULTS, STOP, ChildRunner, child_main, encode_job
-from .pool import Done, Event, Job, Lost, Pool, Results, Waker
+from .pool import Done, Event, Job, Lost, Pool, Results, Wake, Waker
 
 if TYPE_CHECKING:
     from ..app import Celery
@@ -25,6 +25,7 @@ if TYPE_CHECKING:
 logger = logging.getLogger(__name__)
 
 KILL_AFTER = 5.0
+WATCHED = object()  # selector data marking the broker connection
 
 
 @dataclass
@@ -53,6 +54,7 @@ class PreforkPool(Pool):
         # One selector for the pool's lifetime: building one per wait costs more than a task.
         self.selector = selectors.DefaultSelector()
         self._waker_fd: int | None = None
+        self._watched: int | None = None
         self.children: dict[int, Child] = {}
         self._next_index = 1
         self._stopping = False
@@ -123,19 +125,33 @@ class PreforkPool(Pool):
                 deadlines.append(job.started + job.time_limit)
         return min(deadlines) if deadlines else None
 
-    def wait(self, timeout: float, waker: Waker) -> list[Event]:
+    def _watch(self, fd: int | None) -> None:
+        """Keep the selector watching ``fd`` (the broker's wait connection) or nothing."""
+        if fd == self._watched:
+            return
+        if self._watched is not None:
+            with contextlib.suppress(KeyError, ValueError):
+                self.selector.unregister(self._watched)
+        if fd is not None:
+            self.selector.register(fd, selectors.EVENT_READ, WATCHED)
+        self._watched = fd
+
+    def wait(self, timeout: float, waker: Waker, watch: int | None = None) -> list[Event]:
         if self._waker_fd is None:
             self._waker_fd = waker.read_fd
             self.selector.register(waker.read_fd, selectors.EVENT_READ, None)
+        self._watch(watch)
         deadline = self.next_deadline()
         if deadline is not None:
             timeout = max(0.0, min(timeout, deadline - time.monotonic()))
         events: list[Event] = []
         for key, _ in self.selector.select(timeout):
             child = key.data
-            if child is None:
+            if child is WATCHED:
+                events.append(Wake())
+            elif child is None:
                 waker.drain()
-            elif child.pid in self.children:
+            elif isinstance(child, Child) and child.pid in self.children:
                 events.extend(self._read(child))
         events.extend(self._enforce_time_limits())
         return events
@@ -220,6 +236,7 @@ class PreforkPool(Pool):
         """Ask idle children to exit (a cold stop kills busy ones); escalate to SIGKILL for
         any still alive after a grace period."""
         self._stopping = True
+        self._watch(None)
         events: list[Event] = []
         for child in list(self.children.values()):
             if cold and child.job is not None:
@@ -234,7 +251,7 @@ class PreforkPool(Pool):
                 break
             for key, _ in ready:
                 child = key.data
-                if child is not None and child.pid in self.children:
+                if isinstance(child, Child) and child.pid in self.children:
                     events.extend(self._read(child))
         for child in list(self.children.values()):  # did not exit in time: escalate
             _kill(child.pid, signal.SIGKILL)
