@@ -4,7 +4,6 @@ callbacks. Used by the worker's executor and by eager ``apply()`` alike (Celery'
 
 from __future__ import annotations
 
-import asyncio
 import datetime as dt
 import inspect
 import logging
@@ -153,6 +152,8 @@ def run_task(app: Celery, task: Task[Any, Any], request: Context) -> Outcome:
 def _call(task: Task[Any, Any], args: Any, kwargs: Any) -> Any:
     result = task.run(*args, **kwargs)
     if inspect.iscoroutine(result):
+        import asyncio  # only for async def tasks: it is a large import
+
         return asyncio.run(result)
     return result
 

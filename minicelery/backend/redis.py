@@ -7,8 +7,6 @@ import time
 from importlib import resources
 from typing import Any
 
-import redis
-
 from .. import states
 from ..broker.redis import FastPath, Keys, translate_errors
 from ..exceptions import TimeoutError
@@ -82,16 +80,8 @@ class RedisBackend(ResultBackend):
             if len(records) == 1:
                 keys, args = self._store_call(*records[0])
                 self.fast.evalsha(self._store, keys, args)
-                return
-            pipe = self.client.pipeline(transaction=False)
-            for task_id, data in records:
-                keys, args = self._store_call(task_id, data)
-                pipe.evalsha(self._store.sha, len(keys), *keys, *args)
-            try:
-                pipe.execute()
-            except redis.exceptions.NoScriptError:
-                self._store.sha = self.client.script_load(self._store.script)
-                self.store_encoded(records)
+            else:
+                self.fast.evalsha_many(self._store, [self._store_call(*r) for r in records])
 
     def get_meta(self, task_id: str) -> Meta:
         with translate_errors("get result"):

@@ -113,6 +113,40 @@ class FastPath:
             connection.disconnect()
             return self.client.execute_command(*args)  # type: ignore[no-untyped-call]
 
+    def pipeline(self, commands: Sequence[Sequence[Any]]) -> list[Any]:
+        """Send ``commands`` in one write and read their replies; an error reply is
+        returned in place (as the exception), not raised."""
+        connection = self._connection()
+        try:
+            connection.send_packed_command(connection.pack_commands(commands))
+            replies: list[Any] = []
+            for _ in commands:
+                try:
+                    replies.append(connection.read_response())
+                except redis.ResponseError as exc:
+                    replies.append(exc)
+            return replies
+        except REDIS_ERRORS:
+            connection.disconnect()
+            pipe = self.client.pipeline(transaction=False)
+            for command in commands:
+                pipe.execute_command(*command)  # type: ignore[no-untyped-call]
+            return list(pipe.execute(raise_on_error=False))
+
+    def evalsha_many(
+        self, script: Any, calls: Sequence[tuple[Sequence[Any], Sequence[Any]]]
+    ) -> list[Any]:
+        """Run ``script`` once per ``(keys, args)`` in one round trip."""
+        commands = [("EVALSHA", script.sha, len(keys), *keys, *args) for keys, args in calls]
+        replies = self.pipeline(commands)
+        if any(isinstance(r, redis.exceptions.NoScriptError) for r in replies):
+            script.sha = self.client.script_load(script.script)
+            replies = self.pipeline([("EVALSHA", script.sha, *c[2:]) for c in commands])
+        for reply in replies:
+            if isinstance(reply, Exception):
+                raise reply
+        return replies
+
     def evalsha(self, script: Any, keys: Sequence[Any], args: Sequence[Any]) -> Any:
         try:
             return self.execute("EVALSHA", script.sha, len(keys), *keys, *args)

