@@ -73,6 +73,14 @@ class RedisBackend(ResultBackend):
         keys = [self.key(task_id), self.notify_key(task_id)]
         return keys, [data, self.expires, self._success_marker, NOTIFY_SECONDS]
 
+    def store_commands(self, records: list[tuple[str, bytes]]) -> list[tuple[tuple[Any, ...], Any]]:
+        """The stores of encoded records as commands for a broker ``Lane`` (same Redis)."""
+        commands = []
+        for task_id, data in records:
+            keys, args = self._store_call(task_id, data)
+            commands.append((("EVALSHA", self._store.sha, len(keys), *keys, *args), self._store))
+        return commands
+
     def store_encoded(self, records: list[tuple[str, bytes]]) -> None:
         """Store already-encoded records ``(task_id, data)`` in one round trip, in order
         (what prefork children hand to their main process)."""

@@ -8,6 +8,7 @@ heartbeats, ``{p}:scheduled`` eta/countdown messages, ``{p}:dead`` dead letters.
 
 from __future__ import annotations
 
+import collections
 import contextlib
 import functools
 import logging
@@ -154,6 +155,76 @@ class FastPath:
             # A restarted or flushed Redis forgot the script: load it again, once.
             script.sha = self.client.script_load(script.script)
             return self.execute("EVALSHA", script.sha, len(keys), *keys, *args)
+
+
+class Lane:
+    """A connection used without waiting: commands are written at once and their replies
+    read later, in order, when the socket is readable, so a worker's main loop never stalls
+    on a round trip to store results or acknowledge. Only idempotent commands travel here
+    (result stores, acks): after a connection error everything unconfirmed is sent again."""
+
+    def __init__(self, client: redis.Redis) -> None:
+        self.client = client
+        self.connection = _get_connection(client)
+        self.pending: collections.deque[tuple[tuple[Any, ...], Any]] = collections.deque()
+        self.broken = False
+
+    def fileno(self) -> int | None:
+        sock = getattr(self.connection, "_sock", None)
+        return sock.fileno() if isinstance(sock, socket.socket) else None
+
+    def send(self, commands: Sequence[tuple[tuple[Any, ...], Any]]) -> None:
+        """Write ``(args, script)`` pairs; ``script`` (or None) is reloaded on NOSCRIPT."""
+        self.pending.extend(commands)
+        with translate_errors("send"):
+            try:
+                if self.broken:
+                    self._resend()
+                else:
+                    self._write([args for args, _ in commands])
+            except REDIS_ERRORS:
+                self.broken = True
+                raise
+
+    def read(self, block: bool = False) -> None:
+        """Read the replies that have arrived (all of them with ``block``). After a
+        connection error, first sends again everything still unconfirmed."""
+        with translate_errors("read replies"):
+            try:
+                if self.broken:
+                    self._resend()
+                while self.pending and (block or self.connection.can_read(timeout=0)):
+                    self._read_one()
+            except REDIS_ERRORS:
+                self.broken = True
+                raise
+
+    def _write(self, commands: list[tuple[Any, ...]]) -> None:
+        self.connection.send_packed_command(self.connection.pack_commands(commands))
+
+    def _resend(self) -> None:
+        self.connection.disconnect()
+        if self.pending:
+            self._write([args for args, _ in self.pending])
+        else:
+            self.connection.connect()
+        self.broken = False
+
+    def _read_one(self) -> None:
+        args, script = self.pending[0]
+        try:
+            self.connection.read_response()
+        except redis.exceptions.NoScriptError:
+            self.pending.popleft()
+            script.sha = self.client.script_load(script.script)
+            self.send([(("EVALSHA", script.sha, *args[2:]), script)])
+            return
+        except redis.ResponseError as exc:
+            logger.error("Redis refused %s: %s", args[0], exc)
+        self.pending.popleft()
+
+    def close(self) -> None:
+        self.connection.disconnect()
 
 
 def load_script(name: str) -> str:
@@ -319,6 +390,21 @@ class RedisBroker(Broker):
         """Give up a started wait (shutting down): its connection is closed, not reused."""
         if self._waiting is not None:
             self._waiting.connection.disconnect()
+
+    def lane(self) -> Lane | None:
+        """A :class:`Lane` on this broker's Redis, or None when its connections have no real
+        socket to watch (``memory://``)."""
+        lane = Lane(self.client)
+        with translate_errors("connect"):
+            lane.connection.connect()
+        if lane.fileno() is None:
+            lane.close()
+            return None
+        return lane
+
+    def ack_command(self, consumer: str, tags: Sequence[str]) -> tuple[tuple[Any, ...], Any]:
+        """The acknowledgement of ``tags`` as a command for a :class:`Lane`."""
+        return ("HDEL", self.keys.hold(consumer), *tags), None
 
     def ack(self, consumer: str, tags: Sequence[str]) -> None:
         if tags:

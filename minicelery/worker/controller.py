@@ -35,6 +35,7 @@ from .prefork import PreforkPool, _describe
 
 if TYPE_CHECKING:
     from ..app import Celery
+    from ..broker.redis import Lane
 
 logger = logging.getLogger("minicelery.worker")
 job_logger = logging.getLogger("minicelery.worker.job")
@@ -89,8 +90,10 @@ class WorkController:
         self.waker = Waker()
         self.pool: Pool = self._make_pool()
         self._consumer: Consumer | None = None
+        self.lane: Lane | None = None
         self.pending_acks: list[str] = []
         self._acks_since = 0.0
+        self._outbox_since = 0.0
         self.pending_results: list[tuple[str, bytes]] = []
         self.buffer: collections.deque[Delivery] = collections.deque()
         self.warm = False
@@ -131,6 +134,15 @@ class WorkController:
         self.waker.wake()
 
     # -- running -------------------------------------------------------------------------
+    def _open_lane(self) -> Lane | None:
+        """A lane only where results and acks share one Redis connection pool (the same
+        URL): their order on a single connection is what keeps acks after results."""
+        broker, backend = self.app.broker, self.app.backend
+        if getattr(backend, "client", None) is not getattr(broker, "client", None):
+            return None
+        make = getattr(broker, "lane", None)
+        return make() if make is not None and hasattr(backend, "store_commands") else None
+
     @property
     def consumer(self) -> Consumer:
         if self._consumer is None:
@@ -153,6 +165,7 @@ class WorkController:
         try:
             self.app.broker.ping()
             self.app.broker.heartbeat(self.consumer_id)
+            self.lane = self._open_lane()
         except BaseException:
             self.pool.stop()
             raise
@@ -168,10 +181,11 @@ class WorkController:
     def _loop(self) -> None:
         while not self.warm:
             self._dispatch()  # idle slots first, from what is already reserved
-            if self._store_results() and self._refill():
+            if self._flush_outbox() and self._refill():
                 self._dispatch()
+                self._flush_outbox()
             timeout = self.consumer.retry_in() or (0.0 if self._refill_due() else self._idle_wait())
-            for event in self.pool.wait(timeout, self.waker, self.consumer.watch_fd()):
+            for event in self.pool.wait(timeout, self.waker, self._watched()):
                 self._handle(event)
         logger.warning("worker: %s shutdown (MainProcess)", "Cold" if self.cold else "Warm")
         signals.worker_shutting_down.send(
@@ -180,9 +194,9 @@ class WorkController:
         self.consumer.stopping.set()
         self._give_back_buffer()
         while not self.cold and self.pool.busy_jobs():
-            for event in self.pool.wait(1.0, self.waker):
+            for event in self.pool.wait(1.0, self.waker, self._watched(waiting=False)):
                 self._handle(event)
-            self._store_results()
+            self._flush_outbox()
             self._flush_acks()
 
     def _shutdown(self) -> None:
@@ -190,14 +204,62 @@ class WorkController:
             self._handle(event, shutting_down=True)
         self.consumer.stop()
         self._give_back_buffer()
-        self._store_results()
+        self._flush_outbox()
         self._flush_acks()
+        self._confirm_outbox()
         try:
             self.app.broker.unregister(self.consumer_id)
         except Exception:
             logger.exception("could not unregister from the broker")
         signals.worker_shutdown.send(sender=self)
         self.waker.close()
+
+    def _watched(self, waiting: bool = True) -> list[int]:
+        """Broker sockets for the main loop's select: the idle wait, and the lane while it
+        owes replies."""
+        fds = [self.consumer.watch_fd()] if waiting else []
+        if self.lane is not None and self.lane.pending and not self.lane.broken:
+            fds.append(self.lane.fileno())
+        return [fd for fd in fds if fd is not None]
+
+    def _flush_outbox(self) -> bool:
+        """Send the children's results, then the acks (in that order on one connection, so
+        an ack never overtakes the result it follows), without waiting for replies. Without
+        a lane (``memory://``, or results on another Redis) results are stored synchronously
+        and acks ride with reservations. False while Redis is unreachable."""
+        if self.lane is None:
+            return self._store_results()
+        if self.lane.broken and self.consumer.retry_in() == 0:
+            self._read_lane()  # sends again what a lost connection left unconfirmed
+        if not self._outbox_due() or self.consumer.retry_in() > 0:
+            return self.consumer.retry_in() == 0
+        commands = self.app.backend.store_commands(self.pending_results)  # type: ignore[attr-defined]
+        if self.pending_acks:
+            commands.append(self.app.broker.ack_command(self.consumer_id, self.pending_acks))  # type: ignore[attr-defined]
+        self.pending_results, self.pending_acks = [], []
+        try:
+            self.lane.send(commands)  # kept by the lane and sent again if this fails
+        except OperationalError as exc:
+            self.consumer.broker_failed(exc)
+            return False
+        return True
+
+    def _read_lane(self) -> None:
+        assert self.lane is not None
+        try:
+            self.lane.read()
+        except OperationalError as exc:
+            self.consumer.broker_failed(exc)
+
+    def _confirm_outbox(self) -> None:
+        """At exit: wait until Redis has confirmed everything the lane sent."""
+        if self.lane is None:
+            return
+        try:
+            self.lane.read(block=True)
+        except OperationalError as exc:
+            logger.error("Could not confirm %d result(s)/ack(s): %s", len(self.lane.pending), exc)
+        self.lane.close()
 
     def _store_results(self) -> bool:
         """Store what the children produced, before any ack that depends on it; False (and
@@ -217,7 +279,27 @@ class WorkController:
     def _add_ack(self, tag: str) -> None:
         if not self.pending_acks:
             self._acks_since = time.monotonic()
+            if not self.pending_results:
+                self._outbox_since = self._acks_since
         self.pending_acks.append(tag)
+
+    def _add_results(self, records: list[tuple[str, bytes]]) -> None:
+        if records and not self.pending_results and not self.pending_acks:
+            self._outbox_since = time.monotonic()
+        self.pending_results.extend(records)
+
+    def _outbox_due(self) -> bool:
+        """Send results and acks now, or let a few more join them? Every write to Redis
+        costs tens of microseconds of CPU, so under load (all slots busy, more messages
+        waiting) they are sent every ``ACK_DELAY`` seconds at most; otherwise at once."""
+        if not (self.pending_results or self.pending_acks):
+            return False
+        if self.pool.idle_slots() > 0 or not self.buffer:
+            return True
+        pending = len(self.pending_results) + len(self.pending_acks)
+        return pending >= 4 * self.concurrency or (
+            time.monotonic() - self._outbox_since >= ACK_DELAY
+        )
 
     def _refill_due(self) -> bool:
         """Whether to talk to the broker now. Under load the round trip that acknowledges and
@@ -227,15 +309,17 @@ class WorkController:
         or dry queues, acks go at once."""
         if self._room() >= self.refill_at and not self.consumer.parked:
             return True
-        if not self.pending_acks:
+        if not self.pending_acks or self.lane is not None:
             return False
         if self.pool.idle_slots() > 0 or self.consumer.parked:
             return True
         return time.monotonic() - self._acks_since >= ACK_DELAY
 
     def _idle_wait(self) -> float:
-        if self.pending_acks:
+        if self.pending_acks and self.lane is None:
             return max(0.0, self._acks_since + ACK_DELAY - time.monotonic())
+        if self.lane is not None and (self.pending_results or self.pending_acks):
+            return max(0.0, self._outbox_since + ACK_DELAY - time.monotonic())
         return 1.0
 
     def _refill(self) -> bool:
@@ -340,10 +424,13 @@ class WorkController:
 
     def _handle(self, event: Event, shutting_down: bool = False) -> None:
         if isinstance(event, Wake):
-            self.consumer.on_wake()
+            if self.lane is not None and event.fd == self.lane.fileno():
+                self._read_lane()
+            else:
+                self.consumer.on_wake()
             return
         if isinstance(event, Results):
-            self.pending_results.extend(event.results)
+            self._add_results(event.results)
             return
         self.processed += 1
         job = event.job
@@ -351,7 +438,7 @@ class WorkController:
         if isinstance(event, Lost):
             self._handle_lost(event, shutting_down)
             return
-        self.pending_results.extend(event.results)
+        self._add_results(event.results)
         if event.dead_reason:
             self._dead_letter(job.delivery, event.dead_reason, None, job.message.task)
         elif event.state == states.REJECTED and event.requeue:

@@ -13,7 +13,7 @@ import select
 import threading
 import time
 from abc import ABC, abstractmethod
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -66,7 +66,9 @@ class Lost:
 
 @dataclass
 class Wake:
-    """The broker connection watched alongside the pool has something to read."""
+    """A broker connection watched alongside the pool (``fd``) has something to read."""
+
+    fd: int
 
 
 Event = Done | Lost | Results | Wake
@@ -116,9 +118,9 @@ class Pool(ABC):
     def submit(self, job: Job) -> None: ...
 
     @abstractmethod
-    def wait(self, timeout: float, waker: Waker, watch: int | None = None) -> list[Event]:
-        """Finished or lost jobs (and ``Wake`` when ``watch`` is readable), waiting up to
-        ``timeout`` seconds for the first."""
+    def wait(self, timeout: float, waker: Waker, watch: Sequence[int] = ()) -> list[Event]:
+        """Finished or lost jobs (and a ``Wake`` for each readable fd of ``watch``), waiting
+        up to ``timeout`` seconds for the first."""
 
     @abstractmethod
     def stop(self, cold: bool = False) -> list[Event]:
@@ -178,14 +180,12 @@ class ThreadPool(Pool):
             self._busy[id(job)] = job
         self._jobs.put(job)
 
-    def wait(self, timeout: float, waker: Waker, watch: int | None = None) -> list[Event]:
+    def wait(self, timeout: float, waker: Waker, watch: Sequence[int] = ()) -> list[Event]:
         self._waker = waker
         events: list[Event] = []
         if self._done.empty():
-            fds = [waker.read_fd] if watch is None else [waker.read_fd, watch]
-            ready, _, _ = select.select(fds, [], [], max(timeout, 0))
-            if watch is not None and watch in ready:
-                events.append(Wake())
+            ready, _, _ = select.select([waker.read_fd, *watch], [], [], max(timeout, 0))
+            events.extend(Wake(fd) for fd in watch if fd in ready)
         waker.drain()
         while not self._done.empty():
             events.append(self._done.get_nowait())

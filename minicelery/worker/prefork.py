@@ -9,6 +9,7 @@ import os
 import selectors
 import signal
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass
 from multiprocessing import Pipe
 from multiprocessing.connection import Connection
@@ -54,7 +55,7 @@ class PreforkPool(Pool):
         # One selector for the pool's lifetime: building one per wait costs more than a task.
         self.selector = selectors.DefaultSelector()
         self._waker_fd: int | None = None
-        self._watched: int | None = None
+        self._watched: set[int] = set()
         self.children: dict[int, Child] = {}
         self._next_index = 1
         self._stopping = False
@@ -125,18 +126,17 @@ class PreforkPool(Pool):
                 deadlines.append(job.started + job.time_limit)
         return min(deadlines) if deadlines else None
 
-    def _watch(self, fd: int | None) -> None:
-        """Keep the selector watching ``fd`` (the broker's wait connection) or nothing."""
-        if fd == self._watched:
-            return
-        if self._watched is not None:
+    def _watch(self, fds: Sequence[int]) -> None:
+        """Keep the selector watching exactly ``fds`` (broker connections)."""
+        wanted = set(fds)
+        for fd in self._watched - wanted:
             with contextlib.suppress(KeyError, ValueError):
-                self.selector.unregister(self._watched)
-        if fd is not None:
+                self.selector.unregister(fd)
+        for fd in wanted - self._watched:
             self.selector.register(fd, selectors.EVENT_READ, WATCHED)
-        self._watched = fd
+        self._watched = wanted
 
-    def wait(self, timeout: float, waker: Waker, watch: int | None = None) -> list[Event]:
+    def wait(self, timeout: float, waker: Waker, watch: Sequence[int] = ()) -> list[Event]:
         if self._waker_fd is None:
             self._waker_fd = waker.read_fd
             self.selector.register(waker.read_fd, selectors.EVENT_READ, None)
@@ -148,7 +148,7 @@ class PreforkPool(Pool):
         for key, _ in self.selector.select(timeout):
             child = key.data
             if child is WATCHED:
-                events.append(Wake())
+                events.append(Wake(key.fd))
             elif child is None:
                 waker.drain()
             elif isinstance(child, Child) and child.pid in self.children:
@@ -236,7 +236,7 @@ class PreforkPool(Pool):
         """Ask idle children to exit (a cold stop kills busy ones); escalate to SIGKILL for
         any still alive after a grace period."""
         self._stopping = True
-        self._watch(None)
+        self._watch(())
         events: list[Event] = []
         for child in list(self.children.values()):
             if cold and child.job is not None:
