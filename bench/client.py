@@ -46,6 +46,14 @@ def fill(app: ModuleType, n: int) -> dict[str, Any]:
     return {"n": n, "seconds": time.perf_counter() - start}
 
 
+def fill_noop(app: ModuleType, n: int) -> dict[str, Any]:
+    delay = app.noop.delay
+    start = time.perf_counter()
+    for _ in range(n):
+        delay()
+    return {"n": n, "seconds": time.perf_counter() - start}
+
+
 def latency(app: ModuleType, n: int, warmup: int) -> dict[str, Any]:
     delay = app.noop.delay
     for _ in range(warmup):
@@ -61,7 +69,7 @@ def latency(app: ModuleType, n: int, warmup: int) -> dict[str, Any]:
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(prog="python -m bench.client")
     parser.add_argument("system", choices=sorted(APP_MODULES))
-    parser.add_argument("phase", choices=["check", "enqueue", "fill", "latency"])
+    parser.add_argument("phase", choices=["check", "enqueue", "fill", "fill_noop", "latency"])
     parser.add_argument("-n", type=int, default=10_000)
     parser.add_argument("--warmup", type=int, default=50)
     args = parser.parse_args(argv)
@@ -74,6 +82,8 @@ def main(argv: list[str] | None = None) -> None:
         result = enqueue(app, args.n)
     elif args.phase == "fill":
         result = fill(app, args.n)
+    elif args.phase == "fill_noop":
+        result = fill_noop(app, args.n)
     elif args.phase == "latency":
         result = latency(app, args.n, args.warmup)
     result["version"] = _version(args.system)

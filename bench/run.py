@@ -26,6 +26,12 @@ Methodology
   call), so completion detection adds no polling load.  Each task costs one
   extra INCR round trip; both systems pay it.  Results are stored as usual
   (both apps have the Redis result backend configured).
+* **No-op drain**: the same with ``N`` truly no-op tasks (``noop.delay()``); completion is
+  seen by polling ``DBSIZE`` every 20 ms until the result keys of all ``N`` tasks exist
+  (Celery leaves one key per task, minicelery two: the record and its short-lived
+  notification list; the few other keys make it stop a handful of tasks early, under
+  0.1% of the run). One cheap command per poll, and no extra work inside the tasks,
+  whose per-task INCR above costs a fast worker proportionally more than a slow one.
 * **Round-trip latency**: a second worker (``-c 2 -P prefork``) on an empty
   queue; 50 warm-up calls, then ``--latency-n`` timed calls of
   ``noop.delay().get(timeout=10)`` one at a time; p50 and p99 (nearest rank).
@@ -389,6 +395,7 @@ class Metrics:
     version: str = "?"
     enqueue_rate: float | None = None
     drain_rate: float | None = None
+    drain_noop_rate: float | None = None
     p50_ms: float | None = None
     p99_ms: float | None = None
     rss_mib: float | None = None
@@ -458,6 +465,38 @@ def measure_drain(system: str, server: RedisServer, n: int, metrics: Metrics) ->
     log(f"{system}: drain {n} ... {metrics.drain_rate:,.0f}/s ({finished - started:.2f}s)")
 
 
+# Result-backend keys each finished task leaves: Celery's celery-task-meta-<id>; minicelery's
+# record plus its short-lived notification list.
+KEYS_PER_RESULT = {"celery": 1, "minicelery": 2}
+DBSIZE_POLL = 0.02
+
+
+def measure_drain_noop(system: str, server: RedisServer, n: int, metrics: Metrics) -> None:
+    """Drain of truly no-op tasks: completion is seen by polling DBSIZE every 20 ms until the
+    result keys of all tasks exist (one cheap command per poll; no per-task extra work)."""
+    db = DB_NUMBER[system]
+    client = server.client(db)
+    client.flushdb()
+    log(f"{system}: queueing {n} noop tasks for the no-op drain ...")
+    run_client(system, "fill_noop", n, server.url(db), timeout=120 + n / 20)
+    target = KEYS_PER_RESULT[system] * n
+    log(f"{system}: no-op drain {n} tasks, worker -c 2 -P prefork ...")
+    with worker(system, server.url(db)) as (proc, watcher):
+        started = wait_ready(system, proc, watcher)
+        last, last_change = -1, time.monotonic()
+        while (size := int(client.dbsize())) < target:
+            if proc.poll() is not None:
+                raise BenchError(f"{system} worker died during drain:\n" + watcher.text())
+            if size != last:
+                last, last_change = size, time.monotonic()
+            elif time.monotonic() - last_change > STALL_TIMEOUT:
+                raise BenchError(f"{system} no-op drain stalled at {size}/{target} keys")
+            time.sleep(DBSIZE_POLL)  # the poll interval of a measurement, not synchronisation
+        finished = time.time()  # wall clock, like the 'ready.' time it is compared with
+    metrics.drain_noop_rate = n / (finished - started)
+    log(f"{system}: no-op drain {n} ... {metrics.drain_noop_rate:,.0f}/s")
+
+
 def measure_latency_and_rss(system: str, server: RedisServer, n: int, metrics: Metrics) -> None:
     db = DB_NUMBER[system]
     server.client(db).flushdb()
@@ -498,6 +537,7 @@ def measure(system: str, server: RedisServer, args: argparse.Namespace) -> Metri
     steps = (
         (measure_enqueue, args.tasks),
         (measure_drain, args.tasks),
+        (measure_drain_noop, args.tasks),
         (measure_latency_and_rss, args.latency_n),
     )
     for step, n in steps:
@@ -526,6 +566,12 @@ def _rows(tasks: int, latency_n: int) -> list[tuple[str, str, str]]:
             f"Drain throughput, {tasks:,} queued tasks, `-c 2 -P prefork` "
             "(tasks/s, higher is better)",
             "drain_rate",
+            "{:,.0f}",
+        ),
+        (
+            f"Drain throughput, {tasks:,} queued no-op tasks, completion by key count "
+            "(tasks/s, higher is better)",
+            "drain_noop_rate",
             "{:,.0f}",
         ),
         (f"Round-trip latency p50, {latency_n} calls (ms, lower is better)", "p50_ms", "{:.2f}"),
