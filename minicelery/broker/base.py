@@ -81,6 +81,10 @@ class Broker(ABC):
         """Give held messages back to the front of their queues at once."""
 
     @abstractmethod
+    def held(self, consumer: str) -> list[str]:
+        """The tags ``consumer`` holds (reserved, not yet acknowledged)."""
+
+    @abstractmethod
     def heartbeat(self, consumer: str) -> None:
         """Record that ``consumer`` is alive."""
 

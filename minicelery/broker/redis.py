@@ -105,13 +105,17 @@ class FastPath:
             )
         return held.connection
 
-    def execute(self, *args: Any) -> Any:
+    def execute(self, *args: Any, retry: bool = True) -> Any:
+        """Run one command; ``retry=False`` for one that must not run twice (a reserve whose
+        reply was lost may already have taken messages)."""
         connection = self._connection()
         try:
             connection.send_command(*args)
             return connection.read_response()
         except REDIS_ERRORS:
             connection.disconnect()
+            if not retry:
+                raise
             return self.client.execute_command(*args)  # type: ignore[no-untyped-call]
 
     def pipeline(self, commands: Sequence[Sequence[Any]]) -> list[Any]:
@@ -148,13 +152,15 @@ class FastPath:
                 raise reply
         return replies
 
-    def evalsha(self, script: Any, keys: Sequence[Any], args: Sequence[Any]) -> Any:
+    def evalsha(
+        self, script: Any, keys: Sequence[Any], args: Sequence[Any], retry: bool = True
+    ) -> Any:
         try:
-            return self.execute("EVALSHA", script.sha, len(keys), *keys, *args)
+            return self.execute("EVALSHA", script.sha, len(keys), *keys, *args, retry=retry)
         except redis.exceptions.NoScriptError:
             # A restarted or flushed Redis forgot the script: load it again, once.
             script.sha = self.client.script_load(script.script)
-            return self.execute("EVALSHA", script.sha, len(keys), *keys, *args)
+            return self.execute("EVALSHA", script.sha, len(keys), *keys, *args, retry=retry)
 
 
 class Lane:
@@ -330,6 +336,20 @@ class RedisBroker(Broker):
     ) -> list[Delivery]:
         if (count <= 0 or not queues) and not ack:
             return []
+        keys, args = self._reserve_call(consumer, queues, count, ack)
+        flat = self._call(
+            "reserve", lambda: self.fast.evalsha(self._reserve, keys, args, retry=False)
+        )
+        return self._deliveries(flat, queues)
+
+    def held(self, consumer: str) -> list[str]:
+        """The tags ``consumer`` holds (reserved, not yet acknowledged)."""
+        tags = self._call("held", lambda: self.client.hkeys(self.keys.hold(consumer)))
+        return [tag.decode() if isinstance(tag, bytes) else tag for tag in tags]
+
+    def _reserve_call(
+        self, consumer: str, queues: Sequence[str], count: int, ack: Sequence[str]
+    ) -> tuple[list[str], list[Any]]:
         # Rotate the queue order so one busy queue cannot starve the others.
         self._rotation = (self._rotation + 1) % max(len(queues), 1)
         ordered = tuple(queues[self._rotation :]) + tuple(queues[: self._rotation])
@@ -339,8 +359,9 @@ class RedisBroker(Broker):
             self.keys("consumers"),
             *self._queue_keys(ordered),
         ]
-        args = [consumer, max(count, 0), *ack]
-        flat = self._call("reserve", lambda: self.fast.evalsha(self._reserve, keys, args))
+        return keys, [consumer, max(count, 0), *ack]
+
+    def _deliveries(self, flat: list[Any], queues: Sequence[str]) -> list[Delivery]:
         queue_of = self._queue_names(tuple(queues))
         return [
             Delivery(flat[i].decode(), queue_of[flat[i + 1]], flat[i + 2])
@@ -366,13 +387,13 @@ class RedisBroker(Broker):
         if self._waiting is None or self._waiting.pid != os.getpid():
             self._waiting = _Held(self.client.connection_pool, _get_connection(self.client))
         connection = self._waiting.connection
-        wake_keys = [self.keys.wake(q) for q in queues]
         with translate_errors("wait"):
+            connection.connect()
+            sock = getattr(connection, "_sock", None)
+            if not isinstance(sock, socket.socket):
+                return None
+            wake_keys = [self.keys.wake(q) for q in queues]
             connection.send_command("BLPOP", *wake_keys, max(timeout, 0.01))
-        sock = getattr(connection, "_sock", None)
-        if not isinstance(sock, socket.socket):
-            self.wait_finish()
-            return None
         return sock.fileno()
 
     def wait_finish(self) -> bool:

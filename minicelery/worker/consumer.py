@@ -67,6 +67,7 @@ class Consumer:
         self._watch_fd: int | None = None
         self._thread_wait = threading.Event()  # for brokers without a socket to watch
         self._backoff = Backoff("consumer")
+        self.hold_suspect = False  # see WorkController._reconcile_hold
         self._retry_at = 0.0
         self._threads: list[threading.Thread] = []
 
@@ -110,6 +111,8 @@ class Consumer:
             if reserve and len(deliveries) < room:
                 self._park()  # the queues are dry: block until a wake-up token comes
         except OperationalError as exc:
+            # A reserve whose reply was lost may have taken messages we never saw.
+            self.hold_suspect = self.hold_suspect or reserve
             self.broker_failed(exc)
             return []
         return deliveries

@@ -180,6 +180,8 @@ class WorkController:
 
     def _loop(self) -> None:
         while not self.warm:
+            if self.consumer.hold_suspect and self.consumer.retry_in() == 0:
+                self._reconcile_hold()
             self._dispatch()  # idle slots first, from what is already reserved
             if self._flush_outbox() and self._refill():
                 self._dispatch()
@@ -214,6 +216,32 @@ class WorkController:
         signals.worker_shutdown.send(sender=self)
         self.waker.close()
 
+    def _reconcile_hold(self) -> None:
+        """After a reserve whose reply was lost, give back whatever the hold has that this
+        worker does not know about (reserved, reply lost), so nothing sits there unseen
+        while the worker lives. Known: buffered, running, or acknowledged but unconfirmed."""
+        if self.lane is not None:
+            self._read_lane_blocking()
+        known = {d.tag for d in self.buffer} | {j.delivery.tag for j in self.pool.busy_jobs()}
+        known.update(self.pending_acks)
+        try:
+            unknown = [tag for tag in self.app.broker.held(self.consumer_id) if tag not in known]
+            if unknown:
+                count = self.app.broker.requeue(self.consumer_id, unknown)
+                logger.warning("Gave back %d message(s) reserved by a lost reply", count)
+        except OperationalError as exc:
+            self.consumer.broker_failed(exc)
+            return
+        self.consumer.hold_suspect = False
+
+    def _read_lane_blocking(self) -> None:
+        assert self.lane is not None
+        self._flush_outbox(force=True)
+        try:
+            self.lane.read(block=True)  # acks in flight must land before the hold is read
+        except OperationalError as exc:
+            self.consumer.broker_failed(exc)
+
     def _watched(self, waiting: bool = True) -> list[int]:
         """Broker sockets for the main loop's select: the idle wait, and the lane while it
         owes replies."""
@@ -222,7 +250,7 @@ class WorkController:
             fds.append(self.lane.fileno())
         return [fd for fd in fds if fd is not None]
 
-    def _flush_outbox(self) -> bool:
+    def _flush_outbox(self, force: bool = False) -> bool:
         """Send the children's results, then the acks (in that order on one connection, so
         an ack never overtakes the result it follows), without waiting for replies. Without
         a lane (``memory://``, or results on another Redis) results are stored synchronously
@@ -231,7 +259,9 @@ class WorkController:
             return self._store_results()
         if self.lane.broken and self.consumer.retry_in() == 0:
             self._read_lane()  # sends again what a lost connection left unconfirmed
-        if not self._outbox_due() or self.consumer.retry_in() > 0:
+        if not (self.pending_results or self.pending_acks):
+            return self.consumer.retry_in() == 0
+        if not (force or self._outbox_due()) or self.consumer.retry_in() > 0:
             return self.consumer.retry_in() == 0
         commands = self.app.backend.store_commands(self.pending_results)  # type: ignore[attr-defined]
         if self.pending_acks:

@@ -393,3 +393,18 @@ def test_reserve_records_the_consumer_heartbeat(broker: RedisBroker, count: int)
     broker.reserve("c1", ["celery"], count)
     score = broker.client.zscore(broker.keys("consumers"), "c1")
     assert score is not None and before - 1 <= score <= time.time() + 1
+
+
+def test_held_lists_the_tags_a_consumer_holds(broker: RedisBroker) -> None:
+    publish(broker, b"a", b"b", b"c")
+    taken = broker.reserve("c1", ["celery"], 3)
+    broker.ack("c1", [taken[0].tag])
+    assert sorted(broker.held("c1")) == sorted(d.tag for d in taken[1:])
+    assert broker.held("nobody") == []
+
+
+def test_messages_pushed_onto_a_list_by_hand_are_found(broker: RedisBroker) -> None:
+    """Publishing marks a priority level as non-empty; a message pushed some other way (by
+    hand, or by an older version) must still be reserved."""
+    broker.client.rpush(broker.keys.queue("celery", 0), b"raw")
+    assert datas(broker.reserve("c1", ["celery"], 5)) == [b"raw"]
