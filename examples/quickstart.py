@@ -37,9 +37,14 @@ def start_worker() -> tuple[subprocess.Popen[str], threading.Event]:
     ready = threading.Event()
 
     def relay() -> None:
+        # Show the banner and the first tasks' log lines; after that only warnings.
         assert worker.stdout is not None
+        shown = 0
         for line in worker.stdout:
-            print("  worker |", line.rstrip())
+            per_task = "] received" in line or "succeeded in" in line
+            if not per_task or shown < 4:
+                print("  worker |", line.rstrip())
+                shown += per_task
             if "ready." in line:
                 ready.set()
         ready.set()

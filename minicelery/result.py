@@ -52,6 +52,11 @@ def _revoked_reason(meta: dict[str, Any], task_id: str) -> str:
     return f"Task {task_id} was revoked"
 
 
+def _stored(field: str) -> Any:
+    """A read-only property for one field of the stored result record."""
+    return property(lambda self: self._meta().get(field), doc=f"The stored ``{field}``.")
+
+
 class ResultBase:
     """What every result handle shares."""
 
@@ -131,25 +136,12 @@ class AsyncResult(ResultBase):
         """The task's name: as given, else as stored with ``result_extended``."""
         return self._name or self._meta().get("name")
 
-    @property
-    def args(self) -> Any:
-        return self._meta().get("args")
-
-    @property
-    def kwargs(self) -> Any:
-        return self._meta().get("kwargs")
-
-    @property
-    def worker(self) -> Any:
-        return self._meta().get("worker")
-
-    @property
-    def queue(self) -> Any:
-        return self._meta().get("queue")
-
-    @property
-    def retries(self) -> Any:
-        return self._meta().get("retries")
+    # Stored with the result when ``result_extended`` is on.
+    args = _stored("args")
+    kwargs = _stored("kwargs")
+    worker = _stored("worker")
+    queue = _stored("queue")
+    retries = _stored("retries")
 
     def ready(self) -> bool:
         return self.state in states.READY_STATES
