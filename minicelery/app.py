@@ -7,7 +7,6 @@ import datetime as dt
 import importlib
 import logging
 import os
-import uuid
 from collections.abc import Callable, Iterable
 from typing import TYPE_CHECKING, Any, Literal, ParamSpec, TypeVar, overload
 
@@ -101,8 +100,6 @@ class Celery:
         """Import ``imports`` and ``include`` so their tasks are registered (done by workers)."""
         for name in (*self.conf.imports, *self.conf.include):
             importlib.import_module(name)
-
-    loader_import_default_modules = import_modules
 
     def autodiscover_tasks(
         self,
@@ -428,7 +425,3 @@ def shared_task(*args: Any, **options: Any) -> Any:
 
 
 _shared: list[tuple[Callable[..., Any], dict[str, Any]]] = []
-
-
-def uuid4() -> str:
-    return str(uuid.uuid4())

@@ -521,15 +521,6 @@ class WorkController:
             job_logger.info("Task %s[%s] retry: %s", name, task_id, outcome.exc)
         return outcome.state, outcome.requeue, outcome.dead_reason
 
-    def stats(self) -> dict[str, Any]:
-        return {
-            "hostname": self.hostname,
-            "pid": os.getpid(),
-            "pool": self.pool.info(),
-            "uptime": time.time() - self.started_at,
-            "processed": self.processed,
-        }
-
 
 def _limits(value: Any) -> tuple[float | None, float | None]:
     if isinstance(value, (list, tuple)) and len(value) == 2:
