@@ -81,6 +81,10 @@ class Broker(ABC):
         """Give held messages back to the front of their queues at once."""
 
     @abstractmethod
+    def bump(self, name: str, ttl: float) -> int:
+        """Increment the counter ``name`` (kept ``ttl`` seconds after its last change)."""
+
+    @abstractmethod
     def held(self, consumer: str) -> list[str]:
         """The tags ``consumer`` holds (reserved, not yet acknowledged)."""
 

@@ -342,6 +342,15 @@ class RedisBroker(Broker):
         )
         return self._deliveries(flat, queues)
 
+    def bump(self, name: str, ttl: float) -> int:
+        key = self.keys("count", name)
+        replies = self._call(
+            "bump", lambda: self.fast.pipeline([("INCR", key), ("EXPIRE", key, int(ttl))])
+        )
+        if isinstance(replies[0], Exception):
+            raise OperationalError(f"bump: Redis error ({replies[0]})")
+        return int(replies[0])
+
     def held(self, consumer: str) -> list[str]:
         """The tags ``consumer`` holds (reserved, not yet acknowledged)."""
         tags = self._call("held", lambda: self.client.hkeys(self.keys.hold(consumer)))

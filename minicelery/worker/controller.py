@@ -41,6 +41,7 @@ logger = logging.getLogger("minicelery.worker")
 job_logger = logging.getLogger("minicelery.worker.job")
 
 POOLS = ("prefork", "threads", "solo")
+LOSS_MEMORY = 86400  # seconds a message's count of killed workers is remembered
 ACK_DELAY = 0.002  # seconds an early ack may wait to share a round trip with others
 
 
@@ -487,6 +488,10 @@ class WorkController:
         # Celery. A crash requeues only with reject_on_worker_lost.
         requeue = shutting_down or job.reject_on_worker_lost
         if job.acks_late and requeue and not event.timed_out:
+            if not shutting_down and self._killed_too_often(job):
+                reason = f"killed its worker process {self.app.conf.task_max_worker_lost} times"
+                self._dead_letter(job.delivery, reason, task_id, job.message.task, exc)
+                return
             logger.warning(
                 "Task %s[%s] stopped with its process; message requeued", job.message.task, task_id
             )
@@ -496,6 +501,16 @@ class WorkController:
         store_result(self.app, task_id, build_meta(task_id, states.FAILURE, exception_to_dict(exc)))
         if job.acks_late:
             self._add_ack(tag)
+
+    def _killed_too_often(self, job: Job) -> bool:
+        """Beyond Celery: a message that keeps killing its worker (a segfault, the OOM
+        killer) goes to the dead-letter store after ``task_max_worker_lost`` losses instead of
+        looping forever, which makes ``reject_on_worker_lost`` safe to turn on."""
+        limit = self.app.conf.task_max_worker_lost
+        if not limit:
+            return False
+        losses = self.app.broker.bump(f"lost:{job.message.id}", LOSS_MEMORY)
+        return bool(losses >= limit)
 
     # -- inside the pool -----------------------------------------------------------------
     def run_job(self, job: Job) -> Done:

@@ -49,10 +49,24 @@ def sleep_late(seconds: float, value: Any = None) -> Any:
     return value
 
 
+_clients: dict[int, Any] = {}
+
+
+def redis_client() -> Any:
+    """This process's own Redis client (prefork children hand results to the main process and
+    have no connection of their own to borrow)."""
+    import redis
+
+    pid = os.getpid()
+    if pid not in _clients:
+        _clients[pid] = redis.Redis.from_url(REDIS_URL)
+    return _clients[pid]
+
+
 @app.task
 def record(key: str, value: str) -> int:
     """Append ``value`` to a Redis list: lets tests count and order executions."""
-    return int(app.backend.client.rpush(key, value))  # type: ignore[attr-defined]
+    return int(redis_client().rpush(key, value))
 
 
 @app.task
@@ -80,3 +94,10 @@ def whoami(self: Any) -> dict[str, Any]:
         "retries": self.request.retries,
         "queue": self.request.delivery_info["routing_key"],
     }
+
+
+@app.task(acks_late=True, reject_on_worker_lost=True)
+def die_rejected(key: str) -> None:
+    """Counts its runs, then kills its own process: each loss requeues it, up to a limit."""
+    redis_client().rpush(key, os.getpid())
+    os.kill(os.getpid(), signal.SIGKILL)
