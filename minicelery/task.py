@@ -31,8 +31,6 @@ FROM_CONFIG = {
     "reject_on_worker_lost": "task_reject_on_worker_lost",
     "ignore_result": "task_ignore_result",
     "store_errors_even_if_ignored": "task_store_errors_even_if_ignored",
-    "time_limit": "task_time_limit",
-    "soft_time_limit": "task_soft_time_limit",
     "store_eager_result": "task_store_eager_result",
 }
 
@@ -280,6 +278,14 @@ class Task(Generic[P, R]):
                 retries=request.retries + 1,
             )
         delivery_info = request.delivery_info or {}
+        # As Celery: the retry keeps the original's absolute expiry and its time limits.
+        hard, soft = request.timelimit or (None, None)
+        options = {
+            "expires": request.expires,
+            "time_limit": hard,
+            "soft_time_limit": soft,
+            **options,
+        }
         self.app.send_task(
             self.name,
             args if args is not None else request.args,

@@ -426,9 +426,23 @@ class WorkController:
             message,
             acks_late=bool(task.option("acks_late")),
             reject_on_worker_lost=bool(task.option("reject_on_worker_lost")),
-            time_limit=hard or task.option("time_limit") or self.options.time_limit,
-            soft_time_limit=soft or task.option("soft_time_limit") or self.options.soft_time_limit,
+            time_limit=self._limit(
+                hard, task.time_limit, self.options.time_limit, "task_time_limit"
+            ),
+            soft_time_limit=self._limit(
+                soft, task.soft_time_limit, self.options.soft_time_limit, "task_soft_time_limit"
+            ),
         )
+
+    def _limit(
+        self, sent: float | None, of_task: float | None, of_worker: float | None, setting: str
+    ) -> float | None:
+        """Celery's precedence: the call's limit, the task's own, the worker's command line,
+        and only then the setting (the worker's default)."""
+        for value in (sent, of_task, of_worker, self.app.conf[setting]):
+            if value:
+                return float(value)
+        return None
 
     def _dead_letter(
         self,
