@@ -188,19 +188,11 @@ class AsyncResult(ResultBase):
             _raise_for(meta, self.id)
 
     def iter_states(self, timeout: float | None = None) -> Iterator[dict[str, Any]]:
-        """Yield each state record as the worker writes it, ending with a ready one."""
-        seen: list[dict[str, Any]] = []
-        deadline = None if timeout is None else time.monotonic() + timeout
-        while True:
-            remaining = None if deadline is None else max(deadline - time.monotonic(), 0)
-            try:
-                meta = self.backend.wait_for(self.id, remaining, seen.append)
-            except TimeoutError:
-                yield from seen
-                raise
-            yield from seen
-            if meta.get("status") in states.READY_STATES:
-                return
+        """Yield each stored state record as the worker writes it, ending with a ready one
+        (``timeout`` is for the whole iteration)."""
+        for meta, stored in self.backend.iter_meta(self.id, timeout):
+            if stored:
+                yield meta
 
     def forget(self) -> None:
         self._cache = None

@@ -118,13 +118,32 @@ def run_task(app: Celery, task: Task[Any, Any], request: Context) -> Outcome:
             ),
         )
     signals.task_prerun.send(sender=task, task_id=task_id, task=task, args=args, kwargs=kwargs)
+    # The request stays current until after task_postrun, as in Celery: hooks and signal
+    # receivers read ``task.request``.
     stack = task_stack()
     stack.append(request)
+    try:
+        outcome = _run(task, request)
+        _finish(app, task, request, outcome, ignore)
+        signals.task_postrun.send(
+            sender=task,
+            task_id=task_id,
+            task=task,
+            args=args,
+            kwargs=kwargs,
+            retval=outcome.retval if outcome.exc is None else outcome.exc,
+            state=outcome.state,
+        )
+    finally:
+        stack.pop()
+    return outcome
+
+
+def _run(task: Task[Any, Any], request: Context) -> Outcome:
     started = time.perf_counter()
     try:
-        task.before_start(task_id, args, kwargs)
-        retval = _call(task, args, kwargs)
-        outcome = Outcome(states.SUCCESS, retval=retval)
+        task.before_start(str(request.id), request.args, request.kwargs)
+        outcome = Outcome(states.SUCCESS, retval=_call(task, request.args, request.kwargs))
     except Reject as exc:
         outcome = Outcome(states.REJECTED, exc=exc, requeue=exc.requeue)
     except Retry as exc:
@@ -133,19 +152,7 @@ def run_task(app: Celery, task: Task[Any, Any], request: Context) -> Outcome:
         if isinstance(exc, (KeyboardInterrupt, SystemExit)) and not request.is_eager:
             raise
         outcome = _maybe_autoretry(task, exc)
-    finally:
-        stack.pop()
     outcome.runtime = time.perf_counter() - started
-    _finish(app, task, request, outcome, ignore)
-    signals.task_postrun.send(
-        sender=task,
-        task_id=task_id,
-        task=task,
-        args=args,
-        kwargs=kwargs,
-        retval=outcome.retval if outcome.exc is None else outcome.exc,
-        state=outcome.state,
-    )
     return outcome
 
 

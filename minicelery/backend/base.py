@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from typing import Any
 
 from ..exceptions import ImproperlyConfigured
@@ -36,6 +36,11 @@ class ResultBackend(ABC):
         self, task_id: str, timeout: float | None, on_message: OnMessage | None = None
     ) -> Meta:
         """Block until the task is in a ready state; raise TimeoutError after ``timeout``."""
+
+    def iter_meta(self, task_id: str, timeout: float | None) -> Iterator[tuple[Meta, bool]]:
+        """The current record, then each newer one as it is stored, until a ready one
+        (``(meta, stored)``). Backends that cannot stream yield only the final record."""
+        yield self.wait_for(task_id, timeout), True
 
     @abstractmethod
     def forget(self, task_id: str) -> None:

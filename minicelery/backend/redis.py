@@ -4,6 +4,7 @@ so ``get()`` waits for a notification instead of polling."""
 from __future__ import annotations
 
 import time
+from collections.abc import Iterator
 from importlib import resources
 from typing import Any
 
@@ -13,7 +14,15 @@ from ..exceptions import TimeoutError
 from ..serialization import codec_for
 from .base import Meta, OnMessage, ResultBackend, encode_meta
 
-NOTIFY_SECONDS = 60  # how long a task's notification list outlives its last record
+NOTIFY_SECONDS = 60  # how long a task's record stream outlives its last record
+
+
+def _stream_entries(reply: Any) -> Iterator[tuple[Any, bytes]]:
+    """``(entry id, record)`` from an XREAD reply (a map under RESP3, a list under RESP2)."""
+    streams = reply.values() if isinstance(reply, dict) else (entries for _, entries in reply)
+    for entries in streams:
+        for entry_id, fields in entries:
+            yield entry_id, fields[1]
 
 
 def _pending(task_id: str) -> Meta:
@@ -99,36 +108,57 @@ class RedisBackend(ResultBackend):
     def wait_for(
         self, task_id: str, timeout: float | None, on_message: OnMessage | None = None
     ) -> Meta:
-        """Read the record, then block (BLPOP, not polling) on the task's notification list
-        until a ready state arrives. Blocking is done in slices of at most a second, each
-        followed by a read of the record, so even a notification that expired unseen (a
-        waiter stalled for a minute) cannot make it wait forever."""
+        for meta, stored in self.iter_meta(task_id, timeout):
+            if on_message is not None and stored:
+                on_message(meta)
+            if meta["status"] in states.READY_STATES:
+                return meta
+        raise AssertionError("iter_meta ends only with a ready state")  # pragma: no cover
+
+    def iter_meta(self, task_id: str, timeout: float | None) -> Iterator[tuple[Meta, bool]]:
+        """The current record, then each newer one as the worker writes it, until a ready
+        one: ``(meta, stored)``, ``stored`` False for the implicit PENDING of no record.
+
+        Records are read from the task's stream with XREAD BLOCK (no polling; every waiter
+        sees every record, never an older one after a newer). Blocking is done in slices of
+        at most a second, each followed by a read of the record itself, so a stream that
+        expired unseen (a waiter stalled for a minute) cannot make it wait forever."""
         deadline = None if timeout is None else time.monotonic() + timeout
-        key, notify = self.key(task_id), self.notify_key(task_id)
+        key, stream = self.key(task_id), self.notify_key(task_id)
         with translate_errors("wait for result"):
-            data = self.fast.execute("GET", key)
-            while True:
-                meta = self.decode(data) if data is not None else _pending(task_id)
-                if on_message is not None and data is not None:
-                    on_message(meta)
-                if meta["status"] in states.READY_STATES:
-                    return meta
+            last_id, data = self._latest(key, stream)
+            meta = self._meta_of(task_id, data)
+            yield meta, data is not None
+            while meta["status"] not in states.READY_STATES:
                 remaining = 1.0 if deadline is None else deadline - time.monotonic()
                 if remaining <= 0:
                     raise TimeoutError(
                         f"The operation timed out ({timeout}s) waiting for task {task_id}"
                     )
-                data = self._next_record(key, notify, min(remaining, 1.0), data)
+                block_ms = max(int(min(remaining, 1.0) * 1000), 1)
+                reply = self.fast.execute("XREAD", "BLOCK", block_ms, "STREAMS", stream, last_id)
+                if reply is None:
+                    latest = self._meta_of(task_id, self.fast.execute("GET", key))
+                    if latest["status"] in states.READY_STATES:
+                        meta = latest
+                        yield meta, True
+                    continue
+                for entry_id, record in _stream_entries(reply):
+                    last_id = entry_id  # the next read starts after it
+                    meta = self.decode(record)
+                    yield meta, True
+                    if meta["status"] in states.READY_STATES:
+                        return
 
-    def _next_record(self, key: str, notify: str, seconds: float, last: bytes | None) -> Any:
-        popped = self.fast.execute("BLPOP", notify, max(seconds, 0.01))
-        if popped is None:
-            return self.fast.execute("GET", key)
-        record = popped[1]
-        if self.decode(record)["status"] in states.READY_STATES:
-            # Hand the final record on to any other client waiting for the same task.
-            self.fast.execute("RPUSH", notify, record)
-        return record
+    def _latest(self, key: str, stream: str) -> tuple[Any, Any]:
+        latest = self.fast.execute("XREVRANGE", stream, "+", "-", "COUNT", 1)
+        if latest:
+            entry_id, fields = latest[0]
+            return entry_id, fields[1]
+        return b"0-0", self.fast.execute("GET", key)
+
+    def _meta_of(self, task_id: str, data: Any) -> Meta:
+        return self.decode(data) if data is not None else _pending(task_id)
 
     def forget(self, task_id: str) -> None:
         with translate_errors("forget result"):

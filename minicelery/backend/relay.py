@@ -4,7 +4,7 @@ for ordinary tasks. Reads go to a real backend, opened on first use."""
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from typing import Any
 
 from .. import states
@@ -55,6 +55,9 @@ class RelayBackend(ResultBackend):
         self, task_id: str, timeout: float | None, on_message: OnMessage | None = None
     ) -> Meta:
         return self.real.wait_for(task_id, timeout, on_message)
+
+    def iter_meta(self, task_id: str, timeout: float | None) -> Iterator[tuple[Meta, bool]]:
+        return self.real.iter_meta(task_id, timeout)
 
     def forget(self, task_id: str) -> None:
         self.real.forget(task_id)

@@ -2,8 +2,9 @@
 -- unless a SUCCESS is already stored there (ARGV[3] is how "status: SUCCESS" looks right
 -- after the opening bytes of a serialized record, whose first field is always status;
 -- msgpack's map header takes 1 to 5 bytes): a redelivered task must never turn a stored
--- success into something else. The record is also pushed onto the notification list
--- KEYS[2] (kept ARGV[4] seconds, last 100 records), which waiting clients block on.
+-- success into something else. The record is also appended to the task's stream KEYS[2]
+-- (kept ARGV[4] seconds, about the last 100 records), which waiting clients read with
+-- XREAD BLOCK: each of them sees every record, in order.
 local current = redis.call('GET', KEYS[1])
 local at = current and string.find(current, ARGV[3], 1, true)
 if at and at <= 6 then
@@ -14,7 +15,6 @@ if tonumber(ARGV[2]) > 0 then
 else
   redis.call('SET', KEYS[1], ARGV[1])
 end
-redis.call('RPUSH', KEYS[2], ARGV[1])
-redis.call('LTRIM', KEYS[2], -100, -1)
+redis.call('XADD', KEYS[2], 'MAXLEN', '~', '100', '*', 'r', ARGV[1])
 redis.call('EXPIRE', KEYS[2], ARGV[4])
 return 1
