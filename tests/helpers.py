@@ -19,11 +19,14 @@ import time
 import uuid
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import redis
 from redis.backoff import NoBackoff
 from redis.retry import Retry
+
+if TYPE_CHECKING:
+    from minicelery import Celery
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 LOOPBACK = "127.0.0.1"
@@ -570,3 +573,18 @@ class WorkerFactory:
 
     def report(self, tail: int = 200) -> str:
         return "\n\n".join(worker.describe(tail) for worker in self.workers)
+
+
+@contextlib.contextmanager
+def pointed_at(app: Celery, redis_server: RedisServer, key_prefix: str) -> Iterator[Celery]:
+    """A test app module's app, in this process, pointed at the test's Redis and key prefix
+    (the same settings its workers get from the environment), made current."""
+    app.close()
+    app.conf.update(
+        broker_url=redis_server.url, result_backend=redis_server.url, key_prefix=key_prefix
+    )
+    app.set_current()
+    try:
+        yield app
+    finally:
+        app.close()

@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 from minicelery import Celery
-from tests.helpers import RedisServer, WorkerFactory, run_cli
+from tests.helpers import RedisServer, WorkerFactory, pointed_at, run_cli
 
 INTEGRATION_DIR = Path(__file__).resolve().parent
 
@@ -64,16 +64,8 @@ def cli(redis_server: RedisServer, key_prefix: str) -> CliRunner:
 
 @pytest.fixture
 def app(redis_server: RedisServer, key_prefix: str) -> Iterator[Celery]:
-    """The ``tests.integration.apps.basic`` app, in this process, pointed at the test's Redis
-    and key prefix (the same settings its workers get from the environment)."""
+    """The ``tests.integration.apps.basic`` app, pointed at the test's Redis and prefix."""
     from tests.integration.apps import basic
 
-    basic.app.close()
-    basic.app.conf.update(
-        broker_url=redis_server.url, result_backend=redis_server.url, key_prefix=key_prefix
-    )
-    basic.app.set_current()
-    try:
-        yield basic.app
-    finally:
-        basic.app.close()
+    with pointed_at(basic.app, redis_server, key_prefix) as pointed:
+        yield pointed

@@ -28,7 +28,14 @@ import redis
 from minicelery import Celery, states
 from minicelery.exceptions import WorkerLostError
 from minicelery.result import AsyncResult
-from tests.helpers import ManagedProcess, RedisServer, WorkerFactory, kill_pid, wait_until
+from tests.helpers import (
+    ManagedProcess,
+    RedisServer,
+    WorkerFactory,
+    kill_pid,
+    pointed_at,
+    wait_until,
+)
 from tests.integration.apps import semantics
 from tests.integration.apps.semantics import (
     chatty,
@@ -67,15 +74,8 @@ LONG = 30.0  # how long a task that is to be killed would run
 def semantics_app(redis_server: RedisServer, key_prefix: str) -> Iterator[Celery]:
     """The ``semantics`` app, in this process, pointed at the test's Redis and key prefix
     (the same settings its workers get from the environment)."""
-    semantics.app.close()
-    semantics.app.conf.update(
-        broker_url=redis_server.url, result_backend=redis_server.url, key_prefix=key_prefix
-    )
-    semantics.app.set_current()
-    try:
-        yield semantics.app
-    finally:
-        semantics.app.close()
+    with pointed_at(semantics.app, redis_server, key_prefix) as pointed:
+        yield pointed
 
 
 # --------------------------------------------------------------------------- helpers

@@ -31,6 +31,7 @@ from tests.helpers import (
     WorkerFactory,
     kill_pid,
     pid_alive,
+    pointed_at,
     prefixed_keys,
     wait_until,
 )
@@ -127,16 +128,8 @@ def kill_worker_and_children(worker: ManagedProcess) -> list[int]:
 @pytest.fixture
 def papp(redis_server: RedisServer, key_prefix: str) -> Iterator[Celery]:
     """The ``props`` app in this process, on the test's Redis and key prefix."""
-    app = props.app
-    app.close()
-    app.conf.update(
-        broker_url=redis_server.url, result_backend=redis_server.url, key_prefix=key_prefix
-    )
-    app.set_current()
-    try:
-        yield app
-    finally:
-        app.close()
+    with pointed_at(props.app, redis_server, key_prefix) as pointed:
+        yield pointed
 
 
 @pytest.fixture

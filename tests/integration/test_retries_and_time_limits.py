@@ -24,7 +24,14 @@ import redis
 from minicelery import Celery, states
 from minicelery.exceptions import MaxRetriesExceededError, TaskRevokedError, TimeLimitExceeded
 from minicelery.result import AsyncResult
-from tests.helpers import ManagedProcess, RedisServer, WorkerFactory, pid_alive, wait_until
+from tests.helpers import (
+    ManagedProcess,
+    RedisServer,
+    WorkerFactory,
+    pid_alive,
+    pointed_at,
+    wait_until,
+)
 from tests.integration.apps.retries import (
     BACKOFF,
     COUNTDOWN,
@@ -56,15 +63,8 @@ LATENCY = 1.0  # generous bound on how late a due message may start (scheduler +
 def retries_app(redis_server: RedisServer, key_prefix: str) -> Iterator[Celery]:
     """The ``tests.integration.apps.retries`` app, in this process, pointed at the test's
     Redis and key prefix (what its workers get from the environment)."""
-    worker_app.close()
-    worker_app.conf.update(
-        broker_url=redis_server.url, result_backend=redis_server.url, key_prefix=key_prefix
-    )
-    worker_app.set_current()
-    try:
-        yield worker_app
-    finally:
-        worker_app.close()
+    with pointed_at(worker_app, redis_server, key_prefix) as pointed:
+        yield pointed
 
 
 @pytest.fixture

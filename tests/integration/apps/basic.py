@@ -9,6 +9,7 @@ import time
 from typing import Any
 
 from minicelery import Celery
+from tests.integration.apps.common import redis_client
 
 REDIS_URL = os.environ.get("MC_TEST_REDIS_URL", "memory://basic")
 
@@ -49,24 +50,15 @@ def sleep_late(seconds: float, value: Any = None) -> Any:
     return value
 
 
-_clients: dict[int, Any] = {}
-
-
-def redis_client() -> Any:
-    """This process's own Redis client (prefork children hand results to the main process and
-    have no connection of their own to borrow)."""
-    import redis
-
-    pid = os.getpid()
-    if pid not in _clients:
-        _clients[pid] = redis.Redis.from_url(REDIS_URL)
-    return _clients[pid]
+def own_redis() -> Any:
+    """This process's own Redis client (see ``common.redis_client``)."""
+    return redis_client(REDIS_URL)
 
 
 @app.task
 def record(key: str, value: str) -> int:
     """Append ``value`` to a Redis list: lets tests count and order executions."""
-    return int(redis_client().rpush(key, value))
+    return int(own_redis().rpush(key, value))
 
 
 @app.task
@@ -99,5 +91,5 @@ def whoami(self: Any) -> dict[str, Any]:
 @app.task(acks_late=True, reject_on_worker_lost=True)
 def die_rejected(key: str) -> None:
     """Counts its runs, then kills its own process: each loss requeues it, up to a limit."""
-    redis_client().rpush(key, os.getpid())
+    own_redis().rpush(key, os.getpid())
     os.kill(os.getpid(), signal.SIGKILL)

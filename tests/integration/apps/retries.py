@@ -19,6 +19,7 @@ import redis
 
 from minicelery import Celery
 from minicelery.exceptions import SoftTimeLimitExceeded
+from tests.integration.apps.common import redis_client
 
 REDIS_URL = os.environ.get("MC_TEST_REDIS_URL", "memory://retries")
 COUNTDOWN = 0.2  # seconds between the attempts of the retrying tasks
@@ -43,17 +44,8 @@ app = Celery(
 )
 
 
-_clients: dict[tuple[int, str], redis.Redis] = {}
-
-
 def _redis() -> redis.Redis:
-    """This process's own client for the test's Redis (independent of minicelery's
-    internals; a forked child opens its own)."""
-    url = str(app.conf.broker_url)
-    key = (os.getpid(), url)
-    if key not in _clients:
-        _clients[key] = redis.Redis.from_url(url)
-    return _clients[key]
+    return redis_client(str(app.conf.broker_url))
 
 
 def record(key: str, value: str) -> int:

@@ -21,6 +21,7 @@ import redis
 
 from minicelery import Celery, Task, signals
 from minicelery.utils.log import get_task_logger
+from tests.integration.apps.common import redis_client
 
 REDIS_URL = os.environ.get("MC_TEST_REDIS_URL", "memory://semantics")
 
@@ -42,17 +43,9 @@ app = Celery(
 
 logger = get_task_logger(__name__)
 
-_clients: dict[tuple[int, str], redis.Redis] = {}
-
 
 def _redis() -> redis.Redis:
-    """This process's own client for the test's Redis (independent of minicelery's
-    internals; a forked child opens its own)."""
-    url = str(app.conf.broker_url)
-    key = (os.getpid(), url)
-    if key not in _clients:
-        _clients[key] = redis.Redis.from_url(url)
-    return _clients[key]
+    return redis_client(str(app.conf.broker_url))
 
 
 def _rpush(key: str, value: Any) -> int:
