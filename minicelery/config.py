@@ -173,6 +173,7 @@ DEFAULTS: dict[str, tuple[Any, Validator]] = {
     "worker_redirect_stdouts": (True, _bool),
     "worker_send_task_events": (False, _bool),
     "worker_disable_rate_limits": (False, _bool),
+    "worker_revoke_expires": (10800.0, _seconds),
     "beat_schedule": ({}, _any),
 }
 

@@ -8,6 +8,10 @@ from __future__ import annotations
 from abc import ABC, abstractmethod
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from .mailbox import Mailbox
 
 
 @dataclass(frozen=True)
@@ -139,6 +143,10 @@ class Broker(ABC):
     @abstractmethod
     def ping(self) -> None:
         """Raise OperationalError unless the broker answers."""
+
+    def mailbox(self) -> Mailbox:
+        """The remote-control channel and the revoked-task set (see ``broker.mailbox``)."""
+        raise NotImplementedError(f"{type(self).__name__} has no remote control")
 
     @abstractmethod
     def close(self) -> None:

@@ -568,6 +568,11 @@ class RedisBroker(Broker):
     def ping(self) -> None:
         self._call("ping", self.client.ping)
 
+    def mailbox(self) -> Any:
+        from .mailbox import Mailbox
+
+        return Mailbox(self.client, self.keys)
+
     def close(self) -> None:
         self.client.close()
 

@@ -23,15 +23,19 @@ from ..exceptions import (
     MessageError,
     NotRegistered,
     OperationalError,
+    TaskRevokedError,
     TimeLimitExceeded,
     WorkerLostError,
 )
 from ..message import decode_message
 from ..serialization import accepted_content_types, exception_to_dict
+from .commands import run_command
 from .consumer import Consumer
+from .control import ControlServer
 from .executor import build_meta, execute_message, store_result
 from .pool import Done, Event, Job, Lost, Pool, Results, ThreadPool, Wake, Waker
 from .prefork import PreforkPool, _describe
+from .state import Gate
 
 if TYPE_CHECKING:
     from ..app import Celery
@@ -89,6 +93,7 @@ class WorkController:
         self.queues = [q for q in queues if q not in set(options.exclude_queues)]
         self.accept = accepted_content_types(conf.accept_content)
         self.waker = Waker()
+        self.max_tasks_per_child = options.max_tasks_per_child or conf.worker_max_tasks_per_child
         self.pool: Pool = self._make_pool()
         self._consumer: Consumer | None = None
         self.lane: Lane | None = None
@@ -97,6 +102,11 @@ class WorkController:
         self._outbox_since = 0.0
         self.pending_results: list[tuple[str, bytes]] = []
         self.buffer: collections.deque[Delivery] = collections.deque()
+        self.ready: collections.deque[Job] = collections.deque()  # due after a rate limit
+        self.gate = Gate(conf.worker_disable_rate_limits)
+        self.terminated: dict[str, int] = {}  # task id -> signal, for revoke(terminate=True)
+        self.control: ControlServer | None = None
+        self.totals: collections.Counter[str] = collections.Counter()
         self.warm = False
         self.cold = False
         self.started_at = time.time()
@@ -110,13 +120,48 @@ class WorkController:
                 self.app,
                 self.concurrency,
                 self.run_message,
-                self.options.max_tasks_per_child or self.app.conf.worker_max_tasks_per_child,
+                self.max_tasks_per_child,
             )
         return ThreadPool(self.concurrency, self.run_job)
 
     def _room(self) -> int:
         """How many more messages to reserve: prefetch minus what is buffered or running."""
-        return self.prefetch - len(self.buffer) - len(self.pool.busy_jobs())
+        # Jobs waiting for their rate limit do not stop other messages being reserved,
+        # up to one prefetch window of them.
+        waiting = len(self.gate.waiting()) + len(self.ready)
+        return (
+            self.prefetch
+            - len(self.buffer)
+            - len(self.pool.busy_jobs())
+            - max(0, waiting - self.prefetch)
+        )
+
+    @property
+    def revoked(self) -> Any:
+        return self.gate.revoked
+
+    @property
+    def limiter(self) -> Any:
+        return self.gate.limiter
+
+    def waiting_jobs(self) -> list[Job]:
+        """Reserved jobs not yet started that the worker has decoded (for ``inspect``)."""
+        return [*self.ready, *self.gate.waiting()]
+
+    def request_stop(self) -> None:
+        """A warm shutdown, as SIGTERM would start (the remote ``shutdown`` command)."""
+        self.warm = True
+        self.waker.wake()
+
+    def terminate(self, job: Job, signum: int) -> None:
+        """Stop a running job's process with ``signum`` (``revoke(terminate=True)``)."""
+        task_id = job.message.id
+        if self.pool.terminate(job, signum):
+            self.terminated[task_id] = signum
+            logger.info("Terminating %s (%s)", task_id, signal.Signals(signum).name)
+        else:
+            logger.warning("Cannot terminate %s: the %s pool has no process to stop",
+                           task_id, self.options.pool)  # fmt: skip
 
     def install_signal_handlers(self) -> None:
         signal.signal(signal.SIGTERM, self._on_stop_signal)
@@ -167,6 +212,10 @@ class WorkController:
             self.app.broker.ping()
             self.app.broker.heartbeat(self.consumer_id)
             self.lane = self._open_lane()
+            self.control = ControlServer(
+                self.app.broker.mailbox(), self.hostname, self.waker.wake, self.revoked.update
+            )
+            self.control.start()
         except BaseException:
             self.pool.stop()
             raise
@@ -181,6 +230,7 @@ class WorkController:
 
     def _loop(self) -> None:
         while not self.warm:
+            self._serve_control()
             if self.consumer.hold_suspect and self.consumer.retry_in() == 0:
                 self._reconcile_hold()
             self._dispatch()  # idle slots first, from what is already reserved
@@ -188,6 +238,9 @@ class WorkController:
                 self._dispatch()
                 self._flush_outbox()
             timeout = self.consumer.retry_in() or (0.0 if self._refill_due() else self._idle_wait())
+            gate_due = self.gate.next_in()
+            if gate_due is not None and self.pool.idle_slots() > 0:
+                timeout = min(timeout, gate_due)
             for event in self.pool.wait(timeout, self.waker, self._watched()):
                 self._handle(event)
         logger.warning("worker: %s shutdown (MainProcess)", "Cold" if self.cold else "Warm")
@@ -206,6 +259,8 @@ class WorkController:
         for event in self.pool.stop(cold=self.cold):
             self._handle(event, shutting_down=True)
         self.consumer.stop()
+        if self.control is not None:
+            self.control.stop()
         self._give_back_buffer()
         self._flush_outbox()
         self._flush_acks()
@@ -364,8 +419,10 @@ class WorkController:
 
     def _give_back_buffer(self) -> None:
         """Reserved but not started: back to the front of their queues, at once."""
-        if self.buffer:
-            tags = [d.tag for d in self.buffer]
+        waiting = [*self.ready, *self.gate.take_all()]
+        self.ready.clear()
+        if self.buffer or waiting:
+            tags = [j.delivery.tag for j in waiting] + [d.tag for d in self.buffer]
             self.buffer.clear()
             count = self.app.broker.requeue(self.consumer_id, tags)
             logger.info("Gave %d reserved message(s) back to their queues", count)
@@ -376,16 +433,54 @@ class WorkController:
             self.app.broker.ack(self.consumer_id, tags)
 
     def _dispatch(self) -> None:
-        while self.buffer and not self.warm and self.pool.idle_slots() > 0:
-            delivery = self.buffer.popleft()
-            job = self._job_for(delivery)
+        self.ready.extend(self.gate.due())
+        while not self.warm and self.pool.idle_slots() > 0:
+            job = self._next_job()
             if job is None:
-                continue
-            job_logger.info("Task %s[%s] received", job.message.task, job.message.id)
-            signals.task_received.send(sender=self, request=job.message)
-            if not job.acks_late:
-                self._add_ack(delivery.tag)
-            self.pool.submit(job)
+                return
+            verdict = self.gate.admit(job, self.app.tasks[job.message.task].option("rate_limit"))
+            if verdict == Gate.REVOKED:
+                self._discard_revoked(job)
+            elif verdict == Gate.RUN:
+                if not job.acks_late:
+                    self._add_ack(job.delivery.tag)
+                job.wall_started = time.time()
+                self.pool.submit(job)
+
+    def _next_job(self) -> Job | None:
+        if self.ready:
+            return self.ready.popleft()
+        while self.buffer:
+            job = self._job_for(self.buffer.popleft())
+            if job is not None:
+                job_logger.info("Task %s[%s] received", job.message.task, job.message.id)
+                signals.task_received.send(sender=self, request=job.message)
+                return job
+        return None
+
+    def _discard_revoked(self, job: Job, terminated: int | None = None) -> None:
+        """Never run (or stopped): the result is REVOKED and the message acknowledged."""
+        task_id, name = job.message.id, job.message.task
+        reason = "terminated" if terminated is not None else "revoked"
+        meta = build_meta(task_id, states.REVOKED, exception_to_dict(TaskRevokedError(reason)))
+        store_result(self.app, task_id, meta)
+        job_logger.info("Discarding revoked task: %s[%s] (%s)", name, task_id, reason)
+        signals.task_revoked.send(
+            sender=self.app.tasks.get(name),
+            request=job.message,
+            terminated=terminated is not None,
+            signum=terminated,
+            expired=False,
+        )
+        self._add_ack(job.delivery.tag)
+
+    def _serve_control(self) -> None:
+        if self.control is None:
+            return
+        for cmd in self.control.pending():
+            reply = run_command(self, cmd["method"], cmd.get("arguments") or {})
+            if cmd.get("ticket"):
+                self.control.reply(cmd["ticket"], reply)
 
     def _job_for(self, delivery: Delivery) -> Job | None:
         """Validate a delivery; bad ones go to the dead-letter store with their reason."""
@@ -480,6 +575,11 @@ class WorkController:
         self.processed += 1
         job = event.job
         tag = job.delivery.tag
+        self.totals[job.message.task] += 1
+        signum = self.terminated.pop(job.message.id, None)
+        if isinstance(event, Lost) and signum is not None:
+            self._discard_revoked(job, terminated=signum)
+            return
         if isinstance(event, Lost):
             self._handle_lost(event, shutting_down)
             return

@@ -32,6 +32,7 @@ class Job:
     time_limit: float | None = None
     soft_time_limit: float | None = None
     started: float = 0.0
+    wall_started: float = 0.0
     slot: Any = None
 
 
@@ -128,6 +129,10 @@ class Pool(ABC):
 
     def info(self) -> dict[str, Any]:
         return {"max-concurrency": self.concurrency}
+
+    def terminate(self, job: Job, signum: int) -> bool:
+        """Send ``signum`` to the process running ``job``; False where jobs have none."""
+        return False
 
     def pids(self) -> list[int]:
         return [os.getpid()]

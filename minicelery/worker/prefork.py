@@ -258,6 +258,12 @@ class PreforkPool(Pool):
             events.extend(self._reap(child))
         return events
 
+    def terminate(self, job: Job, signum: int) -> bool:
+        if not isinstance(job.slot, int) or job.slot not in self.children:
+            return False
+        _kill(job.slot, signum)
+        return True
+
     def info(self) -> dict[str, Any]:
         return {"max-concurrency": self.concurrency, "processes": self.pids()}
 

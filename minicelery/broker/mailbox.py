@@ -1,0 +1,105 @@
+"""Remote control over Redis: commands broadcast on a pub/sub channel, replies gathered from a
+per-command list, and the revoked-task set that outlives any one worker.
+
+Keys (under the broker's prefix): ``{p}:control`` the command channel, ``{p}:reply:<ticket>``
+one list per command that expects replies, ``{p}:revoked`` a sorted set of revoked task ids
+scored by when they may be forgotten.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import time
+from collections.abc import Sequence
+from typing import Any
+
+from .redis import Keys, translate_errors
+
+REPLY_TTL = 60  # seconds a reply list outlives its command, for a slow or absent client
+
+
+class Listener:
+    """A worker's subscription to the command channel. Subscribe *before* reading the
+    revoked set, so a revoke published in between is still seen (one or the other)."""
+
+    def __init__(self, client: Any, channel: str) -> None:
+        self._pubsub = client.pubsub(ignore_subscribe_messages=True)
+        with translate_errors("subscribing to remote control"):
+            self._pubsub.subscribe(channel)
+
+    def get(self, timeout: float) -> bytes | None:
+        """The next command, or None after ``timeout`` seconds without one."""
+        with translate_errors("reading remote control commands"):
+            message = self._pubsub.get_message(timeout=timeout)
+        if message is None or message.get("type") != "message":
+            return None
+        data: bytes = message["data"]
+        return data
+
+    def close(self) -> None:
+        # Closing a broken subscription has nothing to report.
+        with contextlib.suppress(Exception):
+            self._pubsub.close()
+
+
+class Mailbox:
+    """The Redis side of ``app.control`` for clients and workers alike."""
+
+    def __init__(self, client: Any, keys: Keys) -> None:
+        self.client = client
+        self.channel = keys("control")
+        self.revoked_key = keys("revoked")
+        self._keys = keys
+
+    def reply_key(self, ticket: str) -> str:
+        return self._keys("reply", ticket)
+
+    def publish(self, command: bytes, revoke: Sequence[str] = (), keep_for: float = 0) -> int:
+        """Broadcast ``command``; ids in ``revoke`` are added to the revoked set in the same
+        transaction, so a worker that starts later still skips them. Returns how many workers
+        were listening."""
+        now = time.time()
+        with translate_errors("sending a remote control command"):
+            pipe = self.client.pipeline(transaction=True)
+            if revoke:
+                pipe.zadd(self.revoked_key, {task_id: now + keep_for for task_id in revoke})
+                pipe.zremrangebyscore(self.revoked_key, "-inf", now)
+            pipe.publish(self.channel, command)
+            listeners: int = pipe.execute()[-1]
+        return listeners
+
+    def revoked(self) -> dict[str, float]:
+        """Revoked ids still remembered, with the epoch time each may be forgotten."""
+        with translate_errors("reading revoked tasks"):
+            pairs = self.client.zrangebyscore(
+                self.revoked_key, time.time(), "+inf", withscores=True
+            )
+        return {task_id.decode(): float(score) for task_id, score in pairs}
+
+    def listen(self) -> Listener:
+        return Listener(self.client, self.channel)
+
+    def reply(self, ticket: str, data: bytes) -> None:
+        key = self.reply_key(ticket)
+        with translate_errors("replying to a remote control command"):
+            self.client.pipeline(transaction=False).rpush(key, data).expire(
+                key, REPLY_TTL
+            ).execute()
+
+    def collect(self, ticket: str, timeout: float, limit: int | None = None) -> list[bytes]:
+        """Replies to ``ticket`` until ``limit`` have come or ``timeout`` seconds passed."""
+        key = self.reply_key(ticket)
+        replies: list[bytes] = []
+        deadline = time.monotonic() + timeout
+        with translate_errors("collecting remote control replies"):
+            while limit is None or len(replies) < limit:
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    break
+                # BLPOP's timeout has a resolution of 10 ms in practice; round up.
+                item = self.client.blpop([key], timeout=min(max(left, 0.01), 5.0))
+                if item is None:
+                    break
+                replies.append(item[1])
+            self.client.delete(key)
+        return replies

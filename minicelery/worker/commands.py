@@ -1,0 +1,206 @@
+"""Remote control and inspect commands, as Celery's worker answers them. Each handler runs in
+the worker's main loop with the worker as its first argument and returns the reply."""
+
+from __future__ import annotations
+
+import logging
+import os
+import resource
+import signal as signal_module
+import time
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
+
+from .state import parse_rate
+
+if TYPE_CHECKING:
+    from .controller import WorkController
+    from .pool import Job
+
+logger = logging.getLogger("minicelery.worker")
+
+Handler = Callable[..., Any]
+HANDLERS: dict[str, Handler] = {}
+
+
+def command(func: Handler) -> Handler:
+    HANDLERS[func.__name__] = func
+    return func
+
+
+def run_command(worker: WorkController, method: str, arguments: dict[str, Any]) -> Any:
+    """Run one command; an unknown one or a handler's error becomes an error reply."""
+    handler = HANDLERS.get(method)
+    if handler is None:
+        return {"error": f"unknown command {method!r}"}
+    try:
+        return handler(worker, **(arguments or {}))
+    except Exception as exc:
+        logger.exception("Remote control command %s failed", method)
+        return {"error": f"{type(exc).__name__}: {exc}"}
+
+
+def signal_number(name: str | int | None) -> int:
+    """``'SIGTERM'``, ``'TERM'``, ``'term'`` or a number; SIGTERM when not given."""
+    if name is None or name == "":
+        return int(signal_module.SIGTERM)
+    if isinstance(name, int) or name.isdigit():
+        return int(name)
+    upper = name.upper()
+    found = getattr(signal_module, upper if upper.startswith("SIG") else f"SIG{upper}", None)
+    if not isinstance(found, signal_module.Signals):
+        raise ValueError(f"unknown signal {name!r}")
+    return int(found)
+
+
+# -- control ------------------------------------------------------------------------------
+@command
+def ping(worker: WorkController) -> dict[str, str]:
+    return {"ok": "pong"}
+
+
+@command
+def revoke(
+    worker: WorkController,
+    task_id: str | list[str],
+    terminate: bool = False,
+    signal: str | int | None = None,
+    until: float | None = None,
+    **kwargs: Any,
+) -> dict[str, str]:
+    ids = [task_id] if isinstance(task_id, str) else list(task_id)
+    worker.revoked.add(ids, until or time.time() + worker.app.conf.worker_revoke_expires)
+    if terminate:
+        signum = signal_number(signal)
+        for job in worker.pool.busy_jobs():
+            if job.message.id in ids:
+                worker.terminate(job, signum)
+    idstr = ", ".join(ids)
+    logger.info("Tasks flagged as revoked: %s", idstr)
+    return {"ok": f"tasks {idstr} flagged as revoked"}
+
+
+@command
+def rate_limit(
+    worker: WorkController, task_name: str, rate_limit: str | float | None = None, **kwargs: Any
+) -> dict[str, str]:
+    task = worker.app.tasks.get(task_name)
+    if task is None:
+        return {"error": f"unknown task {task_name!r}"}
+    parse_rate(rate_limit)  # a bad rate is an error reply, not a silent no-op
+    task.rate_limit = str(rate_limit) if rate_limit else None
+    worker.limiter.forget(task_name)
+    if not rate_limit:
+        return {"ok": "rate limit disabled successfully"}
+    return {"ok": "new rate limit set successfully"}
+
+
+@command
+def time_limit(
+    worker: WorkController,
+    task_name: str,
+    soft: float | None = None,
+    hard: float | None = None,
+    **kwargs: Any,
+) -> dict[str, str]:
+    task = worker.app.tasks.get(task_name)
+    if task is None:
+        return {"error": f"unknown task {task_name!r}"}
+    task.soft_time_limit, task.time_limit = soft, hard
+    return {"ok": "time limits set successfully"}
+
+
+@command
+def shutdown(worker: WorkController, **kwargs: Any) -> dict[str, str]:
+    logger.warning("Got shutdown from remote")
+    worker.request_stop()
+    return {"ok": "shutting down"}
+
+
+# -- inspect ------------------------------------------------------------------------------
+def _job_info(worker: WorkController, job: Job) -> dict[str, Any]:
+    message = job.message
+    headers = message.headers
+    return {
+        "id": message.id,
+        "name": message.task,
+        "args": headers.get("argsrepr"),
+        "kwargs": headers.get("kwargsrepr"),
+        "type": message.task,
+        "hostname": worker.hostname,
+        "time_start": job.wall_started or None,
+        "acknowledged": not job.acks_late,
+        "delivery_info": {"routing_key": job.delivery.queue, "priority": None},
+        "worker_pid": job.slot if isinstance(job.slot, int) else os.getpid(),
+    }
+
+
+@command
+def active(worker: WorkController, **kwargs: Any) -> list[dict[str, Any]]:
+    return [_job_info(worker, job) for job in worker.pool.busy_jobs()]
+
+
+@command
+def reserved(worker: WorkController, **kwargs: Any) -> list[dict[str, Any]]:
+    return [_job_info(worker, job) for job in worker.waiting_jobs()]
+
+
+@command
+def scheduled(worker: WorkController, **kwargs: Any) -> list[dict[str, Any]]:
+    # ETA messages wait in Redis, not in a worker's memory, so no worker holds any.
+    return []
+
+
+@command
+def revoked(worker: WorkController, **kwargs: Any) -> list[str]:
+    ids: list[str] = worker.revoked.ids()
+    return ids
+
+
+@command
+def registered(worker: WorkController, taskinfoitems: Any = None, **kwargs: Any) -> list[str]:
+    return sorted(name for name in worker.app.tasks if not name.startswith("celery."))
+
+
+@command
+def active_queues(worker: WorkController, **kwargs: Any) -> list[dict[str, Any]]:
+    return [
+        {"name": q, "exchange": {"name": q, "type": "direct"}, "routing_key": q}
+        for q in worker.queues
+    ]
+
+
+@command
+def conf(worker: WorkController, with_defaults: bool = False, **kwargs: Any) -> dict[str, Any]:
+    from ..config import DEFAULTS
+
+    settings = worker.app.conf
+    return {
+        key: value
+        for key, value in settings.items()
+        if with_defaults or key not in DEFAULTS or value != DEFAULTS[key][0]
+        if "password" not in key and not key.endswith("_url") and key != "result_backend"
+    }
+
+
+@command
+def stats(worker: WorkController, **kwargs: Any) -> dict[str, Any]:
+    usage = resource.getrusage(resource.RUSAGE_SELF)
+    return {
+        "pid": os.getpid(),
+        "clock": 0,
+        "uptime": int(time.time() - worker.started_at),
+        "total": dict(worker.totals),
+        "pool": {**worker.pool.info(), "max-tasks-per-child": worker.max_tasks_per_child},
+        "prefetch_count": worker.prefetch,
+        "broker": {"transport": "redis"},
+        "rusage": {
+            "utime": usage.ru_utime,
+            "stime": usage.ru_stime,
+            "maxrss": usage.ru_maxrss,
+            "minflt": usage.ru_minflt,
+            "majflt": usage.ru_majflt,
+            "nvcsw": usage.ru_nvcsw,
+            "nivcsw": usage.ru_nivcsw,
+        },
+    }

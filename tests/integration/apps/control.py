@@ -1,0 +1,63 @@
+"""The app the revocation, rate-limit and remote-control tests run workers with; settings come
+from the environment the test fixtures set, as in ``basic``.
+
+Tasks append ``<label>@<start time>`` to a Redis list named by the test, through their own
+Redis client, so a test can count, order and time executions from outside the worker.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+
+from minicelery import Celery
+from tests.integration.apps.common import redis_client
+
+REDIS_URL = os.environ.get("MC_TEST_REDIS_URL", "memory://control")
+LIMIT = "5/s"
+
+app = Celery(
+    "control",
+    broker=REDIS_URL,
+    backend=REDIS_URL,
+    key_prefix=os.environ.get("MC_TEST_PREFIX", "minicelery"),
+    worker_heartbeat_interval=0.5,
+    worker_lost_timeout=3.0,
+)
+
+
+def _mark(key: str, label: str) -> None:
+    redis_client(REDIS_URL).rpush(key, f"{label}@{time.time()}")
+
+
+@app.task
+def record(key: str, label: str) -> str:
+    _mark(key, label)
+    return label
+
+
+@app.task
+def sleeper(key: str, label: str, seconds: float) -> str:
+    """Marks its start, then sleeps: something to revoke or terminate while it runs."""
+    _mark(key, label)
+    time.sleep(seconds)
+    return label
+
+
+@app.task(acks_late=True)
+def late_sleeper(key: str, label: str, seconds: float) -> str:
+    _mark(key, label)
+    time.sleep(seconds)
+    return label
+
+
+@app.task(rate_limit=LIMIT)
+def limited(key: str, label: str) -> str:
+    _mark(key, label)
+    return label
+
+
+@app.task
+def free(key: str, label: str) -> str:
+    _mark(key, label)
+    return label
