@@ -5,7 +5,7 @@ from __future__ import annotations
 from . import states
 from ._state import get_current_app as _get_current_app
 from .app import Celery, shared_task
-from .canvas import Signature, signature, subtask
+from .canvas import Signature, chain, chord, chunks, group, signature, subtask, xmap, xstarmap
 from .result import AsyncResult, GroupResult
 from .task import Task
 
@@ -31,9 +31,15 @@ __all__ = [
     "Signature",
     "Task",
     "__version__",
+    "chain",
+    "chord",
+    "chunks",
     "current_app",
+    "group",
     "shared_task",
     "signature",
     "states",
     "subtask",
+    "xmap",
+    "xstarmap",
 ]

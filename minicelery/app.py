@@ -7,7 +7,7 @@ import datetime as dt
 import importlib
 import logging
 import os
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 from typing import TYPE_CHECKING, Any, Literal, ParamSpec, TypeVar, overload
 
 from . import _state, signals
@@ -74,6 +74,10 @@ class Celery:
         self._connections: tuple[int, Broker, ResultBackend] | None = None
         self._result_relay: ResultBackend | None = None
         self._control: Any = None
+        # Celery's app signals; sent once by ensure_configured() (worker and beat start-up).
+        self.on_after_configure = signals.Signal("on_after_configure")
+        self.on_after_finalize = signals.Signal("on_after_finalize")
+        self._configured = False
         _state.register_app(self)
         if set_as_current:
             _state.set_current_app(self)
@@ -185,6 +189,10 @@ class Celery:
         for fun, options in list(_shared):
             if options.get("name") not in self.tasks:
                 self._create_task(fun, **options)
+        if "celery.map" not in self.tasks:
+            from .canvas.builtins import add_builtin_tasks
+
+            add_builtin_tasks(self)
 
     def register_task(
         self, task: BaseTask[Any, Any] | type[BaseTask[Any, Any]]
@@ -225,7 +233,18 @@ class Celery:
         )
         self.publish(message, queue, priority)
         parent = options.get("parent")
-        return AsyncResult(message.id, task_name=name, app=self, parent=parent)
+        result = AsyncResult(message.id, task_name=name, app=self, parent=parent)
+        request = _state.current_request()
+        if (
+            request is not None
+            and not request.called_directly
+            and request.id != message.id  # a retry is not its own child
+            and options.get("add_to_parent", True)
+            and (task is None or task.trail)
+        ):
+            # Sent from inside a task: one of its children (``AsyncResult.children``).
+            request.__dict__.setdefault("children", []).append(result)
+        return result
 
     def prepare_message(
         self,
@@ -246,22 +265,36 @@ class Celery:
         return message, msg_options.queue, msg_options.priority or 0
 
     def publish(self, message: TaskMessage, queue: str, priority: int) -> None:
-        signals.before_task_publish.send(
-            sender=message.task,
-            body=None,
-            exchange="",
-            routing_key=queue,
-            headers=message.headers,
-            properties=message.properties,
-            declare=[],
-            retry_policy=None,
-        )
-        eta = message.headers.get("eta")
-        eta_epoch = dt.datetime.fromisoformat(eta).timestamp() if eta else None
-        self.broker.publish([OutgoingMessage(queue, message.encode(), priority, eta_epoch)])
-        signals.after_task_publish.send(
-            sender=message.task, headers=message.headers, body=None, exchange="", routing_key=queue
-        )
+        self.publish_many([(message, queue, priority)])
+
+    def publish_many(self, prepared: Sequence[tuple[TaskMessage, str, int]]) -> None:
+        """Publish messages from ``prepare_message`` together: one pipelined round of
+        Redis commands for a whole group, however large."""
+        outgoing = []
+        for message, queue, priority in prepared:
+            signals.before_task_publish.send(
+                sender=message.task,
+                body=None,
+                exchange="",
+                routing_key=queue,
+                headers=message.headers,
+                properties=message.properties,
+                declare=[],
+                retry_policy=None,
+            )
+            eta = message.headers.get("eta")
+            eta_epoch = dt.datetime.fromisoformat(eta).timestamp() if eta else None
+            outgoing.append(OutgoingMessage(queue, message.encode(), priority, eta_epoch))
+        if outgoing:
+            self.broker.publish(outgoing)
+        for message, queue, _ in prepared:
+            signals.after_task_publish.send(
+                sender=message.task,
+                headers=message.headers,
+                body=None,
+                exchange="",
+                routing_key=queue,
+            )
 
     # -- results -------------------------------------------------------------------------
     def AsyncResult(self, id: str, **kwargs: Any) -> AsyncResult:
@@ -287,6 +320,56 @@ class Celery:
 
         kwargs.setdefault("app", self)
         return Signature(*args, **kwargs)
+
+    # -- periodic tasks ------------------------------------------------------------------
+    def add_periodic_task(
+        self,
+        schedule: Any,
+        sig: Any,
+        args: Iterable[Any] = (),
+        kwargs: Any = (),
+        name: str | None = None,
+        **opts: Any,
+    ) -> str:
+        """Run ``sig`` (a signature or a task) on ``schedule`` (seconds, a ``timedelta``, a
+        ``crontab``): an entry of ``beat_schedule`` named ``name`` or after the signature."""
+        from .canvas.signature import Signature
+
+        if isinstance(sig, Signature):
+            sig = sig.clone(args, kwargs or None)
+        else:
+            sig = self.signature(getattr(sig, "name", sig), args, kwargs or None)
+        key = name or repr(sig)
+        self.conf.beat_schedule[key] = {
+            "schedule": schedule,
+            "task": sig.task,
+            "args": tuple(sig.args),
+            "kwargs": dict(sig.kwargs),
+            "options": {**sig.options, **opts},
+        }
+        return key
+
+    def ensure_configured(self) -> None:
+        """Send ``on_after_configure`` then ``on_after_finalize``, once, as Celery does when
+        its lazy configuration is first read, so receivers that ``add_periodic_task`` see
+        every task module imported. Workers and beat call this at start-up."""
+        if self._configured:
+            return
+        self._configured = True
+        self.on_after_configure.send(sender=self, source=self.conf)
+        self.on_after_finalize.send(sender=self)
+
+    @property
+    def timezone(self) -> dt.tzinfo:
+        """The ``timezone`` setting as a tzinfo (UTC by default; local time when
+        ``enable_utc`` is off and no timezone is set)."""
+        from .schedules import timezone_for
+
+        return timezone_for(self.conf.timezone, self.conf.enable_utc)
+
+    def now(self) -> dt.datetime:
+        """The current time in the app's timezone (what crontab schedules compare with)."""
+        return dt.datetime.now(self.timezone)
 
     # -- connections ---------------------------------------------------------------------
     def resolved_urls(self) -> tuple[str, str | None]:

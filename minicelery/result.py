@@ -2,14 +2,14 @@
 
 from __future__ import annotations
 
+import collections
 import datetime as dt
-import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator
 from typing import TYPE_CHECKING, Any
 
 from . import states
 from ._state import current_request, get_current_app
-from .exceptions import TaskRevokedError, TimeoutError
+from .exceptions import TaskRevokedError
 from .serialization import exception_from_dict
 
 if TYPE_CHECKING:
@@ -65,8 +65,27 @@ class ResultBase:
     def as_tuple(self) -> Any:
         raise NotImplementedError
 
+    @property
+    def children(self) -> list[Any]:
+        return []
+
+    def ready(self) -> bool:
+        raise NotImplementedError
+
+    def get(self, *args: Any, **kwargs: Any) -> Any:
+        raise NotImplementedError
+
     def _raise_if_failed(self) -> None:
         """Raise the first failure among this result and its parents (``follow_parents``)."""
+
+    def collect(self, intermediate: bool = False, **kwargs: Any) -> Iterator[tuple[Any, Any]]:
+        """Yield ``(result, value)`` for this result and, breadth first, every result it
+        led to (its children: tasks it sent, members of a group), waiting for each."""
+        queue: collections.deque[ResultBase] = collections.deque([self])
+        while queue:
+            node = queue.popleft()
+            yield node, node.get(**kwargs)
+            queue.extend(node.children or ())
 
 
 class AsyncResult(ResultBase):
@@ -208,13 +227,6 @@ class AsyncResult(ResultBase):
     ) -> None:
         self.app.control.revoke(self.id, terminate=terminate, signal=signal)
 
-    def collect(self, intermediate: bool = False) -> Iterator[tuple[ResultBase, Any]]:
-        """Yield ``(result, value)`` for this result and, depth first, its children."""
-        value = self.get()
-        yield self, value
-        for child in self.children:
-            if isinstance(child, AsyncResult):
-                yield from child.collect(intermediate)
 
     def as_tuple(self) -> Any:
         parent = self.parent.as_tuple() if self.parent is not None else None
@@ -294,153 +306,14 @@ class EagerResult(AsyncResult):
         self._state = states.REVOKED
 
 
-class ResultSet(ResultBase):
-    """A set of results, waited on together."""
+# Result sets live in their own module; they are part of this one's public API.
+from .result_set import GroupResult, ResultSet, result_from_tuple  # noqa: E402
 
-    def __init__(self, results: Sequence[AsyncResult], app: Celery | None = None) -> None:
-        self.results = list(results)
-        self.app = app or get_current_app()
-
-    def __iter__(self) -> Iterator[AsyncResult]:
-        return iter(self.results)
-
-    def __len__(self) -> int:
-        return len(self.results)
-
-    def __getitem__(self, index: int) -> AsyncResult:
-        return self.results[index]
-
-    def add(self, result: AsyncResult) -> None:
-        if result not in self.results:
-            self.results.append(result)
-
-    def ready(self) -> bool:
-        return all(r.ready() for r in self.results)
-
-    def successful(self) -> bool:
-        return all(r.successful() for r in self.results)
-
-    def failed(self) -> bool:
-        return any(r.failed() for r in self.results)
-
-    def waiting(self) -> bool:
-        return any(not r.ready() for r in self.results)
-
-    def completed_count(self) -> int:
-        return sum(1 for r in self.results if r.successful())
-
-    def revoke(
-        self,
-        connection: Any = None,
-        terminate: bool = False,
-        signal: str | None = None,
-        wait: bool = False,
-        timeout: float | None = None,
-    ) -> None:
-        for r in self.results:
-            r.revoke(terminate=terminate, signal=signal)
-
-    def join(
-        self,
-        timeout: float | None = None,
-        propagate: bool = True,
-        interval: float = 0.5,
-        callback: Callable[[str, Any], None] | None = None,
-        no_ack: bool = True,
-        on_message: OnMessage | None = None,
-        disable_sync_subtasks: bool = True,
-        on_interval: Callable[[], None] | None = None,
-    ) -> list[Any]:
-        """The results in call order; ``timeout`` is for the whole set."""
-        if disable_sync_subtasks:
-            _assert_will_not_block()
-        deadline = None if timeout is None else time.monotonic() + timeout
-        values = []
-        for r in self.results:
-            remaining = None if deadline is None else deadline - time.monotonic()
-            if remaining is not None and remaining <= 0:
-                raise TimeoutError("The operation timed out waiting for the result set")
-            value = r.get(
-                timeout=remaining,
-                propagate=propagate,
-                on_message=on_message,
-                disable_sync_subtasks=False,
-            )
-            if callback is not None:
-                callback(r.id, value)
-            values.append(value)
-        return values
-
-    get = join
-
-    def join_native(self, *args: Any, **kwargs: Any) -> list[Any]:
-        return self.join(*args, **kwargs)
-
-    def forget(self) -> None:
-        for r in self.results:
-            r.forget()
-
-
-class GroupResult(ResultSet):
-    """The results of a group, with the group's id so it can be saved and restored."""
-
-    def __init__(
-        self,
-        id: str | None = None,
-        results: Sequence[AsyncResult] = (),
-        parent: ResultBase | None = None,
-        app: Celery | None = None,
-    ) -> None:
-        super().__init__(results, app)
-        self.id = id
-        self.parent = parent
-
-    @property
-    def children(self) -> list[AsyncResult]:
-        return self.results
-
-    def save(self, backend: Any = None) -> GroupResult:
-        assert self.id is not None, "a group result needs an id to be saved"
-        (backend or self.app.backend).save_group(self.id, self.as_tuple())
-        return self
-
-    def delete(self, backend: Any = None) -> None:
-        assert self.id is not None, "a group result needs an id to be deleted"
-        (backend or self.app.backend).delete_group(self.id)
-
-    @classmethod
-    def restore(cls, id: str, backend: Any = None, app: Celery | None = None) -> GroupResult | None:
-        app = app or get_current_app()
-        value = (backend or app.backend).restore_group(id)
-        if value is None:
-            return None
-        restored = result_from_tuple(value, app)
-        return restored if isinstance(restored, GroupResult) else None
-
-    def as_tuple(self) -> Any:
-        parent = self.parent.as_tuple() if self.parent is not None else None
-        return [[self.id, parent], [r.as_tuple() for r in self.results]]
-
-    def __eq__(self, other: object) -> bool:
-        if isinstance(other, GroupResult):
-            return other.id == self.id and other.results == self.results
-        return NotImplemented
-
-    def __hash__(self) -> int:
-        return hash(self.id)
-
-    def __repr__(self) -> str:
-        return f"<GroupResult: {self.id} [{', '.join(r.id for r in self.results)}]>"
-
-
-def result_from_tuple(value: Any, app: Celery | None = None) -> ResultBase:
-    """Rebuild a result handle from ``as_tuple()`` output: ``[[id, parent], None]`` is an
-    ``AsyncResult``, ``[[id, parent], [children...]]`` a ``GroupResult``."""
-    app = app or get_current_app()
-    (task_id, parent_tuple), nodes = value
-    parent = result_from_tuple(parent_tuple, app) if parent_tuple else None
-    if nodes is not None:
-        children = [result_from_tuple(node, app) for node in nodes]
-        results = [c for c in children if isinstance(c, AsyncResult)]
-        return GroupResult(task_id, results, parent, app)
-    return AsyncResult(task_id, app=app, parent=parent)
+__all__ = [
+    "AsyncResult",
+    "EagerResult",
+    "GroupResult",
+    "ResultBase",
+    "ResultSet",
+    "result_from_tuple",
+]

@@ -84,6 +84,7 @@ class Task(Generic[P, R]):
     name: str = ""
     app: ClassVar[Celery]
     typing: bool = True
+    trail: bool = True  # record the tasks it sends as its result's children
     max_retries: int | None = 3
     default_retry_delay: float = 180
     autoretry_for: tuple[type[BaseException], ...] = ()
@@ -230,6 +231,24 @@ class Task(Generic[P, R]):
         sig = self.signature(args, kwargs)
         sig["immutable"] = True
         return sig
+
+    def map(self, it: Iterable[Any]) -> Signature:
+        """One task applying this one to each item: ``[task(x) for x in it]``."""
+        from .canvas.mapping import xmap
+
+        return xmap(self.s(), it, app=self.app)
+
+    def starmap(self, it: Iterable[Any]) -> Signature:
+        """One task applying this one to each tuple of arguments: ``[task(*x) for x in it]``."""
+        from .canvas.mapping import xstarmap
+
+        return xstarmap(self.s(), it, app=self.app)
+
+    def chunks(self, it: Iterable[Any], n: int) -> Signature:
+        """The items split into parts of ``n``, each part one starmap task, run as a group."""
+        from .canvas.mapping import chunks
+
+        return chunks(self.s(), it, n, app=self.app)
 
     def retry(
         self,

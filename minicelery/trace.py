@@ -18,7 +18,7 @@ from . import signals, states
 from ._state import task_stack
 from .canvas.callbacks import on_task_failure, on_task_success
 from .exceptions import OperationalError, Reject, Retry
-from .result import EagerResult
+from .result import EagerResult, ResultBase
 from .serialization import exception_to_dict
 from .task import Context, Task
 from .utils import ExceptionInfo
@@ -59,11 +59,14 @@ def build_meta(
     task: Task[Any, Any] | None = None,
 ) -> dict[str, Any]:
     """A result record with Celery's fields (and the extended ones when configured)."""
+    if isinstance(result, ResultBase):  # a task may return the result of what it sent
+        result = result.as_tuple()
+    children = getattr(request, "children", None) or ()
     meta: dict[str, Any] = {
         "status": state,
         "result": result,
         "traceback": traceback,
-        "children": [],
+        "children": [child.as_tuple() for child in children],
         "date_done": utcnow().isoformat() if state in states.READY_STATES else None,
         "task_id": task_id,
     }

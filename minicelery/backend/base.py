@@ -58,6 +58,16 @@ class ResultBackend(ABC):
     def delete_group(self, group_id: str) -> None:
         """Forget a saved group."""
 
+    def get_many(self, task_ids: list[str]) -> list[Meta]:
+        """The stored records of many tasks (a group's), in as few round trips as can be."""
+        return [self.get_meta(task_id) for task_id in task_ids]
+
+    def chord_part_return(self, group_id: str, index: int, size: int, part: Any) -> Any:
+        """Record ``part`` (``[state, value, ...]``) as header task ``index`` of the chord
+        ``group_id`` of ``size`` tasks; return all parts in order to the one call that
+        completes it, None to every other."""
+        raise ImproperlyConfigured(f"{type(self).__name__} does not support chords")
+
     def close(self) -> None:  # noqa: B027 - optional hook, most backends need nothing
         """Release connections."""
 

@@ -58,6 +58,10 @@ class RedisBackend(ResultBackend):
             resources.files("minicelery.backend").joinpath("scripts/store_result.lua").read_text()
         )
         self._store = client.register_script(script)
+        chord_script = (
+            resources.files("minicelery.backend").joinpath("scripts/chord_part.lua").read_text()
+        )
+        self._chord_part = client.register_script(chord_script)
         self.fast = FastPath(client)
 
     def key(self, task_id: str) -> str:
@@ -183,6 +187,25 @@ class RedisBackend(ResultBackend):
     def delete_group(self, group_id: str) -> None:
         with translate_errors("delete group"):
             self.client.delete(self.keys("group", group_id))
+
+    def get_many(self, task_ids: list[str]) -> list[Meta]:
+        """One MGET per thousand ids."""
+        metas: list[Meta] = []
+        with translate_errors("get results"):
+            for start in range(0, len(task_ids), 1000):
+                batch = task_ids[start : start + 1000]
+                values = self.fast.execute("MGET", *(self.key(task_id) for task_id in batch))
+                metas.extend(self._meta_of(t, v) for t, v in zip(batch, values, strict=True))
+        return metas
+
+    def chord_part_return(self, group_id: str, index: int, size: int, part: Any) -> Any:
+        keys = [self.keys("chord", group_id), self.keys("chord", group_id, "done")]
+        args = [index, self.codec.dumps(part), size, self.expires]
+        with translate_errors("count chord part"):
+            parts = self.fast.evalsha(self._chord_part, keys, args)
+        if not parts:
+            return None
+        return [None if data is None else self.codec.loads(data) for data in parts]
 
     def close(self) -> None:
         self.client.close()

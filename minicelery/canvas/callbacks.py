@@ -1,4 +1,5 @@
-"""What happens after a task ends: its links, the next step of its chain, its errbacks.
+"""What happens after a task ends: its links, the next step of its chain, its errbacks, and
+its part in a chord.
 
 The only canvas code a worker calls. Workflows travel inside the message, so nothing outside
 the workers has to stay alive for them to advance.
@@ -6,10 +7,15 @@ the workers has to stay alive for them to advance.
 
 from __future__ import annotations
 
+import datetime as dt
+import inspect
 import logging
 from typing import TYPE_CHECKING, Any
 
-from .signature import Signature
+from .. import states
+from ..exceptions import ChordError, OperationalError
+from ..serialization import exception_from_dict, exception_to_dict
+from .signature import Signature, maybe_signature
 
 if TYPE_CHECKING:
     from ..app import Celery
@@ -23,26 +29,41 @@ def _child_options(request: Context) -> dict[str, Any]:
 
 
 def on_task_success(app: Celery, task: Task[Any, Any], request: Context, retval: Any) -> None:
-    """Send the link callbacks and the chain's next step with the task's return value."""
+    """Send the link callbacks and the chain's next step with the task's return value, and
+    count the task's part of its chord."""
     for callback in request.callbacks or ():
-        sig = Signature(callback, app=app)
-        sig.apply_async((retval,), **_child_options(request))
+        maybe_signature(callback, app).apply_async((retval,), **_child_options(request))
     chain = list(request.chain or ())
     if chain:
-        next_step = Signature(chain.pop(), app=app)
+        next_step = maybe_signature(chain.pop(), app)
         options: dict[str, Any] = _child_options(request)
         if chain:
             options["chain"] = chain
         next_step.apply_async((retval,), **options)
+    if request.chord:
+        chord_part(app, request, request.chord, [states.SUCCESS, retval])
 
 
 def on_task_failure(
     app: Celery, task: Task[Any, Any], request: Context, exc: BaseException, traceback: str | None
 ) -> None:
-    """Call the errbacks: new-style ones (taking request, exc, traceback) run here, in the
-    worker, as Celery does; old-style ones are sent with the failed task's id."""
-    for errback in request.errbacks or ():
-        sig = Signature(errback, app=app)
+    """Call the errbacks, fail the rest of the chain (so waiting on its last result raises
+    this error, as in Celery) and count the failure as the task's part of its chord."""
+    call_errbacks(app, request.errbacks, request, exc, traceback)
+    failure = [states.FAILURE, exception_to_dict(exc), request.id]
+    if request.chord:
+        chord_part(app, request, request.chord, failure)
+    for step in reversed(request.chain or ()):
+        fail_workflow(app, maybe_signature(step, app), exc, traceback, request)
+
+
+def call_errbacks(
+    app: Celery, errbacks: Any, request: Context, exc: BaseException, traceback: str | None
+) -> None:
+    """New-style errbacks (taking request, exc, traceback) run here, in the worker, as
+    Celery does; old-style ones are sent with the failed task's id."""
+    for errback in errbacks or ():
+        sig = maybe_signature(errback, app)
         target = app.tasks.get(sig.task)
         if target is not None and _accepts_request(target):
             try:
@@ -53,9 +74,88 @@ def on_task_failure(
             sig.apply_async((request.id,), **_child_options(request))
 
 
-def _accepts_request(task: Task[Any, Any]) -> bool:
-    import inspect
+def fail_workflow(
+    app: Celery, sig: Signature, exc: BaseException, traceback: str | None, request: Context
+) -> None:
+    """Mark what ``sig`` would have produced as failed with ``exc`` (it will never run),
+    including its part in a chord, so nobody waits on it forever."""
+    kind = sig.subtask_type
+    if kind in ("chain", "group"):
+        for task in sig.tasks:  # type: ignore[attr-defined]
+            fail_workflow(app, task, exc, traceback, request)
+        return
+    if kind == "chord":
+        if sig.body is not None:  # type: ignore[attr-defined]
+            fail_workflow(app, sig.body, exc, traceback, request)  # type: ignore[attr-defined]
+        return
+    task_id = sig.options.get("task_id")
+    if task_id:
+        _store_failure(app, task_id, exc, traceback)
+    for step in reversed(sig.options.get("chain") or ()):
+        fail_workflow(app, maybe_signature(step, app), exc, traceback, request)
+    if sig.options.get("chord"):
+        failure = [states.FAILURE, exception_to_dict(exc), request.id]
+        chord_part(app, _context_of(sig, request), sig.options["chord"], failure)
 
+
+def _store_failure(app: Celery, task_id: str, exc: BaseException, traceback: str | None) -> None:
+    meta: dict[str, Any] = {
+        "status": states.FAILURE,
+        "result": exception_to_dict(exc),
+        "traceback": traceback,
+        "children": [],
+        "date_done": dt.datetime.now(dt.timezone.utc).isoformat(),
+        "task_id": task_id,
+    }
+    try:
+        app.backend.store(task_id, meta)
+    except OperationalError:
+        logger.error("Could not store the failure of %s (never run): Redis unreachable", task_id)
+
+
+def _context_of(sig: Signature, request: Context) -> Context:
+    """A request for a task that never ran (a chain step or chord body being failed)."""
+    return type(request)(
+        id=sig.options.get("task_id"),
+        task=sig.task,
+        args=sig.args,
+        kwargs=sig.kwargs,
+        group=sig.options.get("group_id"),
+        group_index=sig.options.get("group_index"),
+        root_id=request.root_id or request.id,
+        parent_id=request.id,
+        called_directly=False,
+    )
+
+
+def chord_part(app: Celery, request: Context, body: Any, part: list[Any]) -> None:
+    """Record this task's part of its chord; the one that completes the chord calls the
+    body (once: the count is kept atomically in Redis, by header index, so a task that
+    runs twice is counted once)."""
+    if request.group is None or request.group_index is None:
+        logger.error("Task %s has a chord but no group id/index: ignored", request.id)
+        return
+    size = int(body.get("chord_size") or 0)
+    parts = app.backend.chord_part_return(request.group, int(request.group_index), size, part)
+    if parts is not None:
+        _call_body(app, request, maybe_signature(body, app), parts)
+
+
+def _call_body(app: Celery, request: Context, body: Signature, parts: list[Any]) -> None:
+    for part in parts:
+        if part is None or part[0] != states.SUCCESS:
+            culprit = part[2] if part else "?"
+            cause = exception_from_dict(part[1]) if part else None
+            error = ChordError(f"Dependency {culprit} raised {cause!r}")
+            fail_workflow(app, body, error, None, request)
+            call_errbacks(
+                app, body.options.get("link_error"), _context_of(body, request), error, None
+            )
+            return
+    body.apply_async(([part[1] for part in parts],), **_child_options(request))
+
+
+def _accepts_request(task: Task[Any, Any]) -> bool:
     try:
         params = list(inspect.signature(task.run).parameters)
     except (TypeError, ValueError):

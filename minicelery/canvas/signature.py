@@ -1,16 +1,43 @@
 """``Signature``: a task call (name, args, kwargs, options) that can be passed around,
-serialized as a plain dict, and called later."""
+serialized as a plain dict, and called later; the base of every workflow primitive."""
 
 from __future__ import annotations
 
 import copy
+import uuid
 from typing import TYPE_CHECKING, Any
 
 from .._state import get_current_app
+from ..result import AsyncResult, ResultBase
 
 if TYPE_CHECKING:
     from ..app import Celery
-    from ..result import AsyncResult
+
+# One prepared message: (TaskMessage, queue, priority), as ``app.prepare_message`` returns it.
+Prepared = tuple[Any, str, int]
+
+# The options that mark the task whose result is a workflow's result: a chain puts them on
+# its last step, a chord on its body.
+FINAL_MARKS = ("group_id", "group_index", "chord")
+
+_TYPES: dict[str, type[Signature]] = {}
+
+
+def register_type(name: str) -> Any:
+    """Class decorator: rebuild dicts whose ``subtask_type`` is ``name`` as this class."""
+
+    def decorate(cls: type[Signature]) -> type[Signature]:
+        _TYPES[name] = cls
+        return cls
+
+    return decorate
+
+
+def root_of(result: ResultBase) -> ResultBase:
+    """The first result of a frozen workflow (the one whose ``parent`` is still unset)."""
+    while result.parent is not None:
+        result = result.parent
+    return result
 
 
 class Signature(dict[str, Any]):
@@ -50,9 +77,21 @@ class Signature(dict[str, Any]):
             immutable=immutable,
         )
 
+    @classmethod
+    def from_dict(cls, d: dict[str, Any], app: Celery | None = None) -> Signature:
+        """Rebuild a signature (of the right kind: chain, group, chord...) from its dict."""
+        kind = _TYPES.get(d.get("subtask_type") or "")
+        if kind is not None and kind is not cls:
+            return kind.from_dict(d, app)
+        return Signature(d, app=app)
+
     @property
     def app(self) -> Celery:
         return self._app or getattr(self._type, "app", None) or get_current_app()
+
+    @property
+    def name(self) -> str:
+        return str(self["task"])
 
     @property
     def task(self) -> str:
@@ -69,6 +108,10 @@ class Signature(dict[str, Any]):
     @property
     def options(self) -> dict[str, Any]:
         return self["options"]  # type: ignore[no-any-return]
+
+    @property
+    def subtask_type(self) -> str | None:
+        return self.get("subtask_type")
 
     @property
     def immutable(self) -> bool:
@@ -94,18 +137,17 @@ class Signature(dict[str, Any]):
         return [*(args or ()), *self.args], {**self.kwargs, **(kwargs or {})}, options
 
     def clone(self, args: Any = None, kwargs: Any = None, **opts: Any) -> Signature:
-        """A copy with extra arguments (prepended) and options merged in."""
+        """A deep copy with extra arguments (prepended) and options merged in."""
         new_args, new_kwargs, new_options = self._merge(args, kwargs, opts)
-        clone = type(self)(
-            dict(self, args=new_args, kwargs=new_kwargs, options=copy.deepcopy(new_options)),
-            app=self._app,
-        )
+        data = dict(self, args=new_args, kwargs=new_kwargs, options=new_options)
+        clone = type(self).from_dict(copy.deepcopy(data), app=self._app)
         clone._type = self._type
         return clone
 
     partial = clone
 
     def set(self, immutable: bool | None = None, **options: Any) -> Signature:
+        """Change options in place (``countdown``, ``queue``...); returns the signature."""
         if immutable is not None:
             self["immutable"] = immutable
         self.options.update(options)
@@ -115,6 +157,7 @@ class Signature(dict[str, Any]):
         self["immutable"] = immutable
 
     def replace(self, args: Any = None, kwargs: Any = None, options: Any = None) -> Signature:
+        """A copy with ``args``, ``kwargs`` or ``options`` replaced (not merged)."""
         clone = self.clone()
         if args is not None:
             clone["args"] = list(args)
@@ -125,36 +168,87 @@ class Signature(dict[str, Any]):
         return clone
 
     def link(self, callback: Signature) -> Signature:
+        """Call ``callback`` with this task's result when it succeeds."""
         self.options.setdefault("link", []).append(callback)
         return callback
 
     def link_error(self, errback: Signature) -> Signature:
+        """Call ``errback`` when this task fails."""
         self.options.setdefault("link_error", []).append(errback)
         return errback
 
-    on_error = link_error
+    def on_error(self, errback: Signature) -> Signature:
+        return self.link_error(errback)
+
+    def freeze(
+        self,
+        _id: str | None = None,
+        group_id: str | None = None,
+        chord: Any = None,
+        root_id: str | None = None,
+        parent_id: str | None = None,
+        group_index: int | None = None,
+    ) -> ResultBase:
+        """Fix the task id (and workflow marks) now, and return the result it will have."""
+        opts = self.options
+        task_id = _id or opts.get("task_id") or str(uuid.uuid4())
+        opts["task_id"] = task_id
+        for key, value in (
+            ("group_id", group_id),
+            ("chord", chord),
+            ("root_id", root_id),
+            ("parent_id", parent_id),
+            ("group_index", group_index),
+        ):
+            if value is not None:
+                opts[key] = value
+        return AsyncResult(task_id, task_name=self.task, app=self.app)
+
+    def prepare(
+        self, args: Any, kwargs: Any, options: dict[str, Any], out: list[Prepared]
+    ) -> ResultBase:
+        """Build this call's message(s) into ``out`` without sending them, so a group of
+        any size (and any nesting) goes out in one pipelined publish."""
+        app = self.app
+        new_args, new_kwargs, opts = self._merge(args, kwargs, options)
+        task = app.tasks.get(self.task)
+        if task is not None and task.typing:
+            task.check_arguments(new_args, new_kwargs)
+        out.append(app.prepare_message(self.task, new_args, new_kwargs, task, **opts))
+        return AsyncResult(out[-1][0].id, task_name=self.task, app=app)
 
     def apply_async(
         self, args: Any = None, kwargs: Any = None, route_name: Any = None, **options: Any
-    ) -> AsyncResult:
+    ) -> Any:
         new_args, new_kwargs, new_options = self._merge(args, kwargs, options)
         if self._type is None and self.task not in self.app.tasks:
             return self.app.send_task(self.task, new_args, new_kwargs, **new_options)
-        return self.type.apply_async(new_args, new_kwargs, **new_options)  # type: ignore[no-any-return]
+        return self.type.apply_async(new_args, new_kwargs, **new_options)
 
-    def delay(self, *args: Any, **kwargs: Any) -> AsyncResult:
+    def delay(self, *args: Any, **kwargs: Any) -> Any:
         return self.apply_async(args, kwargs)
 
-    def apply(self, args: Any = None, kwargs: Any = None, **options: Any) -> AsyncResult:
+    def apply(self, args: Any = None, kwargs: Any = None, **options: Any) -> Any:
+        """Run here and now (eagerly), returning an ``EagerResult``."""
         new_args, new_kwargs, new_options = self._merge(args, kwargs, options)
-        return self.type.apply(new_args, new_kwargs, **new_options)  # type: ignore[no-any-return]
+        return self.type.apply(new_args, new_kwargs, **new_options)
 
     def __call__(self, *args: Any, **kwargs: Any) -> Any:
         new_args, new_kwargs, _ = self._merge(args, kwargs)
         return self.type(*new_args, **new_kwargs)
 
+    def __invert__(self) -> Any:
+        """``~sig``: send it and wait for its result."""
+        return self.apply_async().get()
+
+    def __or__(self, other: Any) -> Any:
+        """``a | b``: a chain (``group | task`` is a chord, see ``group``)."""
+        if isinstance(other, Signature):
+            return _TYPES["chain"](self, other, app=self._app)
+        return NotImplemented
+
     def __deepcopy__(self, memo: dict[int, Any]) -> Signature:
-        clone = type(self)(copy.deepcopy(dict(self), memo), app=self._app)
+        clone = type(self).from_dict(copy.deepcopy(dict(self), memo), app=self._app)
         clone._type = self._type
         return clone
 
@@ -166,11 +260,27 @@ class Signature(dict[str, Any]):
 
 
 def signature(varies: Any, *args: Any, **kwargs: Any) -> Signature:
-    """Build a signature from a task name, a task, or a serialized signature dict."""
-    if isinstance(varies, dict) and not args and not kwargs:
-        return varies if isinstance(varies, Signature) else Signature(varies)
+    """Build a signature from a task name, a task, or a serialized signature dict (a copy
+    when given a signature, as Celery does)."""
+    app = kwargs.get("app")
+    if isinstance(varies, dict):
+        if isinstance(varies, Signature):
+            return varies.clone()
+        return Signature.from_dict(varies, app=app)
     return Signature(varies, *args, **kwargs)
 
 
 subtask = signature
-maybe_signature = signature
+
+
+def maybe_signature(d: Any, app: Celery | None = None, clone: bool = False) -> Any:
+    """A signature for ``d`` (a signature or its dict); None stays None."""
+    if d is None:
+        return None
+    if isinstance(d, Signature):
+        d = d.clone() if clone else d
+    elif isinstance(d, dict):
+        d = Signature.from_dict(d, app=app)
+    if app is not None and isinstance(d, Signature):
+        d._app = app
+    return d

@@ -1,0 +1,185 @@
+"""``chain``: tasks run one after the other, each given the previous one's result.
+
+Only the first task is sent; the others travel in its message (``chain``, last step first)
+and each worker sends the next step when its task succeeds, so no client has to wait.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from typing import TYPE_CHECKING, Any
+
+from ..result import ResultBase
+from .signature import FINAL_MARKS, Prepared, Signature, maybe_signature, register_type, root_of
+
+if TYPE_CHECKING:
+    from ..app import Celery
+
+
+def _steps_of(tasks: tuple[Any, ...]) -> list[Any]:
+    if len(tasks) == 1 and not isinstance(tasks[0], dict) and isinstance(tasks[0], Iterable):
+        return list(tasks[0])
+    return list(tasks)
+
+
+def normalize(steps: list[Signature], app: Celery | None) -> list[Signature]:
+    """Flatten nested chains and turn a group followed by another step into a chord with
+    that step as its body (as Celery does: ``group | task`` is a chord)."""
+    out: list[Signature] = []
+    for step in steps:
+        sig = maybe_signature(step, app)
+        if sig.subtask_type == "chain" and not sig.args and not _own_options(sig):
+            out.extend(normalize(list(sig.tasks), app))
+            continue
+        if out and out[-1].subtask_type == "group":
+            out[-1] = _chord(out[-1], sig, app)
+        else:
+            out.append(sig)
+    return out
+
+
+def _own_options(sig: Signature) -> bool:
+    return any(key not in ("task_id", "root_id", "parent_id") for key in sig.options)
+
+
+def _chord(header: Signature, body: Signature, app: Celery | None) -> Signature:
+    from .signature import _TYPES
+
+    return _TYPES["chord"](header, body, app=app)
+
+
+@register_type("chain")
+class _chain(Signature):
+    """``chain(a.s(), b.s(), c.s())`` or ``a.s() | b.s() | c.s()``."""
+
+    def __init__(self, *tasks: Any, app: Celery | None = None, **options: Any) -> None:
+        steps = normalize(_steps_of(tasks), app)
+        super().__init__("celery.chain", (), {"tasks": steps}, options, app=app)
+        self["subtask_type"] = "chain"
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any], app: Celery | None = None) -> Signature:
+        sig = cls(*d["kwargs"]["tasks"], app=app, **d.get("options", {}))
+        sig["args"] = list(d.get("args") or ())
+        sig["immutable"] = bool(d.get("immutable"))
+        return sig
+
+    @property
+    def tasks(self) -> list[Signature]:
+        return self.kwargs["tasks"]  # type: ignore[no-any-return]
+
+    def __or__(self, other: Any) -> Any:
+        if isinstance(other, Signature):
+            return _chain(*self.tasks, other, app=self._app, **self.options)
+        return NotImplemented
+
+    def link(self, callback: Signature) -> Signature:
+        return self.tasks[-1].link(callback)
+
+    def link_error(self, errback: Signature) -> Signature:
+        for task in self.tasks:
+            task.link_error(errback)
+        return errback
+
+    def freeze(
+        self,
+        _id: str | None = None,
+        group_id: str | None = None,
+        chord: Any = None,
+        root_id: str | None = None,
+        parent_id: str | None = None,
+        group_index: int | None = None,
+    ) -> ResultBase:
+        """Fix every step's id; the result is the last step's, ``parent`` leading back."""
+        previous: ResultBase | None = None
+        steps = self.tasks
+        for index, step in enumerate(steps):
+            last = index == len(steps) - 1
+            result = step.freeze(
+                _id if last else None,
+                group_id if last else None,
+                chord if last else None,
+                root_id,
+                None,
+                group_index if last else None,
+            )
+            if root_id is None:
+                root_id = step.id or getattr(result, "id", None)
+            if previous is not None:
+                root_of(result).parent = previous
+            previous = result
+        assert previous is not None, "an empty chain has no result"
+        return previous
+
+    def _split(self, args: Any, kwargs: Any, options: dict[str, Any]) -> tuple[Any, ...]:
+        """Steps (with any chain still to follow this one appended), the options for the
+        last step and the options for the first."""
+        opts = {**self.options, **options}
+        steps = [step.clone() for step in self.tasks]
+        following = opts.pop("chain", None) or []
+        if following:
+            steps = normalize([*steps, *reversed(following)], self._app)
+        final = {key: opts.pop(key) for key in (*FINAL_MARKS, "task_id") if key in opts}
+        link, link_error = opts.pop("link", None), opts.pop("link_error", None)
+        if link is not None:
+            for callback in link if isinstance(link, list) else [link]:
+                steps[-1].link(maybe_signature(callback, self._app))
+        if link_error is not None:
+            for errback in link_error if isinstance(link_error, list) else [link_error]:
+                for step in steps:
+                    step.link_error(maybe_signature(errback, self._app))
+        if not self.immutable:
+            args = [*(args or ()), *self.args]
+        return steps, final, opts, args, kwargs
+
+    def prepare(
+        self, args: Any, kwargs: Any, options: dict[str, Any], out: list[Prepared]
+    ) -> ResultBase:
+        steps, final, opts, args, kwargs = self._split(args, kwargs, options)
+        if not steps:
+            raise ValueError("cannot send an empty chain")
+        result = _chain(*steps, app=self._app).freeze(
+            final.get("task_id"),
+            final.get("group_id"),
+            final.get("chord"),
+            opts.get("root_id"),
+            None,
+            final.get("group_index"),
+        )
+        first, rest = steps[0], steps[1:]
+        if rest:
+            opts["chain"] = [dict(step) for step in reversed(rest)]
+        first.prepare(args, kwargs, opts, out)
+        return result
+
+    def apply_async(
+        self, args: Any = None, kwargs: Any = None, route_name: Any = None, **options: Any
+    ) -> Any:
+        app = self.app
+        if app.conf.task_always_eager:
+            return self.apply(args, kwargs, **options)
+        out: list[Prepared] = []
+        result = self.prepare(args, kwargs, options, out)
+        app.publish_many(out)
+        return result
+
+    def apply(self, args: Any = None, kwargs: Any = None, **options: Any) -> Any:
+        """Run every step here, in order (eager mode)."""
+        steps, _, opts, args, kwargs = self._split(args, kwargs, options)
+        result: Any = None
+        for index, step in enumerate(steps):
+            step_args = (args, kwargs) if index == 0 else ((result.get(),), {})
+            previous = result
+            result = step.apply(*step_args, **(opts if index == 0 else {}))
+            if previous is not None:
+                root_of(result).parent = previous
+        return result
+
+    def __call__(self, *args: Any, **kwargs: Any) -> Any:
+        return self.apply_async(args, kwargs)
+
+    def __repr__(self) -> str:
+        return " | ".join(repr(task) for task in self.tasks) or "chain()"
+
+
+chain = _chain
