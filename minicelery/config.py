@@ -124,6 +124,26 @@ def _names(name: str, value: Any) -> Any:
     return tuple(value)
 
 
+def _timezone(name: str, value: Any) -> Any:
+    if value is None or (isinstance(value, str) and value.upper() == "UTC"):
+        return value
+    from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+    try:
+        ZoneInfo(value)
+    except (ZoneInfoNotFoundError, ValueError, TypeError) as exc:
+        raise ImproperlyConfigured(f"setting {name!r}: unknown timezone {value!r}") from exc
+    return value
+
+
+def _mapping(name: str, value: Any) -> Any:
+    if value is None:
+        return {}
+    if not isinstance(value, Mapping):
+        raise ImproperlyConfigured(f"setting {name!r} must be a dict, got {value!r}")
+    return value
+
+
 DEFAULTS: dict[str, tuple[Any, Validator]] = {
     "broker_url": (None, _url),
     "result_backend": (None, _url),
@@ -160,7 +180,7 @@ DEFAULTS: dict[str, tuple[Any, Validator]] = {
     "task_send_sent_event": (False, _bool),
     "imports": ((), _names),
     "include": ((), _names),
-    "timezone": (None, _str),
+    "timezone": (None, _timezone),
     "enable_utc": (True, _bool),
     "worker_concurrency": (None, _positive_int),
     "worker_prefetch_multiplier": (4, _positive_int),
@@ -174,7 +194,10 @@ DEFAULTS: dict[str, tuple[Any, Validator]] = {
     "worker_send_task_events": (False, _bool),
     "worker_disable_rate_limits": (False, _bool),
     "worker_revoke_expires": (10800.0, _seconds),
-    "beat_schedule": ({}, _any),
+    "beat_schedule": ({}, _mapping),
+    "beat_max_loop_interval": (0, _seconds),  # 0: the scheduler's own (300 s)
+    "beat_schedule_filename": ("celerybeat-schedule", _str),  # unused: beat state is in Redis
+    "beat_lease_timeout": (5.0, _seconds),  # a dead leading beat is replaced this fast
 }
 
 
