@@ -194,6 +194,8 @@ DEFAULTS: dict[str, tuple[Any, Validator]] = {
     "worker_send_task_events": (False, _bool),
     "worker_disable_rate_limits": (False, _bool),
     "worker_revoke_expires": (10800.0, _seconds),
+    "worker_autoscale_keepalive": (30.0, _seconds),
+    "worker_pool_restarts": (False, _bool),
     "beat_schedule": ({}, _mapping),
     "beat_max_loop_interval": (0, _seconds),  # 0: the scheduler's own (300 s)
     "beat_schedule_filename": ("celerybeat-schedule", _str),  # unused: beat state is in Redis

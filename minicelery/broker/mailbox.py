@@ -103,3 +103,24 @@ class Mailbox:
                 replies.append(item[1])
             self.client.delete(key)
         return replies
+
+    def backlog(self) -> dict[str, int]:
+        """Messages waiting per queue, for every queue that has any (whether or not a
+        worker reads it), plus ``scheduled`` eta/countdown messages when there are some."""
+        prefix = self._keys("q", "")
+        pattern = "".join("\\" + c if c in "*?[]\\" else c for c in prefix) + "*"
+        sizes: dict[str, int] = {}
+        with translate_errors("reading queue sizes"):
+            keys = [k.decode() for k in self.client.scan_iter(match=pattern, count=500)]
+            pipe = self.client.pipeline(transaction=False)
+            for key in keys:
+                pipe.llen(key)
+            pipe.zcard(self._keys("scheduled"))
+            *counts, scheduled = pipe.execute()
+        for key, count in zip(keys, counts, strict=True):
+            queue = key[len(prefix) :].rsplit(":", 1)[0]
+            sizes[queue] = sizes.get(queue, 0) + int(count)
+        sizes = {queue: count for queue, count in sorted(sizes.items()) if count}
+        if scheduled:
+            sizes["(scheduled)"] = int(scheduled)
+        return sizes

@@ -256,7 +256,12 @@ def dead_purge(state: State) -> None:
 
 def main(argv: list[str] | None = None, app: Celery | None = None) -> None:
     """The console script; ``app`` is given when an app starts its own command line."""
+    from .beat import beat
+    from .inspect import control, inspect, status
     from .worker import worker
 
     cli.add_command(worker)
+    cli.add_command(beat)
+    for command in (inspect, control, status):
+        cli.add_command(command)
     cli.main(args=argv, prog_name="minicelery", obj=State(None, None, None, app))

@@ -7,6 +7,7 @@ import os
 import platform
 import re
 import sys
+import time
 from typing import Any
 
 import click
@@ -78,7 +79,15 @@ def banner(app: Celery, worker: WorkController, broker_url: str, backend_url: st
 )
 @click.option("--time-limit", type=click.FloatRange(0, min_open=True), help="Hard time limit (s).")
 @click.option(
+    "--autoscale",
+    callback=lambda ctx, param, value: _autoscale(value),
+    help="MAX,MIN processes: grow under backlog, shrink when idle (prefork).",
+)
+@click.option(
     "--soft-time-limit", type=click.FloatRange(0, min_open=True), help="Soft time limit (s)."
+)
+@click.option(
+    "-B", "--beat", is_flag=True, help="Also run the beat (periodic tasks) in this worker."
 )
 @click.option("--pidfile", help="Write the main process's PID here.")
 @click.pass_obj
@@ -96,13 +105,16 @@ def worker(
     max_tasks_per_child: int | None,
     time_limit: float | None,
     soft_time_limit: float | None,
+    autoscale: tuple[int, int] | None,
     pidfile: str | None,
+    beat: bool = False,
 ) -> None:
     """Start a worker."""
     app = state.app
     setup_logging(loglevel.upper(), logfile, app.conf.worker_hijack_root_logger)
     app.import_modules()
     app.finalize()
+    app.ensure_configured()
     broker_url, backend_url = app.resolved_urls()
     options = WorkerOptions(
         hostname=hostname,
@@ -114,12 +126,15 @@ def worker(
         max_tasks_per_child=max_tasks_per_child,
         time_limit=time_limit,
         soft_time_limit=soft_time_limit,
+        autoscale=autoscale,
     )
     signals.worker_init.send(sender=None)
     controller = WorkController(app, options)
     click.echo(banner(app, controller, broker_url, backend_url))
     if pidfile:
         _write_pidfile(pidfile)
+    if beat:
+        _embed_beat(app)
     controller.install_signal_handlers()
     try:
         code = controller.start()
@@ -127,6 +142,44 @@ def worker(
         if pidfile:
             _remove(pidfile)
     sys.exit(code)
+
+
+def _autoscale(value: str | None) -> tuple[int, int] | None:
+    """Celery's ``--autoscale=MAX,MIN`` (MIN defaults to 0 there; here to 1: a worker
+    always keeps one process)."""
+    if not value:
+        return None
+    parts = [p.strip() for p in value.split(",")]
+    try:
+        high = int(parts[0])
+        low = int(parts[1]) if len(parts) > 1 and parts[1] else 1
+    except ValueError as exc:
+        raise click.BadParameter("expected MAX,MIN, e.g. 10,3", param_hint="--autoscale") from exc
+    if not 0 < low <= high or len(parts) > 2:
+        raise click.BadParameter("expected 0 < MIN <= MAX, e.g. 10,3", param_hint="--autoscale")
+    return high, low
+
+
+def _embed_beat(app: Celery) -> None:
+    """``-B``: a beat in a thread of this process, started once the pool has forked (no
+    thread may exist across a fork) and stopped as soon as the worker begins to shut down.
+    The schedule is checked now, so a bad entry stops the worker before it starts."""
+    from ..beat import EmbeddedService, load_entries
+
+    load_entries(app, app.conf.beat_schedule, time.time)
+    embedded: list[EmbeddedService] = []
+
+    def start(sender: Any = None, **kwargs: Any) -> None:
+        embedded.append(EmbeddedService(app))
+        embedded[0].start()
+
+    def stop(sender: Any = None, **kwargs: Any) -> None:
+        for service in embedded:
+            service.stop()
+
+    signals.worker_ready.connect(start, weak=False, dispatch_uid="beat-start")
+    signals.worker_shutting_down.connect(stop, weak=False, dispatch_uid="beat-stop")
+    signals.worker_shutdown.connect(stop, weak=False, dispatch_uid="beat-stop")
 
 
 def _split(value: str | None) -> list[str]:

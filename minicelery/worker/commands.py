@@ -204,3 +204,69 @@ def stats(worker: WorkController, **kwargs: Any) -> dict[str, Any]:
             "nivcsw": usage.ru_nivcsw,
         },
     }
+
+
+# -- the pool and the queues ----------------------------------------------------------------
+@command
+def pool_grow(worker: WorkController, n: int = 1, **kwargs: Any) -> dict[str, str]:
+    if worker.autoscaler is not None:
+        worker.autoscaler.update(worker.autoscaler.max_procs + n, worker.autoscaler.min_procs + n)
+    size = worker.pool.grow(int(n))
+    return {"ok": f"pool will grow to {size} processes"}
+
+
+@command
+def pool_shrink(worker: WorkController, n: int = 1, **kwargs: Any) -> dict[str, str]:
+    if worker.autoscaler is not None:
+        scaler = worker.autoscaler
+        scaler.update(max(scaler.max_procs - n, 1), max(scaler.min_procs - n, 1))
+    size = worker.pool.shrink(int(n))
+    return {"ok": f"pool will shrink to {size} processes"}
+
+
+@command
+def autoscale(worker: WorkController, max: int, min: int, **kwargs: Any) -> dict[str, str]:
+    if worker.autoscaler is None:
+        return {"error": "autoscale is not enabled on this worker (start it with --autoscale)"}
+    worker.autoscaler.update(int(max), int(min))
+    scaler = worker.autoscaler
+    return {"ok": f"autoscale now max={scaler.max_procs} min={scaler.min_procs}"}
+
+
+@command
+def pool_restart(
+    worker: WorkController, modules: list[str] | None = None, reload: bool = False, **kwargs: Any
+) -> dict[str, str]:
+    """Replace every child; with ``reload``, re-import the task modules first (children are
+    forked from the main process, so they start with the new code)."""
+    if not worker.app.conf.worker_pool_restarts:
+        return {"error": "Pool restarts not enabled (set worker_pool_restarts = True)"}
+    import importlib
+    import sys
+
+    names = list(modules or ()) or [*worker.app.conf.imports, *worker.app.conf.include]
+    for name in names:
+        if reload and name in sys.modules:
+            importlib.reload(sys.modules[name])
+        elif name not in sys.modules:
+            importlib.import_module(name)
+    worker.pool.restart()
+    return {"ok": "reload started"}
+
+
+@command
+def add_consumer(worker: WorkController, queue: str, **kwargs: Any) -> dict[str, str]:
+    if queue in worker.queues:
+        return {"ok": f"already consuming from {queue!r}"}
+    worker.set_queues([*worker.queues, queue])
+    return {"ok": f"add consumer {queue}"}
+
+
+@command
+def cancel_consumer(worker: WorkController, queue: str, **kwargs: Any) -> dict[str, str]:
+    if queue not in worker.queues:
+        return {"error": f"not consuming from {queue!r}"}
+    if len(worker.queues) == 1:
+        return {"error": f"{queue!r} is the last queue this worker reads: not cancelled"}
+    worker.set_queues([q for q in worker.queues if q != queue])
+    return {"ok": f"no longer consuming from {queue}"}

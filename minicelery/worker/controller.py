@@ -29,6 +29,7 @@ from ..exceptions import (
 )
 from ..message import decode_message
 from ..serialization import accepted_content_types, exception_to_dict
+from .autoscale import Autoscaler
 from .commands import run_command
 from .consumer import Consumer
 from .control import ControlServer
@@ -62,6 +63,7 @@ class WorkerOptions:
     max_tasks_per_child: int | None = None
     time_limit: float | None = None
     soft_time_limit: float | None = None
+    autoscale: tuple[int, int] | None = None  # (max, min) processes
 
 
 def expand_hostname(name: str) -> str:
@@ -84,6 +86,8 @@ class WorkController:
         self.concurrency = options.concurrency or conf.worker_concurrency or os.cpu_count() or 1
         if options.pool == "solo":
             self.concurrency = 1
+        if options.autoscale and options.pool == "prefork":
+            self.concurrency = options.autoscale[0]  # prefetch is sized for the most processes
         multiplier = options.prefetch_multiplier
         if multiplier is None:
             multiplier = conf.worker_prefetch_multiplier
@@ -95,6 +99,10 @@ class WorkController:
         self.waker = Waker()
         self.max_tasks_per_child = options.max_tasks_per_child or conf.worker_max_tasks_per_child
         self.pool: Pool = self._make_pool()
+        self.autoscaler: Autoscaler | None = None
+        if options.autoscale and options.pool == "prefork":
+            self.autoscaler = Autoscaler(self.pool, *options.autoscale,
+                                         keepalive=conf.worker_autoscale_keepalive)  # fmt: skip
         self._consumer: Consumer | None = None
         self.lane: Lane | None = None
         self.pending_acks: list[str] = []
@@ -118,7 +126,7 @@ class WorkController:
         if self.options.pool == "prefork":
             return PreforkPool(
                 self.app,
-                self.concurrency,
+                self.options.autoscale[1] if self.options.autoscale else self.concurrency,
                 self.run_message,
                 self.max_tasks_per_child,
             )
@@ -145,8 +153,20 @@ class WorkController:
         return self.gate.limiter
 
     def waiting_jobs(self) -> list[Job]:
-        """Reserved jobs not yet started that the worker has decoded (for ``inspect``)."""
-        return [*self.ready, *self.gate.waiting()]
+        """Reserved messages not started yet, as jobs (for ``inspect reserved``)."""
+        buffered = []
+        for delivery in self.buffer:
+            try:
+                buffered.append(Job(delivery, decode_message(delivery.data), False, False))
+            except MessageError:
+                continue  # dead-lettered when its turn comes
+        return [*self.ready, *self.gate.waiting(), *buffered]
+
+    def set_queues(self, queues: list[str]) -> None:
+        """Read from these queues from now on (``add_consumer`` / ``cancel_consumer``); a
+        wait already under way ends within a second and the next one uses them."""
+        self.queues = queues
+        self.consumer.queues = list(queues)
 
     def request_stop(self) -> None:
         """A warm shutdown, as SIGTERM would start (the remote ``shutdown`` command)."""
@@ -231,6 +251,8 @@ class WorkController:
     def _loop(self) -> None:
         while not self.warm:
             self._serve_control()
+            if self.autoscaler is not None:
+                self.autoscaler.step(len(self.buffer) + len(self.ready))
             if self.consumer.hold_suspect and self.consumer.retry_in() == 0:
                 self._reconcile_hold()
             self._dispatch()  # idle slots first, from what is already reserved

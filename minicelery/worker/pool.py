@@ -134,6 +134,17 @@ class Pool(ABC):
         """Send ``signum`` to the process running ``job``; False where jobs have none."""
         return False
 
+    def grow(self, n: int) -> int:
+        """Add ``n`` slots; returns the new size. Only the prefork pool resizes."""
+        raise NotImplementedError(f"the {type(self).__name__} cannot be resized")
+
+    def shrink(self, n: int) -> int:
+        """Remove ``n`` slots (never the last); returns the new size."""
+        raise NotImplementedError(f"the {type(self).__name__} cannot be resized")
+
+    def restart(self) -> None:
+        raise NotImplementedError(f"the {type(self).__name__} cannot be restarted")
+
     def pids(self) -> list[int]:
         return [os.getpid()]
 

@@ -37,6 +37,7 @@ class Child:
     job: Job | None = None
     ready: bool = False
     soft_sent: bool = False
+    retiring: bool = False  # leaves after its current job (a shrink or a restart)
 
 
 class PreforkPool(Pool):
@@ -95,7 +96,7 @@ class PreforkPool(Pool):
         return child
 
     def _idle(self) -> list[Child]:
-        return [c for c in self.children.values() if c.job is None and c.ready]
+        return [c for c in self.children.values() if c.job is None and c.ready and not c.retiring]
 
     def idle_slots(self) -> int:
         return len(self._idle())
@@ -172,13 +173,16 @@ class PreforkPool(Pool):
             return []
         state, requeue, dead_reason, records = msgpack.unpackb(frame[1:])
         self._task_counts[child.pid] += 1
-        if self.max_tasks_per_child and self._task_counts[child.pid] >= self.max_tasks_per_child:
+        if child.retiring or (
+            self.max_tasks_per_child and self._task_counts[child.pid] >= self.max_tasks_per_child
+        ):
             self._retire(child)
         return [Done(job, state, requeue, dead_reason, [tuple(r) for r in records])]
 
     def _retire(self, child: Child) -> None:
+        child.retiring = True  # never handed another job: it may read STOP first
         with contextlib.suppress(OSError):
-            child.conn.send(None)
+            child.conn.send_bytes(STOP)
 
     def _reap(self, child: Child, timed_out: bool = False) -> list[Event]:
         """A child's pipe closed: collect its exit status, replace it, report its job lost."""
@@ -188,7 +192,7 @@ class PreforkPool(Pool):
             self.selector.unregister(child.conn.fileno())
         child.conn.close()
         exitcode = _waitpid(child.pid)
-        if not self._stopping:
+        while not self._stopping and self._serving() < self.concurrency:
             self._spawn()
         if child.job is None:
             return []
@@ -257,6 +261,38 @@ class PreforkPool(Pool):
             _kill(child.pid, signal.SIGKILL)
             events.extend(self._reap(child))
         return events
+
+    def _serving(self) -> int:
+        return sum(not child.retiring for child in self.children.values())
+
+    def grow(self, n: int) -> int:
+        self.concurrency += n
+        while self._serving() < self.concurrency:
+            self._spawn()
+        return self.concurrency
+
+    def shrink(self, n: int) -> int:
+        """Retire ``n`` children, idle ones first; busy ones leave after their job."""
+        n = min(n, self.concurrency - 1)
+        self.concurrency -= n
+        serving = sorted(
+            (c for c in self.children.values() if not c.retiring), key=lambda c: c.job is not None
+        )
+        for child in serving[: max(0, len(serving) - self.concurrency)]:
+            child.retiring = True
+            if child.job is None:
+                self._retire(child)
+        return self.concurrency
+
+    def restart(self) -> None:
+        """Replace every child (with code the main process has reloaded)."""
+        for child in list(self.children.values()):
+            if not child.retiring:
+                child.retiring = True
+                if child.job is None:
+                    self._retire(child)
+        while self._serving() < self.concurrency:
+            self._spawn()
 
     def terminate(self, job: Job, signum: int) -> bool:
         if not isinstance(job.slot, int) or job.slot not in self.children:

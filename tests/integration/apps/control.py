@@ -23,6 +23,8 @@ app = Celery(
     key_prefix=os.environ.get("MC_TEST_PREFIX", "minicelery"),
     worker_heartbeat_interval=0.5,
     worker_lost_timeout=3.0,
+    worker_autoscale_keepalive=float(os.environ.get("MC_TEST_AUTOSCALE_KEEPALIVE", "30")),
+    worker_pool_restarts=os.environ.get("MC_TEST_POOL_RESTARTS") == "1",
 )
 
 
@@ -61,3 +63,15 @@ def limited(key: str, label: str) -> str:
 def free(key: str, label: str) -> str:
     _mark(key, label)
     return label
+
+
+@app.task
+def pid() -> int:
+    """The process running it: tells the pool's children apart."""
+    return os.getpid()
+
+
+@app.task
+def nap(seconds: float) -> float:
+    time.sleep(seconds)
+    return seconds
