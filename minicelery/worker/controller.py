@@ -543,6 +543,7 @@ class WorkController:
             message,
             acks_late=bool(task.option("acks_late")),
             reject_on_worker_lost=bool(task.option("reject_on_worker_lost")),
+            acks_on_failure=bool(task.option("acks_on_failure_or_timeout")),
             time_limit=self._limit(
                 hard, task.time_limit, self.options.time_limit, "task_time_limit"
             ),
@@ -610,6 +611,10 @@ class WorkController:
             self._dead_letter(job.delivery, event.dead_reason, None, job.message.task)
         elif event.state == states.REJECTED and event.requeue:
             self.app.broker.requeue(self.consumer_id, [tag])
+        elif job.acks_late and event.state == states.FAILURE and not job.acks_on_failure:
+            # Celery rejects the message without requeueing it: here it is kept, dead-lettered.
+            reason = "failed, and acks_on_failure_or_timeout is off"
+            self._dead_letter(job.delivery, reason, None, job.message.task)
         elif job.acks_late or event.state == states.REJECTED:
             self._add_ack(tag)
 
@@ -623,7 +628,12 @@ class WorkController:
         # A cold shutdown stopped an acks_late task on purpose: it goes back to its queue, as in
         # Celery. A crash requeues only with reject_on_worker_lost.
         requeue = shutting_down or job.reject_on_worker_lost
-        if job.acks_late and requeue and not event.timed_out:
+        if event.timed_out and job.acks_late and not job.acks_on_failure:
+            # Celery stores the failure and sends the message back to run again.
+            store_result(self.app, task_id, build_meta(task_id, states.FAILURE,
+                                                       exception_to_dict(exc)))  # fmt: skip
+            requeue = True
+        if job.acks_late and requeue and (not event.timed_out or not job.acks_on_failure):
             if not shutting_down and self._killed_too_often(job):
                 reason = f"killed its worker process {self.app.conf.task_max_worker_lost} times"
                 self._dead_letter(job.delivery, reason, task_id, job.message.task, exc)

@@ -29,6 +29,7 @@ class Job:
     message: TaskMessage
     acks_late: bool
     reject_on_worker_lost: bool
+    acks_on_failure: bool = True  # acks_on_failure_or_timeout
     time_limit: float | None = None
     soft_time_limit: float | None = None
     started: float = 0.0

@@ -18,7 +18,15 @@ from minicelery import Celery, states
 from minicelery.exceptions import TaskRevokedError
 from tests.helpers import ManagedProcess, RedisServer, WorkerFactory, pointed_at, wait_until
 from tests.integration.apps.control import app as control_app
-from tests.integration.apps.control import free, late_sleeper, limited, record, sleeper
+from tests.integration.apps.control import (
+    free,
+    late_failing,
+    late_sleeper,
+    late_timing_out,
+    limited,
+    record,
+    sleeper,
+)
 
 APP = "tests.integration.apps.control"
 
@@ -180,3 +188,24 @@ def test_a_bad_rate_limit_is_an_error_reply(capp: Celery, worker_factory: Worker
     assert replies and "invalid rate limit" in next(iter(replies[0].values()))["error"]
     replies = capp.control.rate_limit("no.such.task", "1/s", reply=True, timeout=2.0)
     assert replies and "unknown task" in next(iter(replies[0].values()))["error"]
+
+
+# --------------------------------------------------------------------------- acks
+
+
+def test_acks_on_failure_or_timeout_off_keeps_failed_and_reruns_timed_out_messages(
+    capp: Celery, worker_factory: WorkerFactory, client: redis.Redis, runs: str
+) -> None:
+    start(worker_factory, concurrency=1)
+    failing = late_failing.delay(runs)
+    with pytest.raises(ValueError, match="boom"):
+        failing.get(timeout=15)
+    # Celery rejects it without requeueing; here it waits in the dead-letter store.
+    letters = wait_until(lambda: capp.broker.dead_letters(), 10)
+    assert len(letters) == 1 and letters[0].task == late_failing.name
+    assert "acks_on_failure_or_timeout" in letters[0].reason
+    client.delete(runs)
+    timing_out = late_timing_out.delay(runs)
+    # Killed at its hard limit, stored as failed, sent back, and run again.
+    wait_until(lambda: capp.AsyncResult(timing_out.id).state == states.SUCCESS, 20)
+    assert labels(client, runs) == ["run", "run"]

@@ -75,3 +75,18 @@ def pid() -> int:
 def nap(seconds: float) -> float:
     time.sleep(seconds)
     return seconds
+
+
+@app.task(acks_late=True, acks_on_failure_or_timeout=False)
+def late_failing(key: str) -> None:
+    _mark(key, "failing")
+    raise ValueError("boom")
+
+
+@app.task(acks_late=True, acks_on_failure_or_timeout=False, time_limit=1.0)
+def late_timing_out(key: str) -> str:
+    """Runs past its hard limit the first time, quickly the second."""
+    _mark(key, "run")
+    if redis_client(REDIS_URL).llen(key) == 1:
+        time.sleep(30)
+    return "done"
