@@ -41,8 +41,27 @@ def _expand(routes: Any) -> list[Any]:
     if routes is None:
         return []
     if isinstance(routes, (list, tuple)):
-        return list(routes)
-    return [routes]
+        return [_resolve(router) for router in routes]
+    return [_resolve(routes)]
+
+
+def _resolve(router: Any) -> Any:
+    """A router named by its import path (``'proj.routers.route_task'``), as Celery allows;
+    a class is instantiated. Objects with Celery's old ``route_for_task`` method work too."""
+    if isinstance(router, str):
+        import importlib
+
+        module_name, _, attr = router.rpartition(".")
+        try:
+            router = getattr(importlib.import_module(module_name), attr)
+        except (ImportError, AttributeError, ValueError) as exc:
+            raise TypeError(f"task_routes: cannot import router {router!r} ({exc})") from exc
+        if isinstance(router, type):
+            router = router()
+    route_for_task = getattr(router, "route_for_task", None)
+    if route_for_task is not None and not isinstance(router, Mapping):
+        return lambda name, args, kwargs, options, task=None: route_for_task(name, args, kwargs)
+    return router
 
 
 def lookup_route(
