@@ -77,6 +77,11 @@ def banner(app: Celery, worker: WorkController, broker_url: str, backend_url: st
 @click.option(
     "--max-tasks-per-child", type=click.IntRange(1), help="Replace a child after this many tasks."
 )
+@click.option(
+    "--max-memory-per-child",
+    type=click.IntRange(1),
+    help="Replace a child after a task leaves it above this resident memory (KiB).",
+)
 @click.option("--time-limit", type=click.FloatRange(0, min_open=True), help="Hard time limit (s).")
 @click.option(
     "--autoscale",
@@ -103,6 +108,7 @@ def worker(
     hostname: str,
     prefetch_multiplier: int | None,
     max_tasks_per_child: int | None,
+    max_memory_per_child: int | None,
     time_limit: float | None,
     soft_time_limit: float | None,
     autoscale: tuple[int, int] | None,
@@ -124,6 +130,7 @@ def worker(
         exclude_queues=_split(exclude_queues),
         prefetch_multiplier=prefetch_multiplier,
         max_tasks_per_child=max_tasks_per_child,
+        max_memory_per_child=max_memory_per_child,
         time_limit=time_limit,
         soft_time_limit=soft_time_limit,
         autoscale=autoscale,

@@ -55,8 +55,44 @@ def encode_job(queue: str, data: bytes) -> bytes:
     return queue.encode() + b"\0" + data
 
 
+def resident_kib() -> int:
+    """This process's resident memory now, in KiB. On Linux one small read of
+    /proc/self/statm; elsewhere the peak from getrusage, the best a portable call gives
+    (a peak never falls, so there a child that once peaked above the limit is replaced)."""
+    try:
+        with open("/proc/self/statm", "rb") as handle:
+            resident_pages = int(handle.read().split()[1])
+        return resident_pages * os.sysconf("SC_PAGE_SIZE") // 1024
+    except (OSError, ValueError, IndexError):
+        import resource
+
+        peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+        return peak // 1024 if sys.platform == "darwin" else peak  # bytes there, KiB here
+
+
+def over_memory_limit(limit_kib: int | None) -> bool:
+    """Whether this child should be replaced after the task it just ran (Celery's
+    ``worker_max_memory_per_child``: resident memory above the limit, in KiB)."""
+    if not limit_kib:
+        return False
+    used = resident_kib()
+    if used <= limit_kib:
+        return False
+    logger.warning(
+        "%d KiB resident exceeds the memory limit of %d KiB: this child will be replaced",
+        used,
+        limit_kib,
+    )
+    return True
+
+
 def child_main(
-    app: Celery, conn: Connection, index: int, run: ChildRunner, inherited: list[Connection]
+    app: Celery,
+    conn: Connection,
+    index: int,
+    run: ChildRunner,
+    inherited: list[Connection],
+    max_memory_kib: int | None = None,
 ) -> int:
     """Entry point after fork; returns the exit code."""
     global _in_task
@@ -100,8 +136,10 @@ def child_main(
             finally:
                 _in_task = False
             # The outcome and the final result travel together: the main process stores the
-            # result before it acknowledges the message.
-            conn.send_bytes(DONE + msgpack.packb([*outcome, relay.take()]))
+            # result before it acknowledges the message. The memory verdict travels with them
+            # too, so the main process never hands this child another job in between.
+            retire = over_memory_limit(max_memory_kib)
+            conn.send_bytes(DONE + msgpack.packb([*outcome, relay.take(), retire]))
     finally:
         signals.worker_process_shutdown.send(sender=None, pid=os.getpid(), exitcode=0)
         sys.stdout.flush()

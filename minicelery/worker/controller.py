@@ -61,6 +61,7 @@ class WorkerOptions:
     exclude_queues: Sequence[str] = ()
     prefetch_multiplier: int | None = None
     max_tasks_per_child: int | None = None
+    max_memory_per_child: int | None = None  # KiB
     time_limit: float | None = None
     soft_time_limit: float | None = None
     autoscale: tuple[int, int] | None = None  # (max, min) processes
@@ -129,6 +130,7 @@ class WorkController:
                 self.options.autoscale[1] if self.options.autoscale else self.concurrency,
                 self.run_message,
                 self.max_tasks_per_child,
+                self.options.max_memory_per_child or self.app.conf.worker_max_memory_per_child,
             )
         return ThreadPool(self.concurrency, self.run_job)
 

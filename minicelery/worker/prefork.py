@@ -49,6 +49,7 @@ class PreforkPool(Pool):
         concurrency: int,
         runner: ChildRunner,
         max_tasks_per_child: int | None = None,
+        max_memory_per_child: int | None = None,
     ) -> None:
         self.app = app
         self.concurrency = concurrency
@@ -62,6 +63,7 @@ class PreforkPool(Pool):
         self._stopping = False
         self.max_tasks_per_child = max_tasks_per_child
         self._task_counts: dict[int, int] = {}
+        self.max_memory_per_child = max_memory_per_child  # KiB, checked by the child itself
 
     def start(self) -> None:
         for _ in range(self.concurrency):
@@ -82,7 +84,14 @@ class PreforkPool(Pool):
             parent_conn.close()
             code = 1
             try:
-                code = child_main(self.app, child_conn, index, self.runner, [*inherited])
+                code = child_main(
+                    self.app,
+                    child_conn,
+                    index,
+                    self.runner,
+                    [*inherited],
+                    self.max_memory_per_child,
+                )
             except BaseException:
                 logger.exception("child %d crashed", index)
             finally:
@@ -171,9 +180,9 @@ class PreforkPool(Pool):
         child.job = None
         if job is None or frame[:1] != DONE:
             return []
-        state, requeue, dead_reason, records = msgpack.unpackb(frame[1:])
+        state, requeue, dead_reason, records, over_memory = msgpack.unpackb(frame[1:])
         self._task_counts[child.pid] += 1
-        if child.retiring or (
+        if child.retiring or over_memory or (
             self.max_tasks_per_child and self._task_counts[child.pid] >= self.max_tasks_per_child
         ):
             self._retire(child)
