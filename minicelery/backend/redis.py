@@ -155,11 +155,16 @@ class RedisBackend(ResultBackend):
                         return
 
     def _latest(self, key: str, stream: str) -> tuple[Any, Any]:
-        latest = self.fast.execute("XREVRANGE", stream, "+", "-", "COUNT", 1)
+        """The newest record and where its stream stands, in one round trip: the stream's
+        last entry when it has one (a record and its entry are written together), else
+        the stored record (the stream expired, or nothing was written yet)."""
+        latest, data = self.fast.pipeline(
+            [("XREVRANGE", stream, "+", "-", "COUNT", 1), ("GET", key)]
+        )
         if latest:
             entry_id, fields = latest[0]
             return entry_id, fields[1]
-        return b"0-0", self.fast.execute("GET", key)
+        return b"0-0", data
 
     def _meta_of(self, task_id: str, data: Any) -> Meta:
         return self.decode(data) if data is not None else _pending(task_id)
