@@ -1,0 +1,99 @@
+"""``minicelery beat``: options, banner and logging, then the beat service until SIGTERM or
+SIGINT. The beat module (and with it the Redis client) is imported only when beat runs."""
+
+from __future__ import annotations
+
+import contextlib
+import datetime as dt
+import os
+import signal
+import sys
+from typing import TYPE_CHECKING, Any
+
+import click
+
+from .. import __version__
+from ..utils.log import setup_logging
+from .main import State, friendly_errors
+from .worker import LOG_LEVELS, mask_url
+
+if TYPE_CHECKING:
+    from ..app import Celery
+    from ..beat import Service
+
+
+def banner(app: Celery, service: Service, logfile: str | None, loglevel: str) -> str:
+    from ..schedules import humanize_seconds
+
+    broker_url, _ = app.resolved_urls()
+    interval = service.max_interval
+    return f"""minicelery beat v{__version__} is starting.
+LocalTime -> {dt.datetime.now():%Y-%m-%d %H:%M:%S}
+Configuration ->
+    . broker -> {mask_url(broker_url)}
+    . scheduler -> minicelery.beat.Scheduler (state in Redis; several beats may run)
+    . lease -> {humanize_seconds(service.lease_timeout)} ({service.owner})
+    . entries -> {len(service.scheduler.entries)}
+    . logfile -> {logfile or "[stderr]"}@%{loglevel}
+    . maxinterval -> {humanize_seconds(interval)} ({interval:g}s)"""
+
+
+@click.command()
+@click.option(
+    "-l",
+    "--loglevel",
+    default="WARNING",
+    show_default=True,
+    type=click.Choice(LOG_LEVELS, case_sensitive=False),
+    help="Logging level (INFO shows each task sent).",
+)
+@click.option("-f", "--logfile", help="Log to this file instead of stderr.")
+@click.option(
+    "--max-interval",
+    type=click.FloatRange(0, min_open=True),
+    help="Longest sleep between checks of the schedule, in seconds (default 300).",
+)
+@click.option(
+    "-s",
+    "--schedule",
+    "schedule_filename",
+    help="Accepted for Celery compatibility and ignored: the schedule's state is in Redis.",
+)
+@click.option("--pidfile", help="Write the beat's PID here.")
+@click.pass_obj
+@friendly_errors
+def beat(
+    state: State,
+    loglevel: str,
+    logfile: str | None,
+    max_interval: float | None,
+    schedule_filename: str | None,
+    pidfile: str | None,
+) -> None:
+    """Start the beat: send periodic tasks when they are due."""
+    from ..beat import Service
+
+    app = state.app
+    setup_logging(loglevel.upper(), logfile, app.conf.worker_hijack_root_logger)
+    app.import_modules()
+    app.finalize()
+    service = Service(app, max_interval=max_interval)
+    click.echo(banner(app, service, logfile, loglevel.upper()))
+    if schedule_filename:
+        click.echo(f"Note: --schedule {schedule_filename} is ignored; the state is in Redis.")
+
+    def on_signal(signum: int, frame: Any) -> None:
+        service.stop()  # flag and wake-up only: the loop does the work
+
+    signal.signal(signal.SIGTERM, on_signal)
+    signal.signal(signal.SIGINT, on_signal)
+    if pidfile:
+        with open(pidfile, "w") as handle:
+            handle.write(f"{os.getpid()}\n")
+    try:
+        service.start()
+    finally:
+        if pidfile:
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(pidfile)
+    sys.exit(0)
