@@ -10,6 +10,7 @@ in the worker. Everything waits by polling (``wait_until``), never by sleeping.
 from __future__ import annotations
 
 import itertools
+import os
 import re
 import time
 from collections.abc import Iterator, Mapping
@@ -31,6 +32,8 @@ from tests.integration.apps.periodic import app as periodic_app
 from tests.integration.conftest import CliRunner
 
 PERIODIC = "tests.integration.apps.periodic"
+EXAMPLE = REPO_ROOT / "examples" / "periodic"
+EXAMPLE_DB = 7  # the example uses the default key prefix: keep it in a database of its own
 TASK = f"{PERIODIC}.record"
 MARK = re.compile(r"sent\. id->\S+ run->([\d.]+)")
 
@@ -191,7 +194,7 @@ def test_worker_with_dash_b_runs_the_beat(
     periodic: Celery, worker_factory: WorkerFactory
 ) -> None:
     env = {"MC_TEST_BEAT_INTERVAL": "0.3"}
-    worker = worker_factory(PERIODIC, pool="threads", extra_args=["-B"], env=env)
+    worker = worker_factory(PERIODIC, concurrency=1, extra_args=["-B"], env=env)
     wait_until(lambda: len(runs(periodic)) >= 3, 20)
     worker.wait_for_line(f"Scheduler: Sending due task tick ({TASK})")
     worker.terminate()
@@ -199,3 +202,24 @@ def test_worker_with_dash_b_runs_the_beat(
     client = periodic.broker.client  # type: ignore[attr-defined]
     assert client.get(lease_key(periodic)) is None
     assert "Traceback" not in worker.output()
+
+
+def test_the_periodic_tasks_example_starts_as_documented(redis_server: RedisServer) -> None:
+    url = f"redis://127.0.0.1:{redis_server.port}/{EXAMPLE_DB}"
+    env = {
+        **os.environ,
+        "MINICELERY_BROKER_URL": url,
+        "MINICELERY_RESULT_BACKEND": url,
+        "PYTHONUNBUFFERED": "1",
+    }
+    argv = minicelery_argv("-A", "tasks", "beat", "--loglevel=INFO")
+    beat = ManagedProcess(argv, cwd=EXAMPLE, env=env, label="example beat")
+    try:
+        beat.wait_for_line(". entries -> 5", timeout=20)  # four from the hook, one configured
+        beat.wait_for_line("is now the beat that sends", timeout=20)
+        beat.terminate()
+        assert beat.wait_exit(10) == 0
+    finally:
+        beat.close()
+        with redis_server.client(db=EXAMPLE_DB) as client:
+            client.flushdb()

@@ -360,3 +360,17 @@ def test_an_embedded_beat_sends_and_stops_promptly(
     assert coordinator.lease_holder(LEASE) is None  # released on a clean stop
     assert "now the beat that sends" in caplog.text
     assert "Scheduler: Sending due task fast (t.record)" in caplog.text
+
+
+def test_an_unreachable_redis_is_logged_once_and_retried_with_backoff(
+    make_app: Callable[..., Celery], caplog: pytest.LogCaptureFixture
+) -> None:
+    closed = "redis://127.0.0.1:1/0"  # nothing listens on port 1: connections are refused
+    entries = {"t": {"task": TASK, "schedule": 1}}
+    app = make_app(broker=closed, backend=closed, beat_schedule=entries)
+    service = Service(app, owner="a", lease_timeout=1.0)
+    with caplog.at_level(logging.INFO, logger="minicelery.beat"):
+        waits = [service.step() for _ in range(2)]
+    assert 0 < waits[0] < waits[1] <= 5.0  # backing off
+    assert caplog.text.count("Redis is unreachable") == 1
+    assert not service.is_leader
