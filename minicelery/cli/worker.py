@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import contextlib
-import os
 import platform
 import re
 import sys
@@ -15,7 +13,8 @@ import click
 from .. import __version__, signals
 from ..app import Celery
 from ..utils.log import setup_logging
-from ..worker.controller import POOLS, WorkController, WorkerOptions
+from ..worker.controller import POOLS, WorkController, WorkerOptions, expand_hostname
+from . import daemon
 from .main import State, friendly_errors
 
 LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL", "FATAL")
@@ -63,7 +62,9 @@ def banner(app: Celery, worker: WorkController, broker_url: str, backend_url: st
     type=click.Choice(LOG_LEVELS, case_sensitive=False),
     help="Logging level.",
 )
-@click.option("-f", "--logfile", help="Log to this file instead of stderr.")
+@click.option(
+    "-f", "--logfile", help="Log to this file instead of stderr (%n, %h, %i expand as in Celery)."
+)
 @click.option("-c", "--concurrency", type=click.IntRange(1), help="Pool size (default: CPU count).")
 @click.option("-P", "--pool", type=click.Choice(POOLS), default="prefork", show_default=True)
 @click.option("-Q", "--queues", help="Comma-separated queues to consume from.")
@@ -94,7 +95,12 @@ def banner(app: Celery, worker: WorkController, broker_url: str, backend_url: st
 @click.option(
     "-B", "--beat", is_flag=True, help="Also run the beat (periodic tasks) in this worker."
 )
-@click.option("--pidfile", help="Write the main process's PID here.")
+@click.option(
+    "--pidfile", help="Write the main process's PID here (refused while its process is alive)."
+)
+@click.option("-D", "--detach", is_flag=True, help="Run in the background, as a daemon.")
+@click.option("--workdir", help="Change to this directory before loading the app.")
+@click.option("--umask", callback=daemon.parse_umask, help="Umask of the worker (octal).")
 @click.pass_obj
 @friendly_errors
 def worker(
@@ -113,11 +119,16 @@ def worker(
     soft_time_limit: float | None,
     autoscale: tuple[int, int] | None,
     pidfile: str | None,
+    detach: bool,
+    workdir: str | None,
+    umask: int | None,
     beat: bool = False,
 ) -> None:
     """Start a worker."""
+    files = daemon.prepare(expand_hostname(hostname), pidfile, logfile, workdir)
     app = state.app
-    setup_logging(loglevel.upper(), logfile, app.conf.worker_hijack_root_logger)
+    daemon.start(files, detach, umask)  # with --detach, only the daemon returns
+    setup_logging(loglevel.upper(), files.logfile, app.conf.worker_hijack_root_logger)
     app.import_modules()
     app.finalize()
     app.ensure_configured()
@@ -138,17 +149,10 @@ def worker(
     signals.worker_init.send(sender=None)
     controller = WorkController(app, options)
     click.echo(banner(app, controller, broker_url, backend_url))
-    if pidfile:
-        _write_pidfile(pidfile)
     if beat:
         _embed_beat(app)
     controller.install_signal_handlers()
-    try:
-        code = controller.start()
-    finally:
-        if pidfile:
-            _remove(pidfile)
-    sys.exit(code)
+    sys.exit(controller.start())  # the pidfile is removed at exit
 
 
 def _autoscale(value: str | None) -> tuple[int, int] | None:
@@ -191,13 +195,3 @@ def _embed_beat(app: Celery) -> None:
 
 def _split(value: str | None) -> list[str]:
     return [item.strip() for item in (value or "").split(",") if item.strip()]
-
-
-def _write_pidfile(path: str) -> None:
-    with open(path, "w") as handle:
-        handle.write(f"{os.getpid()}\n")
-
-
-def _remove(path: Any) -> None:
-    with contextlib.suppress(FileNotFoundError):
-        os.unlink(path)
