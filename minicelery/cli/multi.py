@@ -30,8 +30,13 @@ OWN = {
     ("--result-backend",): "result_backend",
     ("--timeout",): "timeout",
 }
-GROUP_OPTIONS = (("app", "-A"), ("broker", "-b"), ("result_backend", "--result-backend"))
-PLACED = {"pidfile", "logfile", "hostname", "detach", "timeout", *(d for d, _ in GROUP_OPTIONS)}
+# Options of the ``minicelery`` group: (dest, flag, the State attribute given before multi).
+GROUP_OPTIONS = (
+    ("app", "-A", "app_spec"),
+    ("broker", "-b", "broker"),
+    ("result_backend", "--result-backend", "backend"),
+)
+PLACED = {"pidfile", "logfile", "hostname", "detach", "timeout", *(g[0] for g in GROUP_OPTIONS)}
 
 
 class MultiUsageError(click.UsageError):
@@ -55,11 +60,9 @@ class Parsed:
 
 @dataclass
 class Node:
-    """One worker of the group: its full name, its own options, its pidfile."""
+    """One worker of the group: its full name, its pidfile, the command that starts it."""
 
     name: str
-    index: int
-    options: dict[str, Option]
     pidfile: Pidfile
     argv: list[str]
 
@@ -149,23 +152,22 @@ def build_nodes(parsed: Parsed, state: State) -> list[Node]:
         options = {o.dest: o for o in parsed.general}
         options.update({o.dest: o for sel, o in parsed.scoped if _selected(sel, name, index)})
         if "hostname" in options:
-            raise MultiUsageError("name nodes by their positions, not with -n")
+            raise MultiUsageError("give node names as arguments, not with -n")
         workdir = options["workdir"].value if "workdir" in options else None
         pidfile = _placed(options, "pidfile", DEFAULT_PIDFILE, name, workdir, index=0)
         logfile = _placed(options, "logfile", DEFAULT_LOGFILE, name, workdir, index=None)
         argv = [sys.executable, "-m", "minicelery"]
-        for dest, flag in GROUP_OPTIONS:
-            value = options[dest].value if dest in options else getattr(state, _STATE[dest])
+        for dest, flag, given_before in GROUP_OPTIONS:
+            value = options[dest].value if dest in options else getattr(state, given_before)
             argv += [flag, value] if value else []
-        argv += ["worker", "--detach", "-n", name, "--pidfile", pidfile, "--logfile", logfile]
+        # The worker expands the names again: a literal % must reach it as %%.
+        argv += ["worker", "--detach", "-n", name, "--pidfile", pidfile.replace("%", "%%")]
+        argv += ["--logfile", logfile]
         for option in options.values():
             if option.dest not in PLACED:
                 argv += [option.flag] if option.value is None else [option.flag, option.value]
-        nodes.append(Node(name, index, options, Pidfile(pidfile), argv + parsed.passthrough))
+        nodes.append(Node(name, Pidfile(pidfile), argv + parsed.passthrough))
     return nodes
-
-
-_STATE = {"app": "app_spec", "broker": "broker", "result_backend": "backend"}
 
 
 def _placed(
@@ -273,7 +275,7 @@ def do_kill(nodes: list[Node], timeout: float | None) -> int:
     for node in nodes:
         pid = signal_node(node, signal.SIGKILL)
         if pid is not None:
-            wait_gone({node.name: pid}, timeout)
+            wait_gone({node.name: pid}, timeout or 10.0)
             _remove_stale(node.pidfile, pid)
     return 0
 
