@@ -3,6 +3,7 @@ opened broker and result backend connections (one set per process)."""
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import importlib
 import logging
@@ -74,6 +75,7 @@ class Celery:
         self._connections: tuple[int, Broker, ResultBackend] | None = None
         self._result_relay: ResultBackend | None = None
         self._control: Any = None
+        self._events: Any = None
         # Celery's app signals; sent once by ensure_configured() (worker and beat start-up).
         self.on_after_configure = signals.Signal("on_after_configure")
         self.on_after_finalize = signals.Signal("on_after_finalize")
@@ -286,6 +288,8 @@ class Celery:
             eta_epoch = dt.datetime.fromisoformat(eta).timestamp() if eta else None
             outgoing.append(OutgoingMessage(queue, message.encode(), priority, eta_epoch))
         if outgoing:
+            if self.conf.task_send_sent_event:
+                self.events.task_sent(prepared)  # before the publish: sent precedes received
             self.broker.publish(outgoing)
         for message, queue, _ in prepared:
             signals.after_task_publish.send(
@@ -436,6 +440,20 @@ class Celery:
 
             self._control = Control(self)
         return self._control
+
+    @property
+    def events(self) -> Any:
+        """Celery's ``app.events``: ``Dispatcher``, ``Receiver`` and ``State`` on this app."""
+        if self._events is None:
+            from .events import Events
+
+            self._events = Events(self)
+        return self._events
+
+    def connection(self, *args: Any, **kwargs: Any) -> contextlib.nullcontext[Broker]:
+        """Stands in for Celery's broker connection in ``with app.connection() as conn:``
+        (monitoring code hands it to ``app.events.Receiver``); components open their own."""
+        return contextlib.nullcontext(self.broker)
 
     def close(self) -> None:
         """Drop this process's connections; they reopen on next use."""

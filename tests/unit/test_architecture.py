@@ -44,6 +44,7 @@ ALLOWED: dict[str, set[str]] = {
     "cron": {"exceptions"},
     "schedules": {"_state", "cron", "exceptions"},
     "beat": {"broker", "exceptions", "schedules", "signals"},
+    "events": {"exceptions", "states"},  # its Redis side (broker/events.py) is opened lazily
     "app": {
         "_state",
         "backend",
@@ -60,6 +61,7 @@ ALLOWED: dict[str, set[str]] = {
     "worker": {
         "backend",
         "broker",
+        "events",
         "exceptions",
         "message",
         "serialization",
@@ -69,7 +71,7 @@ ALLOWED: dict[str, set[str]] = {
         "trace",
         "worker",
     },
-    "cli": {"", "app", "cli", "exceptions", "signals", "utils", "worker"},
+    "cli": {"", "app", "cli", "events", "exceptions", "signals", "utils", "worker"},
     "": {"_state", "app", "canvas", "result", "states", "task"},
     "__main__": {"cli"},
 }
