@@ -43,7 +43,7 @@ def banner(app: Celery, worker: WorkController, broker_url: str, backend_url: st
 - ** ---------- .> transport:   {mask_url(broker_url)}
 - ** ---------- .> results:     {mask_url(backend_url)}
 - *** --- * --- .> concurrency: {worker.concurrency} ({worker.options.pool})
--- ******* ---- .> task events: OFF
+-- ******* ---- .> task events: {"ON" if app.conf.worker_send_task_events else "OFF"}
 --- ***** -----
  -------------- [queues]
 {queue_lines}
@@ -98,6 +98,9 @@ def banner(app: Celery, worker: WorkController, broker_url: str, backend_url: st
 @click.option(
     "--pidfile", help="Write the main process's PID here (refused while its process is alive)."
 )
+@click.option(
+    "-E", "--task-events", is_flag=True, help="Send task events (for monitors: minicelery events)."
+)
 @click.option("-D", "--detach", is_flag=True, help="Run in the background, as a daemon.")
 @click.option("--workdir", help="Change to this directory before loading the app.")
 @click.option("--umask", callback=daemon.parse_umask, help="Umask of the worker (octal).")
@@ -123,10 +126,13 @@ def worker(
     workdir: str | None,
     umask: int | None,
     beat: bool = False,
+    task_events: bool = False,
 ) -> None:
     """Start a worker."""
     files = daemon.prepare(expand_hostname(hostname), pidfile, logfile, workdir)
     app = state.app
+    if task_events:
+        app.conf.worker_send_task_events = True
     daemon.start(files, detach, umask)  # with --detach, only the daemon returns
     setup_logging(loglevel.upper(), files.logfile, app.conf.worker_hijack_root_logger)
     app.import_modules()

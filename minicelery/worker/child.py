@@ -42,12 +42,14 @@ def _soft_limit(signum: int, frame: FrameType | None) -> None:
         raise SoftTimeLimitExceeded("SoftTimeLimitExceeded()")
 
 
-ChildRunner = Callable[[str, bytes], tuple[str, bool, "str | None"]]
+# (state, requeue, dead-letter reason, the task event's fields when events are on)
+ChildRunner = Callable[[str, bytes], tuple[str, bool, "str | None", "dict[str, Any] | None"]]
 
 READY = b"R"
 STOP = b""
 DONE = b"D"
 RESULTS = b"E"
+EVENTS = b"V"  # monitoring events a task sent, relayed to keep the worker's order
 
 
 def encode_job(queue: str, data: bytes) -> bytes:
@@ -115,6 +117,8 @@ def child_main(
         app.open_backend,
     )
     app.relay_results(relay)
+    if app.conf.worker_send_task_events:
+        app.events.relay_to(lambda events: conn.send_bytes(EVENTS + msgpack.packb(events)))
     try:
         signals.worker_process_init.send(sender=None)
     except Exception:

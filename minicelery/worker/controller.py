@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING, Any
 
 from .. import signals, states
 from ..broker import DeadLetter, Delivery
+from ..events.worker import WorkerEvents, outcome_fields
 from ..exceptions import (
     ContentDisallowed,
     MessageError,
@@ -121,6 +122,11 @@ class WorkController:
         self.started_at = time.time()
         self.processed = 0
         self._lock = threading.Lock()
+        self.events: WorkerEvents | None = None  # with -E (worker_send_task_events)
+        if conf.worker_send_task_events:
+            stats = lambda: (len(self.pool.busy_jobs()), self.processed)  # noqa: E731
+            freq = conf.worker_heartbeat_interval
+            self.events = WorkerEvents(app, self.hostname, freq, stats, self.pool)
 
     # -- set-up --------------------------------------------------------------------------
     def _make_pool(self) -> Pool:
@@ -242,6 +248,8 @@ class WorkController:
             self.pool.stop()
             raise
         self.consumer.start()
+        if self.events is not None:
+            self.events.start()  # worker-online; its thread starts after the fork
         logger.warning("%s ready.", self.hostname)
         signals.worker_ready.send(sender=self)
         try:
@@ -293,6 +301,8 @@ class WorkController:
             self.app.broker.unregister(self.consumer_id)
         except Exception:
             logger.exception("could not unregister from the broker")
+        if self.events is not None:
+            self.events.stop()  # worker-offline, after every task's last event
         signals.worker_shutdown.send(sender=self)
         self.waker.close()
 
@@ -470,6 +480,8 @@ class WorkController:
                     self._add_ack(job.delivery.tag)
                 job.wall_started = time.time()
                 self.pool.submit(job)
+                if self.events is not None:
+                    self.events.started(job.message, job.slot)
 
     def _next_job(self) -> Job | None:
         if self.ready:
@@ -479,6 +491,8 @@ class WorkController:
             if job is not None:
                 job_logger.info("Task %s[%s] received", job.message.task, job.message.id)
                 signals.task_received.send(sender=self, request=job.message)
+                if self.events is not None:
+                    self.events.received(job.message)
                 return job
         return None
 
@@ -496,6 +510,8 @@ class WorkController:
             signum=terminated,
             expired=False,
         )
+        if self.events is not None:
+            self.events.revoked(job.message, terminated)
         self._add_ack(job.delivery.tag)
 
     def _serve_control(self) -> None:
@@ -608,7 +624,7 @@ class WorkController:
         if isinstance(event, Lost):
             self._handle_lost(event, shutting_down)
             return
-        self._add_results(event.results)
+        self._outcome(event)
         if event.dead_reason:
             self._dead_letter(job.delivery, event.dead_reason, None, job.message.task)
         elif event.state == states.REJECTED and event.requeue:
@@ -619,6 +635,11 @@ class WorkController:
             self._dead_letter(job.delivery, reason, None, job.message.task)
         elif job.acks_late or event.state == states.REJECTED:
             self._add_ack(tag)
+
+    def _outcome(self, event: Done) -> None:
+        self._add_results(event.results)
+        if self.events is not None:
+            self.events.finished(event.job.message, event.state, event.info, event.requeue)
 
     def _handle_lost(self, event: Lost, shutting_down: bool) -> None:
         job = event.job
@@ -644,8 +665,12 @@ class WorkController:
                 "Task %s[%s] stopped with its process; message requeued", job.message.task, task_id
             )
             self.app.broker.requeue(self.consumer_id, [tag])
+            if self.events is not None:
+                self.events.rejected(job.message, requeue=True)
             return
         job_logger.error("Task handler raised error: %r", exc)
+        if self.events is not None:
+            self.events.failed(job.message, exc)
         store_result(self.app, task_id, build_meta(task_id, states.FAILURE, exception_to_dict(exc)))
         if job.acks_late:
             self._add_ack(tag)
@@ -663,10 +688,12 @@ class WorkController:
     # -- inside the pool -----------------------------------------------------------------
     def run_job(self, job: Job) -> Done:
         """Run one job in a pool thread."""
-        state, requeue, dead_reason = self.run_message(job.delivery.queue, job.delivery.data)
-        return Done(job, state, requeue, dead_reason)
+        state, requeue, dead_reason, info = self.run_message(job.delivery.queue, job.delivery.data)
+        return Done(job, state, requeue, dead_reason, info=info)
 
-    def run_message(self, queue: str, data: bytes) -> tuple[str, bool, str | None]:
+    def run_message(
+        self, queue: str, data: bytes
+    ) -> tuple[str, bool, str | None, dict[str, Any] | None]:
         """Run one message (in a child process or a pool thread) and log its outcome."""
         message = decode_message(data)
         outcome = execute_message(self.app, message, self.hostname, queue, self.accept)
@@ -682,7 +709,11 @@ class WorkController:
             )  # fmt: skip
         elif outcome.state == states.RETRY:
             job_logger.info("Task %s[%s] retry: %s", name, task_id, outcome.exc)
-        return outcome.state, outcome.requeue, outcome.dead_reason
+        info = None
+        if self.events is not None:  # the fields of the event the main process will send
+            info = outcome_fields(outcome.state, outcome.runtime, outcome.retval, outcome.exc,
+                                  outcome.traceback)  # fmt: skip
+        return outcome.state, outcome.requeue, outcome.dead_reason, info
 
 
 def _limits(value: Any) -> tuple[float | None, float | None]:

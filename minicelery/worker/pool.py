@@ -47,6 +47,7 @@ class Done:
     requeue: bool = False
     dead_reason: str | None = None
     results: list[tuple[str, bytes]] = field(default_factory=list)
+    info: dict[str, Any] | None = None  # the task event's fields (with -E): result, runtime...
 
 
 @dataclass

@@ -9,7 +9,7 @@ import os
 import selectors
 import signal
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from multiprocessing import Pipe
 from multiprocessing.connection import Connection
@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Any
 
 import msgpack
 
-from .child import DONE, READY, RESULTS, STOP, ChildRunner, child_main, encode_job
+from .child import DONE, EVENTS, READY, RESULTS, STOP, ChildRunner, child_main, encode_job
 from .pool import Done, Event, Job, Lost, Pool, Results, Wake, Waker
 
 if TYPE_CHECKING:
@@ -64,6 +64,7 @@ class PreforkPool(Pool):
         self.max_tasks_per_child = max_tasks_per_child
         self._task_counts: dict[int, int] = {}
         self.max_memory_per_child = max_memory_per_child  # KiB, checked by the child itself
+        self.relay_events: Callable[[list[bytes]], None] | None = None  # with -E
 
     def start(self) -> None:
         for _ in range(self.concurrency):
@@ -176,17 +177,21 @@ class PreforkPool(Pool):
             return []
         if frame[:1] == RESULTS:
             return [Results([tuple(r) for r in msgpack.unpackb(frame[1:])])]
+        if frame[:1] == EVENTS:
+            if self.relay_events is not None:
+                self.relay_events(msgpack.unpackb(frame[1:]))
+            return []
         job = child.job
         child.job = None
         if job is None or frame[:1] != DONE:
             return []
-        state, requeue, dead_reason, records, over_memory = msgpack.unpackb(frame[1:])
+        state, requeue, dead_reason, info, records, over_memory = msgpack.unpackb(frame[1:])
         self._task_counts[child.pid] += 1
         if child.retiring or over_memory or (
             self.max_tasks_per_child and self._task_counts[child.pid] >= self.max_tasks_per_child
         ):
             self._retire(child)
-        return [Done(job, state, requeue, dead_reason, [tuple(r) for r in records])]
+        return [Done(job, state, requeue, dead_reason, [tuple(r) for r in records], info)]
 
     def _retire(self, child: Child) -> None:
         child.retiring = True  # never handed another job: it may read STOP first
