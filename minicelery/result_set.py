@@ -16,6 +16,9 @@ if TYPE_CHECKING:
     from .app import Celery
 
 
+BULK = 1000  # members read per round trip while joining
+
+
 class ResultSet(ResultBase):
     """A set of results, waited on together; ``get()`` gives their values in order."""
 
@@ -40,17 +43,18 @@ class ResultSet(ResultBase):
         if result in self.results:
             self.results.remove(result)
 
-    def _fetch(self) -> None:
-        """Read the records of every member not known to be ready, in bulk (a few MGETs
-        for ten thousand tasks instead of one round trip each)."""
-        stale = [r for r in self.results if type(r) is AsyncResult and r._cache is None]
+    def _fetch(self, start: int = 0, stop: int | None = None) -> None:
+        """Read the records of members (``start:stop``) not known to be ready, in bulk (a
+        few MGETs for ten thousand tasks instead of one round trip each)."""
+        members = self.results[start:stop]
+        stale = [r for r in members if type(r) is AsyncResult and r._cache is None]
         if not stale:
             return
         metas = self.app.backend.get_many([r.id for r in stale])
         for result, meta in zip(stale, metas, strict=True):
             if meta.get("status") in states.READY_STATES:
                 result._cache = meta
-        for r in self.results:
+        for r in members:
             if isinstance(r, ResultSet):
                 r._fetch()
 
@@ -111,9 +115,16 @@ class ResultSet(ResultBase):
         if disable_sync_subtasks:
             _assert_will_not_block()
         deadline = None if timeout is None else time.monotonic() + timeout
-        self._fetch()
         values = []
-        for r in self.results:
+        # Members are read ahead in bulk; one still running is waited on alone, after
+        # which the read-ahead starts small again (the next ones are likely running too).
+        window, read_to = BULK, 0
+        for index, r in enumerate(self.results):
+            if index >= read_to:
+                self._fetch(index, index + window)
+                read_to, window = index + window, min(window * 2, BULK)
+            if type(r) is AsyncResult and r._cache is None:
+                read_to, window = index + 1, 16
             remaining = None if deadline is None else deadline - time.monotonic()
             if remaining is not None and remaining <= 0:
                 raise TimeoutError("The operation timed out waiting for the result set")
