@@ -35,3 +35,14 @@ def noop() -> None:
 @app.task  # type: ignore[untyped-decorator,unused-ignore]
 def count(target: int) -> None:
     record_done(target)
+
+
+@app.task  # type: ignore[untyped-decorator,unused-ignore]
+def one() -> int:
+    """A chord header task of the canvas workload: no work, a result to add up."""
+    return 1
+
+
+@app.task  # type: ignore[untyped-decorator,unused-ignore]
+def xsum(numbers: list[int]) -> int:
+    return sum(numbers)

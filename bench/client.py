@@ -7,7 +7,9 @@ reads its Redis URL from ``BENCH_REDIS_URL``.  Phases:
 * ``check``: import the app, check that ``python -m SYSTEM`` exists, report the version;
 * ``enqueue``: time ``N`` calls of ``noop.delay()`` and report tasks/s;
 * ``fill``: queue ``N`` calls of ``count.delay(N)`` for the drain workload (untimed);
-* ``latency``: ``W`` warm-up then ``N`` timed calls of ``noop.delay().get(timeout=10)``.
+* ``latency``: ``W`` warm-up then ``N`` timed calls of ``noop.delay().get(timeout=10)``;
+* ``chord``: one warm-up chord of 10, then ``chord(one.s() for _ in range(N))(xsum.s())``
+  timed from building it to ``get()`` returning ``N`` (a worker must be running).
 """
 
 from __future__ import annotations
@@ -66,10 +68,28 @@ def latency(app: ModuleType, n: int, warmup: int) -> dict[str, Any]:
     return {"n": n, "warmup": warmup, "samples": samples}
 
 
+def chord(system: str, app: ModuleType, n: int) -> dict[str, Any]:
+    chord_type = importlib.import_module(system).chord
+    warmup = chord_type([app.one.s() for _ in range(10)], app.xsum.s()).apply_async()
+    if warmup.get(timeout=60) != 10:
+        raise SystemExit("warm-up chord gave a wrong result")
+    start = time.perf_counter()
+    result = chord_type(app.one.s() for _ in range(n))(app.xsum.s())
+    sent = time.perf_counter()
+    # Waited on without re-checking the 10,000 header results at every interval (which
+    # Celery's get() does by default, one GET each, fighting the workers for Redis).
+    value = result.get(timeout=60 + n / 10, follow_parents=False)
+    elapsed = time.perf_counter() - start
+    if value != n:
+        raise SystemExit(f"chord body returned {value!r}, expected {n}")
+    return {"n": n, "seconds": elapsed, "publish_seconds": sent - start, "rate": n / elapsed}
+
+
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(prog="python -m bench.client")
     parser.add_argument("system", choices=sorted(APP_MODULES))
-    parser.add_argument("phase", choices=["check", "enqueue", "fill", "fill_noop", "latency"])
+    phases = ["check", "enqueue", "fill", "fill_noop", "latency", "chord"]
+    parser.add_argument("phase", choices=phases)
     parser.add_argument("-n", type=int, default=10_000)
     parser.add_argument("--warmup", type=int, default=50)
     args = parser.parse_args(argv)
@@ -86,6 +106,8 @@ def main(argv: list[str] | None = None) -> None:
         result = fill_noop(app, args.n)
     elif args.phase == "latency":
         result = latency(app, args.n, args.warmup)
+    elif args.phase == "chord":
+        result = chord(args.system, app, args.n)
     result["version"] = _version(args.system)
     print(json.dumps(result), flush=True)
 

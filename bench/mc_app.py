@@ -33,3 +33,14 @@ def noop() -> None:
 @app.task
 def count(target: int) -> None:
     record_done(target)
+
+
+@app.task
+def one() -> int:
+    """A chord header task of the canvas workload: no work, a result to add up."""
+    return 1
+
+
+@app.task
+def xsum(numbers: list[int]) -> int:
+    return sum(numbers)

@@ -2,7 +2,8 @@
 
 Run from the repository root::
 
-    python -m bench.run [--tasks N] [--latency-n N] [--only celery|minicelery] [--out FILE]
+    python -m bench.run [--tasks N] [--latency-n N] [--chord-n N] [--only celery|minicelery]
+                        [--out FILE]
 
 Methodology
 -----------
@@ -35,6 +36,12 @@ Methodology
 * **Round-trip latency**: a second worker (``-c 2 -P prefork``) on an empty
   queue; 50 warm-up calls, then ``--latency-n`` timed calls of
   ``noop.delay().get(timeout=10)`` one at a time; p50 and p99 (nearest rank).
+* **Canvas: a chord**: with a worker (``-c 2 -P prefork``) ready on an empty queue, the
+  client builds and sends ``chord(one.s() for _ in range(N))(xsum.s())`` (``one`` returns
+  1, ``xsum`` adds up the header's results) and waits on the body with ``get()``; timed
+  from building the chord to ``get()`` returning ``N`` (checked), after a warm-up chord of
+  10. Reported as header tasks per second over that whole time (how long sending took
+  is logged). Celery counts chord parts with its Redis backend's own chord support.
 * **Idle RSS**: after the latency run the worker is left idle for 2 s, then the
   resident set sizes of its whole process tree (main process plus pool
   children) are summed (psutil, or ``/proc`` if psutil is missing).
@@ -399,6 +406,7 @@ class Metrics:
     p50_ms: float | None = None
     p99_ms: float | None = None
     rss_mib: float | None = None
+    chord_rate: float | None = None
     errors: list[str] = field(default_factory=list)
 
 
@@ -519,6 +527,23 @@ def measure_latency_and_rss(system: str, server: RedisServer, n: int, metrics: M
         log(f"{system}: idle RSS ... {metrics.rss_mib:.1f} MiB over {count} processes")
 
 
+def measure_chord(system: str, server: RedisServer, n: int, metrics: Metrics) -> None:
+    db = DB_NUMBER[system]
+    server.client(db).flushdb()
+    log(f"{system}: chord of {n} header tasks + xsum, worker -c 2 -P prefork ...")
+    with worker(system, server.url(db)) as (proc, watcher):
+        wait_ready(system, proc, watcher)
+        try:
+            result = run_client(system, "chord", n, server.url(db), timeout=180 + n / 10)
+        except BenchError as exc:
+            raise BenchError(f"{exc}\n  worker output:\n{watcher.text()}") from None
+    metrics.chord_rate = float(result["rate"])
+    log(
+        f"{system}: chord of {n} ... {result['seconds']:.2f}s "
+        f"(sent in {result['publish_seconds']:.2f}s), {metrics.chord_rate:,.0f} tasks/s"
+    )
+
+
 def preflight(system: str, server: RedisServer, metrics: Metrics) -> None:
     """Check that the app module imports and the worker CLI exists before measuring."""
     db = DB_NUMBER[system]
@@ -539,6 +564,7 @@ def measure(system: str, server: RedisServer, args: argparse.Namespace) -> Metri
         (measure_drain, args.tasks),
         (measure_drain_noop, args.tasks),
         (measure_latency_and_rss, args.latency_n),
+        (measure_chord, args.chord_n),
     )
     for step, n in steps:
         try:
@@ -554,7 +580,7 @@ def measure(system: str, server: RedisServer, args: argparse.Namespace) -> Metri
 # --------------------------------------------------------------------------- report
 
 
-def _rows(tasks: int, latency_n: int) -> list[tuple[str, str, str]]:
+def _rows(tasks: int, latency_n: int, chord_n: int) -> list[tuple[str, str, str]]:
     """(title, Metrics attribute, format) for each table row."""
     return [
         (
@@ -577,6 +603,12 @@ def _rows(tasks: int, latency_n: int) -> list[tuple[str, str, str]]:
         (f"Round-trip latency p50, {latency_n} calls (ms, lower is better)", "p50_ms", "{:.2f}"),
         (f"Round-trip latency p99, {latency_n} calls (ms, lower is better)", "p99_ms", "{:.2f}"),
         ("Idle RSS, worker main + 2 children (MiB, lower is better)", "rss_mib", "{:.1f}"),
+        (
+            f"Canvas: chord of {chord_n:,} no-op tasks + xsum, sent to body result, "
+            "`-c 2 -P prefork` (header tasks/s, higher is better)",
+            "chord_rate",
+            "{:,.0f}",
+        ),
     ]
 
 
@@ -596,7 +628,7 @@ def _ratio(results: dict[str, Metrics], attr: str) -> str:
     return f"{mine / base:.2f}"
 
 
-def markdown_table(results: dict[str, Metrics], tasks: int, latency_n: int) -> str:
+def markdown_table(results: dict[str, Metrics], tasks: int, latency_n: int, chord_n: int) -> str:
     header = ["Metric"]
     for system in SYSTEMS:
         label = "Celery" if system == "celery" else "minicelery"
@@ -604,7 +636,7 @@ def markdown_table(results: dict[str, Metrics], tasks: int, latency_n: int) -> s
         header.append(label if version == "?" else f"{label} {version}")
     header.append("minicelery / Celery")
     lines = ["| " + " | ".join(header) + " |", "|" + "|".join(["---"] + ["---:"] * 3) + "|"]
-    for title, attr, fmt in _rows(tasks, latency_n):
+    for title, attr, fmt in _rows(tasks, latency_n, chord_n):
         cells = [_cell(results.get(system), attr, fmt) for system in SYSTEMS]
         lines.append("| " + " | ".join([title, *cells, _ratio(results, attr)]) + " |")
     return "\n".join(lines)
@@ -636,11 +668,17 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
         default=500,
         help="timed round trips after 50 warm-up calls (default 500)",
     )
+    parser.add_argument(
+        "--chord-n",
+        type=int,
+        default=10_000,
+        help="header tasks of the canvas chord workload (default 10000)",
+    )
     parser.add_argument("--only", choices=SYSTEMS, help="benchmark only one system")
     parser.add_argument("--out", type=Path, help="also write the Markdown report to this file")
     args = parser.parse_args(argv)
-    if args.tasks < 1 or args.latency_n < 1:
-        parser.error("--tasks and --latency-n must be positive")
+    if args.tasks < 1 or args.latency_n < 1 or args.chord_n < 1:
+        parser.error("--tasks, --latency-n and --chord-n must be positive")
     return args
 
 
@@ -656,7 +694,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     except BenchError as exc:
         log(f"benchmark aborted: {exc}")
         return 2
-    report = markdown_table(results, args.tasks, args.latency_n) + "\n\n" + env_line + "\n"
+    report = markdown_table(results, args.tasks, args.latency_n, args.chord_n)
+    report += "\n\n" + env_line + "\n"
     errors = [e for m in results.values() for e in m.errors]
     if errors:
         report += "\nFailures:\n\n" + "".join(f"- {e.splitlines()[0]}\n" for e in errors)
