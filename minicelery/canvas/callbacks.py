@@ -45,16 +45,28 @@ def on_task_success(app: Celery, task: Task[Any, Any], request: Context, retval:
 
 
 def on_task_failure(
-    app: Celery, task: Task[Any, Any], request: Context, exc: BaseException, traceback: str | None
+    app: Celery,
+    task: Task[Any, Any] | None,
+    request: Context,
+    exc: BaseException,
+    traceback: str | None,
+    state: str = states.FAILURE,
 ) -> None:
     """Call the errbacks, fail the rest of the chain (so waiting on its last result raises
     this error, as in Celery) and count the failure as the task's part of its chord."""
     call_errbacks(app, request.errbacks, request, exc, traceback)
-    failure = [states.FAILURE, exception_to_dict(exc), request.id]
     if request.chord:
-        chord_part(app, request, request.chord, failure)
+        chord_part(app, request, request.chord, [state, exception_to_dict(exc), request.id])
     for step in reversed(request.chain or ()):
         fail_workflow(app, maybe_signature(step, app), exc, traceback, request)
+
+
+def on_task_abandoned(app: Celery, request: Context, exc: BaseException, state: str) -> None:
+    """A task that ended without running to completion: revoked, expired, or lost with
+    its worker (``state`` REVOKED or FAILURE). Its workflow moves on as after a failure:
+    errbacks, the rest of its chain failed, its chord part counted, so no chord waits
+    forever for it. For the worker to call wherever it stores such an end itself."""
+    on_task_failure(app, None, request, exc, None, state)
 
 
 def call_errbacks(

@@ -336,3 +336,22 @@ def test_maybe_signature(app: Celery, tasks: dict[str, Any]) -> None:
     sig = tasks["add"].s(1)
     assert maybe_signature(sig) is sig
     assert isinstance(maybe_signature(dict(sig)), Signature)
+
+
+def test_an_abandoned_header_task_still_completes_its_chord(app: Celery, tasks: Any) -> None:
+    from minicelery.canvas.callbacks import on_task_abandoned
+    from minicelery.exceptions import TaskRevokedError
+    from minicelery.worker.executor import make_request
+
+    add, identity = tasks["add"], tasks["identity"]
+    result = chord([add.s(1, 1), add.s(2, 2)], identity.s()).apply_async()
+    app.broker.move_due(4e9)
+    first, second = app.broker.reserve("unit", ["celery"], 10)
+    execute_message(app, decode_message(first.data), "h", "celery", ACCEPT_JSON)
+    revoked = decode_message(second.data)  # never runs: revoked by the worker
+    request = make_request(add, revoked, *revoked.decode_body(ACCEPT_JSON), "h", "celery")
+    on_task_abandoned(app, request, TaskRevokedError("revoked"), states.REVOKED)
+    drain(app)
+    assert result.state == states.FAILURE
+    with pytest.raises(ChordError, match=f"Dependency {revoked.id} raised TaskRevokedError"):
+        result.get(timeout=1, follow_parents=False)
