@@ -14,8 +14,8 @@ from typing import Any
 from ..exceptions import OperationalError
 from .redis import FastPath, Keys, translate_errors
 
-MAXLEN = 10_000  # events retained (approximately: Redis trims whole nodes, cheaply)
-FIELD = b"e"  # one field per entry: the encoded event
+MAXLEN = 1_000  # entries retained (approximately: Redis trims whole nodes, cheaply)
+FIELD = b"e"  # one field per entry: a batch of events, encoded by the sender
 BEGINNING = b"0-0"
 
 
@@ -31,7 +31,7 @@ class EventStream:
         self._fast = fast or FastPath(client)
 
     def append(self, payloads: Sequence[bytes]) -> None:
-        """Add ``payloads`` in order, in one round trip."""
+        """Add ``payloads`` in order, one entry each, in one round trip."""
         if not payloads:
             return
         commands = [

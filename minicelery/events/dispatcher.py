@@ -14,7 +14,7 @@ from collections.abc import Callable, Iterable, Sequence
 from typing import TYPE_CHECKING, Any
 
 from ..exceptions import OperationalError
-from .event import LamportClock, anon_nodename, encode, group_from, utcoffset
+from .event import LamportClock, anon_nodename, encode, encode_batch, group_from, utcoffset
 
 if TYPE_CHECKING:
     from ..app import Celery
@@ -24,6 +24,7 @@ logger = logging.getLogger(__name__)
 
 BATCH_WINDOW = 0.002  # seconds a batch may gather: at most one round trip per window
 MAX_PENDING = 10_000  # events kept through a Redis outage; the oldest are dropped beyond
+MAX_BATCH = 100  # events per stream entry at most
 
 
 class EventDispatcher:
@@ -96,11 +97,10 @@ class EventDispatcher:
 
     def publish(self, events: Sequence[dict[str, Any] | bytes]) -> None:
         """Append signed events (or encoded ones) to the stream, in order, in one round trip."""
-        payloads = [e if isinstance(e, bytes) else encode(e) for e in events]
         if self.sink is not None:
-            self.sink(payloads)
+            self.sink([e if isinstance(e, bytes) else encode(e) for e in events])
         else:
-            self.stream.append(payloads)
+            self.stream.append([encode_batch(events)])
 
     def flush(self) -> bool:
         """Send whatever is buffered (nothing is, here); False if some could not be."""
@@ -185,7 +185,9 @@ class BatchingDispatcher(EventDispatcher):
         if not batch:
             return True
         try:
-            self.stream.append([e if isinstance(e, bytes) else encode(e) for e in batch])
+            self.stream.append(
+                [encode_batch(batch[i : i + MAX_BATCH]) for i in range(0, len(batch), MAX_BATCH)]
+            )
         except OperationalError as exc:
             self._queue.extendleft(reversed(batch))
             if not self._failing:

@@ -1,16 +1,18 @@
 """What an event is: a flat dict with Celery's fields (``type``, ``timestamp``, ``hostname``,
-``utcoffset``, ``pid``, ``clock`` and the event's own), its JSON encoding, and the logical
-clock that orders events across processes."""
+``utcoffset``, ``pid``, ``clock`` and the event's own), how batches of events are encoded
+(msgpack: a few times cheaper than JSON), and the logical clock that orders events across
+processes."""
 
 from __future__ import annotations
 
-import json
 import os
 import socket
 import threading
 import time
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import Any
+
+import msgpack
 
 from ..exceptions import MessageError
 
@@ -73,15 +75,26 @@ class LamportClock:
 
 
 def encode(event: Mapping[str, Any]) -> bytes:
-    """JSON (Celery's event serializer); values JSON cannot hold are sent as their repr."""
-    return json.dumps(event, default=repr, separators=(",", ":")).encode()
+    """One event; values msgpack cannot hold are sent as their repr."""
+    data: bytes = msgpack.packb(event, default=repr)
+    return data
 
 
-def decode(payload: bytes) -> dict[str, Any]:
+def encode_batch(events: Sequence[Mapping[str, Any] | bytes]) -> bytes:
+    """Events (or already encoded ones, relayed by a pool process) as one msgpack array:
+    one stream entry for a whole batch costs Redis and the sender a fraction of one each."""
+    header: bytes = msgpack.Packer().pack_array_header(len(events))
+    return header + b"".join(e if isinstance(e, bytes) else encode(e) for e in events)
+
+
+def decode_batch(payload: bytes) -> list[dict[str, Any]]:
+    """The events of one stream entry; raises MessageError if it is not one."""
     try:
-        event = json.loads(payload)
-    except (ValueError, UnicodeDecodeError) as exc:
-        raise MessageError(f"undecodable event: {exc}") from exc
-    if not isinstance(event, dict) or not isinstance(event.get("type"), str):
-        raise MessageError("an event must be a JSON object with a 'type'")
-    return event
+        events = msgpack.unpackb(payload, raw=False, strict_map_key=False)
+    except Exception as exc:  # msgpack raises a handful of unrelated types
+        raise MessageError(f"undecodable events: {exc}") from exc
+    if not isinstance(events, list) or not all(
+        isinstance(event, dict) and isinstance(event.get("type"), str) for event in events
+    ):
+        raise MessageError("an entry of the event stream must be a list of events with a type")
+    return events

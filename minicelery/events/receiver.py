@@ -3,13 +3,14 @@ was created (or from the oldest retained event), and calls a handler per event t
 
 from __future__ import annotations
 
+import collections
 import logging
 import time
 from collections.abc import Callable, Iterator, Mapping
 from typing import TYPE_CHECKING, Any
 
 from ..exceptions import MessageError, OperationalError, TimeoutError
-from .event import LamportClock, decode
+from .event import LamportClock, decode_batch
 
 if TYPE_CHECKING:
     from ..app import Celery
@@ -49,6 +50,7 @@ class EventReceiver:
         self.handlers: dict[str, Handler] = dict(handlers or {})
         self.clock = LamportClock()
         self.should_stop = False
+        self._pending: collections.deque[dict[str, Any]] = collections.deque()
         from ..broker.events import BEGINNING
 
         self.position = BEGINNING if from_start else stream.latest()
@@ -58,31 +60,35 @@ class EventReceiver:
         if handler is not None:
             handler(event)
 
-    def event_from_message(self, payload: bytes) -> dict[str, Any]:
-        """Decode one event, stamp it ``local_received`` and move the logical clock on."""
-        event = decode(payload)
-        event["local_received"] = time.time()
-        clock = event.get("clock")
-        if isinstance(clock, int):
-            self.clock.adjust(clock)
-        return event
+    def events_from_entry(self, payload: bytes) -> list[dict[str, Any]]:
+        """Decode one stream entry (a batch), stamp each event ``local_received`` and move
+        the logical clock on."""
+        events = decode_batch(payload)
+        now = time.time()
+        for event in events:
+            event["local_received"] = now
+            clock = event.get("clock")
+            if isinstance(clock, int):
+                self.clock.adjust(clock)
+        return events
 
-    def _entries(self, timeout: float) -> Iterator[tuple[bytes, dict[str, Any] | None]]:
+    def _fill(self, timeout: float) -> None:
+        """Read what came after ``position`` (waiting up to ``timeout`` for it) into the
+        pending events; a reader that stops half-way through a batch keeps the rest."""
         for entry_id, payload in self.stream.read(self.position, timeout):
+            self.position = entry_id
             try:
-                yield entry_id, self.event_from_message(payload)
+                self._pending.extend(self.events_from_entry(payload))
             except MessageError as exc:
-                logger.warning("Skipped an event: %s", exc)
-                yield entry_id, None
+                logger.warning("Skipped an entry of the event stream: %s", exc)
 
     def poll(self, timeout: float) -> list[dict[str, Any]]:
         """The events that came since the last call, waiting up to ``timeout`` seconds for
         the first (0: do not wait)."""
-        events = []
-        for entry_id, event in self._entries(timeout):
-            self.position = entry_id
-            if event is not None:
-                events.append(event)
+        if not self._pending:
+            self._fill(timeout)
+        events = list(self._pending)
+        self._pending.clear()
         return events
 
     def drain(self, timeout: float) -> int:
@@ -101,20 +107,18 @@ class EventReceiver:
         count = 0
         deadline = None if timeout is None else time.monotonic() + timeout
         while not self.should_stop and (limit is None or count < limit):
-            left = READ_SLICE if deadline is None else deadline - time.monotonic()
-            if left <= 0:
-                raise TimeoutError(f"no event within {timeout} seconds")
-            for entry_id, event in list(self._entries(min(left, READ_SLICE))):
-                if self.should_stop or (limit is not None and count >= limit):
-                    return  # the rest stay unread, for the next capture
-                self.position = entry_id
-                if event is None:
-                    continue
-                self.process(event["type"], event)
-                count += 1
-                if timeout is not None:
-                    deadline = time.monotonic() + timeout
-                yield event
+            if not self._pending:
+                left = READ_SLICE if deadline is None else deadline - time.monotonic()
+                if left <= 0:
+                    raise TimeoutError(f"no event within {timeout} seconds")
+                self._fill(min(left, READ_SLICE))
+                continue
+            event = self._pending.popleft()
+            self.process(event["type"], event)
+            count += 1
+            if timeout is not None:
+                deadline = time.monotonic() + timeout
+            yield event
 
     def capture(
         self, limit: int | None = None, timeout: float | None = None, wakeup: bool = False
