@@ -148,6 +148,9 @@ def chord_part(app: Celery, request: Context, body: Any, part: list[Any]) -> Non
         logger.error("Task %s has a chord but no group id/index: ignored", request.id)
         return
     size = int(body.get("chord_size") or 0)
+    if size <= 0:
+        logger.error("Task %s has a chord without a header size: ignored", request.id)
+        return
     parts = app.backend.chord_part_return(request.group, int(request.group_index), size, part)
     if parts is not None:
         _call_body(app, request, maybe_signature(body, app), parts)

@@ -13,7 +13,7 @@ import pytest
 from tests.helpers import REPO_ROOT, ManagedProcess, RedisServer, minicelery_argv
 
 FOLDER = REPO_ROOT / "examples" / "canvas"
-EXAMPLE_DB = 8  # the example uses the default key prefix: a database of its own
+EXAMPLE_DB = 11  # the example uses the default key prefix: a database of its own
 
 EXPECTED = {
     "add.s(2).delay(4).get()": "6",
