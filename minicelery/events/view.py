@@ -119,4 +119,6 @@ def _task_row(task: Task) -> str:
     else:
         info = ""
     name, worker = task.name or "?", task.worker or ""
+    if len(name) > 28:  # the end of a dotted name says more than its package
+        name = "..." + name[-25:]
     return f"{task.uuid:<36} {name:<28.28} {task.state:<9} {worker:<24.24} {info}"
