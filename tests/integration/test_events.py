@@ -30,7 +30,7 @@ from tests.helpers import (
     pointed_at,
     wait_until,
 )
-from tests.integration.apps.events_app import add, fail, flaky, nap, progress
+from tests.integration.apps.events_app import add, die, fail, flaky, nap, progress
 from tests.integration.apps.events_app import app as events_app
 
 APP = "tests.integration.apps.events_app"
@@ -175,6 +175,20 @@ def test_revoked_terminated_and_expired_tasks(
     assert log.of(expired.id)[-1]["expired"] is True
 
 
+def test_a_task_whose_process_dies_fails_with_worker_lost(
+    eapp: Celery, log: EventLog, worker_factory: WorkerFactory
+) -> None:
+    start_worker(worker_factory, "ev8", "-E")
+    lost = die.delay()
+    log.until(log.finished(lost.id, "task-failed"))
+    assert log.types_of(lost.id) == ["task-sent", "task-received", "task-started", "task-failed"]
+    failed = log.of(lost.id)[-1]
+    assert (
+        failed["exception"].startswith("WorkerLostError(") and "exitcode 17" in failed["exception"]
+    )
+    assert add.delay(1, 1).get(timeout=20) == 2  # the replaced process runs the next task
+
+
 def test_no_events_from_a_worker_without_E_and_custom_events_with_it(
     eapp: Celery, log: EventLog, worker_factory: WorkerFactory
 ) -> None:
@@ -194,11 +208,13 @@ def test_no_events_from_a_worker_without_E_and_custom_events_with_it(
     assert {e["hostname"] for e in progress_events} == {loud}
 
 
+@pytest.mark.parametrize("args", [["--dump"], []], ids=["dump", "no-terminal"])
 def test_events_dump_prints_each_event_as_it_comes(
-    eapp: Celery, worker_factory: WorkerFactory
+    eapp: Celery, worker_factory: WorkerFactory, args: list[str]
 ) -> None:
+    """``--dump``, and what the live view falls back to when its output is not a terminal."""
     dump = ManagedProcess(
-        minicelery_argv("-A", APP, "events", "--dump"), env=worker_factory.env(), label="dump"
+        minicelery_argv("-A", APP, "events", *args), env=worker_factory.env(), label="dump"
     )
     try:
         dump.wait_for_line("starting capture", timeout=15)

@@ -46,6 +46,11 @@ def nap(seconds: float) -> float:
     return seconds
 
 
+@app.task
+def die() -> None:
+    os._exit(17)
+
+
 @app.task(bind=True)
 def progress(self: Any, steps: int) -> int:
     for step in range(steps):
