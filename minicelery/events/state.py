@@ -12,7 +12,6 @@ from typing import Any
 from .. import states
 
 HEARTBEAT_EXPIRE_WINDOW = 2.0  # a worker silent for this many heartbeat periods is offline
-HEARTBEAT_DRIFT_MAX = 16  # seconds: a wall-clock difference worth a warning in Celery
 
 # Event type -> the task state it means.
 TASK_STATES = {
