@@ -17,7 +17,7 @@ import pytest
 import redis
 
 from minicelery import Celery, GroupResult, chain, chord, group, signature, states
-from minicelery.exceptions import ChordError
+from minicelery.exceptions import ChordError, TaskRevokedError
 from minicelery.result import AsyncResult, ResultBase, result_from_tuple
 from tests.helpers import (
     REPO_ROOT,
@@ -193,7 +193,30 @@ def test_group_of_10000_is_one_publish_and_completes(
     assert result.completed_count() == 10_000
 
 
+def test_group_revoke(worker: ManagedProcess, canvas_app: Celery) -> None:
+    result = group(ct.add.s(i, i).set(countdown=2) for i in range(5))()
+    assert result.waiting()
+    result.revoke()
+    values = result.join(timeout=T, propagate=False)
+    assert all(isinstance(value, TaskRevokedError) for value in values), values
+    assert [r.state for r in result.results] == [states.REVOKED] * 5
+    with pytest.raises(TaskRevokedError):
+        result.get(timeout=T)
+
+
 # --------------------------------------------------------------------------- chords
+
+
+def test_chord_with_retried_header_tasks_counts_each_once(
+    worker: ManagedProcess, canvas_app: Celery, redis_client: redis.Redis, key_prefix: str
+) -> None:
+    runs, key = f"{key_prefix}:runs", f"{key_prefix}:body"
+    header = [ct.retry_once.s(i, runs) for i in range(10)]
+    result = chord(header, ct.collect_into.s(key)).apply_async()
+    assert result.get(timeout=T) == 10
+    assert redis_client.llen(runs) == 20  # every header task ran twice
+    assert redis_client.lrange(key, 0, -1) == [b"10"]  # the body, once
+    assert redis_client.lrange(f"{key}:values", 0, -1) == [b"0,1,2,3,4,5,6,7,8,9"]
 
 
 @pytest.mark.timeout(120)

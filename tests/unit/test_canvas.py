@@ -98,6 +98,7 @@ def test_signature_forms_and_partials(app: Celery, tasks: dict[str, Any]) -> Non
     assert merged.kwargs == {"x": 1, "y": 2} and merged.options == {"queue": "q"}
     replaced = add.s(1, 2).replace(args=(3, 4))
     assert replaced.args == [3, 4] and replaced.task == "t.add"
+    assert add.s(2).apply((3,)).get() == 5  # eagerly, here
 
 
 def test_signature_dict_round_trip_rebuilds_every_kind(app: Celery, tasks: dict[str, Any]) -> None:

@@ -91,6 +91,14 @@ def old_style_errback(task_id: str, key: str) -> None:
     record(key, task_id)
 
 
+@app.task(bind=True, max_retries=3)
+def retry_once(self: Any, value: int, key: str) -> int:
+    """Asks to be retried on its first run (recorded in ``key``), then returns ``value``."""
+    if record(key, f"{value}@{self.request.retries}") and self.request.retries == 0:
+        self.retry(countdown=0.1)
+    return value
+
+
 @app.task
 def spawn_group(how_many: int) -> Any:
     """The guide's ``collect()`` example: returns the result of a group it sent."""
