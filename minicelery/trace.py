@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Any
 
 from . import signals, states
 from ._state import task_stack
-from .canvas.callbacks import on_task_failure, on_task_success
+from .canvas.callbacks import on_task_abandoned, on_task_failure, on_task_success
 from .exceptions import OperationalError, Reject, Retry
 from .result import EagerResult, ResultBase
 from .serialization import exception_to_dict
@@ -300,6 +300,16 @@ def _finish_failure(
         einfo=einfo,
     )
     _guarded(task, request, on_task_failure, app, task, request, exc, outcome.traceback)
+
+
+def workflow_abandoned(app: Celery, request: Context, exc: BaseException, state: str) -> None:
+    """For a task the worker ends without running it (revoked, expired, lost with its
+    worker): its chord part is counted and the rest of its chain failed, as Celery does,
+    so no workflow waits forever for it. Call after storing its REVOKED/FAILURE record."""
+    try:
+        on_task_abandoned(app, request, exc, state)
+    except Exception:
+        logger.exception("Could not move on the workflow of %s[%s]", request.task, request.id)
 
 
 def run_eager(

@@ -340,8 +340,8 @@ def test_maybe_signature(app: Celery, tasks: dict[str, Any]) -> None:
 
 
 def test_an_abandoned_header_task_still_completes_its_chord(app: Celery, tasks: Any) -> None:
-    from minicelery.canvas.callbacks import on_task_abandoned
     from minicelery.exceptions import TaskRevokedError
+    from minicelery.trace import workflow_abandoned
     from minicelery.worker.executor import make_request
 
     add, identity = tasks["add"], tasks["identity"]
@@ -351,7 +351,7 @@ def test_an_abandoned_header_task_still_completes_its_chord(app: Celery, tasks: 
     execute_message(app, decode_message(first.data), "h", "celery", ACCEPT_JSON)
     revoked = decode_message(second.data)  # never runs: revoked by the worker
     request = make_request(add, revoked, *revoked.decode_body(ACCEPT_JSON), "h", "celery")
-    on_task_abandoned(app, request, TaskRevokedError("revoked"), states.REVOKED)
+    workflow_abandoned(app, request, TaskRevokedError("revoked"), states.REVOKED)
     drain(app)
     assert result.state == states.FAILURE
     with pytest.raises(ChordError, match=f"Dependency {revoked.id} raised TaskRevokedError"):
