@@ -356,3 +356,22 @@ def test_an_abandoned_header_task_still_completes_its_chord(app: Celery, tasks: 
     assert result.state == states.FAILURE
     with pytest.raises(ChordError, match=f"Dependency {revoked.id} raised TaskRevokedError"):
         result.get(timeout=1, follow_parents=False)
+
+
+def test_group_links_and_chord_body_chains(app: Celery, tasks: dict[str, Any]) -> None:
+    add, fail, mul, xsum, record = (tasks[k] for k in ("add", "fail", "mul", "xsum", "record"))
+    g = group(add.s(2, 2), fail.s(), fail.s())
+    g.link_error(record.s())  # called for each failing task
+    g.link(add.si(100, 1))  # as Celery: on the first task only, immutable
+    result = g.apply_async()
+    drain(app)
+    assert sorted(seen[0] for seen in tasks["seen"]) == sorted(r.id for r in result.results[1:])
+    body_chain = chord([add.s(1, 1), add.s(2, 2)], xsum.s() | mul.s(10)).apply_async()
+    drain(app)
+    assert body_chain.get(timeout=1) == 60 and body_chain.parent.parent.get(timeout=1) == [2, 4]
+    frozen = add.s(1, 1)
+    promised = frozen.freeze()
+    assert frozen.id == promised.id
+    frozen.delay()
+    drain(app)
+    assert promised.get(timeout=1) == 2
