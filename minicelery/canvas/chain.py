@@ -10,6 +10,7 @@ from collections.abc import Iterable
 from typing import TYPE_CHECKING, Any
 
 from ..result import ResultBase
+from .group import add_to_parent
 from .signature import FINAL_MARKS, Prepared, Signature, maybe_signature, register_type, root_of
 
 if TYPE_CHECKING:
@@ -161,6 +162,7 @@ class _chain(Signature):
         out: list[Prepared] = []
         result = self.prepare(args, kwargs, options, out)
         app.publish_many(out)
+        add_to_parent(result)
         return result
 
     def apply(self, args: Any = None, kwargs: Any = None, **options: Any) -> Any:

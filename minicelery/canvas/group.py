@@ -122,7 +122,8 @@ class group(Signature):
                 body.options["chain"] = following
             header = group(self.tasks, app=self._app)
             return _TYPES["chord"](header, body, app=self._app).prepare(args, kwargs, opts, out)
-        gid = self._group_id(opts.pop("task_id", None) or opts.pop("group_id", None))
+        # The id it was frozen with (in its options), else a new one for this send only.
+        gid = str(opts.pop("task_id", None) or opts.pop("group_id", None) or uuid.uuid4())
         chord = opts.pop("chord", None)
         for key in _OWN:
             opts.pop(key, None)
@@ -153,7 +154,7 @@ class group(Signature):
         out: list[Prepared] = []
         result = sig.prepare(args, kwargs, options, out)
         app.publish_many(out)
-        _add_to_parent(result)
+        add_to_parent(result)
         return result
 
     def apply(self, args: Any = None, kwargs: Any = None, **options: Any) -> Any:
@@ -177,7 +178,7 @@ def _as_list(value: Any) -> list[Any]:
     return list(value) if isinstance(value, (list, tuple)) else [value]
 
 
-def _add_to_parent(result: ResultBase) -> None:
+def add_to_parent(result: ResultBase) -> None:
     """A group sent from inside a task is one of that task's children (``collect()``)."""
     request = current_request()
     if request is not None and not request.called_directly:

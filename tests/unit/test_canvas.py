@@ -176,6 +176,11 @@ def test_group_result_api(app: Celery, tasks: dict[str, Any]) -> None:
     assert result.completed_count() == 10
     assert result.get(timeout=1) == [i + i for i in range(10)]
     assert result.join(timeout=1) == result.get()
+    again = group(add.s(1, 1), add.s(2, 2))
+    first, second = again(), again()
+    assert first.id != second.id and first.results[0].id != second.results[0].id
+    drain(app)
+    assert first.get(timeout=1) == second.get(timeout=1) == [2, 4]
     result.save()
     restored = app.GroupResult.restore(result.id)
     assert restored == result and restored.get(timeout=1) == result.get()
