@@ -59,7 +59,8 @@ class group(Signature):
     def tasks(self) -> list[Signature]:
         return self.kwargs["tasks"]  # type: ignore[no-any-return]
 
-    def __len__(self) -> int:
+    def __length_hint__(self) -> int:
+        # Not ``__len__``: a group is a dict, and serializers (msgpack) size it with len().
         return len(self.tasks)
 
     def __or__(self, other: Any) -> Any:

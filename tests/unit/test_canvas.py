@@ -380,3 +380,25 @@ def test_group_links_and_chord_body_chains(app: Celery, tasks: dict[str, Any]) -
     frozen.delay()
     drain(app)
     assert promised.get(timeout=1) == 2
+
+
+def test_workflows_with_msgpack(make_app: Any) -> None:
+    from minicelery.serialization import accepted_content_types
+
+    app = make_app(task_serializer="msgpack", result_serializer="msgpack")
+
+    @app.task(name="m.add", shared=False)
+    def add(x: int, y: int) -> int:
+        return x + y
+
+    @app.task(name="m.xsum", shared=False)
+    def xsum(numbers: list[int]) -> int:
+        return sum(numbers)
+
+    result = chain(add.s(1, 1), chord([add.s(i) for i in range(3)], xsum.s()), add.s(1))()
+    accept = accepted_content_types(["msgpack"])
+    while deliveries := app.broker.reserve("unit", ["celery"], 100):
+        for delivery in deliveries:
+            execute_message(app, decode_message(delivery.data), "h", "celery", accept)
+        app.broker.ack("unit", [d.tag for d in deliveries])
+    assert result.get(timeout=1) == (2 + 0) + (2 + 1) + (2 + 2) + 1
