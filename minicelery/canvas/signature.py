@@ -247,6 +247,10 @@ class Signature(dict[str, Any]):
             return _TYPES["chain"](self, other, app=self._app)
         return NotImplemented
 
+    def __reduce__(self) -> tuple[Any, ...]:
+        # Pickled as its dict (rebuilt by kind), never with the app or task it points at.
+        return (_rebuild, (dict(self),))
+
     def __deepcopy__(self, memo: dict[int, Any]) -> Signature:
         clone = type(self).from_dict(copy.deepcopy(dict(self), memo), app=self._app)
         clone._type = self._type
@@ -257,6 +261,10 @@ class Signature(dict[str, Any]):
             [*(repr(a) for a in self.args), *(f"{k}={v!r}" for k, v in self.kwargs.items())]
         )
         return f"{self.task}({args}){'' if not self.immutable else ' (immutable)'}"
+
+
+def _rebuild(d: dict[str, Any]) -> Signature:
+    return Signature.from_dict(d)
 
 
 def signature(varies: Any, *args: Any, **kwargs: Any) -> Signature:

@@ -5,6 +5,7 @@ map/starmap/chunks, serialized signatures and result helpers."""
 from __future__ import annotations
 
 import json
+import pickle
 from typing import Any
 
 import pytest
@@ -112,6 +113,8 @@ def test_signature_dict_round_trip_rebuilds_every_kind(app: Celery, tasks: dict[
     assert result.get(timeout=1) == 2 + 3 + 4
     for kind in (add.map([1]), add.starmap([(1, 2)]), add.chunks([(1, 2)], 1)):
         assert type(signature(json.loads(json.dumps(kind)))) is type(kind)
+    pickled = pickle.loads(pickle.dumps(workflow))
+    assert type(pickled) is type(workflow) and pickled == workflow
 
 
 def test_client_without_the_task_sends_by_name(make_app: Any, app: Celery, tasks: Any) -> None:
