@@ -101,9 +101,17 @@ class Signature(dict[str, Any]):
     def args(self) -> list[Any]:
         return self["args"]  # type: ignore[no-any-return]
 
+    @args.setter
+    def args(self, value: Any) -> None:
+        self["args"] = list(value)
+
     @property
     def kwargs(self) -> dict[str, Any]:
         return self["kwargs"]  # type: ignore[no-any-return]
+
+    @kwargs.setter
+    def kwargs(self, value: Any) -> None:
+        self["kwargs"] = dict(value)
 
     @property
     def options(self) -> dict[str, Any]:
