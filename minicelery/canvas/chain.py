@@ -11,7 +11,15 @@ from typing import TYPE_CHECKING, Any
 
 from ..result import ResultBase
 from .group import add_to_parent
-from .signature import FINAL_MARKS, Prepared, Signature, maybe_signature, register_type, root_of
+from .signature import (
+    _TYPES,
+    FINAL_MARKS,
+    Prepared,
+    Signature,
+    maybe_signature,
+    register_type,
+    root_of,
+)
 
 if TYPE_CHECKING:
     from ..app import Celery
@@ -44,8 +52,6 @@ def _own_options(sig: Signature) -> bool:
 
 
 def _chord(header: Signature, body: Signature, app: Celery | None) -> Signature:
-    from .signature import _TYPES
-
     return _TYPES["chord"](header, body, app=app)
 
 
