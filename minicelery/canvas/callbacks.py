@@ -10,6 +10,7 @@ from __future__ import annotations
 import datetime as dt
 import inspect
 import logging
+import time
 from typing import TYPE_CHECKING, Any
 
 from .. import states
@@ -22,6 +23,8 @@ if TYPE_CHECKING:
     from ..task import Context, Task
 
 logger = logging.getLogger(__name__)
+
+PUBLISH_RETRY_SECONDS = 30.0
 
 
 def _child_options(request: Context) -> dict[str, Any]:
@@ -167,7 +170,19 @@ def _call_body(app: Celery, request: Context, body: Signature, parts: list[Any])
                 app, body.options.get("link_error"), _context_of(body, request), error, None
             )
             return
-    body.apply_async(([part[1] for part in parts],), **_child_options(request))
+    values = [part[1] for part in parts]
+    # This call alone claimed the chord: ride out a Redis outage rather than lose the body.
+    deadline, delay = time.monotonic() + PUBLISH_RETRY_SECONDS, 0.1
+    while True:
+        try:
+            body.apply_async((values,), **_child_options(request))
+            return
+        except OperationalError:
+            if time.monotonic() > deadline:
+                logger.error("Could not send the body of chord %s: Redis unreachable", body.id)
+                raise
+            time.sleep(delay)  # backoff between reconnect attempts, not synchronisation
+            delay = min(delay * 2, 2.0)
 
 
 def _accepts_request(task: Task[Any, Any]) -> bool:

@@ -405,3 +405,20 @@ def test_workflows_with_msgpack(make_app: Any) -> None:
             execute_message(app, decode_message(delivery.data), "h", "celery", accept)
         app.broker.ack("unit", [d.tag for d in deliveries])
     assert result.get(timeout=1) == (2 + 0) + (2 + 1) + (2 + 2) + 1
+
+
+def test_chord_body_publish_rides_out_a_redis_error(app: Celery, tasks: Any) -> None:
+    from minicelery.exceptions import OperationalError
+
+    add, identity = tasks["add"], tasks["identity"]
+    result = chord([add.s(1, 1)], identity.s()).apply_async()
+    publish, failures = app.broker.publish, [OperationalError("Redis is unreachable")]
+
+    def flaky(messages: Any) -> None:
+        if failures:
+            raise failures.pop()
+        publish(messages)
+
+    app.broker.publish = flaky  # type: ignore[method-assign]
+    drain(app)
+    assert not failures and result.get(timeout=1) == [2]
