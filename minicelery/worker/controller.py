@@ -17,26 +17,24 @@ from types import FrameType
 from typing import TYPE_CHECKING, Any
 
 from .. import signals, states
-from ..broker import DeadLetter, Delivery
+from ..broker import Delivery
 from ..events.worker import WorkerEvents, outcome_fields
 from ..exceptions import (
     ContentDisallowed,
     MessageError,
     NotRegistered,
     OperationalError,
-    TaskRevokedError,
-    TimeLimitExceeded,
-    WorkerLostError,
 )
 from ..message import decode_message
-from ..serialization import accepted_content_types, exception_to_dict
+from ..serialization import accepted_content_types
+from . import endings
 from .autoscale import Autoscaler
 from .commands import run_command
 from .consumer import Consumer
 from .control import ControlServer
-from .executor import build_meta, execute_message, store_result
+from .executor import execute_message
 from .pool import Done, Event, Job, Lost, Pool, Results, ThreadPool, Wake, Waker
-from .prefork import PreforkPool, _describe
+from .prefork import PreforkPool
 from .state import Gate
 
 if TYPE_CHECKING:
@@ -47,7 +45,6 @@ logger = logging.getLogger("minicelery.worker")
 job_logger = logging.getLogger("minicelery.worker.job")
 
 POOLS = ("prefork", "threads", "solo")
-LOSS_MEMORY = 86400  # seconds a message's count of killed workers is remembered
 ACK_DELAY = 0.002  # seconds an early ack may wait to share a round trip with others
 
 
@@ -474,7 +471,7 @@ class WorkController:
                 return
             verdict = self.gate.admit(job, self.app.tasks[job.message.task].option("rate_limit"))
             if verdict == Gate.REVOKED:
-                self._discard_revoked(job)
+                endings.discard_revoked(self, job)
             elif verdict == Gate.RUN:
                 if not job.acks_late:
                     self._add_ack(job.delivery.tag)
@@ -496,24 +493,6 @@ class WorkController:
                 return job
         return None
 
-    def _discard_revoked(self, job: Job, terminated: int | None = None) -> None:
-        """Never run (or stopped): the result is REVOKED and the message acknowledged."""
-        task_id, name = job.message.id, job.message.task
-        reason = "terminated" if terminated is not None else "revoked"
-        meta = build_meta(task_id, states.REVOKED, exception_to_dict(TaskRevokedError(reason)))
-        store_result(self.app, task_id, meta)
-        job_logger.info("Discarding revoked task: %s[%s] (%s)", name, task_id, reason)
-        signals.task_revoked.send(
-            sender=self.app.tasks.get(name),
-            request=job.message,
-            terminated=terminated is not None,
-            signum=terminated,
-            expired=False,
-        )
-        if self.events is not None:
-            self.events.revoked(job.message, terminated)
-        self._add_ack(job.delivery.tag)
-
     def _serve_control(self) -> None:
         if self.control is None:
             return
@@ -527,7 +506,7 @@ class WorkController:
         try:
             message = decode_message(delivery.data)
         except MessageError as error:
-            self._dead_letter(delivery, str(error), task_id=None, task="?")
+            endings.dead_letter(self, delivery, str(error), task_id=None, task="?")
             return None
         task = self.app.tasks.get(message.task)
         if task is None:
@@ -543,7 +522,8 @@ class WorkController:
                 name=message.task,
                 id=message.id,
             )
-            self._dead_letter(
+            endings.dead_letter(
+                self,
                 delivery,
                 f"unknown task {message.task!r}",
                 message.id,
@@ -553,7 +533,7 @@ class WorkController:
             return None
         if message.content_type not in self.accept:
             exc = ContentDisallowed(f"content type {message.content_type!r} is not accepted")
-            self._dead_letter(delivery, str(exc), message.id, message.task, exc)
+            endings.dead_letter(self, delivery, str(exc), message.id, message.task, exc)
             return None
         hard, soft = _limits(message.headers.get("timelimit"))
         return Job(
@@ -580,29 +560,6 @@ class WorkController:
                 return float(value)
         return None
 
-    def _dead_letter(
-        self,
-        delivery: Delivery,
-        reason: str,
-        task_id: str | None,
-        task: str,
-        exc: BaseException | None = None,
-    ) -> None:
-        logger.error("Dead-lettered a message from queue %r: %s", delivery.queue, reason)
-        letter = DeadLetter(
-            task_id or f"tag-{delivery.tag}",
-            task,
-            reason,
-            time.time(),
-            delivery.queue,
-            delivery.data,
-        )
-        self.app.broker.dead_letter(self.consumer_id, delivery, letter)
-        if task_id is not None and exc is not None:
-            store_result(
-                self.app, task_id, build_meta(task_id, states.FAILURE, exception_to_dict(exc))
-            )
-
     def _handle(self, event: Event, shutting_down: bool = False) -> None:
         if isinstance(event, Wake):
             if self.lane is not None and event.fd == self.lane.fileno():
@@ -619,20 +576,20 @@ class WorkController:
         self.totals[job.message.task] += 1
         signum = self.terminated.pop(job.message.id, None)
         if isinstance(event, Lost) and signum is not None:
-            self._discard_revoked(job, terminated=signum)
+            endings.discard_revoked(self, job, terminated=signum)
             return
         if isinstance(event, Lost):
-            self._handle_lost(event, shutting_down)
+            endings.handle_lost(self, event, shutting_down)
             return
         self._outcome(event)
         if event.dead_reason:
-            self._dead_letter(job.delivery, event.dead_reason, None, job.message.task)
+            endings.dead_letter(self, job.delivery, event.dead_reason, None, job.message.task)
         elif event.state == states.REJECTED and event.requeue:
             self.app.broker.requeue(self.consumer_id, [tag])
         elif job.acks_late and event.state == states.FAILURE and not job.acks_on_failure:
             # Celery rejects the message without requeueing it: here it is kept, dead-lettered.
             reason = "failed, and acks_on_failure_or_timeout is off"
-            self._dead_letter(job.delivery, reason, None, job.message.task)
+            endings.dead_letter(self, job.delivery, reason, None, job.message.task)
         elif job.acks_late or event.state == states.REJECTED:
             self._add_ack(tag)
 
@@ -640,50 +597,6 @@ class WorkController:
         self._add_results(event.results)
         if self.events is not None:
             self.events.finished(event.job.message, event.state, event.info, event.requeue)
-
-    def _handle_lost(self, event: Lost, shutting_down: bool) -> None:
-        job = event.job
-        tag, task_id = job.delivery.tag, job.message.id
-        if event.timed_out:
-            exc: Exception = TimeLimitExceeded(job.time_limit)
-        else:
-            exc = WorkerLostError(f"Worker exited prematurely: {_describe(event.exitcode)} Job: 0.")
-        # A cold shutdown stopped an acks_late task on purpose: it goes back to its queue, as in
-        # Celery. A crash requeues only with reject_on_worker_lost.
-        requeue = shutting_down or job.reject_on_worker_lost
-        if event.timed_out and job.acks_late and not job.acks_on_failure:
-            # Celery stores the failure and sends the message back to run again.
-            store_result(self.app, task_id, build_meta(task_id, states.FAILURE,
-                                                       exception_to_dict(exc)))  # fmt: skip
-            requeue = True
-        if job.acks_late and requeue and (not event.timed_out or not job.acks_on_failure):
-            if not shutting_down and self._killed_too_often(job):
-                reason = f"killed its worker process {self.app.conf.task_max_worker_lost} times"
-                self._dead_letter(job.delivery, reason, task_id, job.message.task, exc)
-                return
-            logger.warning(
-                "Task %s[%s] stopped with its process; message requeued", job.message.task, task_id
-            )
-            self.app.broker.requeue(self.consumer_id, [tag])
-            if self.events is not None:
-                self.events.rejected(job.message, requeue=True)
-            return
-        job_logger.error("Task handler raised error: %r", exc)
-        if self.events is not None:
-            self.events.failed(job.message, exc)
-        store_result(self.app, task_id, build_meta(task_id, states.FAILURE, exception_to_dict(exc)))
-        if job.acks_late:
-            self._add_ack(tag)
-
-    def _killed_too_often(self, job: Job) -> bool:
-        """Beyond Celery: a message that keeps killing its worker (a segfault, the OOM
-        killer) goes to the dead-letter store after ``task_max_worker_lost`` losses instead of
-        looping forever, which makes ``reject_on_worker_lost`` safe to turn on."""
-        limit = self.app.conf.task_max_worker_lost
-        if not limit:
-            return False
-        losses = self.app.broker.bump(f"lost:{job.message.id}", LOSS_MEMORY)
-        return bool(losses >= limit)
 
     # -- inside the pool -----------------------------------------------------------------
     def run_job(self, job: Job) -> Done:

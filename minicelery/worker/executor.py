@@ -12,7 +12,7 @@ from ..exceptions import MessageError, SerializationError, TaskRevokedError
 from ..message import TaskMessage, parse_iso
 from ..serialization import exception_to_dict
 from ..task import Context, Task
-from ..trace import Outcome, build_meta, run_task, store_result, utcnow
+from ..trace import Outcome, build_meta, run_task, store_result, utcnow, workflow_abandoned
 
 if TYPE_CHECKING:
     from ..app import Celery
@@ -103,4 +103,5 @@ def _revoke(app: Celery, task: Task[Any, Any], request: Context, reason: str) ->
     signals.task_revoked.send(
         sender=task, request=request, terminated=False, signum=None, expired=reason == "expired"
     )
+    workflow_abandoned(app, request, exc, states.REVOKED)
     return Outcome(states.REVOKED, exc=exc)

@@ -209,3 +209,26 @@ def test_acks_on_failure_or_timeout_off_keeps_failed_and_reruns_timed_out_messag
     # Killed at its hard limit, stored as failed, sent back, and run again.
     wait_until(lambda: capp.AsyncResult(timing_out.id).state == states.SUCCESS, 20)
     assert labels(client, runs) == ["run", "run"]
+
+
+# --------------------------------------------------------------------------- workflows
+
+
+def test_a_revoked_or_killed_header_task_still_ends_its_chord(
+    capp: Celery, worker_factory: WorkerFactory, runs: str
+) -> None:
+    from minicelery import chord
+    from minicelery.exceptions import ChordError
+    from tests.integration.apps.control import gather, nap
+
+    revoked_part = record.s(runs, "b").set(task_id="revoked-part")
+    capp.control.revoke("revoked-part")
+    result = chord([record.s(runs, "a"), revoked_part], gather.s()).apply_async()
+    start(worker_factory, concurrency=1)
+    with pytest.raises(ChordError, match="revoked-part"):
+        result.get(timeout=20, propagate=True, follow_parents=False)
+    # A header task killed at its hard time limit (its process lost) fails the chord too.
+    timed = chord([nap.s(10.0).set(task_id="timed-part", time_limit=0.5)], gather.s())
+    timed_result = timed.apply_async()
+    with pytest.raises(ChordError, match="timed-part"):
+        timed_result.get(timeout=30, follow_parents=False)

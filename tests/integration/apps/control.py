@@ -90,3 +90,9 @@ def late_timing_out(key: str) -> str:
     if redis_client(REDIS_URL).llen(key) == 1:
         time.sleep(30)
     return "done"
+
+
+@app.task
+def gather(results: list[str]) -> list[str]:
+    """A chord body: what the header tasks returned."""
+    return results

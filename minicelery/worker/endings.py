@@ -1,0 +1,151 @@
+"""How a message ends when its task did not simply run to completion: revoked before it
+started or terminated while running, lost with its process (killed, crashed, past its hard
+time limit), or unrunnable and kept in the dead-letter store. Each stores the result and
+moves the task's workflow on (its chord part, the rest of its chain, its errbacks)."""
+
+from __future__ import annotations
+
+import logging
+import time
+from typing import TYPE_CHECKING, Any
+
+from .. import signals, states
+from ..broker import DeadLetter, Delivery
+from ..exceptions import (
+    MiniceleryError,
+    TaskRevokedError,
+    TimeLimitExceeded,
+    WorkerLostError,
+)
+from ..serialization import exception_to_dict
+from ..trace import workflow_abandoned
+from .executor import build_meta, make_request, store_result
+from .pool import Job, Lost
+from .prefork import _describe
+
+if TYPE_CHECKING:
+    from .controller import WorkController
+
+logger = logging.getLogger("minicelery.worker")
+job_logger = logging.getLogger("minicelery.worker.job")
+
+LOSS_MEMORY = 86400  # seconds a message's count of killed workers is remembered
+
+
+def dead_letter(
+    worker: WorkController,
+    delivery: Delivery,
+    reason: str,
+    task_id: str | None,
+    task: str,
+    exc: BaseException | None = None,
+) -> None:
+    """Keep the message with its reason; its result, when it has an id, is FAILURE."""
+    logger.error("Dead-lettered a message from queue %r: %s", delivery.queue, reason)
+    letter = DeadLetter(
+        task_id or f"tag-{delivery.tag}", task, reason, time.time(), delivery.queue, delivery.data
+    )
+    worker.app.broker.dead_letter(worker.consumer_id, delivery, letter)
+    if task_id is not None and exc is not None:
+        store_result(
+            worker.app, task_id, build_meta(task_id, states.FAILURE, exception_to_dict(exc))
+        )
+
+
+def discard_revoked(worker: WorkController, job: Job, terminated: int | None = None) -> None:
+    """Never run (or stopped by ``terminated``, a signal): the result is REVOKED and the
+    message acknowledged."""
+    task_id, name = job.message.id, job.message.task
+    reason = "terminated" if terminated is not None else "revoked"
+    exc = TaskRevokedError(reason)
+    store_result(worker.app, task_id, build_meta(task_id, states.REVOKED, exception_to_dict(exc)))
+    job_logger.info("Discarding revoked task: %s[%s] (%s)", name, task_id, reason)
+    signals.task_revoked.send(
+        sender=worker.app.tasks.get(name),
+        request=job.message,
+        terminated=terminated is not None,
+        signum=terminated,
+        expired=False,
+    )
+    if worker.events is not None:
+        worker.events.revoked(job.message, terminated)
+    abandon(worker, job, exc, states.REVOKED)
+    worker._add_ack(job.delivery.tag)
+
+
+def handle_lost(worker: WorkController, event: Lost, shutting_down: bool) -> None:
+    """The process running ``event.job`` died. A cold shutdown stopped an acks_late task on
+    purpose: it goes back to its queue, as in Celery; a crash requeues only with
+    ``reject_on_worker_lost``, and a hard time limit only with ``acks_late`` and
+    ``acks_on_failure_or_timeout`` off."""
+    job = event.job
+    tag, task_id = job.delivery.tag, job.message.id
+    if event.timed_out:
+        exc: Exception = TimeLimitExceeded(job.time_limit)
+    else:
+        exc = WorkerLostError(f"Worker exited prematurely: {_describe(event.exitcode)} Job: 0.")
+    requeue = shutting_down or job.reject_on_worker_lost
+    if event.timed_out and job.acks_late and not job.acks_on_failure:
+        # Celery stores the failure and sends the message back to run again.
+        _store_failure(worker, task_id, exc)
+        requeue = True
+    if job.acks_late and requeue and (not event.timed_out or not job.acks_on_failure):
+        _requeue_lost(worker, job, exc, shutting_down)
+        return
+    job_logger.error("Task handler raised error: %r", exc)
+    if worker.events is not None:
+        worker.events.failed(job.message, exc)
+    _store_failure(worker, task_id, exc)
+    abandon(worker, job, exc, states.FAILURE)
+    if job.acks_late:
+        worker._add_ack(tag)
+
+
+def _store_failure(worker: WorkController, task_id: str, exc: BaseException) -> None:
+    store_result(worker.app, task_id, build_meta(task_id, states.FAILURE, exception_to_dict(exc)))
+
+
+def _requeue_lost(
+    worker: WorkController, job: Job, exc: BaseException, shutting_down: bool
+) -> None:
+    task_id = job.message.id
+    if not shutting_down and killed_too_often(worker, job):
+        reason = f"killed its worker process {worker.app.conf.task_max_worker_lost} times"
+        dead_letter(worker, job.delivery, reason, task_id, job.message.task, exc)
+        abandon(worker, job, exc, states.FAILURE)
+        return
+    logger.warning(
+        "Task %s[%s] stopped with its process; message requeued", job.message.task, task_id
+    )
+    worker.app.broker.requeue(worker.consumer_id, [job.delivery.tag])
+    if worker.events is not None:
+        worker.events.rejected(job.message, requeue=True)
+
+
+def killed_too_often(worker: WorkController, job: Job) -> bool:
+    """Beyond Celery: a message that keeps killing its worker (a segfault, the OOM killer)
+    goes to the dead-letter store after ``task_max_worker_lost`` losses instead of looping
+    forever, which makes ``reject_on_worker_lost`` safe to turn on."""
+    limit = worker.app.conf.task_max_worker_lost
+    if not limit:
+        return False
+    losses = worker.app.broker.bump(f"lost:{job.message.id}", LOSS_MEMORY)
+    return bool(losses >= limit)
+
+
+def abandon(worker: WorkController, job: Job, exc: BaseException, state: str) -> None:
+    """The task will not finish: count its chord part, fail the rest of its chain and call
+    its errbacks, so no workflow waits for it forever. Costs nothing for a plain task."""
+    task = worker.app.tasks.get(job.message.task)
+    if task is None:
+        return
+    try:
+        args, kwargs, embed = job.message.decode_body(worker.accept)
+    except MiniceleryError:
+        return  # an undecodable body carries no workflow we could read
+    if not (embed.get("chord") or embed.get("chain") or embed.get("errbacks")):
+        return
+    request: Any = make_request(
+        task, job.message, args, kwargs, embed, worker.hostname, job.delivery.queue
+    )
+    workflow_abandoned(worker.app, request, exc, state)
