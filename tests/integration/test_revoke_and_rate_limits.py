@@ -8,6 +8,7 @@ changed on a running worker.
 
 from __future__ import annotations
 
+import json
 import time
 from collections.abc import Iterator
 
@@ -59,6 +60,12 @@ def labels(client: redis.Redis, key: str) -> list[str]:
     return [label for label, _ in marks(client, key)]
 
 
+def revoked_signals(client: redis.Redis, capp: Celery) -> list[dict[str, object]]:
+    """What the app's ``task_revoked`` receiver was told, in order."""
+    key = f"{capp.conf.key_prefix}:revoked-signals"
+    return [json.loads(raw) for raw in client.lrange(key, 0, -1)]
+
+
 def start(worker_factory: WorkerFactory, concurrency: int = 1) -> ManagedProcess:
     return worker_factory(app_module=APP, concurrency=concurrency)
 
@@ -83,6 +90,9 @@ def test_a_worker_started_after_the_revoke_skips_the_task(
         doomed.get(timeout=10)
     assert capp.AsyncResult(doomed.id).state == states.REVOKED
     assert labels(client, runs) == ["after"]
+    told = revoked_signals(client, capp)
+    assert told == [{"id": doomed.id, "task": record.name, "terminated": False, "signum": None,
+                     "expired": False}]  # fmt: skip
 
 
 def test_a_revoked_countdown_task_never_runs(
@@ -137,6 +147,9 @@ def test_terminate_stops_the_running_task_and_the_worker_goes_on(
     # The child was replaced; the worker runs the next task, and the revoked one never again.
     assert record.delay(runs, "next").get(timeout=15) == "next"
     assert labels(client, runs) == ["long", "next"]
+    told = revoked_signals(client, capp)
+    assert told == [{"id": running.id, "task": task.name, "terminated": True,  # type: ignore[attr-defined]
+                     "signum": 15, "expired": False}]  # fmt: skip
 
 
 # --------------------------------------------------------------------------- rate limits

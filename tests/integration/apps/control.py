@@ -7,10 +7,12 @@ Redis client, so a test can count, order and time executions from outside the wo
 
 from __future__ import annotations
 
+import json
 import os
 import time
+from typing import Any
 
-from minicelery import Celery
+from minicelery import Celery, signals
 from tests.integration.apps.common import redis_client
 
 REDIS_URL = os.environ.get("MC_TEST_REDIS_URL", "memory://control")
@@ -96,3 +98,22 @@ def late_timing_out(key: str) -> str:
 def gather(results: list[str]) -> list[str]:
     """A chord body: what the header tasks returned."""
     return results
+
+
+def revoked_signals_key() -> str:
+    return f"{app.conf.key_prefix}:revoked-signals"
+
+
+@signals.task_revoked.connect
+def _on_revoked(
+    sender: Any = None,
+    request: Any = None,
+    terminated: bool | None = None,
+    signum: int | None = None,
+    expired: bool | None = None,
+    **kwargs: Any,
+) -> None:
+    """Records what ``task_revoked`` receivers are told, for the tests to check."""
+    entry = {"id": request.id, "task": getattr(sender, "name", None), "terminated": terminated,
+             "signum": signum, "expired": expired}  # fmt: skip
+    redis_client(REDIS_URL).rpush(revoked_signals_key(), json.dumps(entry))
