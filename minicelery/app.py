@@ -272,33 +272,35 @@ class Celery:
     def publish_many(self, prepared: Sequence[tuple[TaskMessage, str, int]]) -> None:
         """Publish messages from ``prepare_message`` together: one pipelined round of
         Redis commands for a whole group, however large."""
-        outgoing = []
-        for message, queue, priority in prepared:
-            signals.before_task_publish.send(
-                sender=message.task,
-                body=None,
-                exchange="",
-                routing_key=queue,
-                headers=message.headers,
-                properties=message.properties,
-                declare=[],
-                retry_policy=None,
-            )
-            eta = message.headers.get("eta")
-            eta_epoch = dt.datetime.fromisoformat(eta).timestamp() if eta else None
-            outgoing.append(OutgoingMessage(queue, message.encode(), priority, eta_epoch))
+        outgoing = [self.outgoing(*item) for item in prepared]
         if outgoing:
             if self.conf.task_send_sent_event:
                 self.events.task_sent(prepared)  # before the publish: sent precedes received
             self.broker.publish(outgoing)
         for message, queue, _ in prepared:
-            signals.after_task_publish.send(
-                sender=message.task,
-                headers=message.headers,
-                body=None,
-                exchange="",
-                routing_key=queue,
-            )
+            self.published(message, queue)
+
+    def outgoing(self, message: TaskMessage, queue: str, priority: int) -> OutgoingMessage:
+        """The broker's view of a prepared message, after ``before_task_publish``."""
+        signals.before_task_publish.send(
+            sender=message.task,
+            body=None,
+            exchange="",
+            routing_key=queue,
+            headers=message.headers,
+            properties=message.properties,
+            declare=[],
+            retry_policy=None,
+        )
+        eta = message.headers.get("eta")
+        eta_epoch = dt.datetime.fromisoformat(eta).timestamp() if eta else None
+        return OutgoingMessage(queue, message.encode(), priority, eta_epoch)
+
+    def published(self, message: TaskMessage, queue: str) -> None:
+        """``after_task_publish``, once the broker has the message."""
+        signals.after_task_publish.send(
+            sender=message.task, headers=message.headers, body=None, exchange="", routing_key=queue
+        )
 
     # -- results -------------------------------------------------------------------------
     def AsyncResult(self, id: str, **kwargs: Any) -> AsyncResult:

@@ -20,7 +20,6 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from . import signals
-from .broker import OutgoingMessage
 from .exceptions import ImproperlyConfigured, MiniceleryError, OperationalError
 from .schedules import BaseSchedule, maybe_schedule, schedstate
 
@@ -204,19 +203,7 @@ class Scheduler:
         message, queue, priority = self.app.prepare_message(
             entry.task, list(entry.args), dict(entry.kwargs), task, **entry.options
         )
-        signals.before_task_publish.send(
-            sender=message.task,
-            body=None,
-            exchange="",
-            routing_key=queue,
-            headers=message.headers,
-            properties=message.properties,
-            declare=[],
-            retry_policy=None,
-        )
-        eta = message.headers.get("eta")
-        eta_epoch = dt.datetime.fromisoformat(eta).timestamp() if eta else None
-        outgoing = OutgoingMessage(queue, message.encode(), priority, eta_epoch)
+        outgoing = self.app.outgoing(message, queue, priority)
         mark = _mark(run_at)
         if not self.coordinator.publish_once(
             LEASE, entry.name, expected, mark, outgoing, self.owner
@@ -225,9 +212,7 @@ class Scheduler:
             return False
         logger.info("Scheduler: Sending due task %s (%s)", entry.name, entry.task)
         logger.debug("%s sent. id->%s run->%s", entry.task, message.id, mark)
-        signals.after_task_publish.send(
-            sender=message.task, headers=message.headers, body=None, exchange="", routing_key=queue
-        )
+        self.app.published(message, queue)
         return True
 
 

@@ -10,7 +10,7 @@ from collections.abc import Iterable
 from typing import TYPE_CHECKING, Any
 
 from ..result import ResultBase
-from .group import add_to_parent
+from .group import send_prepared
 from .signature import (
     _TYPES,
     FINAL_MARKS,
@@ -165,11 +165,7 @@ class _chain(Signature):
         app = self.app
         if app.conf.task_always_eager:
             return self.apply(args, kwargs, **options)
-        out: list[Prepared] = []
-        result = self.prepare(args, kwargs, options, out)
-        app.publish_many(out)
-        add_to_parent(result)
-        return result
+        return send_prepared(self, args, kwargs, options)
 
     def apply(self, args: Any = None, kwargs: Any = None, **options: Any) -> Any:
         """Run every step here, in order (eager mode)."""

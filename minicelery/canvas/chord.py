@@ -12,7 +12,7 @@ from collections.abc import Iterable
 from typing import TYPE_CHECKING, Any
 
 from ..result import GroupResult, ResultBase
-from .group import add_to_parent, group
+from .group import group, send_prepared
 from .signature import FINAL_MARKS, Prepared, Signature, maybe_signature, register_type, root_of
 
 if TYPE_CHECKING:
@@ -161,11 +161,7 @@ class chord(Signature):
         app = self.app
         if app.conf.task_always_eager:
             return self.apply(args, kwargs, **options)
-        out: list[Prepared] = []
-        result = self.prepare(args, kwargs, options, out)
-        app.publish_many(out)
-        add_to_parent(result)
-        return result
+        return send_prepared(self, args, kwargs, options)
 
     def apply(self, args: Any = None, kwargs: Any = None, **options: Any) -> Any:
         """Run the header, then the body, here (eager mode)."""

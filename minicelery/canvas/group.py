@@ -152,11 +152,7 @@ class group(Signature):
                 sig.link(maybe_signature(callback, app))
             for errback in _as_list(link_error):
                 sig.link_error(maybe_signature(errback, app))
-        out: list[Prepared] = []
-        result = sig.prepare(args, kwargs, options, out)
-        app.publish_many(out)
-        add_to_parent(result)
-        return result
+        return send_prepared(sig, args, kwargs, options)
 
     def apply(self, args: Any = None, kwargs: Any = None, **options: Any) -> Any:
         """Run every member here, in order (eager mode)."""
@@ -177,6 +173,16 @@ def _as_list(value: Any) -> list[Any]:
     if value is None:
         return []
     return list(value) if isinstance(value, (list, tuple)) else [value]
+
+
+def send_prepared(sig: Signature, args: Any, kwargs: Any, options: dict[str, Any]) -> Any:
+    """Build every message of the workflow ``sig``, publish them in one pipelined round, and
+    return its result (recorded as a child when sent from inside a task)."""
+    out: list[Prepared] = []
+    result = sig.prepare(args, kwargs, options, out)
+    sig.app.publish_many(out)
+    add_to_parent(result)
+    return result
 
 
 def add_to_parent(result: ResultBase) -> None:

@@ -10,6 +10,7 @@ from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
 
 import pytest
+import redis
 
 from minicelery import Celery
 from tests.helpers import RedisServer, WorkerFactory, pointed_at, run_cli
@@ -69,3 +70,25 @@ def app(redis_server: RedisServer, key_prefix: str) -> Iterator[Celery]:
 
     with pointed_at(basic.app, redis_server, key_prefix) as pointed:
         yield pointed
+
+
+@pytest.fixture
+def capp(redis_server: RedisServer, key_prefix: str) -> Iterator[Celery]:
+    """The ``tests.integration.apps.control`` app (revocation, rate limits, remote control),
+    pointed at the test's Redis and prefix."""
+    from tests.integration.apps.control import app as control_app
+
+    with pointed_at(control_app, redis_server, key_prefix) as pointed:
+        yield pointed
+
+
+@pytest.fixture
+def runs(key_prefix: str) -> str:
+    """A Redis list for the test's tasks to record their runs in (removed with the prefix)."""
+    return f"{key_prefix}:runs"
+
+
+@pytest.fixture
+def client(redis_server: RedisServer) -> redis.Redis:
+    """A plain Redis client on the test's server, to look at what tasks recorded."""
+    return redis.Redis.from_url(redis_server.url)

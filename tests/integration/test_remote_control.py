@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import json
 import subprocess
-from collections.abc import Iterator, Mapping
+from collections.abc import Mapping
 
 import pytest
 import redis
@@ -15,28 +15,11 @@ import redis
 from minicelery import Celery
 from minicelery.exceptions import TimeLimitExceeded
 from minicelery.worker.controller import expand_hostname
-from tests.helpers import ManagedProcess, RedisServer, WorkerFactory, pointed_at, wait_until
-from tests.integration.apps.control import app as control_app
+from tests.helpers import ManagedProcess, WorkerFactory, wait_until
 from tests.integration.apps.control import nap, pid, record, sleeper
 
 APP = "tests.integration.apps.control"
 W1, W2 = expand_hostname("w1@%h"), expand_hostname("w2@%h")
-
-
-@pytest.fixture
-def capp(redis_server: RedisServer, key_prefix: str) -> Iterator[Celery]:
-    with pointed_at(control_app, redis_server, key_prefix) as pointed:
-        yield pointed
-
-
-@pytest.fixture
-def runs(key_prefix: str) -> str:
-    return f"{key_prefix}:runs"
-
-
-@pytest.fixture
-def client(redis_server: RedisServer) -> redis.Redis:
-    return redis.Redis.from_url(redis_server.url)
 
 
 def worker(

@@ -10,15 +10,13 @@ from __future__ import annotations
 
 import json
 import time
-from collections.abc import Iterator
 
 import pytest
 import redis
 
 from minicelery import Celery, states
 from minicelery.exceptions import TaskRevokedError
-from tests.helpers import ManagedProcess, RedisServer, WorkerFactory, pointed_at, wait_until
-from tests.integration.apps.control import app as control_app
+from tests.helpers import ManagedProcess, WorkerFactory, wait_until
 from tests.integration.apps.control import (
     free,
     late_failing,
@@ -30,22 +28,6 @@ from tests.integration.apps.control import (
 )
 
 APP = "tests.integration.apps.control"
-
-
-@pytest.fixture
-def capp(redis_server: RedisServer, key_prefix: str) -> Iterator[Celery]:
-    with pointed_at(control_app, redis_server, key_prefix) as pointed:
-        yield pointed
-
-
-@pytest.fixture
-def runs(key_prefix: str) -> str:
-    return f"{key_prefix}:runs"
-
-
-@pytest.fixture
-def client(redis_server: RedisServer) -> redis.Redis:
-    return redis.Redis.from_url(redis_server.url)
 
 
 def marks(client: redis.Redis, key: str) -> list[tuple[str, float]]:
