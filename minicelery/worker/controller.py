@@ -18,11 +18,9 @@ from typing import TYPE_CHECKING, Any
 
 from .. import signals, states
 from ..broker import Delivery
-from ..events.worker import WorkerEvents, outcome_fields
+from ..events.worker import WorkerEvents
 from ..exceptions import (
-    ContentDisallowed,
     MessageError,
-    NotRegistered,
     OperationalError,
 )
 from ..message import decode_message
@@ -32,7 +30,8 @@ from .autoscale import Autoscaler
 from .commands import run_command
 from .consumer import Consumer
 from .control import ControlServer
-from .executor import execute_message
+from .executor import run_logged
+from .intake import job_for
 from .pool import Done, Event, Job, Lost, Pool, Results, ThreadPool, Wake, Waker
 from .prefork import PreforkPool
 from .state import Gate
@@ -484,7 +483,7 @@ class WorkController:
         if self.ready:
             return self.ready.popleft()
         while self.buffer:
-            job = self._job_for(self.buffer.popleft())
+            job = job_for(self, self.buffer.popleft())
             if job is not None:
                 job_logger.info("Task %s[%s] received", job.message.task, job.message.id)
                 signals.task_received.send(sender=self, request=job.message)
@@ -500,65 +499,6 @@ class WorkController:
             reply = run_command(self, cmd["method"], cmd.get("arguments") or {})
             if cmd.get("ticket"):
                 self.control.reply(cmd["ticket"], reply)
-
-    def _job_for(self, delivery: Delivery) -> Job | None:
-        """Validate a delivery; bad ones go to the dead-letter store with their reason."""
-        try:
-            message = decode_message(delivery.data)
-        except MessageError as error:
-            endings.dead_letter(self, delivery, str(error), task_id=None, task="?")
-            return None
-        task = self.app.tasks.get(message.task)
-        if task is None:
-            logger.error(
-                "Received unregistered task of type %r. The message has been moved "
-                "to the dead-letter store.",
-                message.task,
-            )
-            signals.task_unknown.send(
-                sender=self,
-                message=message,
-                exc=NotRegistered(message.task),
-                name=message.task,
-                id=message.id,
-            )
-            endings.dead_letter(
-                self,
-                delivery,
-                f"unknown task {message.task!r}",
-                message.id,
-                message.task,
-                NotRegistered(message.task),
-            )
-            return None
-        if message.content_type not in self.accept:
-            exc = ContentDisallowed(f"content type {message.content_type!r} is not accepted")
-            endings.dead_letter(self, delivery, str(exc), message.id, message.task, exc)
-            return None
-        hard, soft = _limits(message.headers.get("timelimit"))
-        return Job(
-            delivery,
-            message,
-            acks_late=bool(task.option("acks_late")),
-            reject_on_worker_lost=bool(task.option("reject_on_worker_lost")),
-            acks_on_failure=bool(task.option("acks_on_failure_or_timeout")),
-            time_limit=self._limit(
-                hard, task.time_limit, self.options.time_limit, "task_time_limit"
-            ),
-            soft_time_limit=self._limit(
-                soft, task.soft_time_limit, self.options.soft_time_limit, "task_soft_time_limit"
-            ),
-        )
-
-    def _limit(
-        self, sent: float | None, of_task: float | None, of_worker: float | None, setting: str
-    ) -> float | None:
-        """Celery's precedence: the call's limit, the task's own, the worker's command line,
-        and only then the setting (the worker's default)."""
-        for value in (sent, of_task, of_worker, self.app.conf[setting]):
-            if value:
-                return float(value)
-        return None
 
     def _handle(self, event: Event, shutting_down: bool = False) -> None:
         if isinstance(event, Wake):
@@ -608,28 +548,5 @@ class WorkController:
         self, queue: str, data: bytes
     ) -> tuple[str, bool, str | None, dict[str, Any] | None]:
         """Run one message (in a child process or a pool thread) and log its outcome."""
-        message = decode_message(data)
-        outcome = execute_message(self.app, message, self.hostname, queue, self.accept)
-        name, task_id = message.task, message.id
-        if outcome.state == states.SUCCESS:
-            job_logger.info(
-                "Task %s[%s] succeeded in %.6fs: %r", name, task_id, outcome.runtime, outcome.retval
-            )
-        elif outcome.state == states.FAILURE:
-            job_logger.error(
-                "Task %s[%s] raised unexpected: %r\n%s",
-                name, task_id, outcome.exc, outcome.traceback or "",
-            )  # fmt: skip
-        elif outcome.state == states.RETRY:
-            job_logger.info("Task %s[%s] retry: %s", name, task_id, outcome.exc)
-        info = None
-        if self.events is not None:  # the fields of the event the main process will send
-            info = outcome_fields(outcome.state, outcome.runtime, outcome.retval, outcome.exc,
-                                  outcome.traceback)  # fmt: skip
-        return outcome.state, outcome.requeue, outcome.dead_reason, info
-
-
-def _limits(value: Any) -> tuple[float | None, float | None]:
-    if isinstance(value, (list, tuple)) and len(value) == 2:
-        return value[0], value[1]
-    return None, None
+        return run_logged(self.app, queue, data, self.hostname, self.accept,
+                          with_event_fields=self.events is not None)  # fmt: skip

@@ -8,8 +8,9 @@ import logging
 from typing import TYPE_CHECKING, Any
 
 from .. import signals, states
+from ..events.worker import outcome_fields
 from ..exceptions import MessageError, SerializationError, TaskRevokedError
-from ..message import TaskMessage, parse_iso
+from ..message import TaskMessage, decode_message, parse_iso
 from ..serialization import exception_to_dict
 from ..task import Context, Task
 from ..trace import Outcome, build_meta, run_task, store_result, utcnow, workflow_abandoned
@@ -105,3 +106,35 @@ def _revoke(app: Celery, task: Task[Any, Any], request: Context, reason: str) ->
     )
     workflow_abandoned(app, request, exc, states.REVOKED)
     return Outcome(states.REVOKED, exc=exc)
+
+
+def run_logged(
+    app: Celery,
+    queue: str,
+    data: bytes,
+    hostname: str | None,
+    accept: frozenset[str],
+    with_event_fields: bool = False,
+) -> tuple[str, bool, str | None, dict[str, Any] | None]:
+    """Run one message (in a child process or a pool thread) and log its outcome as Celery's
+    worker does; returns what the pool reports: state, requeue, dead-letter reason, and the
+    fields of the task's final event when events are on."""
+    message = decode_message(data)
+    outcome = execute_message(app, message, hostname, queue, accept)
+    name, task_id = message.task, message.id
+    if outcome.state == states.SUCCESS:
+        logger.info(
+            "Task %s[%s] succeeded in %.6fs: %r", name, task_id, outcome.runtime, outcome.retval
+        )
+    elif outcome.state == states.FAILURE:
+        logger.error(
+            "Task %s[%s] raised unexpected: %r\n%s",
+            name, task_id, outcome.exc, outcome.traceback or "",
+        )  # fmt: skip
+    elif outcome.state == states.RETRY:
+        logger.info("Task %s[%s] retry: %s", name, task_id, outcome.exc)
+    info = None
+    if with_event_fields:  # the fields of the event the main process will send
+        info = outcome_fields(outcome.state, outcome.runtime, outcome.retval, outcome.exc,
+                              outcome.traceback)  # fmt: skip
+    return outcome.state, outcome.requeue, outcome.dead_reason, info
