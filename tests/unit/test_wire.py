@@ -1,0 +1,36 @@
+"""Commands packed by minicelery's fast path are byte for byte what redis-py would send."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+from redis.connection import Connection
+
+from minicelery.broker.redis import pack_commands
+
+COMMANDS: list[tuple[Any, ...]] = [
+    ("EVALSHA", "f" * 40, 3, "{p}:q:celery:0", "{p}:wake:celery", b"\x00\xff\r\n", 0, 9),
+    ("SET", "ünïcode", 1.5, "PX", 10**20),
+    ("XREAD", "BLOCK", 1000, "STREAMS", "{p}:notify:id", b"0-0"),
+    ("HDEL", "{p}:hold:w", *(str(i) for i in range(50))),
+    ("SET", "k", -3.25e-7, memoryview(b"mv")),
+]
+
+
+@pytest.mark.parametrize("command", COMMANDS)
+def test_packed_like_redis_py(command: tuple[Any, ...]) -> None:
+    expected = b"".join(Connection().pack_command(*command))
+    assert pack_commands([command]) == expected
+
+
+def test_several_commands_are_concatenated() -> None:
+    expected = b"".join(b"".join(Connection().pack_command(*c)) for c in COMMANDS)
+    assert pack_commands(COMMANDS) == expected
+
+
+def test_values_redis_cannot_take_are_refused() -> None:
+    with pytest.raises(TypeError):
+        pack_commands([("SET", "k", None)])
+    with pytest.raises(TypeError):
+        pack_commands([("SET", "k", True)])
