@@ -64,13 +64,18 @@ class Broker(ABC):
     def wait(self, queues: Sequence[str], timeout: float) -> bool:
         """Block until a message may be available on ``queues`` (or ``timeout``)."""
 
-    def wait_start(self, queues: Sequence[str], timeout: float) -> int | None:
+    def wait_start(
+        self, queues: Sequence[str], timeout: float, reserve_for: tuple[str, int] | None = None
+    ) -> int | None:
         """Start :meth:`wait` without blocking and return a file descriptor that becomes
-        readable when it ends; None if this broker cannot (callers then use ``wait``)."""
+        readable when it ends; None if this broker cannot (callers then use ``wait``). With
+        ``reserve_for=(consumer, count)`` the reserve that follows a wake-up is chained to the
+        wait, so it runs the moment the wait ends."""
         return None
 
-    def wait_finish(self) -> bool:
-        """End a wait started by :meth:`wait_start`: True if messages may be available."""
+    def wait_finish(self) -> list[Delivery]:
+        """End a wait started by :meth:`wait_start`; the messages its chained reserve took
+        (none without one)."""
         raise NotImplementedError
 
     def wait_abort(self) -> None:  # noqa: B027 - optional, most brokers have nothing to do

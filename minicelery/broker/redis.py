@@ -300,6 +300,7 @@ class RedisBroker(Broker):
         self._rotation = 0
         self.fast = FastPath(client)
         self._waiting: _Held | None = None
+        self._chained: tuple[str, ...] | None = None  # queues of a reserve sent after a wait
 
     def _call(self, what: str, func: Callable[[], T]) -> T:
         with translate_errors(what):
@@ -410,11 +411,19 @@ class RedisBroker(Broker):
         popped = self._call("wait", lambda: self.client.blpop(wake_keys, timeout=seconds))
         return popped is not None
 
-    def wait_start(self, queues: Sequence[str], timeout: float) -> int | None:
+    def wait_start(
+        self, queues: Sequence[str], timeout: float, reserve_for: tuple[str, int] | None = None
+    ) -> int | None:
         """Send the BLPOP of :meth:`wait` without waiting for its reply; return a file
         descriptor that becomes readable when it is there, so one select() can watch the
         broker and a worker's children together. None when the client has no real socket
-        (``memory://``): use :meth:`wait` in a thread instead."""
+        (``memory://``): use :meth:`wait` in a thread instead.
+
+        With ``reserve_for``, the reserve script is sent right behind the BLPOP on the same
+        connection: Redis runs it the moment the BLPOP returns, so a woken worker has its
+        messages without another round trip. If the wait is abandoned after that reserve
+        ran, the messages sit in the consumer's hold like those of any reserve whose reply
+        was lost, and are given back the same way."""
         if self._waiting is None or self._waiting.pid != os.getpid():
             self._waiting = _Held(self.client.connection_pool, _get_connection(self.client))
         connection = self._waiting.connection
@@ -424,16 +433,30 @@ class RedisBroker(Broker):
             if not isinstance(sock, socket.socket):
                 return None
             wake_keys = [self.keys.wake(q) for q in queues]
-            connection.send_command("BLPOP", *wake_keys, max(timeout, 0.01))
+            commands: list[tuple[Any, ...]] = [("BLPOP", *wake_keys, max(timeout, 0.01))]
+            self._chained = None
+            if reserve_for is not None and reserve_for[1] > 0 and queues:
+                keys, args = self._reserve_call(reserve_for[0], queues, reserve_for[1], ())
+                commands.append(("EVALSHA", self._reserve.sha, len(keys), *keys, *args))
+                self._chained = tuple(queues)
+            connection.send_packed_command([pack_commands(commands)])
         return sock.fileno()
 
-    def wait_finish(self) -> bool:
-        """Read the reply of :meth:`wait_start`: True if a wake-up token came."""
+    def wait_finish(self) -> list[Delivery]:
+        """Read the replies of :meth:`wait_start`: the messages its chained reserve took."""
         assert self._waiting is not None
         connection = self._waiting.connection
         try:
             with translate_errors("wait"):
-                return connection.read_response() is not None
+                connection.read_response()
+                queues, self._chained = self._chained, None
+                if queues is None:
+                    return []
+                try:
+                    flat = connection.read_response()
+                except redis.exceptions.NoScriptError:
+                    return []  # a restarted Redis: the next ordinary reserve loads the script
+                return self._deliveries(flat, queues)
         except OperationalError:
             connection.disconnect()
             raise

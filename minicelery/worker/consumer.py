@@ -109,7 +109,8 @@ class Consumer:
             acks.clear()
             self._backoff.succeeded()
             if reserve and len(deliveries) < room:
-                self._park()  # the queues are dry: block until a wake-up token comes
+                # The queues are dry: block until a wake-up token comes.
+                self._park(room - len(deliveries))
         except OperationalError as exc:
             # A reserve whose reply was lost may have taken messages we never saw.
             self.hold_suspect = self.hold_suspect or reserve
@@ -117,22 +118,35 @@ class Consumer:
             return []
         return deliveries
 
-    def _park(self) -> None:
+    def _park(self, room: int) -> None:
         # Where the broker connection is a real socket the main loop watches it itself (no
-        # thread hop on the way to a new task); otherwise the waiter thread blocks for it.
-        self._watch_fd = self.broker.wait_start(self.queues, IDLE_WAIT)
+        # thread hop on the way to a new task), and the reserve that follows a wake-up rides
+        # behind the wait; otherwise the waiter thread blocks for it.
+        self._watch_fd = self.broker.wait_start(
+            self.queues, IDLE_WAIT, reserve_for=(self.consumer_id, room)
+        )
         self._parked = True
         if self._watch_fd is None:
             self._thread_wait.set()
 
-    def on_wake(self) -> None:
-        """The watched wait ended (token, timeout or error): reserve again."""
+    def on_wake(self) -> list[Delivery]:
+        """The watched wait ended (token, timeout or error): the messages reserved with it;
+        the loop reserves again for more."""
         self._watch_fd = None
         self._parked = False
         try:
-            self.broker.wait_finish()
+            return self.broker.wait_finish()
         except OperationalError as exc:
+            self.hold_suspect = True  # its chained reserve may have run, its reply lost
             self.broker_failed(exc)
+            return []
+
+    def repark(self, room: int) -> None:
+        """Wait again at once after a wake-up that brought messages, with the next reserve
+        chained to the wait: if more are queued (the reserve passed the token on) it returns
+        at once, and the main loop never stalls on a reserve round trip while a task runs."""
+        if room > 0 and not self.stopping.is_set() and self.retry_in() == 0 and not self._parked:
+            self._park(room)
 
     def broker_failed(self, exc: OperationalError) -> None:
         """Back off after a failed call from the main loop (fetching or storing)."""

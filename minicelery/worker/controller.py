@@ -500,12 +500,18 @@ class WorkController:
             if cmd.get("ticket"):
                 self.control.reply(cmd["ticket"], reply)
 
+    def _on_wake(self, event: Wake) -> None:
+        if self.lane is not None and event.fd == self.lane.fileno():
+            self._read_lane()
+            return
+        woken = self.consumer.on_wake()
+        if woken:
+            self.buffer.extend(woken)
+            self.consumer.repark(self._room())
+
     def _handle(self, event: Event, shutting_down: bool = False) -> None:
         if isinstance(event, Wake):
-            if self.lane is not None and event.fd == self.lane.fileno():
-                self._read_lane()
-            else:
-                self.consumer.on_wake()
+            self._on_wake(event)
             return
         if isinstance(event, Results):
             self._add_results(event.results)
