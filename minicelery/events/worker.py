@@ -92,9 +92,12 @@ class WorkerEvents:
             app.events.relay_to(self.dispatcher.relay)
 
     def start(self) -> None:
-        """worker-online, then heartbeats every ``freq`` seconds (call after forking)."""
+        """worker-online, then heartbeats every ``freq`` seconds (call after forking).
+        worker-online is sent before this returns, so it is in the stream before the worker
+        says it is ready and before any task sent to it after that."""
         self._worker_event("worker-online")
         self.dispatcher.start()
+        self.dispatcher.flush()
 
     def stop(self) -> None:
         """worker-offline, and everything still queued sent before returning."""
