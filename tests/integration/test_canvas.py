@@ -166,7 +166,8 @@ def test_group_result_api(worker: ManagedProcess, canvas_app: Celery) -> None:
     assert restored is not None and restored.get(timeout=T) == [i + i for i in range(10)]
     partial = group(ct.add.s(2, 2), ct.fail.s(), ct.add.s(4, 4)).apply_async()
     with pytest.raises(ValueError):
-        partial.get(timeout=T)
+        partial.get(timeout=T)  # raises at the failure, maybe before the last one finished
+    wait_until(partial.ready, T)
     assert partial.failed() and partial.completed_count() == 2
     assert partial.get(timeout=T, propagate=False)[::2] == [4, 8]
 
