@@ -158,9 +158,6 @@ class chord(Signature):
     def apply_async(
         self, args: Any = None, kwargs: Any = None, route_name: Any = None, **options: Any
     ) -> Any:
-        app = self.app
-        if app.conf.task_always_eager:
-            return self.apply(args, kwargs, **options)
         return send_prepared(self, args, kwargs, options)
 
     def apply(self, args: Any = None, kwargs: Any = None, **options: Any) -> Any:

@@ -177,7 +177,10 @@ def _as_list(value: Any) -> list[Any]:
 
 def send_prepared(sig: Signature, args: Any, kwargs: Any, options: dict[str, Any]) -> Any:
     """Build every message of the workflow ``sig``, publish them in one pipelined round, and
-    return its result (recorded as a child when sent from inside a task)."""
+    return its result (recorded as a child when sent from inside a task); in eager mode,
+    run it here instead."""
+    if sig.app.conf.task_always_eager:
+        return sig.apply(args, kwargs, **options)
     out: list[Prepared] = []
     result = sig.prepare(args, kwargs, options, out)
     sig.app.publish_many(out)

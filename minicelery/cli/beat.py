@@ -15,7 +15,7 @@ import click
 from .. import __version__
 from ..utils.log import setup_logging
 from .main import State, friendly_errors
-from .worker import LOG_LEVELS, mask_url
+from .worker import loglevel_option, mask_url
 
 if TYPE_CHECKING:
     from ..app import Celery
@@ -39,14 +39,7 @@ Configuration ->
 
 
 @click.command()
-@click.option(
-    "-l",
-    "--loglevel",
-    default="WARNING",
-    show_default=True,
-    type=click.Choice(LOG_LEVELS, case_sensitive=False),
-    help="Logging level (INFO shows each task sent).",
-)
+@loglevel_option("Logging level (INFO shows each task sent).")
 @click.option("-f", "--logfile", help="Log to this file instead of stderr.")
 @click.option(
     "--max-interval",

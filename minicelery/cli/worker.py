@@ -6,7 +6,8 @@ import platform
 import re
 import sys
 import time
-from typing import Any
+from collections.abc import Callable
+from typing import Any, TypeVar
 
 import click
 
@@ -18,6 +19,19 @@ from . import daemon
 from .main import State, friendly_errors
 
 LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL", "FATAL")
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+def loglevel_option(help: str = "Logging level.") -> Callable[[F], F]:
+    """``-l/--loglevel``, as the worker and beat commands take it."""
+    return click.option(
+        "-l",
+        "--loglevel",
+        default="WARNING",
+        show_default=True,
+        type=click.Choice(LOG_LEVELS, case_sensitive=False),
+        help=help,
+    )
 
 
 def mask_url(url: str | None) -> str:
@@ -54,14 +68,7 @@ def banner(app: Celery, worker: WorkController, broker_url: str, backend_url: st
 
 
 @click.command()
-@click.option(
-    "-l",
-    "--loglevel",
-    default="WARNING",
-    show_default=True,
-    type=click.Choice(LOG_LEVELS, case_sensitive=False),
-    help="Logging level.",
-)
+@loglevel_option()
 @click.option(
     "-f", "--logfile", help="Log to this file instead of stderr (%n, %h, %i expand as in Celery)."
 )

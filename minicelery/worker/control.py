@@ -4,8 +4,8 @@ loop) and sends replies. Handlers live in ``worker.commands``."""
 
 from __future__ import annotations
 
+import collections
 import logging
-import queue
 import threading
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
@@ -23,18 +23,6 @@ logger = logging.getLogger(__name__)
 LISTEN_WAIT = 1.0
 
 
-def encode_command(
-    method: str,
-    arguments: dict[str, Any],
-    destination: list[str] | None,
-    ticket: str | None,
-) -> bytes:
-    data: bytes = msgpack.packb(
-        {"method": method, "arguments": arguments, "destination": destination, "ticket": ticket}
-    )
-    return data
-
-
 class ControlServer:
     """Receives broadcast commands addressed to ``hostname`` (or to everyone)."""
 
@@ -49,7 +37,9 @@ class ControlServer:
         self.hostname = hostname
         self.wake = wake
         self.on_revoked = on_revoked
-        self.commands: queue.Queue[dict[str, Any]] = queue.Queue()
+        # Appended by the listener thread, emptied by the main loop: deque operations are
+        # atomic, and an empty one costs the loop a length check, not an exception.
+        self.commands: collections.deque[dict[str, Any]] = collections.deque()
         self._stopping = threading.Event()
         self._listener: Listener | None = None
         self._thread: threading.Thread | None = None
@@ -92,17 +82,15 @@ class ControlServer:
         if destination and self.hostname not in destination:
             return
         logger.debug("Remote control command %s received", method)
-        self.commands.put(command)
+        self.commands.append(command)
         self.wake()
 
     def pending(self) -> list[dict[str, Any]]:
         """Commands received since the last call, oldest first."""
         found: list[dict[str, Any]] = []
-        while True:
-            try:
-                found.append(self.commands.get_nowait())
-            except queue.Empty:
-                return found
+        while self.commands:
+            found.append(self.commands.popleft())
+        return found
 
     def reply(self, ticket: str, value: Any) -> None:
         try:

@@ -140,7 +140,7 @@ class WorkController:
         """How many more messages to reserve: prefetch minus what is buffered or running."""
         # Jobs waiting for their rate limit do not stop other messages being reserved,
         # up to one prefetch window of them.
-        waiting = len(self.gate.waiting()) + len(self.ready)
+        waiting = len(self.gate) + len(self.ready)
         return (
             self.prefetch
             - len(self.buffer)

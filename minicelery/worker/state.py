@@ -159,6 +159,10 @@ class Gate:
             return None
         return max(0.0, self._waiting[0][0] - time.monotonic())
 
+    def __len__(self) -> int:
+        """How many jobs wait for their rate limit."""
+        return len(self._waiting)
+
     def waiting(self) -> list[Job]:
         return [entry[2] for entry in sorted(self._waiting)]
 
