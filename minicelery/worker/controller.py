@@ -109,6 +109,7 @@ class WorkController:
         self.pending_results: list[tuple[str, bytes]] = []
         self.buffer: collections.deque[Delivery] = collections.deque()
         self.ready: collections.deque[Job] = collections.deque()  # due after a rate limit
+        self.held_back: list[Job] = []  # retries that came before their last attempt ended
         self.gate = Gate(conf.worker_disable_rate_limits)
         self.terminated: dict[str, int] = {}  # task id -> signal, for revoke(terminate=True)
         self.control: ControlServer | None = None
@@ -140,7 +141,7 @@ class WorkController:
         """How many more messages to reserve: prefetch minus what is buffered or running."""
         # Jobs waiting for their rate limit do not stop other messages being reserved,
         # up to one prefetch window of them.
-        waiting = len(self.gate) + len(self.ready)
+        waiting = len(self.gate) + len(self.ready) + len(self.held_back)
         return (
             self.prefetch
             - len(self.buffer)
@@ -164,7 +165,7 @@ class WorkController:
                 buffered.append(Job(delivery, decode_message(delivery.data), False, False))
             except MessageError:
                 continue  # dead-lettered when its turn comes
-        return [*self.ready, *self.gate.waiting(), *buffered]
+        return [*self.ready, *self.held_back, *self.gate.waiting(), *buffered]
 
     def set_queues(self, queues: list[str]) -> None:
         """Read from these queues from now on (``add_consumer`` / ``cancel_consumer``); a
@@ -449,8 +450,9 @@ class WorkController:
 
     def _give_back_buffer(self) -> None:
         """Reserved but not started: back to the front of their queues, at once."""
-        waiting = [*self.ready, *self.gate.take_all()]
+        waiting = [*self.ready, *self.held_back, *self.gate.take_all()]
         self.ready.clear()
+        self.held_back = []
         if self.buffer or waiting:
             tags = [j.delivery.tag for j in waiting] + [d.tag for d in self.buffer]
             self.buffer.clear()
@@ -468,6 +470,9 @@ class WorkController:
             job = self._next_job()
             if job is None:
                 return
+            if self._attempt_running(job):
+                self.held_back.append(job)
+                continue
             verdict = self.gate.admit(job, self.app.tasks[job.message.task].option("rate_limit"))
             if verdict == Gate.REVOKED:
                 endings.discard_revoked(self, job)
@@ -478,6 +483,18 @@ class WorkController:
                 self.pool.submit(job)
                 if self.events is not None:
                     self.events.started(job.message, job.slot)
+
+    def _attempt_running(self, job: Job) -> bool:
+        """Whether an earlier attempt of the same task still runs here: a retry published
+        from inside a task can reach this worker before that attempt has reported. It waits
+        for it, so the task's states and events stay in order (RETRY before the new STARTED)."""
+        return any(busy.message.id == job.message.id for busy in self.pool.busy_jobs())
+
+    def _release_held_back(self, task_id: str) -> None:
+        kept: list[Job] = []
+        for held in self.held_back:
+            (self.ready if held.message.id == task_id else kept).append(held)
+        self.held_back = kept
 
     def _next_job(self) -> Job | None:
         if self.ready:
@@ -520,6 +537,8 @@ class WorkController:
         job = event.job
         tag = job.delivery.tag
         self.totals[job.message.task] += 1
+        if self.held_back:
+            self._release_held_back(job.message.id)
         signum = self.terminated.pop(job.message.id, None)
         if isinstance(event, Lost) and signum is not None:
             endings.discard_revoked(self, job, terminated=signum)
