@@ -12,7 +12,6 @@ import os
 import signal
 import sys
 from collections.abc import Callable
-from multiprocessing.connection import Connection
 from types import FrameType
 from typing import TYPE_CHECKING, Any
 
@@ -21,6 +20,7 @@ import msgpack
 from .. import signals
 from ..backend.relay import RelayBackend
 from ..exceptions import SoftTimeLimitExceeded
+from .channel import Channel
 
 if TYPE_CHECKING:
     from ..app import Celery
@@ -90,10 +90,10 @@ def over_memory_limit(limit_kib: int | None) -> bool:
 
 def child_main(
     app: Celery,
-    conn: Connection,
+    conn: Channel,
     index: int,
     run: ChildRunner,
-    inherited: list[Connection],
+    inherited: list[Channel],
     max_memory_kib: int | None = None,
 ) -> int:
     """Entry point after fork; returns the exit code."""

@@ -11,12 +11,11 @@ import signal
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from multiprocessing import Pipe
-from multiprocessing.connection import Connection
 from typing import TYPE_CHECKING, Any
 
 import msgpack
 
+from .channel import Channel
 from .child import DONE, EVENTS, READY, RESULTS, STOP, ChildRunner, child_main, encode_job
 from .pool import Done, Event, Job, Lost, Pool, Results, Wake, Waker
 
@@ -33,7 +32,7 @@ WATCHED = object()  # selector data marking the broker connection
 class Child:
     index: int
     pid: int
-    conn: Connection
+    conn: Channel
     job: Job | None = None
     ready: bool = False
     soft_sent: bool = False
@@ -71,7 +70,7 @@ class PreforkPool(Pool):
             self._spawn()
 
     def _spawn(self) -> Child:
-        parent_conn, child_conn = Pipe(duplex=True)
+        parent_conn, child_conn = Channel.pair()
         index = self._next_index
         self._next_index += 1
         inherited = [c.conn for c in self.children.values()]
@@ -169,9 +168,15 @@ class PreforkPool(Pool):
 
     def _read(self, child: Child) -> list[Event]:
         try:
-            frame = child.conn.recv_bytes()
+            frames = child.conn.recv_ready()
         except (EOFError, OSError):
             return self._reap(child)
+        events: list[Event] = []
+        for frame in frames:
+            events.extend(self._on_frame(child, frame))
+        return events
+
+    def _on_frame(self, child: Child, frame: bytes) -> list[Event]:
         if frame == READY:
             child.ready = True
             return []
