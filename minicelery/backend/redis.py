@@ -62,6 +62,10 @@ class RedisBackend(ResultBackend):
             resources.files("minicelery.backend").joinpath("scripts/chord_part.lua").read_text()
         )
         self._chord_part = client.register_script(chord_script)
+        many_script = (
+            resources.files("minicelery.backend").joinpath("scripts/store_results.lua").read_text()
+        )
+        self._store_many = client.register_script(many_script)
         self.fast = FastPath(client)
 
     def key(self, task_id: str) -> str:
@@ -86,13 +90,23 @@ class RedisBackend(ResultBackend):
         keys = [self.key(task_id), self.notify_key(task_id)]
         return keys, [data, self.expires, self._success_marker, NOTIFY_SECONDS]
 
-    def store_commands(self, records: list[tuple[str, bytes]]) -> list[tuple[tuple[Any, ...], Any]]:
-        """The stores of encoded records as commands for a broker ``Lane`` (same Redis)."""
-        commands = []
-        for task_id, data in records:
-            keys, args = self._store_call(task_id, data)
-            commands.append((("EVALSHA", self._store.sha, len(keys), *keys, *args), self._store))
-        return commands
+    def store_commands(
+        self, records: list[tuple[str, bytes]], ack: tuple[str, list[str]] | None = None
+    ) -> list[tuple[tuple[Any, ...], Any]]:
+        """The stores of encoded records, then the acknowledgement ``(hold key, tags)`` of
+        the messages they finish, as one command for a broker ``Lane`` (same Redis)."""
+        hold, tags = ack or ("", [])
+        if not records and not tags:
+            return []
+        keys: list[str] = []
+        for task_id, _ in records:
+            keys += (self.key(task_id), self.notify_key(task_id))
+        if tags:
+            keys.append(hold)
+        args = (self.expires, self._success_marker, NOTIFY_SECONDS, len(tags))
+        data = [record for _, record in records]
+        command = ("EVALSHA", self._store_many.sha, len(keys), *keys, *args, *data, *tags)
+        return [(command, self._store_many)]
 
     def store_encoded(self, records: list[tuple[str, bytes]]) -> None:
         """Store already-encoded records ``(task_id, data)`` in one round trip, in order

@@ -73,9 +73,15 @@ class Broker(ABC):
         wait, so it runs the moment the wait ends."""
         return None
 
+    def reserve_start(self, consumer: str, queues: Sequence[str], count: int) -> int | None:
+        """Send a :meth:`reserve` without waiting for it and return a file descriptor that
+        becomes readable when its reply is there (read with :meth:`wait_finish`); None if
+        this broker cannot (callers then use ``reserve``)."""
+        return None
+
     def wait_finish(self) -> list[Delivery]:
-        """End a wait started by :meth:`wait_start`; the messages its chained reserve took
-        (none without one)."""
+        """End a wait started by :meth:`wait_start` or a reserve started by
+        :meth:`reserve_start`; the messages their reserve took (none without one)."""
         raise NotImplementedError
 
     def wait_abort(self) -> None:  # noqa: B027 - optional, most brokers have nothing to do

@@ -301,6 +301,7 @@ class RedisBroker(Broker):
         self.fast = FastPath(client)
         self._waiting: _Held | None = None
         self._chained: tuple[str, ...] | None = None  # queues of a reserve sent after a wait
+        self._blocking = False  # whether a BLPOP leads what the waiting connection awaits
 
     def _call(self, what: str, func: Callable[[], T]) -> T:
         with translate_errors(what):
@@ -424,6 +425,26 @@ class RedisBroker(Broker):
         messages without another round trip. If the wait is abandoned after that reserve
         ran, the messages sit in the consumer's hold like those of any reserve whose reply
         was lost, and are given back the same way."""
+        wake_keys = [self.keys.wake(q) for q in queues]
+        commands: list[tuple[Any, ...]] = [("BLPOP", *wake_keys, max(timeout, 0.01))]
+        chained = None
+        if reserve_for is not None and reserve_for[1] > 0 and queues:
+            keys, args = self._reserve_call(reserve_for[0], queues, reserve_for[1], ())
+            commands.append(("EVALSHA", self._reserve.sha, len(keys), *keys, *args))
+            chained = tuple(queues)
+        return self._send_waiting(commands, blocking=True, chained=chained)
+
+    def reserve_start(self, consumer: str, queues: Sequence[str], count: int) -> int | None:
+        """Send a reserve without waiting for its reply; the returned file descriptor becomes
+        readable when it is there, and :meth:`wait_finish` reads the messages. A busy worker
+        so never stalls its main loop on a reserve round trip. None without a real socket."""
+        keys, args = self._reserve_call(consumer, queues, count, ())
+        command = ("EVALSHA", self._reserve.sha, len(keys), *keys, *args)
+        return self._send_waiting([command], blocking=False, chained=tuple(queues))
+
+    def _send_waiting(
+        self, commands: list[tuple[Any, ...]], blocking: bool, chained: tuple[str, ...] | None
+    ) -> int | None:
         if self._waiting is None or self._waiting.pid != os.getpid():
             self._waiting = _Held(self.client.connection_pool, _get_connection(self.client))
         connection = self._waiting.connection
@@ -432,30 +453,29 @@ class RedisBroker(Broker):
             sock = getattr(connection, "_sock", None)
             if not isinstance(sock, socket.socket):
                 return None
-            wake_keys = [self.keys.wake(q) for q in queues]
-            commands: list[tuple[Any, ...]] = [("BLPOP", *wake_keys, max(timeout, 0.01))]
-            self._chained = None
-            if reserve_for is not None and reserve_for[1] > 0 and queues:
-                keys, args = self._reserve_call(reserve_for[0], queues, reserve_for[1], ())
-                commands.append(("EVALSHA", self._reserve.sha, len(keys), *keys, *args))
-                self._chained = tuple(queues)
+            self._blocking, self._chained = blocking, chained
             connection.send_packed_command([pack_commands(commands)])
         return sock.fileno()
 
     def wait_finish(self) -> list[Delivery]:
-        """Read the replies of :meth:`wait_start`: the messages its chained reserve took."""
+        """Read the replies of :meth:`wait_start` or :meth:`reserve_start`: the messages
+        their reserve took."""
         assert self._waiting is not None
         connection = self._waiting.connection
         try:
             with translate_errors("wait"):
-                connection.read_response()
+                if self._blocking:
+                    connection.read_response()
                 queues, self._chained = self._chained, None
                 if queues is None:
                     return []
                 try:
                     flat = connection.read_response()
                 except redis.exceptions.NoScriptError:
-                    return []  # a restarted Redis: the next ordinary reserve loads the script
+                    # A restarted Redis forgot the script: nothing was taken; load it again
+                    # for the next reserve.
+                    self._reserve.sha = self.client.script_load(self._reserve.script)
+                    return []
                 return self._deliveries(flat, queues)
         except OperationalError:
             connection.disconnect()
@@ -477,9 +497,10 @@ class RedisBroker(Broker):
             return None
         return lane
 
-    def ack_command(self, consumer: str, tags: Sequence[str]) -> tuple[tuple[Any, ...], Any]:
-        """The acknowledgement of ``tags`` as a command for a :class:`Lane`."""
-        return ("HDEL", self.keys.hold(consumer), *tags), None
+    def ack_key(self, consumer: str) -> str:
+        """Where ``consumer``'s unacknowledged messages are held (acknowledging deletes
+        from it), for a result backend that acknowledges with the results it stores."""
+        return self.keys.hold(consumer)
 
     def ack(self, consumer: str, tags: Sequence[str]) -> None:
         if tags:

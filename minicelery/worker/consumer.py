@@ -63,7 +63,9 @@ class Consumer:
         self.heartbeat_interval = heartbeat_interval
         self.lost_timeout = lost_timeout
         self.stopping = threading.Event()
-        self._parked = False
+        self._parked = False  # a wait or a reserve is under way on the broker connection
+        self._requested = 0  # messages asked for by a reserve under way (not a wait)
+        self._woken_by_wait = False  # the last wake-up ended a wait (not a plain reserve)
         self._watch_fd: int | None = None
         self._thread_wait = threading.Event()  # for brokers without a socket to watch
         self._backoff = Backoff("consumer")
@@ -118,6 +120,25 @@ class Consumer:
             return []
         return deliveries
 
+    def fetch_start(self, room: int) -> bool:
+        """Reserve up to ``room`` messages without waiting: the reply wakes the main loop
+        (see :meth:`on_wake`), which keeps feeding the pool meanwhile. False where the broker
+        cannot (the caller uses :meth:`fetch`); True also when there is nothing to do now."""
+        if self.retry_in() > 0 or self.stopping.is_set() or self._parked or self.hold_suspect:
+            return True
+        if room <= 0:
+            return True
+        try:
+            fd = self.broker.reserve_start(self.consumer_id, self.queues, room)
+        except OperationalError as exc:
+            self.hold_suspect = True  # it may have been sent, and run
+            self.broker_failed(exc)
+            return True
+        if fd is None:
+            return False
+        self._watch_fd, self._parked, self._requested = fd, True, room
+        return True
+
     def _park(self, room: int) -> None:
         # Where the broker connection is a real socket the main loop watches it itself (no
         # thread hop on the way to a new task), and the reserve that follows a wake-up rides
@@ -134,18 +155,30 @@ class Consumer:
         the loop reserves again for more."""
         self._watch_fd = None
         self._parked = False
+        requested, self._requested = self._requested, 0
+        self._woken_by_wait = not requested
         try:
-            return self.broker.wait_finish()
+            deliveries = self.broker.wait_finish()
         except OperationalError as exc:
             self.hold_suspect = True  # its chained reserve may have run, its reply lost
             self.broker_failed(exc)
             return []
+        if requested and len(deliveries) < requested:
+            self._park(requested - len(deliveries))  # the queues ran dry: wait for more
+        return deliveries
 
     def repark(self, room: int) -> None:
         """Wait again at once after a wake-up that brought messages, with the next reserve
         chained to the wait: if more are queued (the reserve passed the token on) it returns
         at once, and the main loop never stalls on a reserve round trip while a task runs."""
-        if room > 0 and not self.stopping.is_set() and self.retry_in() == 0 and not self._parked:
+        if (
+            room > 0
+            and not self.stopping.is_set()
+            and self.retry_in() == 0
+            and not self._parked
+            and not self.hold_suspect
+            and self._woken_by_wait
+        ):
             self._park(room)
 
     def broker_failed(self, exc: OperationalError) -> None:

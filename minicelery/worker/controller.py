@@ -350,9 +350,8 @@ class WorkController:
             return self.consumer.retry_in() == 0
         if not (force or self._outbox_due()) or self.consumer.retry_in() > 0:
             return self.consumer.retry_in() == 0
-        commands = self.app.backend.store_commands(self.pending_results)  # type: ignore[attr-defined]
-        if self.pending_acks:
-            commands.append(self.app.broker.ack_command(self.consumer_id, self.pending_acks))  # type: ignore[attr-defined]
+        ack = (self.app.broker.ack_key(self.consumer_id), self.pending_acks)  # type: ignore[attr-defined]
+        commands = self.app.backend.store_commands(self.pending_results, ack)  # type: ignore[attr-defined]
         self.pending_results, self.pending_acks = [], []
         try:
             self.lane.send(commands)  # kept by the lane and sent again if this fails
@@ -407,11 +406,11 @@ class WorkController:
 
     def _outbox_due(self) -> bool:
         """Send results and acks now, or let a few more join them? Every write to Redis
-        costs tens of microseconds of CPU, so under load (all slots busy, more messages
-        waiting) they are sent every ``ACK_DELAY`` seconds at most; otherwise at once."""
+        costs tens of microseconds of CPU, so under load (all slots busy) they are sent every
+        ``ACK_DELAY`` seconds at most, or before the next reserve; otherwise at once."""
         if not (self.pending_results or self.pending_acks):
             return False
-        if self.pool.idle_slots() > 0 or not self.buffer:
+        if self.pool.idle_slots() > 0:
             return True
         pending = len(self.pending_results) + len(self.pending_acks)
         return pending >= 4 * self.concurrency or (
@@ -444,6 +443,13 @@ class WorkController:
         if not self._refill_due():
             return False
         room = self._room()
+        if self.lane is not None and room >= self.refill_at:
+            # The acks go first, so what this worker holds never exceeds its prefetch window;
+            # the messages come with a wake-up.
+            if self.pending_acks:
+                self._flush_outbox(force=True)
+            if self.consumer.fetch_start(room):
+                return False
         deliveries = self.consumer.fetch(room if room >= self.refill_at else 0, self.pending_acks)
         self.buffer.extend(deliveries)
         return bool(deliveries)

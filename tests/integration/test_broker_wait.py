@@ -72,3 +72,32 @@ def test_after_a_redis_restart_the_chained_reserve_leaves_the_message_queued(
     assert select.select([fd], [], [], 5.0)[0] == [fd]
     assert waiter.wait_finish() == []  # NOSCRIPT: nothing taken, nothing lost
     assert [d.data for d in waiter.reserve("c1", ["celery"], 4)] == [b"hello"]
+
+
+def test_a_reserve_started_without_waiting_brings_its_messages_when_readable(
+    brokers: tuple[RedisBroker, ...],
+) -> None:
+    waiter, sender = brokers
+    sender.publish([OutgoingMessage("celery", f"m{i}".encode()) for i in range(3)])
+    fd = waiter.reserve_start("c1", ["celery"], 2)
+    assert fd is not None
+    assert select.select([fd], [], [], 5.0)[0] == [fd]
+    deliveries = waiter.wait_finish()
+    assert [d.data for d in deliveries] == [b"m0", b"m1"]
+    assert sorted(waiter.held("c1")) == sorted(d.tag for d in deliveries)
+    assert sender.queue_sizes(["celery"]) == {"celery": 1}
+
+
+def test_a_reserve_started_after_a_redis_restart_reloads_its_script(
+    brokers: tuple[RedisBroker, ...],
+) -> None:
+    waiter, sender = brokers
+    sender.publish([OutgoingMessage("celery", b"hello")])
+    sender.client.script_flush()
+    fd = waiter.reserve_start("c1", ["celery"], 4)
+    assert fd is not None
+    assert select.select([fd], [], [], 5.0)[0] == [fd]
+    assert waiter.wait_finish() == []  # NOSCRIPT: nothing taken
+    fd = waiter.reserve_start("c1", ["celery"], 4)  # the script is back
+    assert fd is not None and select.select([fd], [], [], 5.0)[0] == [fd]
+    assert [d.data for d in waiter.wait_finish()] == [b"hello"]

@@ -359,3 +359,43 @@ def test_group_join_timeout_is_for_the_whole_group(app: Celery, backend: RedisBa
     with pytest.raises(TimeoutError):
         group.get(timeout=0.2)
     assert time.monotonic() - started < 1.5
+
+
+def _run_commands(backend: RedisBackend, commands: list[tuple[tuple[Any, ...], Any]]) -> list[Any]:
+    for _, script in commands:
+        backend.client.script_load(script.script)  # as a worker's lane does on NOSCRIPT
+    return [backend.client.execute_command(*args) for args, _ in commands]
+
+
+def test_a_worker_stores_its_results_and_acks_in_one_command(
+    serializer_backend: RedisBackend, key_prefix: str
+) -> None:
+    client, hold = serializer_backend.client, "{%s}:hold:w1" % key_prefix
+    client.hset(hold, mapping={"tag1": "m1", "tag2": "m2", "tag3": "m3"})
+    assert serializer_backend.store("t0", success("t0", "kept"))
+    records = [
+        (task_id, serializer_backend.encode(success(task_id, task_id.upper())))
+        for task_id in ("t0", "t1", "t2")
+    ]
+    commands = serializer_backend.store_commands(records, (hold, ["tag1", "tag2"]))
+    assert len(commands) == 1
+    assert _run_commands(serializer_backend, commands) == [2]  # t0's SUCCESS stays
+    assert [serializer_backend.get_meta(t)["result"] for t in ("t0", "t1", "t2")] == [
+        "kept",
+        "T1",
+        "T2",
+    ]
+    assert client.hkeys(hold) == [b"tag3"]
+    # every waiter is told: the record is on the task's stream too
+    assert client.xlen(serializer_backend.notify_key("t1")) == 1
+
+
+def test_acks_alone_and_results_alone(serializer_backend: RedisBackend, key_prefix: str) -> None:
+    client, hold = serializer_backend.client, "{%s}:hold:w1" % key_prefix
+    client.hset(hold, mapping={"tag1": "m1"})
+    assert serializer_backend.store_commands([], (hold, [])) == []
+    _run_commands(serializer_backend, serializer_backend.store_commands([], (hold, ["tag1"])))
+    assert client.hlen(hold) == 0
+    record = ("t1", serializer_backend.encode(success("t1", 1)))
+    _run_commands(serializer_backend, serializer_backend.store_commands([record]))
+    assert serializer_backend.get_meta("t1")["result"] == 1
