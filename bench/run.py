@@ -2,8 +2,8 @@
 
 Run from the repository root::
 
-    python -m bench.run [--tasks N] [--latency-n N] [--chord-n N] [--only celery|minicelery]
-                        [--out FILE]
+    python -m bench.run [--tasks N] [--latency-n N] [--chord-n N] [--rounds N]
+                        [--only celery|minicelery] [--out FILE]
 
 Methodology
 -----------
@@ -12,8 +12,12 @@ Methodology
   (``--save '' --appendonly no``) and stopped by PID at the end.  Celery uses
   Redis DB 0 and minicelery DB 1 (broker and result backend share the DB); the
   DB is flushed before every phase.  The systems run one after the other, never
-  concurrently, with identical task code (``bench.celery_app`` / ``bench.mc_app``,
-  both delegating the completion probe to ``bench.probe``).
+  concurrently: each workload on one system, then the same workload on the other, the
+  order alternating between rounds (``--rounds``, default 3); the report gives each
+  metric's median over the rounds, the ratio of the medians, and each round's ratio
+  (a shared machine's speed drifts by tens of percent within minutes). Both run
+  identical task code (``bench.celery_app`` / ``bench.mc_app``, both delegating the
+  completion probe to ``bench.probe``).
 * Client phases run in a fresh interpreter (``python -m bench.client``) per
   system and phase, so neither library's state leaks into the other's numbers.
 * **Enqueue rate**: ``N`` calls of ``noop.delay()`` in one client process, no
@@ -66,6 +70,7 @@ import platform
 import shutil
 import signal
 import socket
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -550,31 +555,65 @@ def preflight(system: str, server: RedisServer, metrics: Metrics) -> None:
     metrics.version = str(run_client(system, "check", 0, server.url(db), timeout=60)["version"])
 
 
-def measure(system: str, server: RedisServer, args: argparse.Namespace) -> Metrics:
-    metrics = Metrics()
-    try:
-        preflight(system, server, metrics)
-    except BenchError as exc:
-        log(f"{system}: skipped, preflight failed: {exc}")
-        metrics.errors.append(f"{system}: preflight failed: {exc}")
-        return metrics
-    log(f"{system} {metrics.version}")
-    steps = (
-        (measure_enqueue, args.tasks),
-        (measure_drain, args.tasks),
-        (measure_drain_noop, args.tasks),
-        (measure_latency_and_rss, args.latency_n),
-        (measure_chord, args.chord_n),
-    )
-    for step, n in steps:
+STEPS = (
+    (measure_enqueue, "tasks"),
+    (measure_drain, "tasks"),
+    (measure_drain_noop, "tasks"),
+    (measure_latency_and_rss, "latency_n"),
+    (measure_chord, "chord_n"),
+)
+METRIC_FIELDS = ("enqueue_rate", "drain_rate", "drain_noop_rate", "p50_ms", "p99_ms", "rss_mib",
+                 "chord_rate")  # fmt: skip
+
+
+def measure(
+    systems: Sequence[str], server: RedisServer, args: argparse.Namespace
+) -> list[dict[str, Metrics]]:
+    """Every workload on every system, ``args.rounds`` times. Within a round each workload
+    runs on one system right after the other (the order alternates between rounds), so a
+    slow or fast spell of a shared machine falls on both."""
+    versions: dict[str, str] = {}
+    failed: dict[str, str] = {}
+    for system in systems:
+        probe = Metrics()
         try:
-            step(system, server, n, metrics)
-        except (BenchError, redis.RedisError) as exc:
-            message = f"{system}: {step.__name__} failed: {exc}"
-            log(message)
-            metrics.errors.append(message)
-    server.client(DB_NUMBER[system]).flushdb()
-    return metrics
+            preflight(system, server, probe)
+            versions[system] = probe.version
+            log(f"{system} {probe.version}")
+        except BenchError as exc:
+            log(f"{system}: skipped, preflight failed: {exc}")
+            failed[system] = f"{system}: preflight failed: {exc}"
+    rounds: list[dict[str, Metrics]] = []
+    for number in range(args.rounds):
+        if args.rounds > 1:
+            log(f"round {number + 1} of {args.rounds}")
+        results = {s: Metrics(version=versions.get(s, "?")) for s in systems}
+        for system, message in failed.items():
+            results[system].errors.append(message)
+        order = [s for s in systems if s in versions]
+        if number % 2:
+            order.reverse()
+        for step, size in STEPS:
+            for system in order:
+                try:
+                    step(system, server, getattr(args, size), results[system])
+                except (BenchError, redis.RedisError) as exc:
+                    message = f"{system}: {step.__name__} failed: {exc}"
+                    log(message)
+                    results[system].errors.append(message)
+                server.client(DB_NUMBER[system]).flushdb()
+        rounds.append(results)
+    return rounds
+
+
+def median_metrics(rounds: Sequence[Metrics]) -> Metrics:
+    """Each metric's median over the rounds that measured it."""
+    merged = Metrics(version=rounds[0].version)
+    for name in METRIC_FIELDS:
+        values = [getattr(m, name) for m in rounds if getattr(m, name) is not None]
+        setattr(merged, name, statistics.median(values) if values else None)
+    merged.errors = [e for m in rounds for e in m.errors]
+    return merged
 
 
 # --------------------------------------------------------------------------- report
@@ -628,17 +667,28 @@ def _ratio(results: dict[str, Metrics], attr: str) -> str:
     return f"{mine / base:.2f}"
 
 
-def markdown_table(results: dict[str, Metrics], tasks: int, latency_n: int, chord_n: int) -> str:
+def markdown_table(
+    rounds: Sequence[dict[str, Metrics]], tasks: int, latency_n: int, chord_n: int
+) -> str:
+    """Medians over the rounds, their ratio, and with several rounds each round's ratio."""
+    systems = [s for s in SYSTEMS if s in rounds[0]]
+    results = {s: median_metrics([r[s] for r in rounds]) for s in systems}
     header = ["Metric"]
     for system in SYSTEMS:
         label = "Celery" if system == "celery" else "minicelery"
         version = results[system].version if system in results else "?"
         header.append(label if version == "?" else f"{label} {version}")
     header.append("minicelery / Celery")
-    lines = ["| " + " | ".join(header) + " |", "|" + "|".join(["---"] + ["---:"] * 3) + "|"]
+    if len(rounds) > 1:
+        header.append("ratio in each round")
+    align = ["---"] + ["---:"] * (len(header) - 1)
+    lines = ["| " + " | ".join(header) + " |", "|" + "|".join(align) + "|"]
     for title, attr, fmt in _rows(tasks, latency_n, chord_n):
         cells = [_cell(results.get(system), attr, fmt) for system in SYSTEMS]
-        lines.append("| " + " | ".join([title, *cells, _ratio(results, attr)]) + " |")
+        cells.append(_ratio(results, attr))
+        if len(rounds) > 1:
+            cells.append(" / ".join(_ratio(r, attr) for r in rounds))
+        lines.append("| " + " | ".join([title, *cells]) + " |")
     return "\n".join(lines)
 
 
@@ -674,29 +724,38 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
         default=10_000,
         help="header tasks of the canvas chord workload (default 10000)",
     )
+    parser.add_argument(
+        "--rounds",
+        type=int,
+        default=3,
+        help="times every workload runs on each system; medians are reported (default 3)",
+    )
     parser.add_argument("--only", choices=SYSTEMS, help="benchmark only one system")
     parser.add_argument("--out", type=Path, help="also write the Markdown report to this file")
     args = parser.parse_args(argv)
-    if args.tasks < 1 or args.latency_n < 1 or args.chord_n < 1:
-        parser.error("--tasks, --latency-n and --chord-n must be positive")
+    if min(args.tasks, args.latency_n, args.chord_n, args.rounds) < 1:
+        parser.error("--tasks, --latency-n, --chord-n and --rounds must be positive")
     return args
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = parse_args(argv)
     systems = [args.only] if args.only else list(SYSTEMS)
-    results: dict[str, Metrics] = {}
     try:
         with redis_server() as server:
-            for system in systems:
-                results[system] = measure(system, server, args)
+            rounds = measure(systems, server, args)
             env_line = environment_line(server)
     except BenchError as exc:
         log(f"benchmark aborted: {exc}")
         return 2
-    report = markdown_table(results, args.tasks, args.latency_n, args.chord_n)
+    report = markdown_table(rounds, args.tasks, args.latency_n, args.chord_n)
+    if len(rounds) > 1:
+        report += (
+            f"\n\nEach figure is the median of {len(rounds)} rounds; the ratio column divides"
+            " the medians."
+        )
     report += "\n\n" + env_line + "\n"
-    errors = [e for m in results.values() for e in m.errors]
+    errors = [e for r in rounds for m in r.values() for e in m.errors]
     if errors:
         report += "\nFailures:\n\n" + "".join(f"- {e.splitlines()[0]}\n" for e in errors)
     print(report, end="")
