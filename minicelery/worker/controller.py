@@ -108,6 +108,7 @@ class WorkController:
         self._outbox_since = 0.0
         self.pending_results: list[tuple[str, bytes]] = []
         self.buffer: collections.deque[Delivery] = collections.deque()
+        self._repark = False  # a wait brought messages: wait again once they are dispatched
         self.ready: collections.deque[Job] = collections.deque()  # due after a rate limit
         self.held_back: list[Job] = []  # retries that came before their last attempt ended
         self.gate = Gate(conf.worker_disable_rate_limits)
@@ -263,6 +264,9 @@ class WorkController:
             if self.consumer.hold_suspect and self.consumer.retry_in() == 0:
                 self._reconcile_hold()
             self._dispatch()  # idle slots first, from what is already reserved
+            if self._repark:
+                self._repark = False
+                self.consumer.repark(self._room())
             if self._flush_outbox() and self._refill():
                 self._dispatch()
                 self._flush_outbox()
@@ -530,7 +534,7 @@ class WorkController:
         woken = self.consumer.on_wake()
         if woken:
             self.buffer.extend(woken)
-            self.consumer.repark(self._room())
+            self._repark = True  # after the dispatch: a new task starts first
 
     def _handle(self, event: Event, shutting_down: bool = False) -> None:
         if isinstance(event, Wake):
