@@ -370,7 +370,7 @@ def _run_commands(backend: RedisBackend, commands: list[tuple[tuple[Any, ...], A
 def test_a_worker_stores_its_results_and_acks_in_one_command(
     serializer_backend: RedisBackend, key_prefix: str
 ) -> None:
-    client, hold = serializer_backend.client, "{%s}:hold:w1" % key_prefix
+    client, hold = serializer_backend.client, "{" + key_prefix + "}:hold:w1"
     client.hset(hold, mapping={"tag1": "m1", "tag2": "m2", "tag3": "m3"})
     assert serializer_backend.store("t0", success("t0", "kept"))
     records = [
@@ -391,7 +391,7 @@ def test_a_worker_stores_its_results_and_acks_in_one_command(
 
 
 def test_acks_alone_and_results_alone(serializer_backend: RedisBackend, key_prefix: str) -> None:
-    client, hold = serializer_backend.client, "{%s}:hold:w1" % key_prefix
+    client, hold = serializer_backend.client, "{" + key_prefix + "}:hold:w1"
     client.hset(hold, mapping={"tag1": "m1"})
     assert serializer_backend.store_commands([], (hold, [])) == []
     _run_commands(serializer_backend, serializer_backend.store_commands([], (hold, ["tag1"])))
