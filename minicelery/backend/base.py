@@ -62,11 +62,17 @@ class ResultBackend(ABC):
         """The stored records of many tasks (a group's), in as few round trips as can be."""
         return [self.get_meta(task_id) for task_id in task_ids]
 
-    def chord_part_return(self, group_id: str, index: int, size: int, part: Any) -> Any:
-        """Record ``part`` (``[state, value, ...]``) as header task ``index`` of the chord
-        ``group_id`` of ``size`` tasks; return all parts in order to the one call that
-        completes it, None to every other."""
+    def chord_part_return(
+        self, group_id: str, index: int, size: int, part: Any, task_id: str = ""
+    ) -> Any:
+        """Record ``part`` (``[state, value, ...]``) of header task ``task_id``, number
+        ``index`` of the chord ``group_id`` of ``size`` tasks; return all parts in order to
+        the call that completes it, None to every other. Until :meth:`chord_settle`, the
+        same task asking again gets the parts again (it ran again after a crash)."""
         raise ImproperlyConfigured(f"{type(self).__name__} does not support chords")
+
+    def chord_settle(self, group_id: str) -> None:  # noqa: B027 - optional, see above
+        """The chord's body has been sent: its parts are no longer needed."""
 
     def close(self) -> None:  # noqa: B027 - optional hook, most backends need nothing
         """Release connections."""

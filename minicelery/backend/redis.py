@@ -217,14 +217,20 @@ class RedisBackend(ResultBackend):
                 metas.extend(self._meta_of(t, v) for t, v in zip(batch, values, strict=True))
         return metas
 
-    def chord_part_return(self, group_id: str, index: int, size: int, part: Any) -> Any:
+    def chord_part_return(
+        self, group_id: str, index: int, size: int, part: Any, task_id: str = ""
+    ) -> Any:
         keys = [self.keys("chord", group_id), self.keys("chord", group_id, "done")]
-        args = [index, self.codec.dumps(part), size, self.expires]
+        args = [index, self.codec.dumps(part), size, self.expires, task_id]
         with translate_errors("count chord part"):
             parts = self.fast.evalsha(self._chord_part, keys, args)
         if not parts:
             return None
         return [None if data is None else self.codec.loads(data) for data in parts]
+
+    def chord_settle(self, group_id: str) -> None:
+        with translate_errors("settle chord"):
+            self.fast.execute("DEL", self.keys("chord", group_id))
 
     def close(self) -> None:
         self.client.close()

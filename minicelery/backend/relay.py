@@ -74,10 +74,15 @@ class RelayBackend(ResultBackend):
     def get_many(self, task_ids: list[str]) -> list[Meta]:
         return self.real.get_many(task_ids)
 
-    def chord_part_return(self, group_id: str, index: int, size: int, part: Any) -> Any:
+    def chord_part_return(
+        self, group_id: str, index: int, size: int, part: Any, task_id: str = ""
+    ) -> Any:
         # Counted in Redis at once by this child (not relayed): the part travels in the
         # script, so the header task's own record need not be stored yet.
-        return self.real.chord_part_return(group_id, index, size, part)
+        return self.real.chord_part_return(group_id, index, size, part, task_id)
+
+    def chord_settle(self, group_id: str) -> None:
+        self.real.chord_settle(group_id)
 
     def close(self) -> None:
         if self._real is not None:

@@ -146,7 +146,9 @@ def _context_of(sig: Signature, request: Context) -> Context:
 def chord_part(app: Celery, request: Context, body: Any, part: list[Any]) -> None:
     """Record this task's part of its chord; the one that completes the chord calls the
     body (once: the count is kept atomically in Redis, by header index, so a task that
-    runs twice is counted once)."""
+    runs twice is counted once). The chord is settled only once the body is sent: if this
+    process dies first, the same task asking again (run again, or ended as lost by its
+    worker) gets the parts again and sends the body."""
     if request.group is None or request.group_index is None:
         logger.error("Task %s has a chord but no group id/index: ignored", request.id)
         return
@@ -154,9 +156,11 @@ def chord_part(app: Celery, request: Context, body: Any, part: list[Any]) -> Non
     if size <= 0:
         logger.error("Task %s has a chord without a header size: ignored", request.id)
         return
-    parts = app.backend.chord_part_return(request.group, int(request.group_index), size, part)
+    group_index = int(request.group_index)
+    parts = app.backend.chord_part_return(request.group, group_index, size, part, request.id or "")
     if parts is not None:
         _call_body(app, request, maybe_signature(body, app), parts)
+        app.backend.chord_settle(request.group)
 
 
 def _call_body(app: Celery, request: Context, body: Signature, parts: list[Any]) -> None:

@@ -321,3 +321,26 @@ def test_result_tuples_children_and_collect(worker: ManagedProcess, canvas_app: 
     values = [v for _, v in result.collect() if not isinstance(v, (ResultBase, list, tuple))]
     assert sorted(values) == [i**2 for i in range(10)]
     assert [type(child).__name__ for child in result.children] == ["GroupResult"]
+
+
+@pytest.mark.parametrize("acks_late", [False, True], ids=["early-ack", "acks-late"])
+def test_a_chord_body_survives_the_death_of_the_process_that_completed_the_chord(
+    worker_factory: WorkerFactory, canvas_app: Celery, redis_server: RedisServer,
+    key_prefix: str, acks_late: bool,
+) -> None:  # fmt: skip
+    """The child that completes the chord dies between claiming it and sending the body. With
+    an early ack its worker ends the task as lost and sends the body itself; with acks_late
+    the redelivered task does. Either way the body runs once, with every header result."""
+    worker = worker_factory("tests.integration.apps.chord_crash", concurrency=2)
+    options = {"acks_late": True, "reject_on_worker_lost": True} if acks_late else {}
+    header = [ct.add.s(i, i).set(**options) for i in range(4)]
+    key = f"{key_prefix}:bodies"
+    result = chord(header)(ct.collect_into.s(key))
+    assert result.get(timeout=T) == 4
+    client = redis.Redis.from_url(redis_server.url)
+    crashed_pid = client.get(f"{key_prefix}:planted-crash")
+    assert crashed_pid is not None  # the planted crash did happen
+    worker.wait_for_line("exited with", timeout=T)  # and the worker saw its child die
+    assert int(crashed_pid) not in worker.children()
+    worker.stop()  # a warm shutdown: whatever was still to run has run
+    assert client.lrange(f"{key}:values", 0, -1) == [b"0,2,4,6"]  # called once, all results

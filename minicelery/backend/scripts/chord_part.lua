@@ -1,20 +1,32 @@
 -- Record one finished header task of a chord and, when it completes the chord, hand back
--- every part in header order, exactly once.
--- KEYS[1]: hash header index -> encoded part; KEYS[2]: the marker of a chord already done.
+-- every part in header order to that task alone.
+-- KEYS[1]: hash header index -> encoded part; KEYS[2]: the chord's claim.
 -- ARGV[1]: this task's header index, ARGV[2]: its encoded part, ARGV[3]: header size,
--- ARGV[4]: expiry of both keys in seconds (0 = none).
+-- ARGV[4]: expiry of both keys in seconds (0 = none), ARGV[5]: this task's id.
 -- Parts are keyed by index, so a task that runs twice (redelivered, retried) is counted
--- once; the done marker outlives the parts, so nothing fires the body a second time.
-if redis.call('EXISTS', KEYS[2]) == 1 then
+-- once. The task that completes the chord claims it (KEYS[2] = its id) and the parts are
+-- kept until it settles the chord (chord_settle.lua) once the body is sent. Until then the
+-- same task asking again (it ran again after its process died, or its worker is ending it
+-- as lost) gets the parts again, so the body is not lost with the process that claimed it.
+-- Any other task never fires the body: the claim outlives the parts.
+local claim = redis.call('GET', KEYS[2])
+if claim then
+  if claim == ARGV[5] and redis.call('EXISTS', KEYS[1]) == 1 then
+    local parts = {}
+    for i = 0, tonumber(ARGV[3]) - 1 do
+      parts[i + 1] = redis.call('HGET', KEYS[1], tostring(i))
+    end
+    return parts
+  end
   return false
 end
 redis.call('HSET', KEYS[1], ARGV[1], ARGV[2])
 local size = tonumber(ARGV[3])
 local ttl = math.floor(tonumber(ARGV[4]) * 1000)
+if ttl > 0 then
+  redis.call('PEXPIRE', KEYS[1], ttl)
+end
 if redis.call('HLEN', KEYS[1]) < size then
-  if ttl > 0 then
-    redis.call('PEXPIRE', KEYS[1], ttl)
-  end
   return false
 end
 local parts = {}
@@ -22,9 +34,8 @@ for i = 0, size - 1 do
   parts[i + 1] = redis.call('HGET', KEYS[1], tostring(i))
 end
 if ttl > 0 then
-  redis.call('SET', KEYS[2], '1', 'PX', ttl)
+  redis.call('SET', KEYS[2], ARGV[5], 'PX', ttl)
 else
-  redis.call('SET', KEYS[2], '1')
+  redis.call('SET', KEYS[2], ARGV[5])
 end
-redis.call('DEL', KEYS[1])
 return parts
