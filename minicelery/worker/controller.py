@@ -32,19 +32,18 @@ from .consumer import Consumer
 from .control import ControlServer
 from .executor import run_logged
 from .intake import job_for
+from .outbox import ACK_DELAY, Outbox
 from .pool import Done, Event, Job, Lost, Pool, Results, ThreadPool, Wake, Waker
 from .prefork import PreforkPool
 from .state import Gate
 
 if TYPE_CHECKING:
     from ..app import Celery
-    from ..broker.redis import Lane
 
 logger = logging.getLogger("minicelery.worker")
 job_logger = logging.getLogger("minicelery.worker.job")
 
 POOLS = ("prefork", "threads", "solo")
-ACK_DELAY = 0.002  # seconds an early ack may wait to share a round trip with others
 
 
 @dataclass
@@ -102,11 +101,7 @@ class WorkController:
             self.autoscaler = Autoscaler(self.pool, *options.autoscale,
                                          keepalive=conf.worker_autoscale_keepalive)  # fmt: skip
         self._consumer: Consumer | None = None
-        self.lane: Lane | None = None
-        self.pending_acks: list[str] = []
-        self._acks_since = 0.0
-        self._outbox_since = 0.0
-        self.pending_results: list[tuple[str, bytes]] = []
+        self.outbox = Outbox(app, self.consumer_id, self.concurrency)
         self.buffer: collections.deque[Delivery] = collections.deque()
         self._repark = False  # a wait brought messages: wait again once they are dispatched
         self.ready: collections.deque[Job] = collections.deque()  # due after a rate limit
@@ -206,15 +201,6 @@ class WorkController:
         self.waker.wake()
 
     # -- running -------------------------------------------------------------------------
-    def _open_lane(self) -> Lane | None:
-        """A lane only where results and acks share one Redis connection pool (the same
-        URL): their order on a single connection is what keeps acks after results."""
-        broker, backend = self.app.broker, self.app.backend
-        if getattr(backend, "client", None) is not getattr(broker, "client", None):
-            return None
-        make = getattr(broker, "lane", None)
-        return make() if make is not None and hasattr(backend, "store_commands") else None
-
     @property
     def consumer(self) -> Consumer:
         if self._consumer is None:
@@ -237,7 +223,7 @@ class WorkController:
         try:
             self.app.broker.ping()
             self.app.broker.heartbeat(self.consumer_id)
-            self.lane = self._open_lane()
+            self.outbox.open_lane()
             self.control = ControlServer(
                 self.app.broker.mailbox(), self.hostname, self.waker.wake, self.revoked.update
             )
@@ -286,7 +272,7 @@ class WorkController:
             for event in self.pool.wait(1.0, self.waker, self._watched(waiting=False)):
                 self._handle(event)
             self._flush_outbox()
-            self._flush_acks()
+            self.outbox.flush_acks()
 
     def _shutdown(self) -> None:
         for event in self.pool.stop(cold=self.cold):
@@ -296,8 +282,8 @@ class WorkController:
             self.control.stop()
         self._give_back_buffer()
         self._flush_outbox()
-        self._flush_acks()
-        self._confirm_outbox()
+        self.outbox.flush_acks()
+        self.outbox.close()
         try:
             self.app.broker.unregister(self.consumer_id)
         except Exception:
@@ -311,10 +297,9 @@ class WorkController:
         """After a reserve whose reply was lost, give back whatever the hold has that this
         worker does not know about (reserved, reply lost), so nothing sits there unseen
         while the worker lives. Known: buffered, running, or acknowledged but unconfirmed."""
-        if self.lane is not None:
-            self._read_lane_blocking()
+        self.outbox.settle(self.consumer)  # acks in flight must land before the hold is read
         known = {d.tag for d in self.buffer} | {j.delivery.tag for j in self.pool.busy_jobs()}
-        known.update(self.pending_acks)
+        known.update(self.outbox.acks)
         try:
             unknown = [tag for tag in self.app.broker.held(self.consumer_id) if tag not in known]
             if unknown:
@@ -325,101 +310,20 @@ class WorkController:
             return
         self.consumer.hold_suspect = False
 
-    def _read_lane_blocking(self) -> None:
-        assert self.lane is not None
-        self._flush_outbox(force=True)
-        try:
-            self.lane.read(block=True)  # acks in flight must land before the hold is read
-        except OperationalError as exc:
-            self.consumer.broker_failed(exc)
-
     def _watched(self, waiting: bool = True) -> list[int]:
         """Broker sockets for the main loop's select: the idle wait, and the lane while it
         owes replies."""
         fds = [self.consumer.watch_fd()] if waiting else []
-        if self.lane is not None and self.lane.pending and not self.lane.broken:
-            fds.append(self.lane.fileno())
+        fds.append(self.outbox.lane_fd())
         return [fd for fd in fds if fd is not None]
 
     def _flush_outbox(self, force: bool = False) -> bool:
-        """Send the children's results, then the acks (in that order on one connection, so
-        an ack never overtakes the result it follows), without waiting for replies. Without
-        a lane (``memory://``, or results on another Redis) results are stored synchronously
-        and acks ride with reservations. False while Redis is unreachable."""
-        if self.lane is None:
-            return self._store_results()
-        if self.lane.broken and self.consumer.retry_in() == 0:
-            self._read_lane()  # sends again what a lost connection left unconfirmed
-        if not (self.pending_results or self.pending_acks):
-            return self.consumer.retry_in() == 0
-        if not (force or self._outbox_due()) or self.consumer.retry_in() > 0:
-            return self.consumer.retry_in() == 0
-        ack = (self.app.broker.ack_key(self.consumer_id), self.pending_acks)  # type: ignore[attr-defined]
-        commands = self.app.backend.store_commands(self.pending_results, ack)  # type: ignore[attr-defined]
-        self.pending_results, self.pending_acks = [], []
-        try:
-            self.lane.send(commands)  # kept by the lane and sent again if this fails
-        except OperationalError as exc:
-            self.consumer.broker_failed(exc)
-            return False
-        return True
-
-    def _read_lane(self) -> None:
-        assert self.lane is not None
-        try:
-            self.lane.read()
-        except OperationalError as exc:
-            self.consumer.broker_failed(exc)
-
-    def _confirm_outbox(self) -> None:
-        """At exit: wait until Redis has confirmed everything the lane sent."""
-        if self.lane is None:
-            return
-        try:
-            self.lane.read(block=True)
-        except OperationalError as exc:
-            logger.error("Could not confirm %d result(s)/ack(s): %s", len(self.lane.pending), exc)
-        self.lane.close()
-
-    def _store_results(self) -> bool:
-        """Store what the children produced, before any ack that depends on it; False (and
-        kept for the next turn) while Redis is unreachable."""
-        if not self.pending_results:
-            return True
-        if self.consumer.retry_in() > 0:
-            return False
-        try:
-            self.app.backend.store_encoded(self.pending_results)  # type: ignore[attr-defined]
-        except OperationalError as exc:
-            self.consumer.broker_failed(exc)
-            return False
-        self.pending_results = []
-        return True
+        """Send the children's results and the acks that follow them (see
+        :class:`Outbox`); False while Redis is unreachable."""
+        return self.outbox.flush(self.consumer, self.pool.idle_slots() > 0, force)
 
     def _add_ack(self, tag: str) -> None:
-        if not self.pending_acks:
-            self._acks_since = time.monotonic()
-            if not self.pending_results:
-                self._outbox_since = self._acks_since
-        self.pending_acks.append(tag)
-
-    def _add_results(self, records: list[tuple[str, bytes]]) -> None:
-        if records and not self.pending_results and not self.pending_acks:
-            self._outbox_since = time.monotonic()
-        self.pending_results.extend(records)
-
-    def _outbox_due(self) -> bool:
-        """Send results and acks now, or let a few more join them? Every write to Redis
-        costs tens of microseconds of CPU, so under load (all slots busy) they are sent every
-        ``ACK_DELAY`` seconds at most, or before the next reserve; otherwise at once."""
-        if not (self.pending_results or self.pending_acks):
-            return False
-        if self.pool.idle_slots() > 0:
-            return True
-        pending = len(self.pending_results) + len(self.pending_acks)
-        return pending >= 4 * self.concurrency or (
-            time.monotonic() - self._outbox_since >= ACK_DELAY
-        )
+        self.outbox.add_ack(tag)
 
     def _refill_due(self) -> bool:
         """Whether to talk to the broker now. Under load the round trip that acknowledges and
@@ -429,32 +333,31 @@ class WorkController:
         or dry queues, acks go at once."""
         if self._room() >= self.refill_at and not self.consumer.parked:
             return True
-        if not self.pending_acks or self.lane is not None:
+        if not self.outbox.acks or self.outbox.lane is not None:
             return False
         if self.pool.idle_slots() > 0 or self.consumer.parked:
             return True
-        return time.monotonic() - self._acks_since >= ACK_DELAY
+        return time.monotonic() - self.outbox.acks_since >= ACK_DELAY
 
     def _idle_wait(self) -> float:
-        if self.pending_acks and self.lane is None:
-            return max(0.0, self._acks_since + ACK_DELAY - time.monotonic())
-        if self.lane is not None and (self.pending_results or self.pending_acks):
-            return max(0.0, self._outbox_since + ACK_DELAY - time.monotonic())
-        return 1.0
+        if self.outbox.acks and self.outbox.lane is None:
+            return max(0.0, self.outbox.acks_since + ACK_DELAY - time.monotonic())
+        lane_due = self.outbox.wait_for()
+        return 1.0 if lane_due is None else lane_due
 
     def _refill(self) -> bool:
         """Acknowledge and reserve when due; True if new messages arrived."""
         if not self._refill_due():
             return False
         room = self._room()
-        if self.lane is not None and room >= self.refill_at:
+        if self.outbox.lane is not None and room >= self.refill_at:
             # The acks go first, so what this worker holds never exceeds its prefetch window;
             # the messages come with a wake-up.
-            if self.pending_acks:
+            if self.outbox.acks:
                 self._flush_outbox(force=True)
             if self.consumer.fetch_start(room):
                 return False
-        deliveries = self.consumer.fetch(room if room >= self.refill_at else 0, self.pending_acks)
+        deliveries = self.consumer.fetch(room if room >= self.refill_at else 0, self.outbox.acks)
         self.buffer.extend(deliveries)
         return bool(deliveries)
 
@@ -468,11 +371,6 @@ class WorkController:
             self.buffer.clear()
             count = self.app.broker.requeue(self.consumer_id, tags)
             logger.info("Gave %d reserved message(s) back to their queues", count)
-
-    def _flush_acks(self) -> None:
-        if self.pending_acks:
-            tags, self.pending_acks = self.pending_acks, []
-            self.app.broker.ack(self.consumer_id, tags)
 
     def _dispatch(self) -> None:
         self.ready.extend(self.gate.due())
@@ -528,8 +426,9 @@ class WorkController:
                 self.control.reply(cmd["ticket"], reply)
 
     def _on_wake(self, event: Wake) -> None:
-        if self.lane is not None and event.fd == self.lane.fileno():
-            self._read_lane()
+        lane = self.outbox.lane
+        if lane is not None and event.fd == lane.fileno():
+            self.outbox.read_lane(self.consumer)
             return
         woken = self.consumer.on_wake()
         if woken:
@@ -541,7 +440,7 @@ class WorkController:
             self._on_wake(event)
             return
         if isinstance(event, Results):
-            self._add_results(event.results)
+            self.outbox.add_results(event.results)
             return
         self.processed += 1
         job = event.job
@@ -569,7 +468,7 @@ class WorkController:
             self._add_ack(tag)
 
     def _outcome(self, event: Done) -> None:
-        self._add_results(event.results)
+        self.outbox.add_results(event.results)
         if self.events is not None:
             self.events.finished(event.job.message, event.state, event.info, event.requeue)
 

@@ -1,0 +1,152 @@
+"""What a worker's main process owes Redis: the results its children produced and the
+acknowledgements that follow them.
+
+Where results and the broker share one Redis, both go out on a lane, together in one call
+and without waiting for the reply, so an acknowledgement never overtakes the result it
+follows and the main loop never stalls on a round trip. Without a lane (``memory://``, or
+results on another Redis) results are stored at once and acks ride with the next reserve.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from typing import TYPE_CHECKING
+
+from ..exceptions import OperationalError
+
+if TYPE_CHECKING:
+    from ..app import Celery
+    from ..broker.redis import Lane
+    from .consumer import Consumer
+
+logger = logging.getLogger("minicelery.worker")
+
+ACK_DELAY = 0.002  # seconds an early ack may wait to share a round trip with others
+
+
+class Outbox:
+    """Pending results and acks of one worker, and the lane they travel on."""
+
+    def __init__(self, app: Celery, consumer_id: str, concurrency: int) -> None:
+        self.app = app
+        self.consumer_id = consumer_id
+        self.concurrency = concurrency
+        self.lane: Lane | None = None
+        self.results: list[tuple[str, bytes]] = []
+        self.acks: list[str] = []
+        self.acks_since = 0.0  # when the oldest pending ack was added
+        self.since = 0.0  # when the oldest pending result or ack was added
+
+    def open_lane(self) -> None:
+        """A lane only where results and acks share one Redis connection pool (the same
+        URL): their order on a single connection is what keeps acks after results."""
+        broker, backend = self.app.broker, self.app.backend
+        if getattr(backend, "client", None) is not getattr(broker, "client", None):
+            return
+        make = getattr(broker, "lane", None)
+        if make is not None and hasattr(backend, "store_commands"):
+            self.lane = make()
+
+    def add_ack(self, tag: str) -> None:
+        if not self.acks:
+            self.acks_since = time.monotonic()
+            if not self.results:
+                self.since = self.acks_since
+        self.acks.append(tag)
+
+    def add_results(self, records: list[tuple[str, bytes]]) -> None:
+        if records and not self.results and not self.acks:
+            self.since = time.monotonic()
+        self.results.extend(records)
+
+    def due(self, idle: bool) -> bool:
+        """Send now, or let a few more join? Every write to Redis costs tens of microseconds
+        of CPU, so under load (no ``idle`` slot) results and acks are sent every
+        ``ACK_DELAY`` seconds at most, or before the next reserve; otherwise at once."""
+        if not (self.results or self.acks):
+            return False
+        if idle:
+            return True
+        pending = len(self.results) + len(self.acks)
+        return pending >= 4 * self.concurrency or time.monotonic() - self.since >= ACK_DELAY
+
+    def wait_for(self) -> float | None:
+        """Seconds until what is pending on the lane is due (None: nothing to send there)."""
+        if self.lane is None or not (self.results or self.acks):
+            return None
+        return max(0.0, self.since + ACK_DELAY - time.monotonic())
+
+    def flush(self, consumer: Consumer, idle: bool, force: bool = False) -> bool:
+        """Send what is due; False while Redis is unreachable (kept for the next turn)."""
+        if self.lane is None:
+            return self._store_results(consumer)
+        if self.lane.broken and consumer.retry_in() == 0:
+            self.read_lane(consumer)  # sends again what a lost connection left unconfirmed
+        if not (self.results or self.acks):
+            return consumer.retry_in() == 0
+        if not (force or self.due(idle)) or consumer.retry_in() > 0:
+            return consumer.retry_in() == 0
+        ack = (self.app.broker.ack_key(self.consumer_id), self.acks)  # type: ignore[attr-defined]
+        commands = self.app.backend.store_commands(self.results, ack)  # type: ignore[attr-defined]
+        self.results, self.acks = [], []
+        try:
+            self.lane.send(commands)  # kept by the lane and sent again if this fails
+        except OperationalError as exc:
+            consumer.broker_failed(exc)
+            return False
+        return True
+
+    def _store_results(self, consumer: Consumer) -> bool:
+        """Store what the children produced, before any ack that depends on it."""
+        if not self.results:
+            return True
+        if consumer.retry_in() > 0:
+            return False
+        try:
+            self.app.backend.store_encoded(self.results)  # type: ignore[attr-defined]
+        except OperationalError as exc:
+            consumer.broker_failed(exc)
+            return False
+        self.results = []
+        return True
+
+    def lane_fd(self) -> int | None:
+        """The lane's socket while it owes replies (for the main loop's select)."""
+        if self.lane is not None and self.lane.pending and not self.lane.broken:
+            return self.lane.fileno()
+        return None
+
+    def read_lane(self, consumer: Consumer) -> None:
+        """Read the replies that have arrived."""
+        assert self.lane is not None
+        try:
+            self.lane.read()
+        except OperationalError as exc:
+            consumer.broker_failed(exc)
+
+    def settle(self, consumer: Consumer) -> None:
+        """Send everything and wait until Redis has confirmed it (before the hold is read)."""
+        if self.lane is None:
+            return
+        self.flush(consumer, idle=True, force=True)
+        try:
+            self.lane.read(block=True)
+        except OperationalError as exc:
+            consumer.broker_failed(exc)
+
+    def flush_acks(self) -> None:
+        """Acknowledge what is pending at once, with a round trip of its own."""
+        if self.acks:
+            tags, self.acks = self.acks, []
+            self.app.broker.ack(self.consumer_id, tags)
+
+    def close(self) -> None:
+        """At exit: wait until Redis has confirmed everything the lane sent."""
+        if self.lane is None:
+            return
+        try:
+            self.lane.read(block=True)
+        except OperationalError as exc:
+            logger.error("Could not confirm %d result(s)/ack(s): %s", len(self.lane.pending), exc)
+        self.lane.close()
