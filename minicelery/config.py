@@ -212,7 +212,20 @@ class Settings(MutableMapping[str, Any]):
 
     def __init__(self, **initial: Any) -> None:
         object.__setattr__(self, "_data", {k: _copy_default(v) for k, (v, _) in DEFAULTS.items()})
+        for key in self._data:
+            self._mirror(key)
         self.update(initial)
+
+    def _mirror(self, key: str) -> None:
+        # Each value is also an instance attribute, so ``conf.name`` is an ordinary lookup
+        # (a fifth of the cost of going through __getattr__, and the hot paths read a few
+        # settings per task). Names the class itself uses (``update``...) stay items only.
+        if key.startswith("_") or hasattr(type(self), key):
+            return
+        if key in self._data:
+            self.__dict__[key] = self._data[key]
+        else:
+            self.__dict__.pop(key, None)
 
     def __getitem__(self, key: str) -> Any:
         return self._data[key]
@@ -225,8 +238,9 @@ class Settings(MutableMapping[str, Any]):
                     f"unknown setting {key!r} (kept, but minicelery does not use it)", stacklevel=3
                 )
             self._data[key] = value
-            return
-        self._data[key] = entry[1](key, value)
+        else:
+            self._data[key] = entry[1](key, value)
+        self._mirror(key)
 
     def __delitem__(self, key: str) -> None:
         entry = DEFAULTS.get(key)
@@ -234,6 +248,7 @@ class Settings(MutableMapping[str, Any]):
             del self._data[key]
         else:
             self._data[key] = _copy_default(entry[0])
+        self._mirror(key)
 
     def __iter__(self) -> Iterator[str]:
         return iter(self._data)

@@ -348,3 +348,28 @@ def test_known_settings_do_not_warn(app: Celery) -> None:
     with warnings.catch_warnings():
         warnings.simplefilter("error")
         app.conf.update(task_default_queue="q", result_expires=1, task_routes={"a": "b"})
+
+
+def test_attribute_reads_follow_every_change() -> None:
+    conf = Settings()
+    conf.update(task_default_queue="fast")
+    assert conf.task_default_queue == "fast"
+    conf.task_default_queue = "slow"
+    assert conf.task_default_queue == conf["task_default_queue"] == "slow"
+    del conf["task_default_queue"]
+    assert conf.task_default_queue == "celery"
+    with pytest.warns(UserWarning):
+        conf["my_own_setting"] = 1
+    assert conf.my_own_setting == 1
+    del conf["my_own_setting"]
+    with pytest.raises(AttributeError):
+        conf.my_own_setting  # noqa: B018
+
+
+def test_a_setting_named_like_a_method_leaves_the_method_alone() -> None:
+    conf = Settings()
+    with pytest.warns(UserWarning):
+        conf["update"] = "mine"
+    assert conf["update"] == "mine"
+    conf.update(task_default_queue="q")  # still the mapping's method
+    assert conf.task_default_queue == "q"
