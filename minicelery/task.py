@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import datetime as dt
 import inspect
-import uuid
 from collections.abc import Callable, Iterable
 from typing import TYPE_CHECKING, Any, ClassVar, Generic, ParamSpec, TypeVar
 
@@ -12,6 +11,7 @@ from . import states
 from ._state import current_request, task_stack
 from .exceptions import MaxRetriesExceededError, Retry
 from .result import AsyncResult, EagerResult
+from .utils import uuid
 
 if TYPE_CHECKING:
     from .app import Celery
@@ -203,7 +203,7 @@ class Task(Generic[P, R]):
             throw = bool(self.app.conf.task_eager_propagates)
         options["throw"] = throw
         return run_eager(
-            self, tuple(args or ()), dict(kwargs or {}), task_id or str(uuid.uuid4()), options
+            self, tuple(args or ()), dict(kwargs or {}), task_id or uuid(), options
         )
 
     def AsyncResult(self, task_id: str, **kwargs: Any) -> AsyncResult:

@@ -307,8 +307,9 @@ class RedisBroker(Broker):
         with translate_errors(what):
             return func()
 
-    def _publish_keys(self, queue: str, priority: int) -> list[str]:
-        return [self.keys.queue(queue, priority), self.keys.wake(queue), self.keys.levels(queue)]
+    @functools.lru_cache(maxsize=256)  # noqa: B019 - a broker lives as long as its app
+    def _publish_keys(self, queue: str, priority: int) -> tuple[str, str, str]:
+        return (self.keys.queue(queue, priority), self.keys.wake(queue), self.keys.levels(queue))
 
     def _entry(self, queue: str, priority: int, data: bytes) -> bytes:
         """How a scheduled (or held) message remembers where it goes back to."""

@@ -6,12 +6,12 @@ of Redis commands, however many there are.
 
 from __future__ import annotations
 
-import uuid
 from collections.abc import Iterable
 from typing import TYPE_CHECKING, Any
 
 from .._state import current_request
 from ..result import GroupResult, ResultBase
+from ..utils import uuid
 from .signature import _TYPES, Prepared, Signature, maybe_signature, register_type
 
 if TYPE_CHECKING:
@@ -91,7 +91,7 @@ class group(Signature):
         return self
 
     def _group_id(self, group_id: str | None = None) -> str:
-        gid = group_id or self.options.get("task_id") or str(uuid.uuid4())
+        gid = group_id or self.options.get("task_id") or uuid()
         self.options["task_id"] = gid
         return str(gid)
 
@@ -124,7 +124,7 @@ class group(Signature):
             header = group(self.tasks, app=self._app)
             return _TYPES["chord"](header, body, app=self._app).prepare(args, kwargs, opts, out)
         # The id it was frozen with (in its options), else a new one for this send only.
-        gid = str(opts.pop("task_id", None) or opts.pop("group_id", None) or uuid.uuid4())
+        gid = str(opts.pop("task_id", None) or opts.pop("group_id", None) or uuid())
         chord = opts.pop("chord", None)
         for key in _OWN:
             opts.pop(key, None)

@@ -4,11 +4,11 @@ the parent/root ids of a task sent from inside another task."""
 from __future__ import annotations
 
 import datetime as dt
-import uuid
 from typing import TYPE_CHECKING, Any
 
 from .._state import current_request
 from ..message import MessageOptions
+from ..utils import uuid
 
 if TYPE_CHECKING:
     from ..app import Celery
@@ -76,7 +76,7 @@ def message_options(
         expires = task.expires
     parent = current_request()
     in_worker = parent is not None and not parent.called_directly
-    task_id = options.get("task_id") or str(uuid.uuid4())
+    task_id = options.get("task_id") or uuid()
     embed = dict(options.get("embed") or {})
     if options.get("link") is not None:
         embed["callbacks"] = _links(options["link"])

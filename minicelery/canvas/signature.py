@@ -4,11 +4,11 @@ serialized as a plain dict, and called later; the base of every workflow primiti
 from __future__ import annotations
 
 import copy
-import uuid
 from typing import TYPE_CHECKING, Any
 
 from .._state import get_current_app
 from ..result import AsyncResult, ResultBase
+from ..utils import uuid
 
 if TYPE_CHECKING:
     from ..app import Celery
@@ -199,7 +199,7 @@ class Signature(dict[str, Any]):
     ) -> ResultBase:
         """Fix the task id (and workflow marks) now, and return the result it will have."""
         opts = self.options
-        task_id = _id or opts.get("task_id") or str(uuid.uuid4())
+        task_id = _id or opts.get("task_id") or uuid()
         opts["task_id"] = task_id
         for key, value in (
             ("group_id", group_id),
