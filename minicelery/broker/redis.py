@@ -70,21 +70,35 @@ def pack_commands(commands: Sequence[Sequence[Any]]) -> bytes:
     as their repr) in a fraction of its time: packing a publish's EVALSHA cost redis-py more
     than the round trip on a local Redis."""
     out: list[bytes] = []
+    append = out.append
     for args in commands:
-        out.append(b"*%d\r\n" % len(args))
+        append(b"*%d\r\n" % len(args))
         for arg in args:
-            if isinstance(arg, bytes):
-                data = arg
-            elif isinstance(arg, str):
+            kind = type(arg)  # exact types first: they are nearly all there is
+            if kind is str:
                 data = arg.encode()
-            elif isinstance(arg, (int, float)) and not isinstance(arg, bool):
+            elif kind is bytes:
+                data = arg
+            elif kind is int or kind is float:
                 data = repr(arg).encode()
-            elif isinstance(arg, memoryview):
-                data = arg.tobytes()
             else:
-                raise TypeError(f"cannot send {type(arg).__name__} {arg!r} to Redis")
-            out.append(b"$%d\r\n%b\r\n" % (len(data), data))
+                data = _encode_other(arg)
+            append(b"$%d\r\n" % len(data))
+            append(data)
+            append(b"\r\n")
     return b"".join(out)
+
+
+def _encode_other(arg: Any) -> bytes:
+    if isinstance(arg, (bytes, bytearray)):
+        return bytes(arg)
+    if isinstance(arg, str):
+        return str(arg).encode()
+    if isinstance(arg, (int, float)) and not isinstance(arg, bool):
+        return repr(arg).encode()
+    if isinstance(arg, memoryview):
+        return arg.tobytes()
+    raise TypeError(f"cannot send {type(arg).__name__} {arg!r} to Redis")
 
 
 class _Held:

@@ -34,3 +34,12 @@ def test_values_redis_cannot_take_are_refused() -> None:
         pack_commands([("SET", "k", None)])
     with pytest.raises(TypeError):
         pack_commands([("SET", "k", True)])
+
+
+class Name(str):
+    """A str subclass, as some applications pass for keys."""
+
+
+def test_subclasses_of_text_and_bytes_pack_like_their_base() -> None:
+    command = ("SET", Name("key"), bytearray(b"value"))
+    assert pack_commands([command]) == b"".join(Connection().pack_command(*command))
