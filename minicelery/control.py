@@ -165,6 +165,16 @@ class Control:
                   **kwargs: Any) -> list[Reply] | None:  # fmt: skip
         return self.broadcast("autoscale", {"max": max, "min": min}, destination, **kwargs)
 
+    def enable_events(self, destination: str | Sequence[str] | None = None,
+                      **kwargs: Any) -> list[Reply] | None:  # fmt: skip
+        """Workers start sending task events (as if started with ``-E``)."""
+        return self.broadcast("enable_events", destination=destination, **kwargs)
+
+    def disable_events(self, destination: str | Sequence[str] | None = None,
+                       **kwargs: Any) -> list[Reply] | None:  # fmt: skip
+        """Workers stop sending task events (worker heartbeats go on)."""
+        return self.broadcast("disable_events", destination=destination, **kwargs)
+
     def add_consumer(self, queue: str, destination: str | Sequence[str] | None = None,
                      **kwargs: Any) -> list[Reply] | None:  # fmt: skip
         return self.broadcast("add_consumer", {"queue": queue}, destination, **kwargs)

@@ -38,6 +38,8 @@ CONTROL_METHODS: dict[str, tuple[tuple[str, ...], tuple[Any, ...]]] = {
     "autoscale": (("max", "min"), (int, int)),
     "add_consumer": (("queue",), (str,)),
     "cancel_consumer": (("queue",), (str,)),
+    "enable_events": ((), ()),
+    "disable_events": ((), ()),
 }
 
 

@@ -84,6 +84,7 @@ class WorkerEvents:
         )
         self._software = software_info()
         self._active = 0
+        self.task_events = True
         # Events sent by tasks (a retry's task-sent, custom events) join this worker's
         # queue: from pool processes over their pipe, from pool threads directly.
         if hasattr(pool, "relay_events"):
@@ -123,9 +124,15 @@ class WorkerEvents:
         )
 
     # -- tasks -------------------------------------------------------------------------
+    def _task(self, kind: str, **fields: Any) -> None:
+        # Task events can be switched off and on at runtime (disable_events/enable_events);
+        # worker-online, heartbeats and worker-offline go on regardless, as in Celery.
+        if self.task_events:
+            self.dispatcher.send(kind, **fields)
+
     def received(self, message: TaskMessage) -> None:
         h = message.headers
-        self.dispatcher.send(
+        self._task(
             "task-received",
             uuid=message.id,
             name=message.task,
@@ -139,7 +146,7 @@ class WorkerEvents:
         )
 
     def started(self, message: TaskMessage, pid: int | None) -> None:
-        self.dispatcher.send("task-started", uuid=message.id, pid=pid or os.getpid())
+        self._task("task-started", uuid=message.id, pid=pid or os.getpid())
 
     def finished(
         self, message: TaskMessage, state: str, info: dict[str, Any] | None, requeue: bool = False
@@ -151,10 +158,10 @@ class WorkerEvents:
         elif kind == "task-rejected":
             self.rejected(message, requeue)
         elif kind is not None:
-            self.dispatcher.send(kind, uuid=message.id, **(info or {}))
+            self._task(kind, uuid=message.id, **(info or {}))
 
     def revoked(self, message: TaskMessage, signum: int | None, expired: bool = False) -> None:
-        self.dispatcher.send(
+        self._task(
             "task-revoked",
             uuid=message.id,
             terminated=signum is not None,
@@ -163,11 +170,11 @@ class WorkerEvents:
         )
 
     def rejected(self, message: TaskMessage, requeue: bool) -> None:
-        self.dispatcher.send("task-rejected", uuid=message.id, requeue=requeue)
+        self._task("task-rejected", uuid=message.id, requeue=requeue)
 
     def failed(self, message: TaskMessage, exc: BaseException) -> None:
         """A task whose process was lost (killed, or past its hard time limit)."""
-        self.dispatcher.send(
+        self._task(
             "task-failed", uuid=message.id, exception=short_repr(exc), traceback=None
         )
 

@@ -42,8 +42,11 @@ def _soft_limit(signum: int, frame: FrameType | None) -> None:
         raise SoftTimeLimitExceeded("SoftTimeLimitExceeded()")
 
 
-# (state, requeue, dead-letter reason, the task event's fields when events are on)
-ChildRunner = Callable[[str, bytes], tuple[str, bool, "str | None", "dict[str, Any] | None"]]
+# (queue, message, whether task events are on) -> (state, requeue, dead-letter reason, the
+# task event's fields when events are on)
+ChildRunner = Callable[
+    [str, bytes, bool], tuple[str, bool, "str | None", "dict[str, Any] | None"]
+]
 
 READY = b"R"
 STOP = b""
@@ -52,9 +55,10 @@ RESULTS = b"E"
 EVENTS = b"V"  # monitoring events a task sent, relayed to keep the worker's order
 
 
-def encode_job(queue: str, data: bytes) -> bytes:
-    """The frame a child receives: ``queue \0 message``."""
-    return queue.encode() + b"\0" + data
+def encode_job(queue: str, data: bytes, event_fields: bool = False) -> bytes:
+    """The frame a child receives: ``E|- queue \0 message``; ``E`` when task events are on
+    (they can be switched on after the child was forked), so it adds their fields."""
+    return (b"E" if event_fields else b"-") + queue.encode() + b"\0" + data
 
 
 def resident_kib() -> int:
@@ -133,10 +137,10 @@ def child_main(
                 return EXIT_PARENT_GONE
             if frame == STOP:
                 return EXIT_OK
-            queue, _, data = frame.partition(b"\0")
+            queue, _, data = frame[1:].partition(b"\0")
             _in_task = True
             try:
-                outcome = run(queue.decode(), data)
+                outcome = run(queue.decode(), data, frame[:1] == b"E")
             finally:
                 _in_task = False
             # The outcome and the final result travel together: the main process stores the

@@ -255,6 +255,20 @@ def pool_restart(
 
 
 @command
+def enable_events(worker: WorkController, **kwargs: Any) -> dict[str, str]:
+    if worker.set_task_events(True):
+        return {"ok": "task events enabled"}
+    return {"ok": "task events already enabled"}
+
+
+@command
+def disable_events(worker: WorkController, **kwargs: Any) -> dict[str, str]:
+    if worker.set_task_events(False):
+        return {"ok": "task events disabled"}
+    return {"ok": "task events already disabled"}
+
+
+@command
 def add_consumer(worker: WorkController, queue: str, **kwargs: Any) -> dict[str, str]:
     if queue in worker.queues:
         return {"ok": f"already consuming from {queue!r}"}

@@ -117,9 +117,12 @@ class WorkController:
         self._lock = threading.Lock()
         self.events: WorkerEvents | None = None  # with -E (worker_send_task_events)
         if conf.worker_send_task_events:
-            stats = lambda: (len(self.pool.busy_jobs()), self.processed)  # noqa: E731
-            freq = conf.worker_heartbeat_interval
-            self.events = WorkerEvents(app, self.hostname, freq, stats, self.pool)
+            self.events = self._make_events()
+
+    def _make_events(self) -> WorkerEvents:
+        stats = lambda: (len(self.pool.busy_jobs()), self.processed)  # noqa: E731
+        freq = self.app.conf.worker_heartbeat_interval
+        return WorkerEvents(self.app, self.hostname, freq, stats, self.pool)
 
     # -- set-up --------------------------------------------------------------------------
     def _make_pool(self) -> Pool:
@@ -168,6 +171,24 @@ class WorkController:
         wait already under way ends within a second and the next one uses them."""
         self.queues = queues
         self.consumer.queues = list(queues)
+
+    @property
+    def task_events(self) -> bool:
+        """Whether this worker sends task events now (``-E``, or ``enable_events``)."""
+        return self.events is not None and self.events.task_events
+
+    def set_task_events(self, on: bool) -> bool:
+        """Switch task events on or off at runtime; False if they already were. The first
+        switch on of a worker started without ``-E`` also starts its worker events
+        (worker-online, heartbeats)."""
+        if on == self.task_events:
+            return False
+        if self.events is None:
+            self.events = self._make_events()
+            self.events.start()
+        self.events.task_events = on
+        logger.info("Events of group {task} %s by remote.", "enabled" if on else "disabled")
+        return True
 
     def request_stop(self) -> None:
         """A warm shutdown, as SIGTERM would start (the remote ``shutdown`` command)."""
@@ -388,6 +409,7 @@ class WorkController:
                 if not job.acks_late:
                     self._add_ack(job.delivery.tag)
                 job.wall_started = time.time()
+                job.event_fields = self.task_events
                 self.pool.submit(job)
                 if self.events is not None:
                     self.events.started(job.message, job.slot)
@@ -475,12 +497,14 @@ class WorkController:
     # -- inside the pool -----------------------------------------------------------------
     def run_job(self, job: Job) -> Done:
         """Run one job in a pool thread."""
-        state, requeue, dead_reason, info = self.run_message(job.delivery.queue, job.delivery.data)
+        state, requeue, dead_reason, info = self.run_message(
+            job.delivery.queue, job.delivery.data, job.event_fields
+        )
         return Done(job, state, requeue, dead_reason, info=info)
 
     def run_message(
-        self, queue: str, data: bytes
+        self, queue: str, data: bytes, event_fields: bool
     ) -> tuple[str, bool, str | None, dict[str, Any] | None]:
         """Run one message (in a child process or a pool thread) and log its outcome."""
         return run_logged(self.app, queue, data, self.hostname, self.accept,
-                          with_event_fields=self.events is not None)  # fmt: skip
+                          with_event_fields=event_fields)  # fmt: skip

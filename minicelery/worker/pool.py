@@ -35,6 +35,7 @@ class Job:
     started: float = 0.0
     wall_started: float = 0.0
     slot: Any = None
+    event_fields: bool = False  # task events are on: the pool adds their fields
 
 
 @dataclass

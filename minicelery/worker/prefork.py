@@ -122,7 +122,7 @@ class PreforkPool(Pool):
         job.slot = child.pid
         child.job = job
         child.soft_sent = False
-        child.conn.send_bytes(encode_job(job.delivery.queue, job.delivery.data))
+        child.conn.send_bytes(encode_job(job.delivery.queue, job.delivery.data, job.event_fields))
 
     def next_deadline(self) -> float | None:
         deadlines = []

@@ -208,6 +208,43 @@ def test_no_events_from_a_worker_without_E_and_custom_events_with_it(
     assert {e["hostname"] for e in progress_events} == {loud}
 
 
+@pytest.mark.parametrize("pool", ["prefork", "threads"])
+def test_task_events_are_switched_on_and_off_at_runtime(
+    eapp: Celery, log: EventLog, worker_factory: WorkerFactory, pool: str
+) -> None:
+    """``control.enable_events()`` on a worker started without -E: it comes online and sends
+    task events with their fields (its pool processes were forked before); after
+    ``disable_events()`` only its heartbeats go on."""
+    hostname = start_worker(worker_factory, f"ev6{pool}", pool=pool)
+    before = add.delay(1, 1)
+    assert before.get(timeout=20) == 2
+
+    replies = eapp.control.enable_events(destination=[hostname], reply=True, timeout=5)
+    assert replies == [{hostname: {"ok": "task events enabled"}}]
+    again = eapp.control.enable_events(destination=[hostname], reply=True, timeout=5)
+    assert again == [{hostname: {"ok": "task events already enabled"}}]
+    log.until(lambda seen: log.from_worker(hostname, "worker-online"))
+    during = add.delay(2, 2)
+    assert during.get(timeout=20) == 4
+    log.until(log.finished(during.id))
+    assert log.types_of(during.id) == [
+        "task-sent", "task-received", "task-started", "task-succeeded",
+    ]  # fmt: skip
+    succeeded = log.of(during.id)[-1]
+    assert succeeded["result"] == "4" and 0 <= succeeded["runtime"] < 5
+
+    replies = eapp.control.disable_events(destination=[hostname], reply=True, timeout=5)
+    assert replies == [{hostname: {"ok": "task events disabled"}}]
+    after = add.delay(3, 3)
+    assert after.get(timeout=20) == 6
+    # Events leave a worker in order: two heartbeats later, any event of ``after`` is in.
+    log.until(lambda seen: log.from_worker(hostname, "worker-heartbeat"))
+    beats = len(log.from_worker(hostname, "worker-heartbeat"))
+    log.until(lambda seen: len(log.from_worker(hostname, "worker-heartbeat")) >= beats + 2)
+    assert log.types_of(after.id) == ["task-sent"]
+    assert log.types_of(before.id) == ["task-sent"]
+
+
 @pytest.mark.parametrize("args", [["--dump"], []], ids=["dump", "no-terminal"])
 def test_events_dump_prints_each_event_as_it_comes(
     eapp: Celery, worker_factory: WorkerFactory, args: list[str]
