@@ -6,8 +6,11 @@ added or cancelled at runtime."""
 from __future__ import annotations
 
 import json
+import os
 import subprocess
+import uuid
 from collections.abc import Mapping
+from pathlib import Path
 
 import pytest
 import redis
@@ -197,3 +200,51 @@ def test_the_command_line_without_workers(cli: object) -> None:
     assert "Traceback" not in done.stderr
     done = run("-A", APP, "status", "-t", "0.3")
     assert done.returncode == 69 and "No nodes replied" in done.stderr
+
+
+RELOAD_APP = """
+import os
+from minicelery import Celery
+
+app = Celery(
+    "reloadable",
+    broker=os.environ["MC_TEST_REDIS_URL"],
+    backend=os.environ["MC_TEST_REDIS_URL"],
+    key_prefix=os.environ["MC_TEST_PREFIX"],
+    include=["{tasks}"],
+    worker_pool_restarts=True,
+)
+"""
+RELOAD_TASKS = """
+from {app} import app
+
+
+@app.task(name="reloadable.version")
+def version():
+    return {version!r}
+"""
+
+
+def test_pool_restart_with_reload_runs_the_changed_code(
+    capp: Celery, worker_factory: WorkerFactory, tmp_path: Path
+) -> None:
+    """The task module is edited on disk; ``pool_restart(reload=True)`` re-imports it in the
+    main process and replaces the pool, whose new processes run the new code."""
+    app_name, tasks_name = f"reload_app_{key_of(tmp_path)}", f"reload_tasks_{key_of(tmp_path)}"
+    (tmp_path / f"{app_name}.py").write_text(RELOAD_APP.format(tasks=tasks_name))
+    tasks_file = tmp_path / f"{tasks_name}.py"
+    tasks_file.write_text(RELOAD_TASKS.format(app=app_name, version="first"))
+    env = {"PYTHONPATH": f"{tmp_path}:{os.environ.get('PYTHONPATH', '')}",
+           "PYTHONDONTWRITEBYTECODE": "1"}  # fmt: skip
+    worker_factory(app_module=app_name, name="w1@%h", concurrency=1, env=env)
+    listening(capp, W1)
+    assert capp.send_task("reloadable.version").get(timeout=10) == "first"
+
+    tasks_file.write_text(RELOAD_TASKS.format(app=app_name, version="second, edited"))
+    replies = capp.control.pool_restart(modules=[tasks_name], reload=True, reply=True)
+    assert replies == [{W1: {"ok": "reload started"}}]
+    assert capp.send_task("reloadable.version").get(timeout=10) == "second, edited"
+
+
+def key_of(path: object) -> str:
+    return uuid.uuid5(uuid.NAMESPACE_URL, str(path)).hex[:8]
