@@ -288,6 +288,80 @@ class crontab(BaseSchedule):  # Celery's lower-case name
         return self.__class__, self._orig
 
 
+class solar(BaseSchedule):  # Celery's lower-case name
+    """Run at a solar event at a place: ``solar('sunset', -37.81753, 144.96715)`` (latitude,
+    longitude in degrees, east positive), as in Celery. Events: dawn_astronomical,
+    dawn_nautical, dawn_civil, sunrise, solar_noon, sunset, dusk_civil, dusk_nautical and
+    dusk_astronomical. Where an event does not happen for a while (polar day or night), the
+    next run is the next time it does."""
+
+    # event -> (altitude of the sun's centre in degrees, or None for noon; rising)
+    _EVENTS: dict[str, tuple[float | None, bool]] = {
+        "dawn_astronomical": (-18.0, True),
+        "dawn_nautical": (-12.0, True),
+        "dawn_civil": (-6.0, True),
+        "sunrise": (-0.833, True),  # the upper limb on the horizon, with refraction
+        "solar_noon": (None, True),
+        "sunset": (-0.833, False),
+        "dusk_civil": (-6.0, False),
+        "dusk_nautical": (-12.0, False),
+        "dusk_astronomical": (-18.0, False),
+    }
+
+    def __init__(
+        self,
+        event: str,
+        lat: float,
+        lon: float,
+        nowfun: Callable[[], dt.datetime] | None = None,
+        app: Any = None,
+    ) -> None:
+        if event not in self._EVENTS:
+            known = ", ".join(self._EVENTS)
+            raise ValueError(f"Unknown event {event!r}: expected one of {known}")
+        if not -90 <= lat <= 90:
+            raise ValueError(f"Invalid latitude {lat!r}: must be within -90 and 90")
+        if not -180 <= lon <= 180:
+            raise ValueError(f"Invalid longitude {lon!r}: must be within -180 and 180")
+        self.event, self.lat, self.lon = event, lat, lon
+        super().__init__(nowfun=nowfun, app=app)
+
+    def next_run(self, after: dt.datetime) -> dt.datetime | None:
+        """The first occurrence strictly after ``after``, in the app's timezone (None if it
+        does not happen within a year: a twilight that never comes at that latitude)."""
+        from .sun import next_event
+
+        altitude, rising = self._EVENTS[self.event]
+        when = next_event(self.maybe_make_aware(after), self.lat, self.lon, altitude, rising)
+        return None if when is None else when.astimezone(self.tz)
+
+    def remaining_estimate(self, last_run_at: dt.datetime) -> dt.timedelta:
+        when = self.next_run(last_run_at)
+        if when is None:
+            return dt.timedelta(days=1)
+        return dt.timedelta(seconds=_seconds_between(self.now(), when))
+
+    def is_due(self, last_run_at: dt.datetime) -> schedstate:
+        """Due once the first occurrence after ``last_run_at`` has come; then the next check
+        is at the next occurrence after now."""
+        remaining = self.remaining_estimate(last_run_at).total_seconds()
+        if remaining > 0:
+            return schedstate(False, remaining)
+        return schedstate(True, max(self.remaining_estimate(self.now()).total_seconds(), 0.0))
+
+    def __repr__(self) -> str:
+        return f"<solar: {self.event} at latitude {self.lat}, longitude: {self.lon}>"
+
+    def __eq__(self, other: object) -> bool:
+        if isinstance(other, solar):
+            same = (self.event, self.lat, self.lon) == (other.event, other.lat, other.lon)
+            return same and super().__eq__(other)
+        return NotImplemented
+
+    def __reduce__(self) -> Any:
+        return self.__class__, (self.event, self.lat, self.lon)
+
+
 def maybe_schedule(value: Any, relative: bool = False, app: Any = None) -> Any:
     """A schedule from seconds, a ``timedelta`` or a schedule object (given ``app``)."""
     if value is None:
@@ -308,5 +382,6 @@ __all__ = [
     "maybe_schedule",
     "schedstate",
     "schedule",
+    "solar",
     "timezone_for",
 ]

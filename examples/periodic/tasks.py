@@ -9,7 +9,7 @@ With no broker configured, minicelery uses its embedded Redis (``pip install
 from typing import Any
 
 from minicelery import Celery
-from minicelery.schedules import crontab
+from minicelery.schedules import crontab, solar
 
 app = Celery("tasks")
 
@@ -49,6 +49,12 @@ app.conf.beat_schedule = {
     "add-every-30-seconds": {
         "task": "tasks.add",
         "schedule": 30.0,
+        "args": (16, 16),
+    },
+    # Executes at sunset in Melbourne.
+    "add-at-melbourne-sunset": {
+        "task": "tasks.add",
+        "schedule": solar("sunset", -37.81753, 144.96715),
         "args": (16, 16),
     },
 }

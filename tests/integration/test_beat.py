@@ -215,7 +215,7 @@ def test_the_periodic_tasks_example_starts_as_documented(redis_server: RedisServ
     argv = minicelery_argv("-A", "tasks", "beat", "--loglevel=INFO")
     beat = ManagedProcess(argv, cwd=EXAMPLE, env=env, label="example beat")
     try:
-        beat.wait_for_line(". entries -> 5", timeout=20)  # four from the hook, one configured
+        beat.wait_for_line(". entries -> 6", timeout=20)  # four from the hook, two configured
         beat.wait_for_line("is now the beat that sends", timeout=20)
         beat.terminate()
         assert beat.wait_exit(10) == 0

@@ -51,6 +51,7 @@ ALLOWED: dict[str, set[str]] = {
     },
     "control": set(),
     "cron": {"exceptions"},
+    "sun": set(),
     "schedules": {"_state", "cron", "exceptions"},
     "beat": {"broker", "exceptions", "schedules", "signals"},
     "events": {"exceptions", "states"},  # its Redis side (broker/events.py) is opened lazily

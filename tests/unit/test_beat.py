@@ -18,7 +18,7 @@ from minicelery.broker.coordination import Coordinator, coordinator_for
 from minicelery.broker.redis import RedisBroker
 from minicelery.exceptions import ImproperlyConfigured
 from minicelery.message import TaskMessage, decode_message
-from minicelery.schedules import crontab
+from minicelery.schedules import crontab, solar
 from minicelery.serialization import accepted_content_types
 from tests.helpers import wait_until
 
@@ -89,6 +89,18 @@ def test_a_crontab_entry_fires_at_the_right_minute(
     assert len(taken(app)) == 1
     assert scheduler.entries["quarter"].total_run_count == 2
     assert scheduler.coordinator.counts(LEASE) == {"quarter": 2}
+
+
+def test_a_solar_entry_fires_at_sunset(make_app: Callable[..., Celery]) -> None:
+    clock = FakeClock(dt.datetime(2026, 6, 21, 20, 0, tzinfo=UTC))
+    london_sunset = solar("sunset", 51.5074, -0.1278)  # 20:21 UTC that day
+    app = make_app(beat_schedule={"dusk": {"task": TASK, "schedule": london_sunset}})
+    scheduler = leader(app, "a", clock, max_interval=86400)
+    assert 19 * 60 < scheduler.tick() < 23 * 60
+    assert taken(app) == []
+    clock.set(2026, 6, 21, 20, 25)
+    assert 23 * 3600 < scheduler.tick() < 25 * 3600  # sent; next: tomorrow's sunset
+    assert [m.task for m in taken(app)] == [TASK]
 
 
 def test_crontab_follows_the_app_timezone(make_app: Callable[..., Celery]) -> None:

@@ -20,6 +20,7 @@ from minicelery.schedules import (
     crontab_parser,
     maybe_schedule,
     schedule,
+    solar,
     timezone_for,
 )
 
@@ -280,3 +281,88 @@ def test_maybe_schedule(utc_app: Celery) -> None:
     entry = crontab(minute=0)
     assert maybe_schedule(entry, app=utc_app) is entry
     assert entry.app is utc_app
+
+
+# --------------------------------------------------------------------------- solar
+
+LONDON = (51.5074, -0.1278)
+NEW_YORK = (40.7128, -74.006)
+LONGYEARBYEN = (78.22, 15.65)
+
+
+def near(actual: dt.datetime | None, expected: dt.datetime, minutes: float = 2) -> bool:
+    return actual is not None and abs((actual - expected).total_seconds()) <= minutes * 60
+
+
+@pytest.mark.parametrize(
+    ("event", "place", "after", "expected"),
+    [
+        # Published times (rounded to the minute) of well-known places and dates.
+        ("sunrise", LONDON, (2026, 6, 21), (2026, 6, 21, 3, 43)),  # 04:43 BST
+        ("sunset", LONDON, (2026, 6, 21), (2026, 6, 21, 20, 21)),  # 21:21 BST
+        ("sunrise", NEW_YORK, (2026, 1, 1), (2026, 1, 1, 12, 20)),  # 07:20 EST
+        ("sunset", NEW_YORK, (2026, 1, 1), (2026, 1, 1, 21, 39)),  # 16:39 EST
+        ("solar_noon", (0.0, 0.0), (2026, 3, 20), (2026, 3, 20, 12, 7)),  # equation of time
+        ("sunset", (-37.81753, 144.96715), (2026, 6, 21), (2026, 6, 21, 7, 8)),  # Melbourne
+    ],
+)
+def test_solar_events_at_known_places_and_dates(
+    utc_app: Celery,
+    event: str,
+    place: tuple[float, float],
+    after: tuple[int, ...],
+    expected: tuple[int, ...],
+) -> None:
+    sched = solar(event, *place, app=utc_app)
+    assert near(sched.next_run(at(*after)), at(*expected))
+
+
+def test_twilights_come_in_order_around_the_day(utc_app: Celery) -> None:
+    start = at(2026, 9, 1)
+    order = ["dawn_astronomical", "dawn_nautical", "dawn_civil", "sunrise", "solar_noon",
+             "sunset", "dusk_civil", "dusk_nautical", "dusk_astronomical"]  # fmt: skip
+    times = [solar(event, *NEW_YORK, app=utc_app).next_run(start) for event in order]
+    assert all(t is not None for t in times)
+    assert times == sorted(times)  # type: ignore[type-var]
+    assert (times[-1] - times[0]) < dt.timedelta(hours=24)  # type: ignore[operator]
+
+
+def test_in_the_midnight_sun_the_next_sunset_is_weeks_away(utc_app: Celery) -> None:
+    sched = solar("sunset", *LONGYEARBYEN, app=utc_app)
+    assert near(sched.next_run(at(2026, 6, 21)), at(2026, 8, 25, 22, 0), minutes=180)
+    noon = solar("solar_noon", *LONGYEARBYEN, app=utc_app).next_run(at(2026, 6, 21))
+    assert noon is not None and noon < at(2026, 6, 22)  # noon still comes every day
+    polar_night = solar("sunrise", *LONGYEARBYEN, app=utc_app).next_run(at(2026, 11, 1))
+    assert near(polar_night, at(2027, 2, 16, 10, 20), minutes=180)
+
+
+def test_solar_is_due_at_the_event_and_then_waits_for_the_next(utc_app: Celery) -> None:
+    last = at(2026, 6, 20, 21, 0)  # after the 20th's sunset
+    sunset = solar("sunset", *LONDON, app=utc_app).next_run(last)
+    assert sunset is not None and near(sunset, at(2026, 6, 21, 20, 21))
+    before = solar("sunset", *LONDON, nowfun=fixed(sunset - dt.timedelta(minutes=5)),
+                   app=utc_app)  # fmt: skip
+    due, wait = before.is_due(last)
+    assert not due and 299 <= wait <= 301
+    after = solar("sunset", *LONDON, nowfun=fixed(sunset + dt.timedelta(seconds=30)),
+                  app=utc_app)  # fmt: skip
+    due, wait = after.is_due(last)
+    assert due and 23 * 3600 < wait < 25 * 3600  # tomorrow's sunset
+
+
+def test_solar_refuses_unknown_events_and_places() -> None:
+    with pytest.raises(ValueError, match="Unknown event 'moonrise'"):
+        solar("moonrise", 0, 0)
+    with pytest.raises(ValueError, match="latitude"):
+        solar("sunset", 91, 0)
+    with pytest.raises(ValueError, match="longitude"):
+        solar("sunset", 0, -181)
+
+
+def test_solar_repr_equality_and_pickling() -> None:
+    import pickle
+
+    sched = solar("sunset", -37.81753, 144.96715)
+    assert repr(sched) == "<solar: sunset at latitude -37.81753, longitude: 144.96715>"
+    assert sched == solar("sunset", -37.81753, 144.96715) != solar("sunrise", -37.81753, 144.96715)
+    assert pickle.loads(pickle.dumps(sched)) == sched
