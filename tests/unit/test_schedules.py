@@ -318,7 +318,7 @@ def test_solar_events_at_known_places_and_dates(
 
 
 def test_twilights_come_in_order_around_the_day(utc_app: Celery) -> None:
-    start = at(2026, 9, 1)
+    start = at(2026, 9, 1, 6)  # 02:00 in New York: before that day's first twilight
     order = ["dawn_astronomical", "dawn_nautical", "dawn_civil", "sunrise", "solar_noon",
              "sunset", "dusk_civil", "dusk_nautical", "dusk_astronomical"]  # fmt: skip
     times = [solar(event, *NEW_YORK, app=utc_app).next_run(start) for event in order]
