@@ -4,7 +4,7 @@ so ``get()`` waits for a notification instead of polling."""
 from __future__ import annotations
 
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from importlib import resources
 from typing import Any
 
@@ -54,18 +54,9 @@ class RedisBackend(ResultBackend):
         # header in msgpack); records always put status first.
         marker = self.codec.dumps({"status": states.SUCCESS})[1:]
         self._success_marker = marker[:-1] if self.codec.name == "json" else marker
-        script = (
-            resources.files("minicelery.backend").joinpath("scripts/store_result.lua").read_text()
-        )
-        self._store = client.register_script(script)
-        chord_script = (
-            resources.files("minicelery.backend").joinpath("scripts/chord_part.lua").read_text()
-        )
-        self._chord_part = client.register_script(chord_script)
-        many_script = (
-            resources.files("minicelery.backend").joinpath("scripts/store_results.lua").read_text()
-        )
-        self._store_many = client.register_script(many_script)
+        scripts = resources.files("minicelery.backend").joinpath("scripts")
+        self._store = client.register_script(scripts.joinpath("store_results.lua").read_text())
+        self._chord_part = client.register_script(scripts.joinpath("chord_part.lua").read_text())
         self.fast = FastPath(client)
 
     def key(self, task_id: str) -> str:
@@ -82,41 +73,40 @@ class RedisBackend(ResultBackend):
         return meta if isinstance(meta, dict) else {"status": states.FAILURE, "result": meta}
 
     def store(self, task_id: str, meta: Meta) -> bool:
-        keys, args = self._store_call(task_id, self.encode(meta))
+        keys, args = self._store_call([(task_id, self.encode(meta))])
         with translate_errors("store result"):
             return bool(self.fast.evalsha(self._store, keys, args))
 
-    def _store_call(self, task_id: str, data: bytes) -> tuple[list[str], list[Any]]:
-        keys = [self.key(task_id), self.notify_key(task_id)]
-        return keys, [data, self.expires, self._success_marker, NOTIFY_SECONDS]
-
-    def store_commands(
-        self, records: list[tuple[str, bytes]], ack: tuple[str, list[str]] | None = None
-    ) -> list[tuple[tuple[Any, ...], Any]]:
-        """The stores of encoded records, then the acknowledgement ``(hold key, tags)`` of
-        the messages they finish, as one command for a broker ``Lane`` (same Redis)."""
-        hold, tags = ack or ("", [])
-        if not records and not tags:
-            return []
+    def _store_call(
+        self, records: list[tuple[str, bytes]], ack: tuple[str, Sequence[str]] = ("", ())
+    ) -> tuple[list[str], list[Any]]:
+        """Keys and arguments of ``store_results.lua`` for encoded ``records`` and the
+        acknowledgement ``(hold key, tags)`` that follows them."""
+        hold, tags = ack
         keys: list[str] = []
         for task_id, _ in records:
             keys += (self.key(task_id), self.notify_key(task_id))
         if tags:
             keys.append(hold)
-        args = (self.expires, self._success_marker, NOTIFY_SECONDS, len(tags))
-        data = [record for _, record in records]
-        command = ("EVALSHA", self._store_many.sha, len(keys), *keys, *args, *data, *tags)
-        return [(command, self._store_many)]
+        args = [self.expires, self._success_marker, NOTIFY_SECONDS, len(tags)]
+        return keys, [*args, *(data for _, data in records), *tags]
+
+    def store_commands(
+        self, records: list[tuple[str, bytes]], ack: tuple[str, Sequence[str]] = ("", ())
+    ) -> list[tuple[tuple[Any, ...], Any]]:
+        """The stores of encoded records, then the acknowledgement ``(hold key, tags)`` of
+        the messages they finish, as one command for a broker ``Lane`` (same Redis)."""
+        if not records and not ack[1]:
+            return []
+        keys, args = self._store_call(records, ack)
+        return [(("EVALSHA", self._store.sha, len(keys), *keys, *args), self._store)]
 
     def store_encoded(self, records: list[tuple[str, bytes]]) -> None:
-        """Store already-encoded records ``(task_id, data)`` in one round trip, in order
-        (what prefork children hand to their main process)."""
+        """Store already-encoded records ``(task_id, data)`` in one call, in order (what
+        prefork children hand to their main process)."""
+        keys, args = self._store_call(records)
         with translate_errors("store results"):
-            if len(records) == 1:
-                keys, args = self._store_call(*records[0])
-                self.fast.evalsha(self._store, keys, args)
-            else:
-                self.fast.evalsha_many(self._store, [self._store_call(*r) for r in records])
+            self.fast.evalsha(self._store, keys, args)
 
     def get_meta(self, task_id: str) -> Meta:
         with translate_errors("get result"):

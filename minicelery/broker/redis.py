@@ -174,20 +174,6 @@ class FastPath:
                 pipe.execute_command(*command)  # type: ignore[no-untyped-call]
             return list(pipe.execute(raise_on_error=False))
 
-    def evalsha_many(
-        self, script: Any, calls: Sequence[tuple[Sequence[Any], Sequence[Any]]]
-    ) -> list[Any]:
-        """Run ``script`` once per ``(keys, args)`` in one round trip."""
-        commands = [("EVALSHA", script.sha, len(keys), *keys, *args) for keys, args in calls]
-        replies = self.pipeline(commands)
-        if any(isinstance(r, redis.exceptions.NoScriptError) for r in replies):
-            script.sha = self.client.script_load(script.script)
-            replies = self.pipeline([("EVALSHA", script.sha, *c[2:]) for c in commands])
-        for reply in replies:
-            if isinstance(reply, Exception):
-                raise reply
-        return replies
-
     def evalsha(
         self, script: Any, keys: Sequence[Any], args: Sequence[Any], retry: bool = True
     ) -> Any:
@@ -444,8 +430,7 @@ class RedisBroker(Broker):
         commands: list[tuple[Any, ...]] = [("BLPOP", *wake_keys, max(timeout, 0.01))]
         chained = None
         if reserve_for is not None and reserve_for[1] > 0 and queues:
-            keys, args = self._reserve_call(reserve_for[0], queues, reserve_for[1], ())
-            commands.append(("EVALSHA", self._reserve.sha, len(keys), *keys, *args))
+            commands.append(self._reserve_command(reserve_for[0], queues, reserve_for[1]))
             chained = tuple(queues)
         return self._send_waiting(commands, blocking=True, chained=chained)
 
@@ -453,9 +438,12 @@ class RedisBroker(Broker):
         """Send a reserve without waiting for its reply; the returned file descriptor becomes
         readable when it is there, and :meth:`wait_finish` reads the messages. A busy worker
         so never stalls its main loop on a reserve round trip. None without a real socket."""
-        keys, args = self._reserve_call(consumer, queues, count, ())
-        command = ("EVALSHA", self._reserve.sha, len(keys), *keys, *args)
+        command = self._reserve_command(consumer, queues, count)
         return self._send_waiting([command], blocking=False, chained=tuple(queues))
+
+    def _reserve_command(self, consumer: str, queues: Sequence[str], count: int) -> tuple[Any, ...]:
+        keys, args = self._reserve_call(consumer, queues, count, ())
+        return ("EVALSHA", self._reserve.sha, len(keys), *keys, *args)
 
     def _send_waiting(
         self, commands: list[tuple[Any, ...]], blocking: bool, chained: tuple[str, ...] | None

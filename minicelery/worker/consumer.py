@@ -124,9 +124,8 @@ class Consumer:
         """Reserve up to ``room`` messages without waiting: the reply wakes the main loop
         (see :meth:`on_wake`), which keeps feeding the pool meanwhile. False where the broker
         cannot (the caller uses :meth:`fetch`); True also when there is nothing to do now."""
-        if self.retry_in() > 0 or self.stopping.is_set() or self._parked or self.hold_suspect:
-            return True
-        if room <= 0:
+        busy = self._parked or self.hold_suspect or self.stopping.is_set() or self.retry_in() > 0
+        if room <= 0 or busy:
             return True
         try:
             fd = self.broker.reserve_start(self.consumer_id, self.queues, room)

@@ -343,9 +343,6 @@ class WorkController:
         :class:`Outbox`); False while Redis is unreachable."""
         return self.outbox.flush(self.consumer, self.pool.idle_slots() > 0, force)
 
-    def _add_ack(self, tag: str) -> None:
-        self.outbox.add_ack(tag)
-
     def _refill_due(self) -> bool:
         """Whether to talk to the broker now. Under load the round trip that acknowledges and
         reserves is batched: reserving waits until half the prefetch window is free, and
@@ -407,7 +404,7 @@ class WorkController:
                 endings.discard_revoked(self, job)
             elif verdict == Gate.RUN:
                 if not job.acks_late:
-                    self._add_ack(job.delivery.tag)
+                    self.outbox.add_ack(job.delivery.tag)
                 job.wall_started = time.time()
                 job.event_fields = self.task_events
                 self.pool.submit(job)
@@ -487,7 +484,7 @@ class WorkController:
             reason = "failed, and acks_on_failure_or_timeout is off"
             endings.dead_letter(self, job.delivery, reason, None, job.message.task)
         elif job.acks_late or event.state == states.REJECTED:
-            self._add_ack(tag)
+            self.outbox.add_ack(tag)
 
     def _outcome(self, event: Done) -> None:
         self.outbox.add_results(event.results)

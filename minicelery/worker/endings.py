@@ -70,7 +70,7 @@ def discard_revoked(worker: WorkController, job: Job, terminated: int | None = N
     if worker.events is not None:
         worker.events.revoked(job.message, terminated)
     abandon(worker, job, exc, states.REVOKED)
-    worker._add_ack(job.delivery.tag)
+    worker.outbox.add_ack(job.delivery.tag)
 
 
 def handle_lost(worker: WorkController, event: Lost, shutting_down: bool) -> None:
@@ -98,7 +98,7 @@ def handle_lost(worker: WorkController, event: Lost, shutting_down: bool) -> Non
     _store_failure(worker, task_id, exc)
     abandon(worker, job, exc, states.FAILURE)
     if job.acks_late:
-        worker._add_ack(tag)
+        worker.outbox.add_ack(tag)
 
 
 def _store_failure(worker: WorkController, task_id: str, exc: BaseException) -> None:

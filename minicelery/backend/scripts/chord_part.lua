@@ -5,23 +5,27 @@
 -- ARGV[4]: expiry of both keys in seconds (0 = none), ARGV[5]: this task's id.
 -- Parts are keyed by index, so a task that runs twice (redelivered, retried) is counted
 -- once. The task that completes the chord claims it (KEYS[2] = its id) and the parts are
--- kept until it settles the chord (chord_settle.lua) once the body is sent. Until then the
+-- kept until it settles the chord (deletes them) once the body is sent. Until then the
 -- same task asking again (it ran again after its process died, or its worker is ending it
 -- as lost) gets the parts again, so the body is not lost with the process that claimed it.
 -- Any other task never fires the body: the claim outlives the parts.
+local size = tonumber(ARGV[3])
+local function all_parts()
+  local parts = {}
+  for i = 0, size - 1 do
+    parts[i + 1] = redis.call('HGET', KEYS[1], tostring(i))
+  end
+  return parts
+end
+
 local claim = redis.call('GET', KEYS[2])
 if claim then
   if claim == ARGV[5] and redis.call('EXISTS', KEYS[1]) == 1 then
-    local parts = {}
-    for i = 0, tonumber(ARGV[3]) - 1 do
-      parts[i + 1] = redis.call('HGET', KEYS[1], tostring(i))
-    end
-    return parts
+    return all_parts()
   end
   return false
 end
 redis.call('HSET', KEYS[1], ARGV[1], ARGV[2])
-local size = tonumber(ARGV[3])
 local ttl = math.floor(tonumber(ARGV[4]) * 1000)
 if ttl > 0 then
   redis.call('PEXPIRE', KEYS[1], ttl)
@@ -29,10 +33,7 @@ end
 if redis.call('HLEN', KEYS[1]) < size then
   return false
 end
-local parts = {}
-for i = 0, size - 1 do
-  parts[i + 1] = redis.call('HGET', KEYS[1], tostring(i))
-end
+local parts = all_parts()
 if ttl > 0 then
   redis.call('SET', KEYS[2], ARGV[5], 'PX', ttl)
 else

@@ -1,10 +1,15 @@
--- The results a worker's main process has gathered, and the acknowledgements that follow
--- them, in one call: one reply instead of one per record, and the acks can never land
--- before the results they follow.
+-- Store task result records, and acknowledge the messages they finish, in one call: a
+-- worker's main process sends everything it has gathered at once (one reply instead of
+-- one per record, and an ack can never land before its result).
 -- KEYS: each record's key and stream key, in pairs; then the hold to acknowledge in, when
 -- ARGV[4] > 0. ARGV: expiry in seconds (0 = none), the success marker, the stream's
 -- lifetime in seconds, the number of tags to acknowledge, each record's data, the tags.
--- Each record is stored as store_result.lua stores one (a stored SUCCESS is never replaced).
+-- A record is not stored over a SUCCESS already there (ARGV[2] is how "status: SUCCESS"
+-- looks right after the opening bytes of a serialized record, whose first field is always
+-- status; msgpack's map header takes 1 to 5 bytes): a redelivered task must never turn a
+-- stored success into something else. Each record is also appended to its stream (kept
+-- ARGV[3] seconds, about the last 100 records), which waiting clients read with XREAD
+-- BLOCK: each of them sees every record, in order. Returns how many records were stored.
 local expires, marker, keep = tonumber(ARGV[1]), ARGV[2], ARGV[3]
 local acks = tonumber(ARGV[4])
 local records = (#KEYS - (acks > 0 and 1 or 0)) / 2
