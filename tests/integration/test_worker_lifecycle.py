@@ -424,6 +424,12 @@ def test_malformed_header_is_dead_lettered(
     assert len(letters) == 1
     reason = letters[0].reason
     assert any(fragment in reason for fragment in fragments), reason
-    assert any(reason in line and "ERROR" in line for line in worker.lines), worker.describe()
+    # The worker logs before it writes the letter, but its output reaches this test through a
+    # pipe and a reader thread, possibly after the letter: wait for the line, don't peek.
+    wait_until(
+        lambda: any(reason in line and "ERROR" in line for line in worker.lines),
+        timeout=10,
+        message=worker.describe,
+    )
     assert add.delay(2, 3).get(timeout=10) == 5
     assert worker.is_alive()
