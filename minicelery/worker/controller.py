@@ -399,6 +399,7 @@ class WorkController:
             if self._attempt_running(job):
                 self.held_back.append(job)
                 continue
+            self._announce(job)
             verdict = self.gate.admit(job, self.app.tasks[job.message.task].option("rate_limit"))
             if verdict == Gate.REVOKED:
                 endings.discard_revoked(self, job)
@@ -429,12 +430,20 @@ class WorkController:
         while self.buffer:
             job = job_for(self, self.buffer.popleft())
             if job is not None:
-                job_logger.info("Task %s[%s] received", job.message.task, job.message.id)
-                signals.task_received.send(sender=self, request=job.message)
-                if self.events is not None:
-                    self.events.received(job.message)
                 return job
         return None
+
+    def _announce(self, job: Job) -> None:
+        """Log, signal and send ``task-received`` once per job, when it is first let through:
+        a retry held back behind its last attempt is announced after that attempt's
+        ``task-retried``, so monitors see one attempt end before the next begins."""
+        if job.announced:
+            return
+        job.announced = True
+        job_logger.info("Task %s[%s] received", job.message.task, job.message.id)
+        signals.task_received.send(sender=self, request=job.message)
+        if self.events is not None:
+            self.events.received(job.message)
 
     def _serve_control(self) -> None:
         if self.control is None:

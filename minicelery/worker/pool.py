@@ -36,6 +36,7 @@ class Job:
     wall_started: float = 0.0
     slot: Any = None
     event_fields: bool = False  # task events are on: the pool adds their fields
+    announced: bool = False  # "received" logged, signalled and sent as an event
 
 
 @dataclass

@@ -30,7 +30,7 @@ from tests.helpers import (
     pointed_at,
     wait_until,
 )
-from tests.integration.apps.events_app import add, die, fail, flaky, nap, progress
+from tests.integration.apps.events_app import add, die, fail, flaky, lingering_retry, nap, progress
 from tests.integration.apps.events_app import app as events_app
 
 APP = "tests.integration.apps.events_app"
@@ -121,6 +121,33 @@ def test_each_task_s_events_arrive_in_order_with_celery_s_fields(
     again = log.of(retried.id)
     assert again[4]["exception"] == "KeyError('not yet')" and "Retry" in again[4]["traceback"]
     assert (again[3]["retries"], again[5]["retries"], again[-1]["result"]) == (1, 1, "'ok'")
+
+
+def test_a_retry_that_arrives_early_is_received_after_its_last_attempt_ends(
+    eapp: Celery, log: EventLog, worker_factory: WorkerFactory
+) -> None:
+    """The retry reaches a free pool process while the attempt that sent it still runs: it
+    waits for that attempt, and so does its task-received (logged, signalled, sent)."""
+    worker = worker_factory(app_module=APP, name="ev4@%h", extra_args=["-E"], concurrency=2)
+    result = lingering_retry.delay(0.5)
+    assert result.get(timeout=20) == "ok"
+    log.until(log.finished(result.id))
+
+    assert log.types_of(result.id) == [
+        "task-sent", "task-received", "task-started", "task-sent", "task-retried",
+        "task-received", "task-started", "task-succeeded",
+    ]  # fmt: skip
+    retried, received = log.of(result.id)[4:6]
+    assert received["timestamp"] >= retried["timestamp"]
+    # The worker's log says the same, in the same order.
+    marker = f"[{result.id}] "
+    wait_until(lambda: f"{marker}succeeded" in worker.output(), timeout=10)
+    words = [
+        line.split(marker, 1)[1].split(" ", 1)[0]
+        for line in worker.output().splitlines()
+        if marker in line
+    ]
+    assert words == ["received", "retry:", "received", "succeeded"], words
 
 
 def test_workers_announce_themselves_heartbeat_and_sign_off(

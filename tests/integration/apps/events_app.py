@@ -8,6 +8,7 @@ import time
 from typing import Any
 
 from minicelery import Celery
+from minicelery.exceptions import Retry
 
 REDIS_URL = os.environ.get("MC_TEST_REDIS_URL", "memory://events")
 
@@ -37,6 +38,19 @@ def flaky(self: Any) -> str:
     """Fails once and is retried (after a short countdown), then succeeds."""
     if self.request.retries == 0:
         raise self.retry(exc=KeyError("not yet"), countdown=0.3)
+    return "ok"
+
+
+@app.task(bind=True, max_retries=1)
+def lingering_retry(self: Any, linger: float) -> str:
+    """Retries at once, but its first attempt ends only ``linger`` seconds after the retry
+    was published, so the retry reaches the worker while that attempt still runs."""
+    if self.request.retries == 0:
+        try:
+            raise self.retry(countdown=0)
+        except Retry:
+            time.sleep(linger)
+            raise
     return "ok"
 
 
