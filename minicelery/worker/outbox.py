@@ -63,10 +63,13 @@ class Outbox:
     def due(self, idle: bool) -> bool:
         """Send now, or let a few more join? Every write to Redis costs tens of microseconds
         of CPU, so under load (no ``idle`` slot) results and acks are sent every
-        ``ACK_DELAY`` seconds at most, or before the next reserve; otherwise at once."""
+        ``ACK_DELAY`` seconds at most, or before the next reserve. With an idle slot results
+        go at once (a client may be waiting), and so do acks once a result can carry them;
+        an early ack alone waits up to ``ACK_DELAY`` for its task's result, so a short task
+        costs one write, not two, while it runs."""
         if not (self.results or self.acks):
             return False
-        if idle:
+        if idle and self.results:
             return True
         pending = len(self.results) + len(self.acks)
         return pending >= 4 * self.concurrency or time.monotonic() - self.since >= ACK_DELAY
