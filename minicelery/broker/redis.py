@@ -384,16 +384,23 @@ class RedisBroker(Broker):
     def _reserve_call(
         self, consumer: str, queues: Sequence[str], count: int, ack: Sequence[str]
     ) -> tuple[list[str], list[Any]]:
-        # Rotate the queue order so one busy queue cannot starve the others.
+        keys = self._reserve_keys(consumer, self._ordered(queues))
+        return [*keys], [consumer, max(count, 0), *ack]
+
+    def _ordered(self, queues: Sequence[str]) -> tuple[str, ...]:
+        """The queues in the order of the next reserve: rotated each time, so one busy queue
+        cannot starve the others."""
         self._rotation = (self._rotation + 1) % max(len(queues), 1)
-        ordered = tuple(queues[self._rotation :]) + tuple(queues[: self._rotation])
-        keys = [
+        return tuple(queues[self._rotation :]) + tuple(queues[: self._rotation])
+
+    @functools.lru_cache(maxsize=256)  # noqa: B019 - a broker lives as long as its app
+    def _reserve_keys(self, consumer: str, ordered: tuple[str, ...]) -> tuple[str, ...]:
+        return (
             self.keys.hold(consumer),
             self.keys("seq"),
             self.keys("consumers"),
             *self._queue_keys(ordered),
-        ]
-        return keys, [consumer, max(count, 0), *ack]
+        )
 
     def _deliveries(self, flat: list[Any], queues: Sequence[str]) -> list[Delivery]:
         queue_of = self._queue_names(tuple(queues))
@@ -426,27 +433,40 @@ class RedisBroker(Broker):
         messages without another round trip. If the wait is abandoned after that reserve
         ran, the messages sit in the consumer's hold like those of any reserve whose reply
         was lost, and are given back the same way."""
-        wake_keys = [self.keys.wake(q) for q in queues]
-        commands: list[tuple[Any, ...]] = [("BLPOP", *wake_keys, max(timeout, 0.01))]
-        chained = None
-        if reserve_for is not None and reserve_for[1] > 0 and queues:
-            commands.append(self._reserve_command(reserve_for[0], queues, reserve_for[1]))
-            chained = tuple(queues)
-        return self._send_waiting(commands, blocking=True, chained=chained)
+        wait = (tuple(queues), max(timeout, 0.01))
+        if reserve_for is None or reserve_for[1] <= 0 or not queues:
+            return self._send_waiting(self._packed(wait, None), blocking=True, chained=None)
+        consumer, count = reserve_for
+        packed = self._packed(wait, (self._reserve.sha, consumer, self._ordered(queues), count))
+        return self._send_waiting(packed, blocking=True, chained=tuple(queues))
 
     def reserve_start(self, consumer: str, queues: Sequence[str], count: int) -> int | None:
         """Send a reserve without waiting for its reply; the returned file descriptor becomes
         readable when it is there, and :meth:`wait_finish` reads the messages. A busy worker
         so never stalls its main loop on a reserve round trip. None without a real socket."""
-        command = self._reserve_command(consumer, queues, count)
-        return self._send_waiting([command], blocking=False, chained=tuple(queues))
+        packed = self._packed(None, (self._reserve.sha, consumer, self._ordered(queues), count))
+        return self._send_waiting(packed, blocking=False, chained=tuple(queues))
 
-    def _reserve_command(self, consumer: str, queues: Sequence[str], count: int) -> tuple[Any, ...]:
-        keys, args = self._reserve_call(consumer, queues, count, ())
-        return ("EVALSHA", self._reserve.sha, len(keys), *keys, *args)
+    @functools.lru_cache(maxsize=256)  # noqa: B019 - a broker lives as long as its app
+    def _packed(
+        self,
+        wait: tuple[tuple[str, ...], float] | None,
+        reserve: tuple[str, str, tuple[str, ...], int] | None,
+    ) -> bytes:
+        """The wire bytes of a wait ``(queues, timeout)`` and/or a reserve ``(script sha,
+        consumer, queues in order, count)``. A worker sends the same few after every task,
+        and packing the reserve's dozens of keys cost more than sending them."""
+        commands: list[tuple[Any, ...]] = []
+        if wait is not None:
+            commands.append(("BLPOP", *(self.keys.wake(q) for q in wait[0]), wait[1]))
+        if reserve is not None:
+            sha, consumer, ordered, count = reserve
+            keys, args = self._reserve_keys(consumer, ordered), [consumer, max(count, 0)]
+            commands.append(("EVALSHA", sha, len(keys), *keys, *args))
+        return pack_commands(commands)
 
     def _send_waiting(
-        self, commands: list[tuple[Any, ...]], blocking: bool, chained: tuple[str, ...] | None
+        self, packed: bytes, blocking: bool, chained: tuple[str, ...] | None
     ) -> int | None:
         if self._waiting is None or self._waiting.pid != os.getpid():
             self._waiting = _Held(self.client.connection_pool, _get_connection(self.client))
@@ -457,7 +477,7 @@ class RedisBroker(Broker):
             if not isinstance(sock, socket.socket):
                 return None
             self._blocking, self._chained = blocking, chained
-            connection.send_packed_command([pack_commands(commands)])
+            connection.send_packed_command([packed])
         return sock.fileno()
 
     def wait_finish(self) -> list[Delivery]:
