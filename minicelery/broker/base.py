@@ -73,10 +73,12 @@ class Broker(ABC):
         wait, so it runs the moment the wait ends."""
         return None
 
-    def reserve_start(self, consumer: str, queues: Sequence[str], count: int) -> int | None:
-        """Send a :meth:`reserve` without waiting for it and return a file descriptor that
-        becomes readable when its reply is there (read with :meth:`wait_finish`); None if
-        this broker cannot (callers then use ``reserve``)."""
+    def reserve_start(
+        self, consumer: str, queues: Sequence[str], count: int, ack: Sequence[str] = ()
+    ) -> int | None:
+        """Send a :meth:`reserve` (acknowledging ``ack`` first) without waiting for it and
+        return a file descriptor that becomes readable when its reply is there (read with
+        :meth:`wait_finish`); None if this broker cannot (callers then use ``reserve``)."""
         return None
 
     def wait_finish(self) -> list[Delivery]:

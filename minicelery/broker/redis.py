@@ -196,6 +196,8 @@ class Lane:
         self.connection = _get_connection(client)
         self.pending: collections.deque[tuple[tuple[Any, ...], Any]] = collections.deque()
         self.broken = False
+        self.sent = 0  # commands handed to send() so far
+        self.confirmed = 0  # of those, how many Redis has answered (a reload counts as sent)
 
     def fileno(self) -> int | None:
         sock = getattr(self.connection, "_sock", None)
@@ -204,6 +206,7 @@ class Lane:
     def send(self, commands: Sequence[tuple[tuple[Any, ...], Any]]) -> None:
         """Write ``(args, script)`` pairs; ``script`` (or None) is reloaded on NOSCRIPT."""
         self.pending.extend(commands)
+        self.sent += len(commands)
         with translate_errors("send"):
             try:
                 if self.broken:
@@ -244,12 +247,14 @@ class Lane:
             self.connection.read_response()
         except redis.exceptions.NoScriptError:
             self.pending.popleft()
+            self.confirmed += 1
             script.sha = self.client.script_load(script.script)
             self.send([(("EVALSHA", script.sha, *args[2:]), script)])
             return
         except redis.ResponseError as exc:
             logger.error("Redis refused %s: %s", args[0], exc)
         self.pending.popleft()
+        self.confirmed += 1
 
     def close(self) -> None:
         self.connection.disconnect()
@@ -440,11 +445,19 @@ class RedisBroker(Broker):
         packed = self._packed(wait, (self._reserve.sha, consumer, self._ordered(queues), count))
         return self._send_waiting(packed, blocking=True, chained=tuple(queues))
 
-    def reserve_start(self, consumer: str, queues: Sequence[str], count: int) -> int | None:
-        """Send a reserve without waiting for its reply; the returned file descriptor becomes
-        readable when it is there, and :meth:`wait_finish` reads the messages. A busy worker
-        so never stalls its main loop on a reserve round trip. None without a real socket."""
-        packed = self._packed(None, (self._reserve.sha, consumer, self._ordered(queues), count))
+    def reserve_start(
+        self, consumer: str, queues: Sequence[str], count: int, ack: Sequence[str] = ()
+    ) -> int | None:
+        """Send a reserve (acknowledging ``ack`` first, in the same script) without waiting
+        for its reply; the returned file descriptor becomes readable when it is there, and
+        :meth:`wait_finish` reads the messages. A busy worker so never stalls its main loop
+        on a reserve round trip. None without a real socket."""
+        if ack:
+            keys, args = self._reserve_call(consumer, queues, count, ack)
+            packed = pack_commands([("EVALSHA", self._reserve.sha, len(keys), *keys, *args)])
+        else:
+            ordered = self._ordered(queues)
+            packed = self._packed(None, (self._reserve.sha, consumer, ordered, count))
         return self._send_waiting(packed, blocking=False, chained=tuple(queues))
 
     @functools.lru_cache(maxsize=256)  # noqa: B019 - a broker lives as long as its app

@@ -120,19 +120,21 @@ class Consumer:
             return []
         return deliveries
 
-    def fetch_start(self, room: int) -> bool:
-        """Reserve up to ``room`` messages without waiting: the reply wakes the main loop
-        (see :meth:`on_wake`), which keeps feeding the pool meanwhile. False where the broker
-        cannot (the caller uses :meth:`fetch`); True also when there is nothing to do now."""
+    def fetch_start(self, room: int, acks: Sequence[str] = ()) -> bool:
+        """Acknowledge ``acks`` and reserve up to ``room`` messages without waiting: the reply
+        wakes the main loop (see :meth:`on_wake`), which keeps feeding the pool meanwhile.
+        False when ``acks`` were not sent: the broker cannot (the caller uses :meth:`fetch`),
+        or it failed, or there is no room or it is busy and there were acks to send; True
+        when they were sent, or when there were none and there is nothing to do now."""
         busy = self._parked or self.hold_suspect or self.stopping.is_set() or self.retry_in() > 0
         if room <= 0 or busy:
-            return True
+            return not acks
         try:
-            fd = self.broker.reserve_start(self.consumer_id, self.queues, room)
+            fd = self.broker.reserve_start(self.consumer_id, self.queues, room, acks)
         except OperationalError as exc:
             self.hold_suspect = True  # it may have been sent, and run
             self.broker_failed(exc)
-            return True
+            return not acks
         if fd is None:
             return False
         self._watch_fd, self._parked, self._requested = fd, True, room

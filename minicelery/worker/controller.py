@@ -140,12 +140,14 @@ class WorkController:
         """How many more messages to reserve: prefetch minus what is buffered or running."""
         # Jobs waiting for their rate limit do not stop other messages being reserved,
         # up to one prefetch window of them.
+        # Acks Redis has not confirmed still hold their messages (see Outbox.acks_in_flight).
         waiting = len(self.gate) + len(self.ready) + len(self.held_back)
         return (
             self.prefetch
             - len(self.buffer)
             - len(self.pool.busy_jobs())
             - max(0, waiting - self.prefetch)
+            - self.outbox.acks_in_flight()
         )
 
     @property
@@ -369,12 +371,20 @@ class WorkController:
             return False
         room = self._room()
         if self.outbox.lane is not None and room >= self.refill_at:
-            # The acks go first, so what this worker holds never exceeds its prefetch window;
-            # the messages come with a wake-up.
+            # The acks land first, so what this worker holds never exceeds its prefetch
+            # window: early ones ride in the reserve, on its connection; the others follow
+            # their results on the lane and count against the window until Redis confirms
+            # them (Redis may run the two connections' commands in either order). The
+            # messages come with a wake-up.
+            early = self.outbox.take_early_acks()
             if self.outbox.acks:
                 self._flush_outbox(force=True)
-            if self.consumer.fetch_start(room):
+                room = self._room()
+            if room > 0 and self.consumer.fetch_start(room, early):
                 return False
+            self.outbox.put_back_acks(early)
+            if room <= 0:
+                return False  # the lane's confirmation wakes the loop to try again
         deliveries = self.consumer.fetch(room if room >= self.refill_at else 0, self.outbox.acks)
         self.buffer.extend(deliveries)
         return bool(deliveries)
@@ -405,7 +415,7 @@ class WorkController:
                 endings.discard_revoked(self, job)
             elif verdict == Gate.RUN:
                 if not job.acks_late:
-                    self.outbox.add_ack(job.delivery.tag)
+                    self.outbox.add_ack(job.delivery.tag, early=True)
                 job.wall_started = time.time()
                 job.event_fields = self.task_events
                 self.pool.submit(job)

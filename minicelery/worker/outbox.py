@@ -9,6 +9,7 @@ results on another Redis) results are stored at once and acks ride with the next
 
 from __future__ import annotations
 
+import collections
 import logging
 import time
 from typing import TYPE_CHECKING
@@ -35,8 +36,11 @@ class Outbox:
         self.lane: Lane | None = None
         self.results: list[tuple[str, bytes]] = []
         self.acks: list[str] = []
+        self.early: set[str] = set()  # acks of started tasks: no result to wait for
         self.acks_since = 0.0  # when the oldest pending ack was added
         self.since = 0.0  # when the oldest pending result or ack was added
+        # (lane commands sent when they went out, acks among them), until Redis confirms
+        self._acks_sent: collections.deque[tuple[int, int]] = collections.deque()
 
     def open_lane(self) -> None:
         """A lane only where results and acks share one Redis connection pool (the same
@@ -48,12 +52,32 @@ class Outbox:
         if make is not None and hasattr(backend, "store_commands"):
             self.lane = make()
 
-    def add_ack(self, tag: str) -> None:
+    def add_ack(self, tag: str, early: bool = False) -> None:
+        """Acknowledge ``tag`` soon: ``early`` for a task that has just started (its ack
+        follows no result, so it may travel with a reserve), else after the results
+        already added."""
         if not self.acks:
             self.acks_since = time.monotonic()
             if not self.results:
                 self.since = self.acks_since
         self.acks.append(tag)
+        if early and self.lane is not None:
+            self.early.add(tag)
+
+    def take_early_acks(self) -> list[str]:
+        """Remove and return the pending early acks, to send with a reserve: on the reserve's
+        own connection they land before it, so what the worker holds stays in its window."""
+        if not self.early:
+            return []
+        taken = [tag for tag in self.acks if tag in self.early]
+        self.acks = [tag for tag in self.acks if tag not in self.early]
+        self.early.clear()
+        return taken
+
+    def put_back_acks(self, tags: list[str]) -> None:
+        """Acks a failed reserve may not have delivered: sent again with the next call."""
+        for tag in tags:
+            self.add_ack(tag, early=True)
 
     def add_results(self, records: list[tuple[str, bytes]]) -> None:
         if records and not self.results and not self.acks:
@@ -92,7 +116,10 @@ class Outbox:
             return consumer.retry_in() == 0
         ack = (self.app.broker.ack_key(self.consumer_id), self.acks)  # type: ignore[attr-defined]
         commands = self.app.backend.store_commands(self.results, ack)  # type: ignore[attr-defined]
+        if self.acks:
+            self._acks_sent.append((self.lane.sent + len(commands), len(self.acks)))
         self.results, self.acks = [], []
+        self.early.clear()
         try:
             self.lane.send(commands)  # kept by the lane and sent again if this fails
         except OperationalError as exc:
@@ -113,6 +140,18 @@ class Outbox:
             return False
         self.results = []
         return True
+
+    def acks_in_flight(self) -> int:
+        """Acks sent on the lane that Redis has not confirmed yet. Their messages are still
+        in the worker's hold, and a reserve on another connection may overtake them, so
+        they count against the prefetch window until confirmed. (Early acks usually go
+        with the reserve instead; see :meth:`take_early_acks`.)"""
+        if self.lane is None:
+            return 0
+        confirmed = self.lane.confirmed
+        while self._acks_sent and self._acks_sent[0][0] <= confirmed:
+            self._acks_sent.popleft()
+        return sum(count for _, count in self._acks_sent)
 
     def lane_fd(self) -> int | None:
         """The lane's socket while it owes replies (for the main loop's select)."""
@@ -142,6 +181,7 @@ class Outbox:
         """Acknowledge what is pending at once, with a round trip of its own."""
         if self.acks:
             tags, self.acks = self.acks, []
+            self.early.clear()
             self.app.broker.ack(self.consumer_id, tags)
 
     def close(self) -> None:

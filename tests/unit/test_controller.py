@@ -23,3 +23,55 @@ def test_a_lost_reserve_reply_gives_back_what_the_worker_never_saw(app: Celery) 
     assert app.broker.queue_sizes(["celery"]) == {"celery": 1}
     again = app.broker.reserve("other", ["celery"], 5)
     assert [d.data for d in again] == [lost.data]
+
+
+class _Lane:
+    """The counting part of a broker lane: commands go out, Redis answers them in order."""
+
+    def __init__(self) -> None:
+        self.sent = self.confirmed = 0
+        self.pending: list[object] = []
+        self.broken = False
+
+    def send(self, commands: list[object]) -> None:
+        self.pending.extend(commands)
+        self.sent += len(commands)
+
+    def answer(self, count: int = 1) -> None:
+        del self.pending[:count]
+        self.confirmed += count
+
+
+def test_unconfirmed_acks_count_against_the_prefetch_window(app: Celery) -> None:
+    """An ack sent on the lane may reach Redis after a reserve sent on another connection
+    just behind it; until Redis confirms it, its message is still held, so the worker
+    reserves that much less (the prefetch bound holds whichever lands first)."""
+    controller = WorkController(
+        app, WorkerOptions(pool="threads", concurrency=1, prefetch_multiplier=4)
+    )
+    lane = _Lane()
+    outbox = controller.outbox
+    outbox.lane = lane  # type: ignore[assignment]
+    assert controller._room() == 4
+
+    for tag in ("a", "b", "c"):
+        outbox.add_ack(tag)
+    assert controller._room() == 4, "acks not sent yet: the worker sends them before a reserve"
+    assert outbox.flush(controller.consumer, idle=False, force=True)
+    assert (outbox.acks_in_flight(), controller._room()) == (3, 1)
+
+    outbox.add_results([("t1", b"{}")])
+    assert outbox.flush(controller.consumer, idle=True)  # a result alone: no acks in it
+    assert len(lane.pending) == 2 and outbox.acks_in_flight() == 3
+
+    lane.answer()  # the call with the three acks
+    assert (outbox.acks_in_flight(), controller._room()) == (0, 4)
+
+    # Early acks (tasks just started) never wait on the lane: they ride in the next reserve.
+    outbox.add_ack("d", early=True)
+    outbox.add_ack("e")
+    outbox.add_ack("f", early=True)
+    assert outbox.take_early_acks() == ["d", "f"] and outbox.acks == ["e"]
+    assert outbox.take_early_acks() == []
+    outbox.put_back_acks(["d", "f"])  # a reserve that failed to go out
+    assert outbox.take_early_acks() == ["d", "f"]
