@@ -507,3 +507,34 @@ def test_delay_result_sees_the_stored_value(app: Celery, add: Task[Any, Any]) ->
     app.backend.store(result.id, {"status": states.SUCCESS, "result": 3})
     assert result.get(timeout=1) == 3
     assert add.AsyncResult(result.id).result == 3
+
+
+def test_the_argument_check_accepts_exactly_what_the_function_does() -> None:
+    import inspect
+
+    from minicelery.task import argument_checker
+
+    def fun(a: int, b: int, /, c: int, d: int = 1, *rest: int, e: int, f: int = 2) -> None: ...
+
+    check = argument_checker(fun)
+    calls: list[tuple[tuple[Any, ...], dict[str, Any]]] = [
+        ((1, 2, 3), {"e": 5}),
+        ((1, 2), {"c": 3, "e": 5, "f": 6}),
+        ((1, 2, 3, 4, 5, 6), {"e": 7}),
+        ((1, 2, 3), {}),  # e missing
+        ((1,), {"b": 2, "c": 3, "e": 5}),  # b is positional-only
+        ((1, 2, 3), {"e": 5, "g": 6}),  # no **kwargs
+        ((), {}),
+    ]
+    for args, kwargs in calls:
+        try:
+            inspect.signature(fun).bind(*args, **kwargs)
+            fits = True
+        except TypeError:
+            fits = False
+        try:
+            check(*args, **kwargs)
+            accepted = True
+        except TypeError:
+            accepted = False
+        assert accepted == fits, (args, kwargs)
