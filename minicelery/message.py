@@ -16,7 +16,7 @@ from typing import Any
 import msgpack
 
 from .exceptions import MessageError, SerializationError
-from .serialization import dumps, loads
+from .serialization import dumps, loads, pack_frame
 
 _repr = reprlib.Repr()
 _repr.maxstring = 256
@@ -55,7 +55,7 @@ class TaskMessage:
             "ct": self.content_type,
             "b": self.body,
         }
-        return msgpack.packb(envelope, use_bin_type=True)  # type: ignore[no-any-return]
+        return pack_frame(envelope)
 
     def decode_body(
         self, accept: frozenset[str]

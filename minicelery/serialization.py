@@ -9,6 +9,7 @@ import decimal
 import importlib
 import json
 import pickle
+import threading
 import uuid
 from collections.abc import Callable, Collection
 from dataclasses import dataclass
@@ -80,6 +81,20 @@ def _json_loads(data: bytes) -> Any:
     if b'"__type__"' not in data:
         return json.loads(data)  # nothing tagged: skip the per-object hook
     return json.loads(data, object_hook=_decode_extra)
+
+
+_packers = threading.local()
+
+
+def pack_frame(obj: Any) -> bytes:
+    """msgpack for the library's own frames (message envelopes, pool reports): plain types
+    only, with a packer kept per thread, since ``msgpack.packb`` builds a new one on
+    every call and that showed on every ``delay()`` and every task a child reports."""
+    try:
+        packer = _packers.packer
+    except AttributeError:
+        packer = _packers.packer = msgpack.Packer(use_bin_type=True)
+    return packer.pack(obj)  # type: ignore[no-any-return]
 
 
 def _msgpack_encode_extra(obj: Any) -> Any:

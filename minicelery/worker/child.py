@@ -20,6 +20,7 @@ import msgpack
 from .. import signals
 from ..backend.relay import RelayBackend
 from ..exceptions import SoftTimeLimitExceeded
+from ..serialization import pack_frame
 from .channel import Channel
 
 if TYPE_CHECKING:
@@ -117,7 +118,7 @@ def child_main(
     app._connections = None
     relay = RelayBackend(
         app.conf.result_serializer,
-        lambda records: conn.send_bytes(RESULTS + msgpack.packb(records)),
+        lambda records: conn.send_bytes(RESULTS + pack_frame(records)),
         app.open_backend,
     )
     app.relay_results(relay)
@@ -147,7 +148,7 @@ def child_main(
             # result before it acknowledges the message. The memory verdict travels with them
             # too, so the main process never hands this child another job in between.
             retire = over_memory_limit(max_memory_kib)
-            conn.send_bytes(DONE + msgpack.packb([*outcome, relay.take(), retire]))
+            conn.send_bytes(DONE + pack_frame([*outcome, relay.take(), retire]))
     finally:
         signals.worker_process_shutdown.send(sender=None, pid=os.getpid(), exitcode=0)
         sys.stdout.flush()
