@@ -452,12 +452,11 @@ class RedisBroker(Broker):
         for its reply; the returned file descriptor becomes readable when it is there, and
         :meth:`wait_finish` reads the messages. A busy worker so never stalls its main loop
         on a reserve round trip. None without a real socket."""
-        if ack:
-            keys, args = self._reserve_call(consumer, queues, count, ack)
-            packed = pack_commands([("EVALSHA", self._reserve.sha, len(keys), *keys, *args)])
+        reserve = (self._reserve.sha, consumer, self._ordered(queues), count)
+        if ack:  # tags differ every time: nothing to cache
+            packed = pack_commands([self._reserve_command(*reserve, ack)])
         else:
-            ordered = self._ordered(queues)
-            packed = self._packed(None, (self._reserve.sha, consumer, ordered, count))
+            packed = self._packed(None, reserve)
         return self._send_waiting(packed, blocking=False, chained=tuple(queues))
 
     @functools.lru_cache(maxsize=256)  # noqa: B019 - a broker lives as long as its app
@@ -473,10 +472,14 @@ class RedisBroker(Broker):
         if wait is not None:
             commands.append(("BLPOP", *(self.keys.wake(q) for q in wait[0]), wait[1]))
         if reserve is not None:
-            sha, consumer, ordered, count = reserve
-            keys, args = self._reserve_keys(consumer, ordered), [consumer, max(count, 0)]
-            commands.append(("EVALSHA", sha, len(keys), *keys, *args))
+            commands.append(self._reserve_command(*reserve))
         return pack_commands(commands)
+
+    def _reserve_command(
+        self, sha: str, consumer: str, ordered: tuple[str, ...], count: int, ack: Sequence[str] = ()
+    ) -> tuple[Any, ...]:
+        keys = self._reserve_keys(consumer, ordered)
+        return ("EVALSHA", sha, len(keys), *keys, consumer, max(count, 0), *ack)
 
     def _send_waiting(
         self, packed: bytes, blocking: bool, chained: tuple[str, ...] | None
