@@ -6,7 +6,8 @@
     ├── ImproperlyConfigured (also ValueError)
     ├── NotRegistered (also KeyError)
     ├── SerializationError
-    │   └── ContentDisallowed
+    │   ├── ContentDisallowed
+    │   └── EncodeError (a value, such as a task's return value, that cannot be encoded)
     ├── TimeoutError (also builtin TimeoutError)
     ├── TaskError
     │   ├── TaskRevokedError
@@ -50,6 +51,11 @@ class SerializationError(MiniceleryError):
 
 class ContentDisallowed(SerializationError):
     """A message uses a content type that is not in ``accept_content``."""
+
+
+class EncodeError(SerializationError):
+    """A value could not be encoded with the serializer in use (Celery's, from kombu): a
+    task whose return value cannot be encoded ends FAILURE with this error."""
 
 
 class TimeoutError(MiniceleryError, builtins.TimeoutError):
@@ -126,6 +132,7 @@ class SoftTimeLimitExceeded(Exception):
 __all__ = [
     "ChordError",
     "ContentDisallowed",
+    "EncodeError",
     "ImproperlyConfigured",
     "MaxRetriesExceededError",
     "MessageError",

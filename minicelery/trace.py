@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Any
 from . import signals, states
 from ._state import task_stack
 from .canvas.callbacks import on_task_abandoned, on_task_failure, on_task_success
-from .exceptions import OperationalError, Reject, Retry
+from .exceptions import EncodeError, OperationalError, Reject, Retry
 from .result import EagerResult, ResultBase
 from .serialization import exception_to_dict
 from .task import Context, Task
@@ -200,8 +200,11 @@ def _finish(
     logged (``task_internal_error``) and never turns into the task's outcome."""
     assert request.id is not None
     einfo = ExceptionInfo(outcome.exc, outcome.traceback) if outcome.exc is not None else None
+    if outcome.state == states.SUCCESS and not _stored_success(app, request, outcome, ignore):
+        assert outcome.exc is not None
+        einfo = ExceptionInfo(outcome.exc, outcome.traceback)
     if outcome.state == states.SUCCESS:
-        _finish_success(app, task, request, outcome, ignore)
+        _finish_success(app, task, request, outcome)
     elif outcome.state == states.RETRY:
         _finish_retry(app, task, request, outcome, einfo)
     elif outcome.state == states.FAILURE:
@@ -250,11 +253,24 @@ def _store(
     )
 
 
-def _finish_success(
-    app: Celery, task: Task[Any, Any], request: Context, outcome: Outcome, ignore: bool
-) -> None:
-    if not ignore:
+def _stored_success(app: Celery, request: Context, outcome: Outcome, ignore: bool) -> bool:
+    """Store a success; a return value the result serializer cannot encode turns the
+    outcome into a FAILURE with ``EncodeError`` (as in Celery), so the worker lives on and
+    the caller learns why instead of waiting forever."""
+    if ignore:
+        return True
+    try:
         _store(app, request, states.SUCCESS, outcome.retval)
+    except EncodeError as exc:
+        outcome.state, outcome.retval, outcome.exc = states.FAILURE, None, exc
+        outcome.traceback = tb_module.format_exc()
+        return False
+    return True
+
+
+def _finish_success(
+    app: Celery, task: Task[Any, Any], request: Context, outcome: Outcome
+) -> None:
     _guarded(
         task, request, task.on_success, outcome.retval, request.id, request.args, request.kwargs
     )

@@ -6,7 +6,7 @@ from abc import ABC, abstractmethod
 from collections.abc import Callable, Iterator
 from typing import Any
 
-from ..exceptions import ImproperlyConfigured
+from ..exceptions import EncodeError, ImproperlyConfigured
 from ..serialization import Codec
 
 Meta = dict[str, Any]
@@ -17,7 +17,12 @@ def encode_meta(meta: Meta, codec: Codec) -> bytes:
     """Serialize a result record with ``status`` first, which the store script relies on."""
     if next(iter(meta), None) != "status":
         meta = {"status": meta["status"], **meta}
-    return codec.dumps(meta)
+    try:
+        return codec.dumps(meta)
+    except EncodeError:
+        raise
+    except Exception as exc:  # each codec has its own errors (TypeError, PicklingError...)
+        raise EncodeError(f"cannot encode the result with {codec.name}: {exc!r}") from exc
 
 
 class ResultBackend(ABC):

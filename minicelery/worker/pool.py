@@ -7,6 +7,7 @@ never talks to the broker.
 from __future__ import annotations
 
 import contextlib
+import logging
 import os
 import queue
 import select
@@ -17,8 +18,11 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from .. import states
 from ..broker import Delivery
 from ..message import TaskMessage
+
+logger = logging.getLogger(__name__)
 
 
 @dataclass
@@ -179,7 +183,11 @@ class ThreadPool(Pool):
             job = self._jobs.get()
             if job is None:
                 return
-            done = self.runner(job)
+            try:
+                done = self.runner(job)
+            except Exception:  # a bug of ours must not cost the pool a thread
+                logger.exception("Pool thread failed to run %s", job.message.id)
+                done = Done(job, states.FAILURE)
             with self._lock:
                 self._busy.pop(id(job), None)
             self._done.put(done)

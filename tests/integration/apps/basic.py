@@ -93,3 +93,9 @@ def die_rejected(key: str) -> None:
     """Counts its runs, then kills its own process: each loss requeues it, up to a limit."""
     own_redis().rpush(key, os.getpid())
     os.kill(os.getpid(), signal.SIGKILL)
+
+
+@app.task
+def unencodable() -> Any:
+    """Returns a value no result serializer can encode (json, msgpack or pickle)."""
+    return lambda: None
