@@ -318,12 +318,20 @@ def _finish_failure(
     _guarded(task, request, on_task_failure, app, task, request, exc, outcome.traceback)
 
 
-def workflow_abandoned(app: Celery, request: Context, exc: BaseException, state: str) -> None:
+def workflow_abandoned(
+    app: Celery, request: Context, exc: BaseException, state: str, retry: bool = False
+) -> None:
     """For a task the worker ends without running it (revoked, expired, lost with its
     worker): its chord part is counted and the rest of its chain failed, as Celery does,
-    so no workflow waits forever for it. Call after storing its REVOKED/FAILURE record."""
+    so no workflow waits forever for it. Call after storing its REVOKED/FAILURE record.
+    With ``retry`` an unreachable Redis raises ``OperationalError`` for the caller to try
+    again (every step is safe to repeat), instead of being logged and given up."""
     try:
         on_task_abandoned(app, request, exc, state)
+    except OperationalError:
+        if retry:
+            raise
+        logger.exception("Could not move on the workflow of %s[%s]", request.task, request.id)
     except Exception:
         logger.exception("Could not move on the workflow of %s[%s]", request.task, request.id)
 

@@ -164,6 +164,7 @@ class Consumer:
             self.hold_suspect = True  # its chained reserve may have run, its reply lost
             self.broker_failed(exc)
             return []
+        self._backoff.succeeded()
         if requested and len(deliveries) < requested:
             self._park(requested - len(deliveries))  # the queues ran dry: wait for more
         return deliveries

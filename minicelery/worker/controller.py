@@ -21,7 +21,6 @@ from ..broker import Delivery
 from ..events.worker import WorkerEvents
 from ..exceptions import (
     MessageError,
-    OperationalError,
 )
 from ..message import decode_message
 from ..serialization import accepted_content_types
@@ -30,6 +29,7 @@ from .autoscale import Autoscaler
 from .commands import run_command
 from .consumer import Consumer
 from .control import ControlServer
+from .errands import Errands
 from .executor import run_logged
 from .intake import job_for
 from .outbox import ACK_DELAY, Outbox
@@ -102,6 +102,9 @@ class WorkController:
                                          keepalive=conf.worker_autoscale_keepalive)  # fmt: skip
         self._consumer: Consumer | None = None
         self.outbox = Outbox(app, self.consumer_id, self.concurrency)
+        self.errands = Errands(self.waker.wake, inline=True)  # threaded once Redis is real
+        self.unsent_limit: int = conf.worker_unsent_limit
+        self._reconciling = False
         self.buffer: collections.deque[Delivery] = collections.deque()
         self._repark = False  # a wait brought messages: wait again once they are dispatched
         self.ready: collections.deque[Job] = collections.deque()  # due after a rate limit
@@ -142,13 +145,22 @@ class WorkController:
         # up to one prefetch window of them.
         # Acks Redis has not confirmed still hold their messages (see Outbox.acks_in_flight).
         waiting = len(self.gate) + len(self.ready) + len(self.held_back)
+        if self.backlogged():
+            return 0
         return (
             self.prefetch
             - len(self.buffer)
             - len(self.pool.busy_jobs())
             - max(0, waiting - self.prefetch)
             - self.outbox.acks_in_flight()
+            - self.errands.holding()
         )
+
+    def backlogged(self) -> bool:
+        """Whether Redis owes this worker more than ``worker_unsent_limit`` writes (results,
+        acks, requeues...): while it does, the worker takes no new work, so an outage
+        costs a bounded amount of memory."""
+        return self.outbox.unsent() + len(self.errands) >= self.unsent_limit
 
     @property
     def revoked(self) -> Any:
@@ -247,6 +259,9 @@ class WorkController:
             self.app.broker.ping()
             self.app.broker.heartbeat(self.consumer_id)
             self.outbox.open_lane()
+            if not self.outbox.socketless:
+                self.errands = Errands(self.waker.wake)
+                self.errands.start()
             self.control = ControlServer(
                 self.app.broker.mailbox(), self.hostname, self.waker.wake, self.revoked.update
             )
@@ -295,7 +310,7 @@ class WorkController:
             for event in self.pool.wait(1.0, self.waker, self._watched(waiting=False)):
                 self._handle(event)
             self._flush_outbox()
-            self.outbox.flush_acks()
+            self.outbox.flush_acks(self.consumer)
 
     def _shutdown(self) -> None:
         for event in self.pool.stop(cold=self.cold):
@@ -304,13 +319,14 @@ class WorkController:
         if self.control is not None:
             self.control.stop()
         self._give_back_buffer()
-        self._flush_outbox()
-        self.outbox.flush_acks()
+        self._flush_outbox(force=True)
+        self.outbox.flush_acks(self.consumer)
         self.outbox.close()
-        try:
-            self.app.broker.unregister(self.consumer_id)
-        except Exception:
-            logger.exception("could not unregister from the broker")
+        if self.errands.drain(self.app.conf.worker_shutdown_timeout):
+            try:
+                self.app.broker.unregister(self.consumer_id)
+            except Exception:
+                logger.exception("could not unregister from the broker")
         if self.events is not None:
             self.events.stop()  # worker-offline, after every task's last event
         signals.worker_shutdown.send(sender=self)
@@ -319,19 +335,26 @@ class WorkController:
     def _reconcile_hold(self) -> None:
         """After a reserve whose reply was lost, give back whatever the hold has that this
         worker does not know about (reserved, reply lost), so nothing sits there unseen
-        while the worker lives. Known: buffered, running, or acknowledged but unconfirmed."""
-        self.outbox.settle(self.consumer)  # acks in flight must land before the hold is read
-        known = {d.tag for d in self.buffer} | {j.delivery.tag for j in self.pool.busy_jobs()}
-        known.update(self.outbox.acks)
-        try:
-            unknown = [tag for tag in self.app.broker.held(self.consumer_id) if tag not in known]
-            if unknown:
-                count = self.app.broker.requeue(self.consumer_id, unknown)
-                logger.warning("Gave back %d message(s) reserved by a lost reply", count)
-        except OperationalError as exc:
-            self.consumer.broker_failed(exc)
+        while the worker lives. Known: buffered, waiting, running, or acknowledged but not
+        confirmed. No reserve is sent until this is done (``hold_suspect``), so the hold
+        can only lose known tags meanwhile; it runs as an errand, off the main loop."""
+        if self._reconciling:
             return
-        self.consumer.hold_suspect = False
+        self._reconciling = True
+        known = {d.tag for d in self.buffer} | {j.delivery.tag for j in self.pool.busy_jobs()}
+        known.update(job.delivery.tag for job in self.waiting_jobs())
+        known.update(self.outbox.acks)
+        known.update(self.outbox.unconfirmed_acks())
+        broker, consumer_id = self.app.broker, self.consumer_id
+
+        def run() -> None:
+            unknown = [tag for tag in broker.held(consumer_id) if tag not in known]
+            if unknown:
+                count = broker.requeue(consumer_id, unknown)
+                logger.warning("Gave back %d message(s) reserved by a lost reply", count)
+            self.consumer.hold_suspect = self._reconciling = False
+
+        self.errands.add("check the hold", run)
 
     def _watched(self, waiting: bool = True) -> list[int]:
         """Broker sockets for the main loop's select: the idle wait, and the lane while it
@@ -382,9 +405,10 @@ class WorkController:
                 room = self._room()
             if room > 0 and self.consumer.fetch_start(room, early):
                 return False
+            # Not sent (no room, a reserve under way, or Redis away): the acks go on the lane
+            # and the loop tries again when woken. Never a round trip from here.
             self.outbox.put_back_acks(early)
-            if room <= 0:
-                return False  # the lane's confirmation wakes the loop to try again
+            return False
         deliveries = self.consumer.fetch(room if room >= self.refill_at else 0, self.outbox.acks)
         self.buffer.extend(deliveries)
         return bool(deliveries)
@@ -397,8 +421,13 @@ class WorkController:
         if self.buffer or waiting:
             tags = [j.delivery.tag for j in waiting] + [d.tag for d in self.buffer]
             self.buffer.clear()
-            count = self.app.broker.requeue(self.consumer_id, tags)
-            logger.info("Gave %d reserved message(s) back to their queues", count)
+            broker, consumer_id = self.app.broker, self.consumer_id
+
+            def run() -> None:
+                count = broker.requeue(consumer_id, tags)
+                logger.info("Gave %d reserved message(s) back to their queues", count)
+
+            self.errands.add("give back reserved messages", run, holds=len(tags))
 
     def _dispatch(self) -> None:
         self.ready.extend(self.gate.due())
@@ -497,7 +526,8 @@ class WorkController:
         if event.dead_reason:
             endings.dead_letter(self, job.delivery, event.dead_reason, None, job.message.task)
         elif event.state == states.REJECTED and event.requeue:
-            self.app.broker.requeue(self.consumer_id, [tag])
+            broker, consumer_id = self.app.broker, self.consumer_id
+            self.errands.add("requeue", lambda: broker.requeue(consumer_id, [tag]), holds=1)
         elif job.acks_late and event.state == states.FAILURE and not job.acks_on_failure:
             # Celery rejects the message without requeueing it: here it is kept, dead-lettered.
             reason = "failed, and acks_on_failure_or_timeout is off"

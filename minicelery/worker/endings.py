@@ -1,7 +1,10 @@
 """How a message ends when its task did not simply run to completion: revoked before it
 started or terminated while running, lost with its process (killed, crashed, past its hard
 time limit), or unrunnable and kept in the dead-letter store. Each stores the result and
-moves the task's workflow on (its chord part, the rest of its chain, its errbacks)."""
+moves the task's workflow on (its chord part, the rest of its chain, its errbacks).
+
+What these write to Redis goes out as errands (:mod:`.errands`), in order and retried, so
+the main loop decides and logs at once and never waits on Redis."""
 
 from __future__ import annotations
 
@@ -19,7 +22,7 @@ from ..exceptions import (
 )
 from ..serialization import exception_to_dict
 from ..trace import workflow_abandoned
-from .executor import build_meta, make_request, store_result
+from .executor import build_meta, make_request
 from .pool import Job, Lost
 from .prefork import _describe
 
@@ -42,14 +45,31 @@ def dead_letter(
 ) -> None:
     """Keep the message with its reason; its result, when it has an id, is FAILURE."""
     logger.error("Dead-lettered a message from queue %r: %s", delivery.queue, reason)
+    worker.errands.add(
+        f"dead-letter {delivery.tag}",
+        lambda: _dead_letter_now(worker, delivery, reason, task_id, task, exc),
+        holds=1,
+    )
+
+
+def _dead_letter_now(
+    worker: WorkController,
+    delivery: Delivery,
+    reason: str,
+    task_id: str | None,
+    task: str,
+    exc: BaseException | None,
+) -> None:
     letter = DeadLetter(
         task_id or f"tag-{delivery.tag}", task, reason, time.time(), delivery.queue, delivery.data
     )
     worker.app.broker.dead_letter(worker.consumer_id, delivery, letter)
     if task_id is not None and exc is not None:
-        store_result(
-            worker.app, task_id, build_meta(task_id, states.FAILURE, exception_to_dict(exc))
-        )
+        _store(worker, task_id, states.FAILURE, exc)
+
+
+def _store(worker: WorkController, task_id: str, state: str, exc: BaseException) -> None:
+    worker.app.backend.store(task_id, build_meta(task_id, state, exception_to_dict(exc)))
 
 
 def discard_revoked(worker: WorkController, job: Job, terminated: int | None = None) -> None:
@@ -58,7 +78,6 @@ def discard_revoked(worker: WorkController, job: Job, terminated: int | None = N
     task_id, name = job.message.id, job.message.task
     reason = "terminated" if terminated is not None else "revoked"
     exc = TaskRevokedError(reason)
-    store_result(worker.app, task_id, build_meta(task_id, states.REVOKED, exception_to_dict(exc)))
     job_logger.info("Discarding revoked task: %s[%s] (%s)", name, task_id, reason)
     signals.task_revoked.send(
         sender=worker.app.tasks.get(name),
@@ -69,8 +88,18 @@ def discard_revoked(worker: WorkController, job: Job, terminated: int | None = N
     )
     if worker.events is not None:
         worker.events.revoked(job.message, terminated)
-    abandon(worker, job, exc, states.REVOKED)
-    worker.outbox.add_ack(job.delivery.tag)
+    _end(worker, job, exc, states.REVOKED)
+
+
+def _end(worker: WorkController, job: Job, exc: BaseException, state: str) -> None:
+    """Store the final record, move the workflow on, then acknowledge: one errand."""
+
+    def run() -> None:
+        _store(worker, job.message.id, state, exc)
+        abandon(worker, job, exc, state)
+        worker.app.broker.ack(worker.consumer_id, [job.delivery.tag])
+
+    worker.errands.add(f"end {job.message.id} {state}", run, holds=1)
 
 
 def handle_lost(worker: WorkController, event: Lost, shutting_down: bool) -> None:
@@ -79,47 +108,53 @@ def handle_lost(worker: WorkController, event: Lost, shutting_down: bool) -> Non
     ``reject_on_worker_lost``, and a hard time limit only with ``acks_late`` and
     ``acks_on_failure_or_timeout`` off."""
     job = event.job
-    tag, task_id = job.delivery.tag, job.message.id
     if event.timed_out:
         exc: Exception = TimeLimitExceeded(job.time_limit)
     else:
         exc = WorkerLostError(f"Worker exited prematurely: {_describe(event.exitcode)} Job: 0.")
     requeue = shutting_down or job.reject_on_worker_lost
-    if event.timed_out and job.acks_late and not job.acks_on_failure:
-        # Celery stores the failure and sends the message back to run again.
-        _store_failure(worker, task_id, exc)
-        requeue = True
+    # Celery stores the failure of a timed-out acks_late task that it sends back to run again.
+    store_first = event.timed_out and job.acks_late and not job.acks_on_failure
+    requeue = requeue or store_first
     if job.acks_late and requeue and (not event.timed_out or not job.acks_on_failure):
-        _requeue_lost(worker, job, exc, shutting_down)
+        _requeue_lost(worker, job, exc, shutting_down, store_first)
         return
     job_logger.error("Task handler raised error: %r", exc)
     if worker.events is not None:
         worker.events.failed(job.message, exc)
-    _store_failure(worker, task_id, exc)
-    abandon(worker, job, exc, states.FAILURE)
     if job.acks_late:
-        worker.outbox.add_ack(tag)
+        _end(worker, job, exc, states.FAILURE)
+        return
 
+    def run() -> None:  # acknowledged when it started
+        _store(worker, job.message.id, states.FAILURE, exc)
+        abandon(worker, job, exc, states.FAILURE)
 
-def _store_failure(worker: WorkController, task_id: str, exc: BaseException) -> None:
-    store_result(worker.app, task_id, build_meta(task_id, states.FAILURE, exception_to_dict(exc)))
+    worker.errands.add(f"end {job.message.id} FAILURE", run)
 
 
 def _requeue_lost(
-    worker: WorkController, job: Job, exc: BaseException, shutting_down: bool
+    worker: WorkController, job: Job, exc: BaseException, shutting_down: bool, store_first: bool
 ) -> None:
-    task_id = job.message.id
-    if not shutting_down and killed_too_often(worker, job):
-        reason = f"killed its worker process {worker.app.conf.task_max_worker_lost} times"
-        dead_letter(worker, job.delivery, reason, task_id, job.message.task, exc)
-        abandon(worker, job, exc, states.FAILURE)
-        return
-    logger.warning(
-        "Task %s[%s] stopped with its process; message requeued", job.message.task, task_id
-    )
-    worker.app.broker.requeue(worker.consumer_id, [job.delivery.tag])
-    if worker.events is not None:
-        worker.events.rejected(job.message, requeue=True)
+    task_id, tag = job.message.id, job.delivery.tag
+
+    def run() -> None:
+        if store_first:
+            _store(worker, task_id, states.FAILURE, exc)
+        if not shutting_down and killed_too_often(worker, job):
+            reason = f"killed its worker process {worker.app.conf.task_max_worker_lost} times"
+            _dead_letter_now(worker, job.delivery, reason, task_id, job.message.task, exc)
+            logger.error("Dead-lettered a message from queue %r: %s", job.delivery.queue, reason)
+            abandon(worker, job, exc, states.FAILURE)
+            return
+        worker.app.broker.requeue(worker.consumer_id, [tag])
+        logger.warning(
+            "Task %s[%s] stopped with its process; message requeued", job.message.task, task_id
+        )
+        if worker.events is not None:
+            worker.events.rejected(job.message, requeue=True)
+
+    worker.errands.add(f"requeue {task_id}", run, holds=1)
 
 
 def killed_too_often(worker: WorkController, job: Job) -> bool:
@@ -148,4 +183,4 @@ def abandon(worker: WorkController, job: Job, exc: BaseException, state: str) ->
     request: Any = make_request(
         task, job.message, args, kwargs, embed, worker.hostname, job.delivery.queue
     )
-    workflow_abandoned(worker.app, request, exc, state)
+    workflow_abandoned(worker.app, request, exc, state, retry=True)

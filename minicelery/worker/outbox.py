@@ -34,23 +34,27 @@ class Outbox:
         self.consumer_id = consumer_id
         self.concurrency = concurrency
         self.lane: Lane | None = None
+        self.socketless = True  # an in-process broker (memory://): nothing can hang
         self.results: list[tuple[str, bytes]] = []
         self.acks: list[str] = []
         self.early: set[str] = set()  # acks of started tasks: no result to wait for
         self.acks_since = 0.0  # when the oldest pending ack was added
         self.since = 0.0  # when the oldest pending result or ack was added
-        # (lane commands sent when they went out, acks among them), until Redis confirms
-        self._acks_sent: collections.deque[tuple[int, int]] = collections.deque()
+        # (lane commands sent when they went out, the acks among them), until Redis confirms
+        self._acks_sent: collections.deque[tuple[int, list[str]]] = collections.deque()
 
     def open_lane(self) -> None:
         """A lane only where results and acks share one Redis connection pool (the same
         URL): their order on a single connection is what keeps acks after results."""
         broker, backend = self.app.broker, self.app.backend
-        if getattr(backend, "client", None) is not getattr(broker, "client", None):
-            return
         make = getattr(broker, "lane", None)
-        if make is not None and hasattr(backend, "store_commands"):
-            self.lane = make()
+        lane = make() if make is not None else None
+        self.socketless = lane is None
+        shared = getattr(backend, "client", None) is getattr(broker, "client", None)
+        if lane is not None and shared and hasattr(backend, "store_commands"):
+            self.lane = lane
+        elif lane is not None:
+            lane.close()
 
     def add_ack(self, tag: str, early: bool = False) -> None:
         """Acknowledge ``tag`` soon: ``early`` for a task that has just started (its ack
@@ -117,7 +121,7 @@ class Outbox:
         ack = (self.app.broker.ack_key(self.consumer_id), self.acks)  # type: ignore[attr-defined]
         commands = self.app.backend.store_commands(self.results, ack)  # type: ignore[attr-defined]
         if self.acks:
-            self._acks_sent.append((self.lane.sent + len(commands), len(self.acks)))
+            self._acks_sent.append((self.lane.sent + len(commands), self.acks))
         self.results, self.acks = [], []
         self.early.clear()
         try:
@@ -146,12 +150,21 @@ class Outbox:
         in the worker's hold, and a reserve on another connection may overtake them, so
         they count against the prefetch window until confirmed. (Early acks usually go
         with the reserve instead; see :meth:`take_early_acks`.)"""
+        return len(self.unconfirmed_acks())
+
+    def unconfirmed_acks(self) -> list[str]:
+        """The tags of the acks sent on the lane that Redis has not confirmed."""
         if self.lane is None:
-            return 0
+            return []
         confirmed = self.lane.confirmed
         while self._acks_sent and self._acks_sent[0][0] <= confirmed:
             self._acks_sent.popleft()
-        return sum(count for _, count in self._acks_sent)
+        return [tag for _, tags in self._acks_sent for tag in tags]
+
+    def unsent(self) -> int:
+        """Results and acks Redis has not confirmed yet (kept in memory until it does)."""
+        pending = len(self.results) + len(self.acks)
+        return pending + (len(self.lane.pending) if self.lane is not None else 0)
 
     def lane_fd(self) -> int | None:
         """The lane's socket while it owes replies (for the main loop's select)."""
@@ -167,28 +180,23 @@ class Outbox:
         except OperationalError as exc:
             consumer.broker_failed(exc)
 
-    def settle(self, consumer: Consumer) -> None:
-        """Send everything and wait until Redis has confirmed it (before the hold is read)."""
-        if self.lane is None:
-            return
-        self.flush(consumer, idle=True, force=True)
-        try:
-            self.lane.read(block=True)
-        except OperationalError as exc:
-            consumer.broker_failed(exc)
-
-    def flush_acks(self) -> None:
-        """Acknowledge what is pending at once, with a round trip of its own."""
-        if self.acks:
+    def flush_acks(self, consumer: Consumer) -> None:
+        """Acknowledge what is pending now: on the lane, or with a round trip of its own."""
+        if self.lane is not None:
+            self.flush(consumer, idle=True, force=True)
+        elif self.acks:
             tags, self.acks = self.acks, []
             self.early.clear()
             self.app.broker.ack(self.consumer_id, tags)
 
     def close(self) -> None:
-        """At exit: wait until Redis has confirmed everything the lane sent."""
+        """At exit: wait until Redis has confirmed everything the lane sent (each reply
+        within the socket timeout: a hung Redis is given up on, not waited for)."""
         if self.lane is None:
             return
         try:
+            if self.lane.broken:
+                self.lane.read()  # sends again what a lost connection left unconfirmed
             self.lane.read(block=True)
         except OperationalError as exc:
             logger.error("Could not confirm %d result(s)/ack(s): %s", len(self.lane.pending), exc)

@@ -99,3 +99,12 @@ def die_rejected(key: str) -> None:
 def unencodable() -> Any:
     """Returns a value no result serializer can encode (json, msgpack or pickle)."""
     return lambda: None
+
+
+@app.task
+def stop_process_then_sleep(pid: int, seconds: float) -> str:
+    """SIGSTOPs ``pid`` (a test's own redis-server) as it starts, then sleeps: Redis hangs
+    while this task runs, before the worker has acknowledged or stored anything of it."""
+    os.kill(pid, signal.SIGSTOP)
+    time.sleep(seconds)
+    return "slept"
