@@ -111,6 +111,22 @@ def child_pids(pid: int) -> list[int]:
     return sorted(p for p in found if pid_alive(p))
 
 
+FORK_SERVER_NAME = "mc-forkserver"
+
+
+def process_name(pid: int) -> str | None:
+    """The kernel's name of ``pid`` (/proc/PID/comm), None once it is gone."""
+    try:
+        return Path(f"/proc/{pid}/comm").read_text().strip()
+    except (FileNotFoundError, ProcessLookupError):
+        return None
+
+
+def pool_pids(pid: int) -> list[int]:
+    """The pool's processes among the children of worker ``pid``: not its fork server."""
+    return [child for child in child_pids(pid) if process_name(child) != FORK_SERVER_NAME]
+
+
 def descendant_pids(pid: int) -> list[int]:
     """PIDs of all live descendants of ``pid`` (children, grandchildren, ...)."""
     result: list[int] = []
@@ -371,9 +387,10 @@ class ManagedProcess:
         )
 
     def children(self) -> list[int]:
-        """PIDs of the live direct children (also recorded for the final cleanup)."""
+        """PIDs of the live pool processes, the direct children but the fork server (all
+        descendants are recorded for the final cleanup)."""
         self.record_children()
-        return child_pids(self.pid) if self.is_alive() else []
+        return pool_pids(self.pid) if self.is_alive() else []
 
     def record_children(self) -> list[int]:
         """Remember all live descendants, so they can be killed even once orphaned."""

@@ -250,7 +250,7 @@ def pool_restart(
             importlib.reload(sys.modules[name])
         elif name not in sys.modules:
             importlib.import_module(name)
-    worker.pool.restart()
+    worker.pool.restart(names, reload)
     return {"ok": "reload started"}
 
 

@@ -150,7 +150,8 @@ class Pool(ABC):
         """Remove ``n`` slots (never the last); returns the new size."""
         raise NotImplementedError(f"the {type(self).__name__} cannot be resized")
 
-    def restart(self) -> None:
+    def restart(self, modules: Sequence[str] = (), reload: bool = False) -> None:
+        """Replace every slot, after importing ``modules`` (re-importing with ``reload``)."""
         raise NotImplementedError(f"the {type(self).__name__} cannot be restarted")
 
     def pids(self) -> list[int]:

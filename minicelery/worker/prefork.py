@@ -8,6 +8,7 @@ import logging
 import os
 import selectors
 import signal
+import socket
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -15,6 +16,7 @@ from typing import TYPE_CHECKING, Any
 
 import msgpack
 
+from . import forkserver
 from .channel import Channel
 from .child import DONE, EVENTS, READY, RESULTS, STOP, ChildRunner, child_main, encode_job
 from .pool import Done, Event, Job, Lost, Pool, Results, Wake, Waker
@@ -64,15 +66,36 @@ class PreforkPool(Pool):
         self._task_counts: dict[int, int] = {}
         self.max_memory_per_child = max_memory_per_child  # KiB, checked by the child itself
         self.relay_events: Callable[[list[bytes]], None] | None = None  # with -E
+        self.forks: forkserver.ForkServer | None = None
 
     def start(self) -> None:
+        """Start the fork server (before the worker starts any thread), then the children."""
+        if forkserver.supported():
+            self.forks = forkserver.ForkServer(self._child_entry)
+            self.forks.start()
         for _ in range(self.concurrency):
             self._spawn()
+
+    def _child_entry(self, sock: socket.socket, index: int) -> int:
+        """A child's life, in a process the fork server forked."""
+        forkserver.name_process(f"mc-child-{index}")
+        return child_main(self.app, Channel(sock), index, self.runner, [],
+                          self.max_memory_per_child)  # fmt: skip
 
     def _spawn(self) -> Child:
         parent_conn, child_conn = Channel.pair()
         index = self._next_index
         self._next_index += 1
+        if self.forks is not None:
+            try:
+                pid = self.forks.spawn(index, child_conn.sock)
+            finally:
+                child_conn.close()
+            return self._add_child(index, pid, parent_conn)
+        return self._fork_here(index, parent_conn, child_conn)
+
+    def _fork_here(self, index: int, parent_conn: Channel, child_conn: Channel) -> Child:
+        """Fork a child from this process (where there is no fork server)."""
         inherited = [c.conn for c in self.children.values()]
         # Block signals across fork so the child never runs the parent's handlers before it
         # has installed its own.
@@ -98,6 +121,9 @@ class PreforkPool(Pool):
                 os._exit(code)
         signal.pthread_sigmask(signal.SIG_SETMASK, old)
         child_conn.close()
+        return self._add_child(index, pid, parent_conn)
+
+    def _add_child(self, index: int, pid: int, parent_conn: Channel) -> Child:
         child = Child(index, pid, parent_conn)
         self.children[pid] = child
         self.selector.register(parent_conn.fileno(), selectors.EVENT_READ, child)
@@ -279,6 +305,8 @@ class PreforkPool(Pool):
         for child in list(self.children.values()):  # did not exit in time: escalate
             _kill(child.pid, signal.SIGKILL)
             events.extend(self._reap(child))
+        if self.forks is not None:
+            self.forks.stop()
         return events
 
     def _serving(self) -> int:
@@ -303,8 +331,11 @@ class PreforkPool(Pool):
                 self._retire(child)
         return self.concurrency
 
-    def restart(self) -> None:
-        """Replace every child (with code the main process has reloaded)."""
+    def restart(self, modules: Sequence[str] = (), reload: bool = False) -> None:
+        """Replace every child, after importing ``modules`` where children are forked
+        (re-importing them with ``reload``)."""
+        if self.forks is not None and modules:
+            self.forks.load(list(modules), reload)
         for child in list(self.children.values()):
             if not child.retiring:
                 child.retiring = True

@@ -29,6 +29,7 @@ from tests.helpers import (
     kill_pid,
     pid_alive,
     pointed_at,
+    pool_pids,
     proc_start_time,
     wait_until,
 )
@@ -284,7 +285,7 @@ def test_multi_start_stopwait_with_per_node_options(
     assert started.returncode == 0, started.stdout + started.stderr
     assert f"> w1@{HOST}: OK" in started.stdout and f"> w2@{HOST}: OK" in started.stdout
     w1, w2 = running_pid(tmp_path / "w1.pid"), running_pid(tmp_path / "w2.pid")
-    wait_until(lambda: len(descendant_pids(w1)) == 1 and len(descendant_pids(w2)) == 2,
+    wait_until(lambda: len(pool_pids(w1)) == 1 and len(pool_pids(w2)) == 2,
                timeout=TIMEOUT, message="-c 1 for w1, -c:w2 2 for w2")  # fmt: skip
     results = [pid.delay() for _ in range(6)]
     assert all(r.get(timeout=TIMEOUT) and r.state == states.SUCCESS for r in results)

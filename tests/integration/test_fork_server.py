@@ -1,0 +1,90 @@
+"""Every pool process is forked by the fork server, a process with one thread: the first
+ones, a crashed child's replacement, ``pool_grow``, ``pool_restart``, autoscaling and
+recycling after ``--max-tasks-per-child``. Each stays a child of the worker's main process."""
+
+from __future__ import annotations
+
+import os
+import signal
+from pathlib import Path
+
+import pytest
+
+from minicelery import Celery
+from tests.helpers import (
+    FORK_SERVER_NAME,
+    ManagedProcess,
+    WorkerFactory,
+    child_pids,
+    process_name,
+    wait_until,
+)
+from tests.integration.apps.control import pid
+from tests.integration.test_remote_control import W1, listening
+
+pytestmark = pytest.mark.skipif(not os.path.isdir("/proc"), reason="Linux only")
+
+
+def fork_server_of(worker: ManagedProcess) -> int:
+    servers = [p for p in child_pids(worker.pid) if process_name(p) == FORK_SERVER_NAME]
+    assert len(servers) == 1, f"children {child_pids(worker.pid)}"
+    return servers[0]
+
+
+def threads_of(pid: int) -> int:
+    return len(list(Path(f"/proc/{pid}/task").iterdir()))
+
+
+def assert_all_forked_by_the_server(worker: ManagedProcess, server: int) -> list[int]:
+    """Each pool process carries the name only the fork server gives, is the main
+    process's child, and the server still has exactly one thread."""
+    children = worker.children()
+    assert children
+    for child in children:
+        assert (process_name(child) or "").startswith("mc-child-"), (child, process_name(child))
+    assert threads_of(server) == 1
+    assert threads_of(worker.pid) > 1  # the main process runs threads: it must not fork
+    return children
+
+
+def test_every_fork_comes_from_the_single_threaded_server(
+    capp: Celery, worker_factory: WorkerFactory
+) -> None:
+    worker = worker_factory(
+        "tests.integration.apps.control",
+        name="w1@%h",
+        concurrency=2,
+        env={"MC_TEST_POOL_RESTARTS": "1"},
+        extra_args=["--max-tasks-per-child", "3"],
+    )
+    listening(capp, W1)
+    server = fork_server_of(worker)
+    first = assert_all_forked_by_the_server(worker, server)
+
+    os.kill(first[0], signal.SIGKILL)  # a crashed child is replaced
+    wait_until(lambda: len(worker.children()) == 2 and first[0] not in worker.children(), 10)
+    assert_all_forked_by_the_server(worker, server)
+
+    assert capp.control.pool_grow(1, reply=True) == [{W1: {"ok": "pool will grow to 3 processes"}}]
+    wait_until(lambda: len(worker.children()) == 3, 10)
+    assert_all_forked_by_the_server(worker, server)
+
+    before = set(worker.children())
+    assert capp.control.pool_restart(reply=True) == [{W1: {"ok": "reload started"}}]
+    wait_until(lambda: len(worker.children()) == 3 and not set(worker.children()) & before, 10)
+    assert_all_forked_by_the_server(worker, server)
+
+    before = set(worker.children())
+    ran_in = {pid.delay().get(timeout=10) for _ in range(12)}  # recycled every 3 tasks
+    assert ran_in - before, "no child was recycled"
+    wait_until(lambda: len(worker.children()) == 3, 10)
+    assert_all_forked_by_the_server(worker, server)
+    assert fork_server_of(worker) == server
+
+
+def test_the_fork_server_leaves_with_its_worker(worker_factory: WorkerFactory) -> None:
+    worker = worker_factory(concurrency=1)
+    server = fork_server_of(worker)
+    worker.kill()  # SIGKILL: no chance to stop it
+    worker.wait_exit(10)
+    wait_until(lambda: process_name(server) is None, 10, message="the fork server outlived it")
