@@ -187,15 +187,18 @@ class Consumer:
         """Back off after a failed call from the main loop (fetching or storing)."""
         self._retry_at = time.monotonic() + self._backoff.failed(exc)
 
-    def stop(self, join: bool = True) -> None:
+    def stop(self, join: bool = True, timeout: float = IDLE_WAIT + 5) -> None:
+        """Stop the threads; with ``join``, wait for them up to ``timeout`` seconds in all
+        (one stuck on a hung Redis is a daemon, left behind rather than waited for)."""
         self.stopping.set()
         self._thread_wait.set()
         if self._watch_fd is not None:
             self._watch_fd = None
             self.broker.wait_abort()
         if join:
+            deadline = time.monotonic() + timeout
             for thread in self._threads:
-                thread.join(timeout=IDLE_WAIT + 5)
+                thread.join(timeout=max(0.0, deadline - time.monotonic()))
 
     def _wait_loop(self) -> None:
         backoff = Backoff("waiter")

@@ -7,24 +7,17 @@ import collections
 import logging
 import os
 import signal
-import socket
 import threading
 import time
 import uuid
-from collections.abc import Sequence
-from dataclasses import dataclass
 from types import FrameType
 from typing import TYPE_CHECKING, Any
 
-from .. import signals, states
-from ..broker import Delivery
+from .. import signals
 from ..events.worker import WorkerEvents
-from ..exceptions import (
-    MessageError,
-)
-from ..message import decode_message
 from ..serialization import accepted_content_types
 from . import endings
+from .admission import Admission
 from .autoscale import Autoscaler
 from .commands import run_command
 from .consumer import Consumer
@@ -32,6 +25,7 @@ from .control import ControlServer
 from .errands import Errands
 from .executor import run_logged
 from .intake import job_for
+from .options import POOLS, WorkerOptions, expand_hostname
 from .outbox import ACK_DELAY, Outbox
 from .pool import Done, Event, Job, Lost, Pool, Results, ThreadPool, Wake, Waker
 from .prefork import PreforkPool
@@ -40,35 +34,10 @@ from .state import Gate
 if TYPE_CHECKING:
     from ..app import Celery
 
+__all__ = ["POOLS", "WorkController", "WorkerOptions", "expand_hostname"]
+
 logger = logging.getLogger("minicelery.worker")
 job_logger = logging.getLogger("minicelery.worker.job")
-
-POOLS = ("prefork", "threads", "solo")
-
-
-@dataclass
-class WorkerOptions:
-    """What the ``worker`` command line (or a test) decides about one worker."""
-
-    hostname: str = "celery@%h"
-    concurrency: int | None = None
-    pool: str = "prefork"
-    queues: Sequence[str] = ()
-    exclude_queues: Sequence[str] = ()
-    prefetch_multiplier: int | None = None
-    max_tasks_per_child: int | None = None
-    max_memory_per_child: int | None = None  # KiB
-    time_limit: float | None = None
-    soft_time_limit: float | None = None
-    autoscale: tuple[int, int] | None = None  # (max, min) processes
-
-
-def expand_hostname(name: str) -> str:
-    """Celery's ``%h`` (host), ``%n`` (host name) and ``%d`` (domain) in worker names."""
-    host = socket.gethostname()
-    short, _, domain = host.partition(".")
-    name = name.replace("%h", host).replace("%n", short).replace("%d", domain)
-    return name if "@" in name else f"{name}@{host}"
 
 
 class WorkController:
@@ -104,12 +73,14 @@ class WorkController:
         self.outbox = Outbox(app, self.consumer_id, self.concurrency)
         self.errands = Errands(self.waker.wake, inline=True)  # threaded once Redis is real
         self.unsent_limit: int = conf.worker_unsent_limit
-        self._reconciling = False
-        self.buffer: collections.deque[Delivery] = collections.deque()
+        self.reconciling = False  # see endings.reconcile_hold
         self._repark = False  # a wait brought messages: wait again once they are dispatched
-        self.ready: collections.deque[Job] = collections.deque()  # due after a rate limit
-        self.held_back: list[Job] = []  # retries that came before their last attempt ended
         self.gate = Gate(conf.worker_disable_rate_limits)
+        self.admission = Admission(
+            self.gate, lambda delivery: job_for(self, delivery),
+            lambda name: self.app.tasks[name].option("rate_limit"),
+        )  # fmt: skip
+        self.buffer = self.admission.buffer
         self.terminated: dict[str, int] = {}  # task id -> signal, for revoke(terminate=True)
         self.control: ControlServer | None = None
         self.totals: collections.Counter[str] = collections.Counter()
@@ -144,7 +115,7 @@ class WorkController:
         # Jobs waiting for their rate limit do not stop other messages being reserved,
         # up to one prefetch window of them.
         # Acks Redis has not confirmed still hold their messages (see Outbox.acks_in_flight).
-        waiting = len(self.gate) + len(self.ready) + len(self.held_back)
+        waiting = self.admission.waiting()
         if self.backlogged():
             return 0
         return (
@@ -172,13 +143,7 @@ class WorkController:
 
     def waiting_jobs(self) -> list[Job]:
         """Reserved messages not started yet, as jobs (for ``inspect reserved``)."""
-        buffered = []
-        for delivery in self.buffer:
-            try:
-                buffered.append(Job(delivery, decode_message(delivery.data), False, False))
-            except MessageError:
-                continue  # dead-lettered when its turn comes
-        return [*self.ready, *self.held_back, *self.gate.waiting(), *buffered]
+        return self.admission.waiting_jobs()
 
     def set_queues(self, queues: list[str]) -> None:
         """Read from these queues from now on (``add_consumer`` / ``cancel_consumer``); a
@@ -284,7 +249,7 @@ class WorkController:
         while not self.warm:
             self._serve_control()
             if self.autoscaler is not None:
-                self.autoscaler.step(len(self.buffer) + len(self.ready))
+                self.autoscaler.step(len(self.buffer) + len(self.admission.ready))
             if self.consumer.hold_suspect and self.consumer.retry_in() == 0:
                 self._reconcile_hold()
             self._dispatch()  # idle slots first, from what is already reserved
@@ -322,39 +287,19 @@ class WorkController:
         self._flush_outbox(force=True)
         self.outbox.flush_acks(self.consumer)
         self.outbox.close()
-        if self.errands.drain(self.app.conf.worker_shutdown_timeout):
-            try:
-                self.app.broker.unregister(self.consumer_id)
-            except Exception:
-                logger.exception("could not unregister from the broker")
+        broker, consumer_id = self.app.broker, self.consumer_id
+        # Last, once everything before it went out: what is still held goes back.
+        self.errands.add("unregister", lambda: broker.unregister(consumer_id))
+        self.errands.drain(self.app.conf.worker_shutdown_timeout)
         if self.events is not None:
             self.events.stop()  # worker-offline, after every task's last event
         signals.worker_shutdown.send(sender=self)
         self.waker.close()
 
     def _reconcile_hold(self) -> None:
-        """After a reserve whose reply was lost, give back whatever the hold has that this
-        worker does not know about (reserved, reply lost), so nothing sits there unseen
-        while the worker lives. Known: buffered, waiting, running, or acknowledged but not
-        confirmed. No reserve is sent until this is done (``hold_suspect``), so the hold
-        can only lose known tags meanwhile; it runs as an errand, off the main loop."""
-        if self._reconciling:
-            return
-        self._reconciling = True
-        known = {d.tag for d in self.buffer} | {j.delivery.tag for j in self.pool.busy_jobs()}
-        known.update(job.delivery.tag for job in self.waiting_jobs())
-        known.update(self.outbox.acks)
-        known.update(self.outbox.unconfirmed_acks())
-        broker, consumer_id = self.app.broker, self.consumer_id
-
-        def run() -> None:
-            unknown = [tag for tag in broker.held(consumer_id) if tag not in known]
-            if unknown:
-                count = broker.requeue(consumer_id, unknown)
-                logger.warning("Gave back %d message(s) reserved by a lost reply", count)
-            self.consumer.hold_suspect = self._reconciling = False
-
-        self.errands.add("check the hold", run)
+        if not self.reconciling:
+            self.reconciling = True
+            endings.reconcile_hold(self)
 
     def _watched(self, waiting: bool = True) -> list[int]:
         """Broker sockets for the main loop's select: the idle wait, and the lane while it
@@ -415,62 +360,28 @@ class WorkController:
 
     def _give_back_buffer(self) -> None:
         """Reserved but not started: back to the front of their queues, at once."""
-        waiting = [*self.ready, *self.held_back, *self.gate.take_all()]
-        self.ready.clear()
-        self.held_back = []
-        if self.buffer or waiting:
-            tags = [j.delivery.tag for j in waiting] + [d.tag for d in self.buffer]
-            self.buffer.clear()
-            broker, consumer_id = self.app.broker, self.consumer_id
-
-            def run() -> None:
-                count = broker.requeue(consumer_id, tags)
-                logger.info("Gave %d reserved message(s) back to their queues", count)
-
-            self.errands.add("give back reserved messages", run, holds=len(tags))
+        endings.give_back(self, self.admission.take_all())
 
     def _dispatch(self) -> None:
-        self.ready.extend(self.gate.due())
         while not self.warm and self.pool.idle_slots() > 0:
-            job = self._next_job()
-            if job is None:
+            step = self.admission.next(self.pool.busy_jobs())
+            if step is None:
                 return
-            if self._attempt_running(job):
-                self.held_back.append(job)
-                continue
+            verdict, job = step
             self._announce(job)
-            verdict = self.gate.admit(job, self.app.tasks[job.message.task].option("rate_limit"))
             if verdict == Gate.REVOKED:
                 endings.discard_revoked(self, job)
             elif verdict == Gate.RUN:
-                if not job.acks_late:
-                    self.outbox.add_ack(job.delivery.tag, early=True)
-                job.wall_started = time.time()
-                job.event_fields = self.task_events
-                self.pool.submit(job)
-                if self.events is not None:
-                    self.events.started(job.message, job.slot)
+                self._start(job)
 
-    def _attempt_running(self, job: Job) -> bool:
-        """Whether an earlier attempt of the same task still runs here: a retry published
-        from inside a task can reach this worker before that attempt has reported. It waits
-        for it, so the task's states and events stay in order (RETRY before the new STARTED)."""
-        return any(busy.message.id == job.message.id for busy in self.pool.busy_jobs())
-
-    def _release_held_back(self, task_id: str) -> None:
-        kept: list[Job] = []
-        for held in self.held_back:
-            (self.ready if held.message.id == task_id else kept).append(held)
-        self.held_back = kept
-
-    def _next_job(self) -> Job | None:
-        if self.ready:
-            return self.ready.popleft()
-        while self.buffer:
-            job = job_for(self, self.buffer.popleft())
-            if job is not None:
-                return job
-        return None
+    def _start(self, job: Job) -> None:
+        if not job.acks_late:
+            self.outbox.add_ack(job.delivery.tag, early=True)
+        job.wall_started = time.time()
+        job.event_fields = self.task_events
+        self.pool.submit(job)
+        if self.events is not None:
+            self.events.started(job.message, job.slot)
 
     def _announce(self, job: Job) -> None:
         """Log, signal and send ``task-received`` once per job, when it is first let through:
@@ -511,34 +422,15 @@ class WorkController:
             return
         self.processed += 1
         job = event.job
-        tag = job.delivery.tag
         self.totals[job.message.task] += 1
-        if self.held_back:
-            self._release_held_back(job.message.id)
+        self.admission.release(job.message.id)
         signum = self.terminated.pop(job.message.id, None)
         if isinstance(event, Lost) and signum is not None:
             endings.discard_revoked(self, job, terminated=signum)
-            return
-        if isinstance(event, Lost):
+        elif isinstance(event, Lost):
             endings.handle_lost(self, event, shutting_down)
-            return
-        self._outcome(event)
-        if event.dead_reason:
-            endings.dead_letter(self, job.delivery, event.dead_reason, None, job.message.task)
-        elif event.state == states.REJECTED and event.requeue:
-            broker, consumer_id = self.app.broker, self.consumer_id
-            self.errands.add("requeue", lambda: broker.requeue(consumer_id, [tag]), holds=1)
-        elif job.acks_late and event.state == states.FAILURE and not job.acks_on_failure:
-            # Celery rejects the message without requeueing it: here it is kept, dead-lettered.
-            reason = "failed, and acks_on_failure_or_timeout is off"
-            endings.dead_letter(self, job.delivery, reason, None, job.message.task)
-        elif job.acks_late or event.state == states.REJECTED:
-            self.outbox.add_ack(tag)
-
-    def _outcome(self, event: Done) -> None:
-        self.outbox.add_results(event.results)
-        if self.events is not None:
-            self.events.finished(event.job.message, event.state, event.info, event.requeue)
+        else:
+            endings.finished(self, event)
 
     # -- inside the pool -----------------------------------------------------------------
     def run_job(self, job: Job) -> Done:

@@ -23,7 +23,7 @@ from ..exceptions import (
 from ..serialization import exception_to_dict
 from ..trace import workflow_abandoned
 from .executor import build_meta, make_request
-from .pool import Job, Lost
+from .pool import Done, Job, Lost
 from .prefork import _describe
 
 if TYPE_CHECKING:
@@ -100,6 +100,63 @@ def _end(worker: WorkController, job: Job, exc: BaseException, state: str) -> No
         worker.app.broker.ack(worker.consumer_id, [job.delivery.tag])
 
     worker.errands.add(f"end {job.message.id} {state}", run, holds=1)
+
+
+def give_back(worker: WorkController, tags: list[str]) -> None:
+    """Reserved but not started (shutting down): back to the front of their queues."""
+    if not tags:
+        return
+    broker, consumer_id = worker.app.broker, worker.consumer_id
+
+    def run() -> None:
+        count = broker.requeue(consumer_id, tags)
+        logger.info("Gave %d reserved message(s) back to their queues", count)
+
+    worker.errands.add("give back reserved messages", run, holds=len(tags))
+
+
+def reconcile_hold(worker: WorkController) -> None:
+    """After a reserve whose reply was lost, give back whatever the hold has that this
+    worker does not know about (reserved, reply lost), so nothing sits there unseen while
+    the worker lives. Known: buffered, waiting, running, or acknowledged but not
+    confirmed. No reserve is sent until this is done (``hold_suspect``), so the hold can
+    only lose known tags meanwhile; it runs as an errand, off the main loop."""
+    known = {j.delivery.tag for j in worker.pool.busy_jobs()}
+    known.update(delivery.tag for delivery in worker.admission.buffer)
+    known.update(job.delivery.tag for job in worker.admission.waiting_jobs())
+    known.update(worker.outbox.acks)
+    known.update(worker.outbox.unconfirmed_acks())
+    broker, consumer_id, consumer = worker.app.broker, worker.consumer_id, worker.consumer
+
+    def run() -> None:
+        unknown = [tag for tag in broker.held(consumer_id) if tag not in known]
+        if unknown:
+            count = broker.requeue(consumer_id, unknown)
+            logger.warning("Gave back %d message(s) reserved by a lost reply", count)
+        consumer.hold_suspect = worker.reconciling = False
+
+    worker.errands.add("check the hold", run)
+
+
+def finished(worker: WorkController, event: Done) -> None:
+    """A job ran to an outcome: its results go out, then its message is acknowledged,
+    requeued (``Reject(requeue=True)``) or kept in the dead-letter store."""
+    job = event.job
+    tag = job.delivery.tag
+    worker.outbox.add_results(event.results)
+    if worker.events is not None:
+        worker.events.finished(job.message, event.state, event.info, event.requeue)
+    if event.dead_reason:
+        dead_letter(worker, job.delivery, event.dead_reason, None, job.message.task)
+    elif event.state == states.REJECTED and event.requeue:
+        broker, consumer_id = worker.app.broker, worker.consumer_id
+        worker.errands.add("requeue", lambda: broker.requeue(consumer_id, [tag]), holds=1)
+    elif job.acks_late and event.state == states.FAILURE and not job.acks_on_failure:
+        # Celery rejects the message without requeueing it: here it is kept, dead-lettered.
+        reason = "failed, and acks_on_failure_or_timeout is off"
+        dead_letter(worker, job.delivery, reason, None, job.message.task)
+    elif job.acks_late or event.state == states.REJECTED:
+        worker.outbox.add_ack(tag)
 
 
 def handle_lost(worker: WorkController, event: Lost, shutting_down: bool) -> None:

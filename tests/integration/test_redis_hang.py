@@ -108,3 +108,26 @@ def _stopped(pid: int) -> bool:
 
 def basic_add(app: Celery, i: int):  # type: ignore[no-untyped-def]
     return app.tasks["tests.integration.apps.basic.add"].delay(i, i)
+
+
+@pytest.mark.timeout(120)
+@pytest.mark.parametrize("how", [signal.SIGTERM, signal.SIGQUIT], ids=["warm", "cold"])
+def test_shutdown_obeyed_while_redis_hangs(
+    private_redis: RedisServer, key_prefix: str, how: signal.Signals
+) -> None:
+    """A worker told to stop while Redis hangs stops in bounded time: it gives up on the
+    writes Redis never took (the messages stay held, for another worker to recover)."""
+    factory = WorkerFactory(private_redis.url, key_prefix)
+    try:
+        worker = factory(concurrency=1)
+        os.kill(private_redis.pid, signal.SIGSTOP)
+        wait_until(lambda: _stopped(private_redis.pid), timeout=5)
+        asked = time.monotonic()
+        worker.send_signal(how)
+        assert worker.wait_exit(60) == 0
+        assert time.monotonic() - asked < 45
+    finally:
+        os.kill(private_redis.pid, signal.SIGCONT)
+        factory.cleanup()
+        if factory.workers:
+            print(factory.report())
