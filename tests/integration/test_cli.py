@@ -16,6 +16,7 @@ import redis
 
 import minicelery
 from minicelery import Celery
+from minicelery.redislayer.keys import KeySchema
 from tests.helpers import REPO_ROOT, WorkerFactory
 from tests.integration.apps.basic import add
 from tests.integration.conftest import CliRunner
@@ -27,7 +28,7 @@ CLIPROJ = "tests.integration.apps.cliproj"
 
 
 def queued(client: redis.Redis, prefix: str, queue: str = "celery") -> int:
-    return sum(int(client.llen(f"{{{prefix}}}:q:{queue}:{p}")) for p in range(10))
+    return sum(int(client.llen(KeySchema(prefix).queue(queue, p))) for p in range(10))
 
 
 def output_of(done: subprocess.CompletedProcess[str]) -> str:

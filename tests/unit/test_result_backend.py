@@ -13,8 +13,8 @@ import pytest
 
 from minicelery import AsyncResult, Celery, GroupResult, states
 from minicelery.backend.redis import RedisBackend
-from minicelery.broker.memory import memory_client
 from minicelery.exceptions import TaskRevokedError, TimeoutError
+from minicelery.redislayer.memory import memory_client
 from minicelery.result import result_from_tuple
 from minicelery.serialization import exception_to_dict
 from minicelery.worker.executor import build_meta
