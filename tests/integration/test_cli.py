@@ -191,8 +191,13 @@ def test_bad_app_is_a_one_line_error(
 
 
 def test_unreachable_broker_is_a_one_line_error(cli: CliRunner) -> None:
-    done = cli("-A", BASIC, "-b", "redis://127.0.0.1:1/0", "call", ADD, "--args", "[1,1]")
-    assert_one_line_error(done)
+    # broker_connection_retry_on_startup off: no waiting for Redis (test_startup.py waits).
+    startup = "tests.integration.apps.startup"
+    done = cli(
+        "-A", startup, "-b", "redis://127.0.0.1:1/0", "call", f"{startup}.add", "--args", "[1,1]",
+        env={"MC_TEST_RETRY_ON_STARTUP": "0"},
+    )  # fmt: skip
+    assert "Redis is unreachable" in assert_one_line_error(done)
 
 
 @pytest.mark.parametrize(
