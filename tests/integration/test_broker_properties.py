@@ -318,7 +318,7 @@ def test_scheduled_messages_live_in_redis_not_in_worker_memory(
     assert props.add.delay(1, 1).get(timeout=10) == 2  # warm up before measuring
     rss_before = vm_rss_kb(worker.pid)
 
-    schedwake = f"{layout.base}:schedwake"
+    schedwake = layout.keys.schedule_wake
     messages: list[OutgoingMessage] = []
     for index in range(count):
         message, queue, priority = papp.prepare_message(
