@@ -4,6 +4,7 @@ server, and the last one to leave shuts it down without making anyone wait."""
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 import time
@@ -91,3 +92,31 @@ def test_a_server_left_by_its_users_is_started_again(tmp_path: Path) -> None:
             if user.poll() is None:
                 user.kill()
                 user.wait()
+
+
+def test_the_quickstart_exits_promptly_on_embedded_redis(tmp_path: Path) -> None:
+    """Its first run used to hang about 4 s at exit while the embedded server shut down."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("MINICELERY_")}
+    env["XDG_CACHE_HOME"] = str(tmp_path)  # a fresh embedded database: the first run
+    quickstart = subprocess.Popen(
+        [sys.executable, str(REPO_ROOT / "examples" / "quickstart.py")],
+        env=env,
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+    try:
+        assert quickstart.stdout is not None
+        done_at = None
+        for line in quickstart.stdout:
+            if line.startswith(">>> state: SUCCESS"):
+                done_at = time.monotonic()
+        assert quickstart.wait(30) == 0
+        assert done_at is not None, "the quickstart did not finish its work"
+        # What is left after the last result: the worker's warm shutdown, then the exit.
+        assert time.monotonic() - done_at < 3.0
+    finally:
+        if quickstart.poll() is None:
+            quickstart.kill()
+            quickstart.wait()
