@@ -325,8 +325,11 @@ class Service:
         return self._outage
 
     def _resign(self) -> None:
+        """Hand the lease over at once rather than when it runs out. Only a leader has one
+        to give back: a beat stopped while it waited for Redis to come up has nothing to do
+        here and must not wait for Redis again."""
         try:
-            if self.scheduler.coordinator.release_lease(LEASE, self.owner):
+            if self.is_leader and self.scheduler.coordinator.release_lease(LEASE, self.owner):
                 logger.info("beat: released the lease")
         except OperationalError as exc:
             logger.warning("beat: could not release the lease (%s)", exc)

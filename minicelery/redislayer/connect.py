@@ -7,9 +7,14 @@ this module talks to whatever client it returns through the wire and the key sch
 
 from __future__ import annotations
 
+import contextlib
 import logging
-import time
+import os
+import signal
+import threading
 import urllib.parse
+from collections.abc import Iterator
+from types import FrameType
 from typing import Any
 
 import redis
@@ -71,7 +76,9 @@ def wait_until_reachable(client: Any, url: str, max_retries: int | None) -> None
     """Return once Redis answers a PING, trying again with backoff (1 s, 2 s, ... at most
     30 s apart) up to ``max_retries`` times (None: forever) and logging each retry, as
     Celery's worker does at start-up. Raises :class:`OperationalError` in one line after
-    the last try; with ``max_retries=0`` at once."""
+    the last try (with ``max_retries=0`` at once), or when SIGINT or SIGTERM arrives while it
+    waits: the program's own handlers, which may only set a flag, still run, and the wait
+    does not outlast them."""
     attempt = 0
     while True:
         try:
@@ -93,4 +100,47 @@ def wait_until_reachable(client: Any, url: str, max_retries: int | None) -> None
                 attempt,
                 "inf" if max_retries is None else max_retries,
             )
-            time.sleep(delay)  # a back-off between connection attempts, not a synchronisation
+            if not _pause(delay):
+                raise OperationalError(
+                    f"Cannot connect to {redact(url)}: stopped while waiting for Redis"
+                ) from exc
+
+
+STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM)
+
+
+def _pause(seconds: float) -> bool:
+    """Wait ``seconds`` between two tries; False if a stop signal came meanwhile."""
+    stopped = threading.Event()
+    with _noticing(stopped):
+        stopped.wait(seconds)
+    return not stopped.is_set()
+
+
+@contextlib.contextmanager
+def _noticing(stopped: threading.Event) -> Iterator[None]:
+    """Set ``stopped`` on SIGINT/SIGTERM, then do what the signal did before (only the main
+    thread can; elsewhere the pause just runs out)."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    previous: dict[int, Any] = {signum: signal.getsignal(signum) for signum in STOP_SIGNALS}
+
+    def handler(signum: int, frame: FrameType | None) -> None:
+        old = previous[signum]
+        if old == signal.SIG_IGN:
+            return
+        stopped.set()
+        if callable(old):
+            old(signum, frame)
+        elif old == signal.SIG_DFL:  # the default action, once the handlers are back
+            signal.signal(signum, signal.SIG_DFL)
+            os.kill(os.getpid(), signum)
+
+    for stop in STOP_SIGNALS:
+        signal.signal(stop, handler)
+    try:
+        yield
+    finally:
+        for number, old in previous.items():
+            signal.signal(number, old)

@@ -12,7 +12,16 @@ from pathlib import Path
 import pytest
 
 from minicelery import Celery
-from tests.helpers import RedisServer, WorkerFactory, find_redis_server_bin, free_port, run_cli
+from tests.helpers import (
+    REPO_ROOT,
+    ManagedProcess,
+    RedisServer,
+    WorkerFactory,
+    find_redis_server_bin,
+    free_port,
+    minicelery_argv,
+    run_cli,
+)
 
 STARTUP = "tests.integration.apps.startup"
 ADD = f"{STARTUP}.add"
@@ -82,3 +91,17 @@ def test_a_client_gives_up_after_max_retries(late_redis: RedisServer) -> None:
     assert [line.rsplit("(", 1)[-1] for line in lines[:2]] == ["1/2)", "2/2)"], lines
     assert lines[-1].startswith("Error: Cannot connect to redis://"), lines
     assert len(lines) == 3, lines
+
+
+@pytest.mark.parametrize("command", ["worker", "beat"])
+def test_sigterm_stops_a_program_waiting_for_redis(late_redis: RedisServer, command: str) -> None:
+    factory = WorkerFactory(late_redis.url, "late")
+    argv = minicelery_argv("-A", STARTUP, command, "-l", "info")
+    process = ManagedProcess(argv, cwd=REPO_ROOT, env=factory.env(), label=command)
+    try:
+        process.wait_for_line("Trying again in 1.00 seconds", timeout=15)
+        process.terminate()
+        process.wait_exit(timeout=10)
+        assert "stopped while waiting for Redis" in process.output()
+    finally:
+        process.close()

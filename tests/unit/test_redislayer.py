@@ -4,7 +4,11 @@ redaction, and where the embedded database of a project lives."""
 from __future__ import annotations
 
 import logging
+import os
+import signal
 import sys
+import threading
+import time
 import types
 from pathlib import Path
 
@@ -134,7 +138,12 @@ class FlakyClient:
 @pytest.fixture
 def sleeps(monkeypatch: pytest.MonkeyPatch) -> list[float]:
     slept: list[float] = []
-    monkeypatch.setattr(connect.time, "sleep", slept.append)
+
+    def pause(seconds: float) -> bool:
+        slept.append(seconds)
+        return True
+
+    monkeypatch.setattr(connect, "_pause", pause)
     return slept
 
 
@@ -169,6 +178,24 @@ def test_startup_without_retries_fails_at_once(sleeps: list[float]) -> None:
 def test_max_retries_none_waits_for_as_long_as_it_takes(sleeps: list[float]) -> None:
     connect.wait_until_reachable(FlakyClient(failures=150), "redis://127.0.0.1:1/0", None)
     assert len(sleeps) == 150
+
+
+def test_a_stop_signal_ends_the_wait_and_still_reaches_the_programs_handler() -> None:
+    """A worker's handlers only set a flag; the wait must not outlast them."""
+    received: list[int] = []
+    previous = signal.signal(signal.SIGTERM, lambda signum, _: received.append(signum))
+    timer = threading.Timer(0.2, os.kill, (os.getpid(), signal.SIGTERM))
+    try:
+        timer.start()
+        started = time.monotonic()
+        with pytest.raises(OperationalError, match="stopped while waiting for Redis"):
+            connect.wait_until_reachable(FlakyClient(failures=10**6), "redis://h:1/0", None)
+        assert time.monotonic() - started < 10
+    finally:
+        timer.cancel()
+        signal.signal(signal.SIGTERM, previous)
+    assert received == [signal.SIGTERM]
+    assert signal.getsignal(signal.SIGTERM) is previous  # put back
 
 
 def test_an_app_waits_once_per_program_not_per_reopen(monkeypatch: pytest.MonkeyPatch) -> None:
