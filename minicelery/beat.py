@@ -156,13 +156,19 @@ class Scheduler:
         self.clock = clock
         self.max_interval = max_interval or app.conf.beat_max_loop_interval or DEFAULT_MAX_INTERVAL
         self.entries = {e.name: e for e in load_entries(app, app.conf.beat_schedule, clock)}
-        if coordinator is None:
-            # Imported here: checking a schedule (worker -B, before it forks) needs no Redis.
+        self._coordinator = coordinator
+        self._retry_at: dict[str, float] = {}
+
+    @property
+    def coordinator(self) -> Coordinator:
+        """The lease and the last runs in Redis, reached on first use: checking a schedule
+        (worker -B, before it forks) needs no Redis, and a beat that starts before Redis
+        waits for it in its loop (``broker_connection_retry_on_startup``)."""
+        if self._coordinator is None:
             from .broker.coordination import coordinator_for
 
-            coordinator = coordinator_for(app.broker)
-        self.coordinator = coordinator
-        self._retry_at: dict[str, float] = {}
+            self._coordinator = coordinator_for(self.app.broker)
+        return self._coordinator
 
     def tick(self) -> float:
         """Send every due entry; return the seconds until one may next be due."""
@@ -319,8 +325,11 @@ class Service:
         return self._outage
 
     def _resign(self) -> None:
+        """Hand the lease over at once rather than when it runs out. Only a leader has one
+        to give back: a beat stopped while it waited for Redis to come up has nothing to do
+        here and must not wait for Redis again."""
         try:
-            if self.scheduler.coordinator.release_lease(LEASE, self.owner):
+            if self.is_leader and self.scheduler.coordinator.release_lease(LEASE, self.owner):
                 logger.info("beat: released the lease")
         except OperationalError as exc:
             logger.warning("beat: could not release the lease (%s)", exc)

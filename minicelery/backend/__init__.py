@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from ..broker import redis_client
 from .base import DisabledBackend, Meta, ResultBackend
 
 if TYPE_CHECKING:
@@ -17,10 +16,11 @@ def backend_from_url(
     """The result backend for ``url``, or a disabled one when ``url`` is None."""
     if url is None:
         return DisabledBackend()
+    from ..redislayer.connect import client_for_url
     from .redis import RedisBackend
 
     return RedisBackend(
-        client if client is not None else redis_client(url), prefix, serializer, expires
+        client if client is not None else client_for_url(url), prefix, serializer, expires
     )
 
 

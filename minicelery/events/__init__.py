@@ -1,6 +1,6 @@
 """Monitoring events, as Celery's ``celery.events``: ``app.events.Dispatcher``,
 ``app.events.Receiver``, ``app.events.State``, carried by one Redis stream per key prefix
-(see ``broker/events.py``)."""
+(see ``events/stream.py``)."""
 
 from __future__ import annotations
 

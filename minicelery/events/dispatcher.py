@@ -18,7 +18,7 @@ from .event import LamportClock, anon_nodename, encode, encode_batch, group_from
 
 if TYPE_CHECKING:
     from ..app import Celery
-    from ..broker.events import EventStream
+    from .stream import EventStream
 
 logger = logging.getLogger(__name__)
 
@@ -68,7 +68,7 @@ class EventDispatcher:
             return self._stream
         broker = self.app.broker
         if self._stream is None or self._broker is not broker:
-            from ..broker.events import event_stream
+            from .stream import event_stream
 
             self._stream, self._broker = event_stream(broker), broker
         return self._stream

@@ -14,7 +14,7 @@ from .event import LamportClock, decode_batch
 
 if TYPE_CHECKING:
     from ..app import Celery
-    from ..broker.events import EventStream
+    from .stream import EventStream
 
 logger = logging.getLogger(__name__)
 
@@ -43,7 +43,7 @@ class EventReceiver:
         if stream is None:
             if app is None:
                 raise OperationalError("an EventReceiver needs an app or a stream")
-            from ..broker.events import event_stream
+            from .stream import event_stream
 
             stream = event_stream(app.broker)
         self.stream = stream
@@ -51,7 +51,7 @@ class EventReceiver:
         self.clock = LamportClock()
         self.should_stop = False
         self._pending: collections.deque[dict[str, Any]] = collections.deque()
-        from ..broker.events import BEGINNING
+        from .stream import BEGINNING
 
         self.position = BEGINNING if from_start else stream.latest()
 

@@ -18,7 +18,7 @@ from ..exceptions import OperationalError
 
 if TYPE_CHECKING:
     from ..app import Celery
-    from ..broker.redis import Lane
+    from ..redislayer.wire import Lane
     from .consumer import Consumer
 
 logger = logging.getLogger("minicelery.worker")

@@ -27,6 +27,7 @@ import redis
 
 from minicelery import Celery, states
 from minicelery.exceptions import WorkerLostError
+from minicelery.redislayer.keys import KeySchema
 from minicelery.result import AsyncResult
 from tests.helpers import (
     ManagedProcess,
@@ -131,10 +132,10 @@ def current_step(app: Celery, task_id: str) -> int | None:
 
 def pending_messages(client: redis.Redis, prefix: str) -> int:
     """Messages of the prefix that could still run: queued, held by a consumer, scheduled."""
-    base = "{" + prefix + "}"
-    queued = sum(int(client.llen(key)) for key in client.scan_iter(match=f"{base}:q:*"))
-    held = sum(int(client.hlen(key)) for key in client.scan_iter(match=f"{base}:hold:*"))
-    return queued + held + int(client.zcard(f"{base}:scheduled"))
+    keys = KeySchema(prefix)
+    queued = sum(int(client.llen(key)) for key in client.scan_iter(match=keys.queue_pattern))
+    held = sum(int(client.hlen(key)) for key in client.scan_iter(match=keys.hold("*")))
+    return queued + held + int(client.zcard(keys.scheduled))
 
 
 def unique(name: str) -> str:

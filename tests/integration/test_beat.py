@@ -18,6 +18,7 @@ from collections.abc import Iterator, Mapping
 import pytest
 
 from minicelery import Celery
+from minicelery.redislayer.keys import KeySchema
 from minicelery.result import AsyncResult
 from tests.helpers import (
     REPO_ROOT,
@@ -95,7 +96,7 @@ def slots(first: float, later: float, interval: float) -> int:
 
 
 def lease_key(app: Celery) -> str:
-    return "{" + app.conf.key_prefix + "}:lease:beat"
+    return KeySchema(app.conf.key_prefix).lease("beat")
 
 
 # --------------------------------------------------------------------------- the command

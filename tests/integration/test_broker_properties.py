@@ -25,6 +25,7 @@ import redis
 from minicelery import Celery, states
 from minicelery.broker import OutgoingMessage
 from minicelery.exceptions import OperationalError, TaskRevokedError
+from minicelery.redislayer.keys import KeySchema
 from tests.helpers import (
     ManagedProcess,
     RedisServer,
@@ -49,23 +50,23 @@ CLIENT_CALLS = ("evalsha", "eval", "blpop", "zrange")
 
 
 class Layout:
-    """Read-only view of one prefix's broker keys (see minicelery/broker/redis.py)."""
+    """Read-only view of one prefix's broker keys (see minicelery/redislayer/keys.py)."""
 
     def __init__(self, client: redis.Redis, prefix: str) -> None:
         self.client = client
-        self.base = "{" + prefix + "}"
+        self.keys = KeySchema(prefix)
 
     def queued(self, queue: str = QUEUE) -> int:
-        return sum(int(self.client.llen(f"{self.base}:q:{queue}:{p}")) for p in range(10))
+        return sum(int(self.client.llen(self.keys.queue(queue, p))) for p in range(10))
 
     def hold_keys(self) -> list[bytes]:
-        return list(self.client.scan_iter(match=f"{self.base}:hold:*", count=1000))
+        return list(self.client.scan_iter(match=self.keys.hold("*"), count=1000))
 
     def held(self) -> int:
         return sum(int(self.client.hlen(key)) for key in self.hold_keys())
 
     def scheduled(self) -> int:
-        return int(self.client.zcard(f"{self.base}:scheduled"))
+        return int(self.client.zcard(self.keys.scheduled))
 
     def pending(self) -> int:
         """Messages that could still run: queued, held by a consumer, or scheduled."""
@@ -317,7 +318,7 @@ def test_scheduled_messages_live_in_redis_not_in_worker_memory(
     assert props.add.delay(1, 1).get(timeout=10) == 2  # warm up before measuring
     rss_before = vm_rss_kb(worker.pid)
 
-    schedwake = f"{layout.base}:schedwake"
+    schedwake = layout.keys.schedule_wake
     messages: list[OutgoingMessage] = []
     for index in range(count):
         message, queue, priority = papp.prepare_message(

@@ -9,7 +9,8 @@ from collections.abc import Iterator
 import pytest
 
 from minicelery.broker import OutgoingMessage
-from minicelery.broker.redis import RedisBroker, client_from_url
+from minicelery.broker.redis import RedisBroker
+from minicelery.redislayer.connect import client_from_url
 from tests.helpers import RedisServer, wait_until
 
 

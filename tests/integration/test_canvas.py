@@ -231,7 +231,7 @@ def test_chord_of_1000_calls_its_body_once_with_ordered_results(
     assert redis_client.lrange(key, 0, -1) == [b"1000"]  # called exactly once
     values = redis_client.lrange(f"{key}:values", 0, -1)[0].decode().split(",")
     assert values == [str(i) for i in range(1000)]
-    ttl = redis_client.pttl(canvas_app.backend.keys("chord", result.parent.id, "done"))
+    ttl = redis_client.pttl(canvas_app.backend.keys.chord_claim(result.parent.id))
     assert 0 < ttl <= canvas_app.conf.result_expires * 1000  # chord keys expire
 
 

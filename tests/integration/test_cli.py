@@ -16,6 +16,7 @@ import redis
 
 import minicelery
 from minicelery import Celery
+from minicelery.redislayer.keys import KeySchema
 from tests.helpers import REPO_ROOT, WorkerFactory
 from tests.integration.apps.basic import add
 from tests.integration.conftest import CliRunner
@@ -27,7 +28,7 @@ CLIPROJ = "tests.integration.apps.cliproj"
 
 
 def queued(client: redis.Redis, prefix: str, queue: str = "celery") -> int:
-    return sum(int(client.llen(f"{{{prefix}}}:q:{queue}:{p}")) for p in range(10))
+    return sum(int(client.llen(KeySchema(prefix).queue(queue, p))) for p in range(10))
 
 
 def output_of(done: subprocess.CompletedProcess[str]) -> str:
@@ -190,8 +191,13 @@ def test_bad_app_is_a_one_line_error(
 
 
 def test_unreachable_broker_is_a_one_line_error(cli: CliRunner) -> None:
-    done = cli("-A", BASIC, "-b", "redis://127.0.0.1:1/0", "call", ADD, "--args", "[1,1]")
-    assert_one_line_error(done)
+    # broker_connection_retry_on_startup off: no waiting for Redis (test_startup.py waits).
+    startup = "tests.integration.apps.startup"
+    done = cli(
+        "-A", startup, "-b", "redis://127.0.0.1:1/0", "call", f"{startup}.add", "--args", "[1,1]",
+        env={"MC_TEST_RETRY_ON_STARTUP": "0"},
+    )  # fmt: skip
+    assert "Redis is unreachable" in assert_one_line_error(done)
 
 
 @pytest.mark.parametrize(

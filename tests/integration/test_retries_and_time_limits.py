@@ -23,6 +23,7 @@ import redis
 
 from minicelery import Celery, states
 from minicelery.exceptions import MaxRetriesExceededError, TaskRevokedError, TimeLimitExceeded
+from minicelery.redislayer.keys import KeySchema
 from minicelery.result import AsyncResult
 from tests.helpers import (
     ManagedProcess,
@@ -127,12 +128,12 @@ def fresh(app: Celery, task_id: str) -> AsyncResult:
 
 def scheduled(client: redis.Redis, prefix: str) -> list[tuple[bytes, float]]:
     """The broker's scheduled (eta/countdown) messages with their due times."""
-    found: list[Any] = client.zrange(f"{{{prefix}}}:scheduled", 0, -1, withscores=True)
+    found: list[Any] = client.zrange(KeySchema(prefix).scheduled, 0, -1, withscores=True)
     return [(bytes(entry), float(score)) for entry, score in found]
 
 
 def queued(client: redis.Redis, prefix: str, queue: str = "celery") -> int:
-    return sum(int(client.llen(f"{{{prefix}}}:q:{queue}:{p}")) for p in range(10))
+    return sum(int(client.llen(KeySchema(prefix).queue(queue, p))) for p in range(10))
 
 
 def get_collecting_states(

@@ -20,6 +20,7 @@ import redis
 
 from minicelery import Celery, states
 from minicelery.exceptions import NotRegistered, WorkerLostError
+from minicelery.redislayer.keys import KeySchema
 from minicelery.result import AsyncResult
 from tests.helpers import ManagedProcess, WorkerFactory, wait_until
 from tests.integration.apps.basic import add, die, pid, sleep, sleep_late
@@ -39,7 +40,7 @@ GARBAGE = b"\xc1\xc1 this is not a task message \xff\xfe"
 
 
 def queue_keys(prefix: str, queue: str = QUEUE) -> list[str]:
-    return [f"{{{prefix}}}:q:{queue}:{priority}" for priority in range(10)]
+    return [KeySchema(prefix).queue(queue, priority) for priority in range(10)]
 
 
 def queued(client: redis.Redis, prefix: str, queue: str = QUEUE) -> int:
@@ -50,14 +51,14 @@ def queued(client: redis.Redis, prefix: str, queue: str = QUEUE) -> int:
 def hold_sizes(client: redis.Redis, prefix: str, worker: ManagedProcess | None = None) -> int:
     """Messages reserved by ``worker`` (by every consumer when None), from their hold hashes."""
     # The consumer id is "<hostname>:<pid>:<random>"; the hold key is "{p}:hold:<consumer>".
-    pattern = f"{{{prefix}}}:hold:" + (f"*:{worker.pid}:*" if worker else "*")
+    pattern = KeySchema(prefix).hold(f"*:{worker.pid}:*" if worker else "*")
     return sum(int(client.hlen(key)) for key in client.scan_iter(match=pattern, count=1000))
 
 
 def push_raw(client: redis.Redis, prefix: str, data: bytes, queue: str = QUEUE) -> None:
     """What a broken producer would do: raw bytes on the queue, and a wake-up token."""
-    client.rpush(f"{{{prefix}}}:q:{queue}:0", data)
-    client.rpush(f"{{{prefix}}}:wake:{queue}", b"1")
+    client.rpush(KeySchema(prefix).queue(queue, 0), data)
+    client.rpush(KeySchema(prefix).wake(queue), b"1")
 
 
 def envelope_with(app: Celery, header: str, value: Any) -> bytes:

@@ -13,9 +13,9 @@ from typing import Any
 import pytest
 
 from minicelery import Celery, _state
-from minicelery.broker import memory
-from minicelery.broker.memory import memory_client
 from minicelery.broker.redis import RedisBroker
+from minicelery.redislayer import memory
+from minicelery.redislayer.memory import memory_client
 from minicelery.serialization import accepted_content_types
 
 ACCEPT_JSON = accepted_content_types(["json"])

@@ -379,7 +379,12 @@ def test_an_unreachable_redis_is_logged_once_and_retried_with_backoff(
 ) -> None:
     closed = "redis://127.0.0.1:1/0"  # nothing listens on port 1: connections are refused
     entries = {"t": {"task": TASK, "schedule": 1}}
-    app = make_app(broker=closed, backend=closed, beat_schedule=entries)
+    app = make_app(
+        broker=closed,
+        backend=closed,
+        beat_schedule=entries,
+        broker_connection_retry_on_startup=False,  # fail each try at once
+    )
     service = Service(app, owner="a", lease_timeout=1.0)
     with caplog.at_level(logging.INFO, logger="minicelery.beat"):
         waits = [service.step() for _ in range(2)]

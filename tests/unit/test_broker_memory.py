@@ -14,8 +14,8 @@ from typing import cast
 import pytest
 
 from minicelery.broker.base import DeadLetter, Delivery, OutgoingMessage
-from minicelery.broker.memory import memory_client
 from minicelery.broker.redis import RedisBroker
+from minicelery.redislayer.memory import memory_client
 
 
 def publish(broker: RedisBroker, *items: bytes, queue: str = "celery", priority: int = 0) -> None:
@@ -31,7 +31,7 @@ def held(broker: RedisBroker, consumer: str) -> int:
 
 
 def backdate_heartbeat(broker: RedisBroker, consumer: str, seconds: float) -> None:
-    broker.client.zadd(broker.keys("consumers"), {consumer: time.time() - seconds})
+    broker.client.zadd(broker.keys.consumers, {consumer: time.time() - seconds})
 
 
 # --------------------------------------------------------------------------- publish / reserve
@@ -191,7 +191,7 @@ def test_recover_lost_requeues_a_silent_consumers_messages_exactly_once(
     assert broker.recover_lost(30) == 0  # exactly once
     assert held(broker, "lost") == 0
     assert held(broker, "alive") == 1
-    assert broker.client.zscore(broker.keys("consumers"), "lost") is None
+    assert broker.client.zscore(broker.keys.consumers, "lost") is None
     assert datas(broker.reserve("new", ["celery"], 10)) == [b"a", b"b"]
 
 
@@ -391,7 +391,7 @@ def test_reserve_records_the_consumer_heartbeat(broker: RedisBroker, count: int)
     before = time.time()
     publish(broker, *(b"m" for _ in range(count)))
     broker.reserve("c1", ["celery"], count)
-    score = broker.client.zscore(broker.keys("consumers"), "c1")
+    score = broker.client.zscore(broker.keys.consumers, "c1")
     assert score is not None and before - 1 <= score <= time.time() + 1
 
 

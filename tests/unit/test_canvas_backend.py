@@ -37,12 +37,12 @@ def test_chord_keys_expire_with_results(make_app: object) -> None:
     backend = app.backend
     backend.chord_part_return("h", 0, 2, [states.SUCCESS, 1], "t0")
     client = backend.client
-    assert 0 < client.pttl(backend.keys("chord", "h")) <= 60_000
+    assert 0 < client.pttl(backend.keys.chord_parts("h")) <= 60_000
     backend.chord_part_return("h", 1, 2, [states.SUCCESS, 2], "t1")
-    assert 0 < client.pttl(backend.keys("chord", "h", "done")) <= 60_000
-    assert 0 < client.pttl(backend.keys("chord", "h")) <= 60_000  # kept until settled
+    assert 0 < client.pttl(backend.keys.chord_claim("h")) <= 60_000
+    assert 0 < client.pttl(backend.keys.chord_parts("h")) <= 60_000  # kept until settled
     backend.chord_settle("h")
-    assert not client.exists(backend.keys("chord", "h"))
+    assert not client.exists(backend.keys.chord_parts("h"))
 
 
 def test_get_many_reads_records_in_bulk(app: Celery) -> None:

@@ -13,8 +13,9 @@ import pytest
 
 from minicelery import AsyncResult, Celery, GroupResult, states
 from minicelery.backend.redis import RedisBackend
-from minicelery.broker.memory import memory_client
 from minicelery.exceptions import TaskRevokedError, TimeoutError
+from minicelery.redislayer.keys import KeySchema
+from minicelery.redislayer.memory import memory_client
 from minicelery.result import result_from_tuple
 from minicelery.serialization import exception_to_dict
 from minicelery.worker.executor import build_meta
@@ -370,7 +371,7 @@ def _run_commands(backend: RedisBackend, commands: list[tuple[tuple[Any, ...], A
 def test_a_worker_stores_its_results_and_acks_in_one_command(
     serializer_backend: RedisBackend, key_prefix: str
 ) -> None:
-    client, hold = serializer_backend.client, "{" + key_prefix + "}:hold:w1"
+    client, hold = serializer_backend.client, KeySchema(key_prefix).hold("w1")
     client.hset(hold, mapping={"tag1": "m1", "tag2": "m2", "tag3": "m3"})
     assert serializer_backend.store("t0", success("t0", "kept"))
     records = [
@@ -391,7 +392,7 @@ def test_a_worker_stores_its_results_and_acks_in_one_command(
 
 
 def test_acks_alone_and_results_alone(serializer_backend: RedisBackend, key_prefix: str) -> None:
-    client, hold = serializer_backend.client, "{" + key_prefix + "}:hold:w1"
+    client, hold = serializer_backend.client, KeySchema(key_prefix).hold("w1")
     client.hset(hold, mapping={"tag1": "m1"})
     assert serializer_backend.store_commands([], (hold, [])) == []
     _run_commands(serializer_backend, serializer_backend.store_commands([], (hold, ["tag1"])))

@@ -7,7 +7,7 @@ from typing import Any
 import pytest
 from redis.connection import Connection
 
-from minicelery.broker.redis import pack_commands
+from minicelery.redislayer.wire import pack_commands
 
 COMMANDS: list[tuple[Any, ...]] = [
     ("EVALSHA", "f" * 40, 3, "{p}:q:celery:0", "{p}:wake:celery", b"\x00\xff\r\n", 0, 9),

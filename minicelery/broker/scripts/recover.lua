@@ -1,14 +1,14 @@
 -- Requeue every message held by consumers silent for more than ARGV[1] seconds, then forget
 -- those consumers. Atomic, so whichever live worker runs it first requeues them exactly once.
--- KEYS[1]: consumers zset; ARGV[2]: prefix of hold keys; ARGV[3]: a consumer to drop at once
--- (clean shutdown) or ''.
+-- KEYS[1]: consumers zset; ARGV[2], ARGV[3]: what comes before and after a consumer's id in
+-- its hold key; ARGV[4]: a consumer to drop at once (clean shutdown) or ''.
 local now = redis.call('TIME')
 local cutoff = now[1] + now[2] / 1000000 - tonumber(ARGV[1])
 local lost = redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', cutoff)
-if ARGV[3] ~= '' then lost[#lost + 1] = ARGV[3] end
+if ARGV[4] ~= '' then lost[#lost + 1] = ARGV[4] end
 local n = 0
 for _, consumer in ipairs(lost) do
-  local hold = ARGV[2] .. consumer
+  local hold = ARGV[2] .. consumer .. ARGV[3]
   local entries = redis.call('HGETALL', hold)
   -- Oldest tags last pushed to the front, so the queue keeps their order.
   local tags = {}

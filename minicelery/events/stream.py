@@ -1,5 +1,5 @@
-"""The Redis side of monitoring events: one capped stream, ``{p}:events``, that every worker
-and client appends to and every monitor reads with ``XREAD BLOCK``.
+"""The Redis side of monitoring events: one capped stream per key prefix (``p:events``) that
+every worker and client appends to and every monitor reads with ``XREAD BLOCK``.
 
 A stream rather than pub/sub: events keep the order they were written in, a reader blocks
 instead of polling, starts at "now" (or replays what is retained) and never misses an event
@@ -12,7 +12,9 @@ from collections.abc import Sequence
 from typing import Any
 
 from ..exceptions import OperationalError
-from .redis import FastPath, Keys, translate_errors
+from ..redislayer.errors import translate_errors
+from ..redislayer.keys import KeySchema
+from ..redislayer.wire import FastPath
 
 MAXLEN = 1_000  # entries retained (approximately: Redis trims whole nodes, cheaply)
 FIELD = b"e"  # one field per entry: a batch of events, encoded by the sender
@@ -23,10 +25,10 @@ class EventStream:
     """Append events in batches and read them in order from one Redis stream."""
 
     def __init__(
-        self, client: Any, keys: Keys, maxlen: int = MAXLEN, fast: FastPath | None = None
+        self, client: Any, keys: KeySchema, maxlen: int = MAXLEN, fast: FastPath | None = None
     ) -> None:
         self.client = client
-        self.key = keys("events")
+        self.key = keys.events
         self.maxlen = maxlen
         self._fast = fast or FastPath(client)
 
@@ -72,7 +74,7 @@ class EventStream:
 def event_stream(broker: Any, maxlen: int = MAXLEN) -> EventStream:
     """The event stream on ``broker``'s Redis, under its key prefix."""
     client, keys = getattr(broker, "client", None), getattr(broker, "keys", None)
-    if client is None or not isinstance(keys, Keys):
+    if client is None or not isinstance(keys, KeySchema):
         raise OperationalError(f"{type(broker).__name__} cannot carry events")
     fast = getattr(broker, "fast", None)
     return EventStream(client, keys, maxlen, fast if isinstance(fast, FastPath) else None)

