@@ -15,6 +15,7 @@ from ..registry import TaskRegistry
 from ..result import AsyncResult, GroupResult
 from ..task import Task as BaseTask
 from ..task import make_task_class
+from .amqp import AMQP
 from .sending import Sending
 from .shared import shared_functions, task_name_for
 
@@ -61,6 +62,8 @@ class Celery(Sending):
         if task_cls is not None:
             self.Task = task_cls
         self.tasks = TaskRegistry()
+        self.queues_used: set[str] = set()
+        self.amqp = AMQP(self)
         self.finalize()
         # Celery's app signals; sent once by ensure_configured() (worker and beat start-up).
         self.on_after_configure = signals.Signal("on_after_configure")

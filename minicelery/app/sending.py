@@ -25,6 +25,7 @@ class Sending(Connections):
     """Mixed into ``Celery``: the publishing half of the app."""
 
     tasks: TaskRegistry
+    queues_used: set[str]
 
     def send_task(
         self,
@@ -95,6 +96,7 @@ class Sending(Connections):
                 self.events.task_sent(prepared)  # before the publish: sent precedes received
             self.broker.publish(outgoing)
         for message, queue, _ in prepared:
+            self.queues_used.add(queue)
             self.published(message, queue)
 
     def outgoing(self, message: TaskMessage, queue: str, priority: int) -> OutgoingMessage:

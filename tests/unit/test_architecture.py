@@ -26,7 +26,7 @@ ALLOWED: dict[str, set[str]] = {
     "registry": {"exceptions"},
     "routing": set(),
     "signals": set(),
-    "utils": {"_state", "signals", "utils"},
+    "utils": {"_state", "exceptions", "signals", "utils"},
     "canvas": {
         "_state",
         "canvas",
@@ -82,7 +82,8 @@ ALLOWED: dict[str, set[str]] = {
         "worker",
     },
     "cli": {"", "app", "cli", "events", "exceptions", "signals", "utils", "worker"},
-    "": {"_state", "app", "canvas", "result", "states", "task"},
+    "": {"_state", "app", "canvas", "result", "states", "task", "utils"},
+    "backends": {"backend"},  # Celery's module path for the result backends
     "__main__": {"cli"},
 }
 

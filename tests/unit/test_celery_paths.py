@@ -1,0 +1,65 @@
+"""The names Celery's own integration suite imports, at Celery's module paths."""
+
+from __future__ import annotations
+
+import pickle
+
+import pytest
+
+from minicelery import Celery
+
+
+def test_uuid_and_task_context_at_celery_paths() -> None:
+    from minicelery import uuid
+    from minicelery.app import Celery as AppCelery
+    from minicelery.app.task import Context, Task
+
+    assert AppCelery is Celery
+    assert len(uuid()) == 36 and uuid() != uuid()
+    request = Context(id="abc", group="g")
+    assert (request.id, request.group) == ("abc", "g")
+    assert Task.__name__ == "Task"
+
+
+def test_key_value_store_backend_matches_redis_not_disabled() -> None:
+    from minicelery.backend import RedisBackend
+    from minicelery.backend.base import DisabledBackend
+    from minicelery.backends.base import BaseKeyValueStoreBackend
+
+    assert issubclass(RedisBackend, BaseKeyValueStoreBackend)
+    assert not isinstance(DisabledBackend(), BaseKeyValueStoreBackend)
+
+
+def test_ensure_chords_allowed(app: Celery) -> None:
+    app.backend.ensure_chords_allowed()  # a real backend allows chords
+    no_results = Celery("nores", broker="memory://", set_as_current=False)
+    with pytest.raises(NotImplementedError, match="result_backend"):
+        no_results.backend.ensure_chords_allowed()
+
+
+def test_backend_store_error_and_unpickleable_wrapper() -> None:
+    from minicelery.exceptions import BackendError, BackendStoreError, MiniceleryError
+    from minicelery.utils.serialization import UnpickleableExceptionWrapper
+
+    err = BackendStoreError("too big", state="SUCCESS", task_id="t1")
+    assert isinstance(err, BackendError) and isinstance(err, MiniceleryError)
+    assert "state:SUCCESS task_id:t1" in repr(err)
+    wrapper = UnpickleableExceptionWrapper.from_exception(KeyError("foo"))
+    assert (wrapper.exc_module, wrapper.exc_cls_name, wrapper.exc_args) == (
+        "builtins",
+        "KeyError",
+        ("foo",),
+    )
+    again = pickle.loads(pickle.dumps(wrapper))
+    assert again.exc_cls_name == "KeyError" and again.exc_args == ("foo",)
+
+
+def test_amqp_queues_lists_default_and_routed_queues(app: Celery) -> None:
+    assert set(app.amqp.queues) == {"celery"}
+
+    @app.task
+    def noop() -> None: ...
+
+    noop.apply_async(queue="other")
+    assert set(app.amqp.queues) == {"celery", "other"}
+    assert app.amqp.queues["other"].routing_key == "other"
