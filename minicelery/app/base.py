@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import datetime as dt
 import importlib
+import os
 from collections.abc import Callable, Iterable
 from typing import TYPE_CHECKING, Any, Literal, ParamSpec, TypeVar, overload
 
@@ -16,6 +17,7 @@ from ..result import AsyncResult, GroupResult
 from ..task import Task as BaseTask
 from ..task import make_task_class
 from .amqp import AMQP
+from .discovery import Packages, discover
 from .sending import Sending
 from .shared import shared_functions, task_name_for
 
@@ -62,6 +64,7 @@ class Celery(Sending):
         if task_cls is not None:
             self.Task = task_cls
         self.tasks = TaskRegistry()
+        self._pending_discovery: list[tuple[Packages, str | None]] = []
         self.queues_used: set[str] = set()
         self.amqp = AMQP(self)
         self.finalize()
@@ -91,25 +94,47 @@ class Celery(Sending):
     def set_default(self) -> None:
         _state.set_current_app(self)
 
+    def config_from_envvar(
+        self, variable_name: str, silent: bool = False, force: bool = False
+    ) -> bool:
+        """Load settings from the module named by the environment variable ``variable_name``
+        (``app.config_from_envvar('CELERY_CONFIG_MODULE')``); False when it is unset and
+        ``silent``."""
+        module_name = os.environ.get(variable_name)
+        if not module_name:
+            if silent:
+                return False
+            raise ImproperlyConfigured(
+                f"The environment variable {variable_name!r} is not set: it must name the "
+                "module to load the configuration from"
+            )
+        self.config_from_object(module_name, silent=silent, force=force)
+        return True
+
     def import_modules(self) -> None:
-        """Import ``imports`` and ``include`` so their tasks are registered (done by workers)."""
+        """Import ``imports`` and ``include`` and run the task discoveries asked for, so their
+        tasks are registered (workers, beat and the command line do this at start-up)."""
         for name in (*self.conf.imports, *self.conf.include):
             importlib.import_module(name)
+        signals.import_modules.send(sender=self)
+        self._discover_pending()
 
     def autodiscover_tasks(
-        self,
-        packages: Iterable[str] | Callable[[], Iterable[str]],
-        related_name: str = "tasks",
-        force: bool = False,
+        self, packages: Packages = None, related_name: str | None = "tasks", force: bool = False
     ) -> None:
-        """Import ``<package>.<related_name>`` for each package that has one."""
-        names = packages() if callable(packages) else packages
-        for package in names:
-            try:
-                importlib.import_module(f"{package}.{related_name}")
-            except ModuleNotFoundError as exc:
-                if exc.name != f"{package}.{related_name}":
-                    raise
+        """Import ``<package>.<related_name>`` for each package that has one; with no
+        packages, for each installed Django app. Lazy as in Celery: done when the app
+        imports its modules or is finalized, or now with ``force=True``. ``packages`` may
+        be a callable returning them, called at that time."""
+        if force:
+            discover(packages, related_name)
+        else:
+            self._pending_discovery.append((packages, related_name))
+
+    def _discover_pending(self) -> None:
+        while self._pending_discovery:
+            # Popped before importing: a task module that touches the app must not recurse.
+            discover(*self._pending_discovery.pop(0))
 
     # -- tasks ---------------------------------------------------------------------------
     @overload
@@ -176,7 +201,9 @@ class Celery(Sending):
         return task
 
     def finalize(self) -> None:
-        """Register the shared tasks this app does not know yet (workers call this)."""
+        """Register the shared tasks this app does not know yet (workers call this), after
+        running the task discoveries asked for."""
+        self._discover_pending()
         for fun, options in list(shared_functions):
             if options.get("name") not in self.tasks:
                 self._create_task(fun, **options)

@@ -57,6 +57,10 @@ class State:
             if self.backend:
                 app.conf.result_backend = self.backend
             self._app = app
+            try:  # as Celery's command line: every command sees the app's task modules
+                app.import_modules()
+            except ImportError as exc:
+                raise AppNotFound(f"cannot import the app's task modules: {exc}") from exc
         return self._app
 
 
