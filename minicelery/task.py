@@ -5,6 +5,7 @@ from __future__ import annotations
 import datetime as dt
 import inspect
 from collections.abc import Callable, Iterable
+from contextvars import ContextVar
 from typing import TYPE_CHECKING, Any, ClassVar, Generic, ParamSpec, TypeVar
 
 from . import states
@@ -129,15 +130,15 @@ class Task(Generic[P, R]):
         return self.app.backend
 
     def __call__(self, *args: P.args, **kwargs: P.kwargs) -> R:
+        if _traced_call.get() is self:
+            # A worker or apply() entered through a subclass's __call__ which called this
+            # one: the request is already current, so run the body under it.
+            _traced_call.set(None)
+            return _awaited(self.run(*args, **kwargs))  # type: ignore[no-any-return]
         stack = task_stack()
         stack.append(Context(args=args, kwargs=kwargs, task=self.name, called_directly=True))
         try:
-            result = self.run(*args, **kwargs)
-            if inspect.iscoroutine(result):
-                import asyncio  # only for async def tasks: it is a large import
-
-                return asyncio.run(result)  # type: ignore[no-any-return]
-            return result
+            return _awaited(self.run(*args, **kwargs))  # type: ignore[no-any-return]
         finally:
             stack.pop()
 
@@ -376,6 +377,32 @@ class Task(Generic[P, R]):
 
     def __repr__(self) -> str:
         return f"<@task: {self.name}>"
+
+
+_traced_call: ContextVar[Task[Any, Any] | None] = ContextVar("traced_call", default=None)
+
+
+def call_task_body(task: Task[Any, Any], args: Any, kwargs: Any) -> Any:
+    """Run a task's body for a worker or ``apply()``, under the request already pushed.
+
+    When a base class overrides ``__call__`` (Celery's Flask pattern: run inside an app
+    context), the body is entered through it, as Celery does; else ``run`` is called.
+    """
+    if type(task).__call__ is Task.__call__:
+        return _awaited(task.run(*args, **kwargs))
+    token = _traced_call.set(task)
+    try:
+        return _awaited(task(*args, **kwargs))
+    finally:
+        _traced_call.reset(token)
+
+
+def _awaited(result: Any) -> Any:
+    if inspect.iscoroutine(result):
+        import asyncio  # only for async def tasks: it is a large import
+
+        return asyncio.run(result)
+    return result
 
 
 def argument_checker(fun: Callable[..., Any]) -> Callable[..., None]:
