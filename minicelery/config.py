@@ -145,6 +145,13 @@ def _mapping(name: str, value: Any) -> Any:
     return value
 
 
+def _log_level(name: str, value: Any) -> Any:
+    levels = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL", "FATAL")
+    if not isinstance(value, str) or value.upper() not in levels:
+        raise ImproperlyConfigured(f"setting {name!r} must be one of {', '.join(levels)}")
+    return value.upper()
+
+
 DEFAULTS: dict[str, tuple[Any, Validator]] = {
     "broker_url": (None, _url),
     "result_backend": (None, _url),
@@ -192,6 +199,7 @@ DEFAULTS: dict[str, tuple[Any, Validator]] = {
     "worker_shutdown_timeout": (10.0, _seconds),
     "worker_hijack_root_logger": (True, _bool),
     "worker_redirect_stdouts": (True, _bool),
+    "worker_redirect_stdouts_level": ("WARNING", _log_level),
     "worker_send_task_events": (False, _bool),
     "worker_disable_rate_limits": (False, _bool),
     "worker_revoke_expires": (10800.0, _seconds),

@@ -13,7 +13,7 @@ import click
 
 from .. import __version__, signals
 from ..app import Celery
-from ..utils.log import setup_logging
+from ..utils.log import redirect_stdouts, setup_logging
 from ..worker.controller import POOLS, WorkController, WorkerOptions, expand_hostname
 from . import daemon
 from .main import State, friendly_errors
@@ -162,6 +162,8 @@ def worker(
     signals.worker_init.send(sender=None)
     controller = WorkController(app, options)
     click.echo(banner(app, controller, broker_url, backend_url))
+    if app.conf.worker_redirect_stdouts:
+        redirect_stdouts(app.conf.worker_redirect_stdouts_level)  # before the pool forks
     if beat:
         _embed_beat(app)
     controller.install_signal_handlers()

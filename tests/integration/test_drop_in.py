@@ -36,7 +36,10 @@ def test_print_in_a_task_goes_to_the_logfile(
     compat_app: Celery, worker_factory: WorkerFactory, tmp_path: Path
 ) -> None:
     logfile = tmp_path / "worker.log"
-    worker = worker_factory(COMPAT, concurrency=1, pool="prefork", extra_args=["-f", str(logfile)])
+    worker = worker_factory(
+        COMPAT, concurrency=1, pool="prefork", extra_args=["-f", str(logfile)], wait_ready=False
+    )
+    wait_until(lambda: logfile.exists() and "ready." in logfile.read_text(), timeout=15)
     assert compat.shout.delay("hello-log").get(timeout=15) == "hello-log"
     wait_until(lambda: "printed by the task: hello-log" in logfile.read_text(), timeout=10)
     line = next(
