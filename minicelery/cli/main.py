@@ -6,6 +6,7 @@ from __future__ import annotations
 import datetime as dt
 import functools
 import json
+import os
 import sys
 from collections.abc import Callable
 from typing import Any, TypeVar
@@ -74,12 +75,23 @@ class State:
 )
 @click.option("-b", "--broker", help="Broker URL (overrides broker_url).")
 @click.option("--result-backend", help="Result backend URL (overrides result_backend).")
+@click.option("--workdir", help="Change to this directory before loading the app.")
 @click.version_option(__version__, "--version", prog_name="minicelery", message="%(version)s")
 @click.pass_context
 def cli(
-    ctx: click.Context, app_spec: str | None, broker: str | None, result_backend: str | None
+    ctx: click.Context,
+    app_spec: str | None,
+    broker: str | None,
+    result_backend: str | None,
+    workdir: str | None,
 ) -> None:
     """minicelery: a Celery-compatible task queue on Redis."""
+    if workdir:
+        try:
+            os.chdir(workdir)
+        except OSError as exc:
+            message = f"cannot change to --workdir {workdir}: {exc.strerror}"
+            raise click.ClickException(message) from exc
     preset: Celery | None = ctx.obj._app if isinstance(ctx.obj, State) else None
     ctx.obj = State(app_spec, broker, result_backend, None if app_spec else preset)
 
