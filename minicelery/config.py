@@ -8,9 +8,11 @@ from __future__ import annotations
 
 import datetime as dt
 import importlib
+import re
 import warnings
 from collections.abc import Callable, Iterator, Mapping, MutableMapping
 from typing import Any
+from urllib.parse import urlsplit
 
 from .config_compat import CELERY_SETTINGS, OLD_TO_NEW
 from .exceptions import ImproperlyConfigured
@@ -106,7 +108,21 @@ def _url(name: str, value: Any) -> Any:
     if scheme not in BROKER_SCHEMES:
         known = ", ".join(f"{s}://" for s in BROKER_SCHEMES)
         raise ImproperlyConfigured(f"setting {name!r}: unsupported URL {value!r} (use {known})")
+    if scheme in ("redis", "rediss"):
+        _check_port(name, value)
     return value
+
+
+def _check_port(name: str, url: str) -> None:
+    """A bad port is the user's typo: say so here, not deep inside the Redis client."""
+    try:
+        urlsplit(url).port  # noqa: B018 - reading it is the check
+    except ValueError as exc:
+        shown = re.sub(r"(://[^:/@]*:)[^@]*@", r"\1****@", url)
+        raise ImproperlyConfigured(f"setting {name!r}: bad port in {shown} ({exc})") from None
+
+
+validate_url = _url
 
 
 def _priority(name: str, value: Any) -> Any:

