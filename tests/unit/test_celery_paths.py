@@ -63,3 +63,25 @@ def test_amqp_queues_lists_default_and_routed_queues(app: Celery) -> None:
     noop.apply_async(queue="other")
     assert set(app.amqp.queues) == {"celery", "other"}
     assert app.amqp.queues["other"].routing_key == "other"
+
+
+def test_an_exception_that_cannot_be_rebuilt_is_an_unpickleable_wrapper() -> None:
+    from minicelery.exceptions import RemoteTaskError
+    from minicelery.serialization import exception_from_dict
+    from minicelery.utils.serialization import UnpickleableExceptionWrapper
+
+    class NeedsTwo(Exception):
+        def __init__(self, foo: str, bar: str | None = None) -> None:
+            if bar is None:
+                raise TypeError("bar must be provided")
+            super().__init__(foo)
+
+    data = {"exc_type": "NeedsTwo", "exc_module": __name__, "exc_message": ["foo"]}
+    globals()["NeedsTwo"] = NeedsTwo
+    try:
+        exc = exception_from_dict(data)
+    finally:
+        del globals()["NeedsTwo"]
+    assert isinstance(exc, UnpickleableExceptionWrapper) and isinstance(exc, RemoteTaskError)
+    assert (exc.exc_cls_name, exc.exc_args, str(exc)) == ("NeedsTwo", ("foo",), "foo")
+    assert type(exc).__name__ == "NeedsTwo"
