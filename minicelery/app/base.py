@@ -298,6 +298,12 @@ class Celery(Sending):
         """The current time in the app's timezone (what crontab schedules compare with)."""
         return dt.datetime.now(self.timezone)
 
+    def bugreport(self) -> str:
+        """Versions, platform and settings (secrets masked), for bug reports."""
+        from .report import bug_report
+
+        return bug_report(self)
+
     def start(self, argv: list[str] | None = None) -> None:
         """Run the command line with this app (``if __name__ == '__main__': app.start()``)."""
         from ..cli.main import main

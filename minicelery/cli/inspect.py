@@ -29,8 +29,6 @@ INSPECT_HELP = {
     "stats": "each worker's statistics",
 }
 INSPECT_METHODS = tuple(INSPECT_HELP)
-# Answered from the replies of other methods, so every worker version can answer them.
-COMPOSED = {"query_task", "clock", "report"}
 
 # command -> (argument names, converters); the values come from the command line as strings
 CONTROL_METHODS: dict[str, tuple[tuple[str, ...], tuple[Any, ...]]] = {
@@ -109,42 +107,10 @@ def inspect(
     if method == "query_task" and not values:
         raise click.UsageError("query_task needs one or more task ids")
     inspector = state.app.control.inspect(_destination(destination), timeout=timeout)
-    if method in COMPOSED:
-        replies = composed_reply(inspector, method, values)
-    else:
-        replies = getattr(inspector, method)()
+    replies = getattr(inspector, method)(*values)
     if not replies:
         _no_replies(as_json)
     _print_replies(replies, as_json)
-
-
-def composed_reply(inspector: Any, method: str, values: tuple[str, ...]) -> dict[str, Any]:
-    """``query_task``, ``clock`` and ``report`` in Celery's reply shapes, built from what
-    the workers answer to ``active``/``reserved``/``scheduled`` and ``stats``."""
-    if method == "query_task":
-        wanted = set(values)
-        found: dict[str, dict[str, Any]] = {}
-        for kind in ("active", "reserved", "scheduled"):
-            for hostname, jobs in (getattr(inspector, kind)() or {}).items():
-                found.setdefault(hostname, {})
-                for job in jobs or ():
-                    info = job.get("request", job)
-                    if info.get("id") in wanted:
-                        found[hostname][info["id"]] = [kind, info]
-        return found
-    stats = inspector.stats() or {}
-    if method == "clock":
-        return {host: {"clock": reply.get("clock", 0)} for host, reply in stats.items()}
-    return {host: {"ok": _worker_report(host, reply)} for host, reply in stats.items()}
-
-
-def _worker_report(hostname: str, stats: dict[str, Any]) -> str:
-    pool = stats.get("pool", {})
-    return (
-        f"node -> {hostname} pid:{stats.get('pid')} uptime:{stats.get('uptime')}s\n"
-        f"pool -> max-concurrency:{pool.get('max-concurrency', '')}\n"
-        f"tasks -> {stats.get('total', {})}"
-    )
 
 
 def _convert(method: str, values: tuple[str, ...]) -> dict[str, Any]:

@@ -4,9 +4,6 @@ its tasks loaded, and the bug report people paste into an issue (as Celery's).""
 from __future__ import annotations
 
 import code
-import importlib.metadata
-import platform
-import re
 import sys
 from typing import Any
 
@@ -15,8 +12,6 @@ import click
 from .. import Task, chain, chord, chunks, group, signature, xmap, xstarmap
 from ..app import Celery
 from .main import State, friendly_errors
-
-SECRET = re.compile(r"API|TOKEN|KEY|SECRET|PASS|SIGNATURE|DATABASE", re.IGNORECASE)
 
 
 def shell_namespace(app: Celery, with_tasks: bool = True) -> dict[str, Any]:
@@ -67,43 +62,9 @@ def shell(state: State, /, ipython: bool, plain: bool, without_tasks: bool) -> N
     code.interact(banner=banner, local=namespace, exitmsg="")
 
 
-def _version(package: str) -> str:
-    try:
-        return importlib.metadata.version(package)
-    except importlib.metadata.PackageNotFoundError:
-        return "-"
-
-
-def _masked(key: str, value: Any) -> str:
-    if value and SECRET.search(key):
-        return "'********'"
-    text = repr(value)
-    return re.sub(r"(://[^:/@]*:)[^@]*@", r"\1********@", text)
-
-
-def bug_report(app: Celery) -> str:
-    """Versions, platform and the app's settings (secrets masked)."""
-    broker_url, backend_url = app.conf.broker_url, app.conf.result_backend
-    transport = (broker_url or "embedded").split(":", 1)[0]
-    results = (backend_url or "disabled").split(":", 1)[0]
-    lines = [
-        f"software -> minicelery:{_version('minicelery')} redis-py:{_version('redis')} "
-        f"msgpack:{_version('msgpack')} click:{_version('click')} "
-        f"py:{platform.python_version()}",
-        f"            {platform.python_implementation()}",
-        f"platform -> system:{platform.system()} arch:{platform.machine()} "
-        f"release:{platform.release()}",
-        f"app -> {app.main or '__main__'}",
-        f"settings -> transport:{transport} results:{results}",
-        "",
-    ]
-    lines += [f"{key}: {_masked(key, value)}" for key, value in sorted(app.conf.items())]
-    return "\n".join(lines)
-
-
 @click.command()
 @click.pass_obj
 @friendly_errors
 def report(state: State, /) -> None:
     """Print versions and settings, for bug reports."""
-    click.echo(bug_report(state.app))
+    click.echo(state.app.bugreport())

@@ -85,3 +85,28 @@ def test_an_exception_that_cannot_be_rebuilt_is_an_unpickleable_wrapper() -> Non
     assert isinstance(exc, UnpickleableExceptionWrapper) and isinstance(exc, RemoteTaskError)
     assert (exc.exc_cls_name, exc.exc_args, str(exc)) == ("NeedsTwo", ("foo",), "foo")
     assert type(exc).__name__ == "NeedsTwo"
+
+
+@pytest.mark.parametrize(
+    ("url", "shown"),
+    [
+        ("redis://:p,ass@word@localhost:6379/0", "redis://:********@localhost:6379/0"),
+        ("redis://user:p,a@ss@localhost:6379/0", "redis://user:********@localhost:6379/0"),
+        (
+            "sentinel://:secret1@h1:26379;sentinel://:secret2@h2:26379/0",
+            "sentinel://:********@h1:26379;sentinel://:********@h2:26379/0",
+        ),
+        ("redis://localhost:6379/0", "redis://localhost:6379/0"),
+        ("redis://user@localhost/0", "redis://user@localhost/0"),
+    ],
+)
+def test_bugreport_masks_url_passwords(app: Celery, url: str, shown: str) -> None:
+    from minicelery.app.report import mask_url
+
+    assert mask_url(url) == shown
+    app.conf.broker_url = "redis://:p,ass@word@localhost:6379/0"
+    app.conf.update(my_api_key="abc123")
+    report = app.bugreport()
+    assert "software -> minicelery:" in report
+    assert "p,ass@word" not in report and "abc123" not in report
+    assert "redis://:********@localhost:6379/0" in report
