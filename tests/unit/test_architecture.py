@@ -84,7 +84,7 @@ ALLOWED: dict[str, set[str]] = {
     },
     "cli": {"", "app", "cli", "events", "exceptions", "signals", "utils", "worker"},
     "": {"_state", "app", "canvas", "result", "states", "task", "utils"},
-    "backends": {"backend"},  # Celery's module path for the result backends
+    "backends": {"backend", "states"},  # Celery's module path for the result backends
     "__main__": {"cli"},
 }
 
