@@ -5,7 +5,6 @@ callbacks. Used by the worker's executor and by eager ``apply()`` alike (Celery'
 from __future__ import annotations
 
 import datetime as dt
-import inspect
 import logging
 import os
 import random
@@ -20,7 +19,7 @@ from .canvas.callbacks import on_task_abandoned, on_task_failure, on_task_succes
 from .exceptions import EncodeError, OperationalError, Reject, Retry
 from .result import EagerResult, ResultBase
 from .serialization import exception_to_dict
-from .task import Context, Task
+from .task import Context, Task, call_task_body
 from .utils import ExceptionInfo
 
 if TYPE_CHECKING:
@@ -160,12 +159,8 @@ def _run(task: Task[Any, Any], request: Context) -> Outcome:
 
 
 def _call(task: Task[Any, Any], args: Any, kwargs: Any) -> Any:
-    result = task.run(*args, **kwargs)
-    if inspect.iscoroutine(result):
-        import asyncio  # only for async def tasks: it is a large import
-
-        return asyncio.run(result)
-    return result
+    # Through a base class's own __call__ when there is one, as Celery does.
+    return call_task_body(task, args, kwargs)
 
 
 def _maybe_autoretry(task: Task[Any, Any], exc: BaseException) -> Outcome:

@@ -33,7 +33,7 @@ ALLOWED: dict[str, set[str]] = {
     # process-wide helpers every layer may use
     "_state": set(),
     "signals": set(),
-    "utils": {"_state", "signals"},
+    "utils": {"_state", "exceptions", "signals"},
     # the Redis layer, and the three users of it
     "redislayer": {"exceptions"},
     "broker": {"redislayer", *FOUNDATION},
@@ -44,7 +44,8 @@ ALLOWED: dict[str, set[str]] = {
     "result_set": {"_state", "result", *FOUNDATION},
     "canvas": {"_state", "message", "result", "utils", *FOUNDATION},
     # the application's side: settings, messages, tasks
-    "config": {"exceptions", "serialization"},
+    "config_compat": set(),
+    "config": {"config_compat", "exceptions", "serialization"},
     "message": {"exceptions", "serialization"},
     "registry": {"exceptions"},
     "routing": set(),
@@ -83,7 +84,8 @@ ALLOWED: dict[str, set[str]] = {
         *FOUNDATION,
     },
     "cli": {"", "app", "beat", "events", "exceptions", "schedules", "signals", "utils", "worker"},
-    "": {"_state", "app", "canvas", "result", "states", "task"},
+    "": {"_state", "app", "canvas", "result", "states", "task", "utils"},
+    "backends": {"backend", "states"},  # Celery's module path for the result backends
     "__main__": {"cli"},
 }
 
@@ -95,9 +97,9 @@ EXCEPTIONS: dict[tuple[str, str], str] = {
     ("task.py", "trace"): "Task.apply() runs a task eagerly through the tracer, as Celery's "
     "Task.apply uses celery.app.trace",
     ("events/worker.py", ""): "the package's __version__ in worker events (sw_ver)",
-    ("app.py", "control"): "app.control, Celery's API on the application",
-    ("app.py", "events"): "app.events, Celery's API on the application",
-    ("app.py", "cli"): "app.start() and app.worker_main() run the command line, as in Celery",
+    ("app/connections.py", "control"): "app.control, Celery's API on the application",
+    ("app/connections.py", "events"): "app.events, Celery's API on the application",
+    ("app/base.py", "cli"): "app.start() and app.worker_main() run the command line, as in Celery",
     ("worker/commands.py", "config"): "the conf remote-control command lists the settings' "
     "defaults",
 }
