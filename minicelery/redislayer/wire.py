@@ -10,6 +10,7 @@ import logging
 import os
 import socket
 import threading
+import time
 from collections.abc import Sequence
 from typing import Any
 
@@ -168,18 +169,27 @@ class Lane:
                 self.broken = True
                 raise
 
-    def read(self, block: bool = False) -> None:
-        """Read the replies that have arrived (all of them with ``block``). After a
-        connection error, first sends again everything still unconfirmed."""
+    def read(self, block: bool = False, timeout: float | None = None) -> None:
+        """Read the replies that have arrived (with ``block``, all of them, waiting up to
+        ``timeout`` seconds in all when given). After a connection error, first sends again
+        everything still unconfirmed."""
+        deadline = None if timeout is None else time.monotonic() + timeout
         with translate_errors("read replies"):
             try:
                 if self.broken:
                     self._resend()
-                while self.pending and (block or self.connection.can_read(timeout=0)):
+                while self.pending and self._can_read(block, deadline):
                     self._read_one()
             except REDIS_ERRORS:
                 self.broken = True
                 raise
+
+    def _can_read(self, block: bool, deadline: float | None) -> bool:
+        if not block:
+            return bool(self.connection.can_read(timeout=0))
+        if deadline is None:
+            return True
+        return bool(self.connection.can_read(timeout=max(0.0, deadline - time.monotonic())))
 
     def _write(self, commands: list[tuple[Any, ...]]) -> None:
         self.connection.send_packed_command([pack_commands(commands)])

@@ -103,8 +103,8 @@ class ControlServer:
             self._listener.close()
             self._listener = None
 
-    def stop(self) -> None:
+    def stop(self, timeout: float = LISTEN_WAIT + 5) -> None:
         self._stopping.set()
         if self._thread is not None:
-            self._thread.join(timeout=LISTEN_WAIT + 5)
+            self._thread.join(timeout=timeout)
         self._drop_listener()

@@ -4,6 +4,7 @@ shuts down warm (finish what runs) or cold (stop now) without losing a message."
 from __future__ import annotations
 
 import collections
+import functools
 import logging
 import os
 import signal
@@ -280,17 +281,19 @@ class WorkController:
     def _shutdown(self) -> None:
         for event in self.pool.stop(cold=self.cold):
             self._handle(event, shutting_down=True)
-        self.consumer.stop()
+        # The threads are daemons: one stuck on a hung Redis is left behind, not waited for.
+        self.consumer.stop(timeout=2.0)
         if self.control is not None:
-            self.control.stop()
+            self.control.stop(timeout=1.0)
         self._give_back_buffer()
         self._flush_outbox(force=True)
         self.outbox.flush_acks(self.consumer)
-        self.outbox.close()
+        budget = self.app.conf.worker_shutdown_timeout
+        self.outbox.close(budget / 2)
         broker, consumer_id = self.app.broker, self.consumer_id
         # Last, once everything before it went out: what is still held goes back.
         self.errands.add("unregister", lambda: broker.unregister(consumer_id))
-        self.errands.drain(self.app.conf.worker_shutdown_timeout)
+        self.errands.drain(budget / 2)
         if self.events is not None:
             self.events.stop()  # worker-offline, after every task's last event
         signals.worker_shutdown.send(sender=self)
@@ -401,7 +404,8 @@ class WorkController:
         for cmd in self.control.pending():
             reply = run_command(self, cmd["method"], cmd.get("arguments") or {})
             if cmd.get("ticket"):
-                self.control.reply(cmd["ticket"], reply)
+                send = functools.partial(self.control.reply, cmd["ticket"], reply)
+                self.errands.add("reply", send)
 
     def _on_wake(self, event: Wake) -> None:
         lane = self.outbox.lane

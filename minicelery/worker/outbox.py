@@ -189,15 +189,18 @@ class Outbox:
             self.early.clear()
             self.app.broker.ack(self.consumer_id, tags)
 
-    def close(self) -> None:
-        """At exit: wait until Redis has confirmed everything the lane sent (each reply
-        within the socket timeout: a hung Redis is given up on, not waited for)."""
+    def close(self, timeout: float) -> None:
+        """At exit: wait up to ``timeout`` seconds until Redis has confirmed everything the
+        lane sent (a hung Redis is given up on, not waited for)."""
         if self.lane is None:
             return
         try:
             if self.lane.broken:
                 self.lane.read()  # sends again what a lost connection left unconfirmed
-            self.lane.read(block=True)
+            self.lane.read(block=True, timeout=timeout)
+            if self.lane.pending:
+                logger.error("Redis did not confirm %d result(s)/ack(s) before shutdown",
+                             len(self.lane.pending))  # fmt: skip
         except OperationalError as exc:
             logger.error("Could not confirm %d result(s)/ack(s): %s", len(self.lane.pending), exc)
         self.lane.close()
