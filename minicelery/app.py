@@ -74,7 +74,10 @@ class Celery:
         self.tasks = TaskRegistry()
         self.finalize()
         self._connections: tuple[int, Broker, ResultBackend] | None = None
-        self._reached = False  # whether this program has reached its broker yet
+        # Whether this program has reached its broker yet; a fork (pool child, fork server)
+        # never waits for Redis at start-up: its parent did.
+        self._reached = False
+        self._creator_pid = os.getpid()
         self._result_relay: ResultBackend | None = None
         self._control: Any = None
         self._events: Any = None
@@ -406,7 +409,7 @@ class Celery:
             broker_url, backend_url = self.resolved_urls()
             prefix = self.conf.key_prefix
             broker = broker_from_url(broker_url, prefix)
-            if not self._reached:  # the first connection of this program, not a fork's
+            if not self._reached and pid == self._creator_pid:
                 self._wait_for_broker(broker, broker_url)
             # One Redis for both (the usual set-up): one connection pool.
             shared = getattr(broker, "client", None) if backend_url == broker_url else None
