@@ -65,6 +65,7 @@ class Celery(Sending):
             self.Task = _task_class(task_cls)
         self.tasks = TaskRegistry()
         self._pending_discovery: list[tuple[Packages, str | None]] = []
+        self._creator_pid = os.getpid()
         self.queues_used: set[str] = set()
         self.amqp = AMQP(self)
         self.finalize()

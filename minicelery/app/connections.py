@@ -29,7 +29,10 @@ class Connections:
 
     conf: Settings
     _connections: tuple[int, Broker, ResultBackend] | None = None
-    _reached = False  # whether this program has reached its broker yet
+    # Whether this program has reached its broker yet; a fork (pool child, fork server)
+    # never waits for Redis at start-up: its parent did.
+    _reached = False
+    _creator_pid = 0  # the process that made the app (set by its constructor)
     main: str | None
     _result_relay: ResultBackend | None = None
     _control: Any = None
@@ -64,7 +67,7 @@ class Connections:
             broker_url, backend_url = self.resolved_urls()
             prefix = self.conf.key_prefix
             broker = broker_from_url(broker_url, prefix)
-            if not self._reached:  # the first connection of this program, not a fork's
+            if not self._reached and pid == self._creator_pid:
                 self._wait_for_broker(broker, broker_url)
             # One Redis for both (the usual set-up): one connection pool.
             shared = getattr(broker, "client", None) if backend_url == broker_url else None

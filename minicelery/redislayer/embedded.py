@@ -108,16 +108,18 @@ def _running_socket(path: Path) -> str | None:
         sock = str(info["socket"])
     except (OSError, ValueError, KeyError, TypeError):
         return None
-    return sock if _answers(sock) else None
+    # A server still loading a large database is running: never start a second one.
+    return sock if _answers(sock, b"+PONG", b"-LOADING") else None
 
 
-def _answers(sock: str) -> bool:
+def _answers(sock: str, *replies: bytes) -> bool:
+    """Whether the server on ``sock`` answers PING with one of ``replies`` (+PONG)."""
     try:
         with socket.socket(socket.AF_UNIX) as conn:
             conn.settimeout(1.0)
             conn.connect(sock)
             conn.sendall(b"PING\r\n")
-            return conn.recv(16).startswith(b"+PONG")
+            return conn.recv(64).startswith(replies or (b"+PONG",))
     except OSError:
         return False
 

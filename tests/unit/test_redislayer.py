@@ -216,6 +216,20 @@ def test_an_app_waits_once_per_program_not_per_reopen(monkeypatch: pytest.Monkey
     assert waits[-1] == ("memory://off", 0)
 
 
+def test_a_forked_process_never_waits_for_redis_at_startup(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A pool child or a fork server opens its own connections; its parent did the waiting
+    (or will), and a child must not sit in a start-up wait during an outage."""
+    from minicelery import Celery
+
+    waits: list[str] = []
+    monkeypatch.setattr(connect, "wait_until_reachable", lambda _c, url, _n: waits.append(url))
+    app = Celery("forked", broker="memory://forked", set_as_current=False)
+    monkeypatch.setattr(app, "_creator_pid", os.getpid() + 1)  # as seen from a fork
+    app.broker.ping()
+    app.close()
+    assert waits == []
+
+
 @pytest.fixture
 def project(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
