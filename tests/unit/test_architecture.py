@@ -82,6 +82,7 @@ ALLOWED: dict[str, set[str]] = {
         "worker",
     },
     "cli": {"", "app", "cli", "events", "exceptions", "signals", "utils", "worker"},
+    "dashboard": {"dashboard", "events", "exceptions", "states"},  # the optional web dashboard
     "": {"_state", "app", "canvas", "result", "states", "task"},
     "__main__": {"cli"},
 }
