@@ -164,7 +164,10 @@ async def stream(request: Request) -> Response:
 
 
 def metrics(request: Request) -> Response:
-    return Response(_dashboard(request).metrics.exposition(), media_type=CONTENT_TYPE)
+    """Prometheus's exposition format; queue lengths are read afresh for each scrape."""
+    dashboard = _dashboard(request)
+    dashboard.collector.poll_queues()
+    return Response(dashboard.metrics.exposition(), media_type=CONTENT_TYPE)
 
 
 def healthcheck(request: Request) -> Response:
