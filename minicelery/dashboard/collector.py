@@ -206,7 +206,7 @@ class Collector:
         self.metrics.queues(queues, scheduled, dead)
 
     # -- for the pages --------------------------------------------------------------------
-    def rate_series(self, seconds: int = 120) -> tuple[int, dict[str, list[int]]]:
+    def rate_series(self, seconds: int = 60) -> tuple[int, dict[str, list[int]]]:
         """Tasks per second by state over the last ``seconds``: (first second, series)."""
         end = int(time.time())
         start = end - seconds + 1

@@ -102,6 +102,7 @@ def workers(request: Request) -> Response:
 def queues(request: Request) -> Response:
     dashboard = _dashboard(request)
     collector = dashboard.collector
+    collector.poll_queues()
     letters = dashboard.app.broker.dead_letters()[-50:]
     return _render(
         request,
@@ -148,7 +149,7 @@ async def stream(request: Request) -> Response:
     async def events() -> Any:
         seen, quiet = -1, 0.0
         yield "retry: 2000\n\n"
-        while not dashboard.stopping.is_set():
+        while not dashboard.stopping.is_set() and not await request.is_disconnected():
             version = dashboard.collector.version
             if version != seen:
                 seen, quiet = version, 0.0

@@ -95,10 +95,11 @@ def take_screenshots(driver: Any, site: Site, folder: Path, task_id: str) -> Non
     from tests.integration.apps.basic import add, app, fail, mul, sleep
 
     folder.mkdir(parents=True, exist_ok=True)
-    for second in range(6):
-        results = [add.delay(i, second) for i in range(60)] + [mul.delay(i, 2) for i in range(30)]
-        results += [fail.delay(f"bad input {second}") for _ in range(second % 3)]
-        results += [sleep.delay(0.05 * (i % 5)) for i in range(10)]
+    for round_ in range(12):  # each round lasts its longest sleep: a few seconds of rates
+        results = [add.delay(i, round_) for i in range(20 * (1 + round_ % 4))]
+        results += [mul.delay(i, 2) for i in range(15)]
+        results += [fail.delay(f"bad input {round_}") for _ in range(round_ % 3)]
+        results += [sleep.delay(seconds) for seconds in (0.02, 0.05, 0.1, 0.2, 0.4)]
         for result in results:
             result.get(timeout=20, propagate=False)
     for i in range(5):

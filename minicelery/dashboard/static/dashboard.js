@@ -26,6 +26,9 @@
   if (window.EventSource && live) {
     var source = new EventSource(root + "/stream");
     source.addEventListener("change", refresh);
+    // Leaving the page must free the connection at once: a browser keeps only a few open
+    // per server, and a page kept for "back" could otherwise hold one.
+    window.addEventListener("pagehide", function () { source.close(); });
   }
 
   function flash(text, failed) {
