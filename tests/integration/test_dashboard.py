@@ -110,7 +110,7 @@ def finished(site: Site, task_id: str, state: str = "SUCCESS") -> dict[str, Any]
 
 
 def test_flowers_api_against_a_real_worker(
-    worker_factory: WorkerFactory, dashboards: Callable[..., Site]
+    worker_factory: WorkerFactory, dashboards: Callable[..., Site], app: Celery
 ) -> None:
     worker = worker_factory(APP, extra_args=["-E"], name="dash1@%h")
     site = dashboards()
@@ -152,13 +152,24 @@ def test_flowers_api_against_a_real_worker(
 
     revoked = site.ok(f"/api/task/revoke/{by_name['task-id']}", "POST")
     assert revoked == {"message": f"Revoked '{by_name['task-id']}'"}
+    later = site.ok(f"/api/task/async-apply/{ADD}", "POST", {"args": [1, 2], "countdown": 60})
+    assert site.ok(f"/api/task/abort/{later['task-id']}", "POST")["message"].startswith("Abort")
+    assert site.ok(f"/api/task/result/{later['task-id']}")["state"] == "ABORTED"
+    status, refused = site.call(f"/api/worker/pool/autoscale/{name}?min=1&max=3", "POST")
+    assert status == 403 and "autoscale is not enabled" in refused  # the worker's own error
+    assert site.call(f"/api/worker/pool/autoscale/{name}?min=1", "POST")[0] == 400
+
+    lost = site.ok("/api/task/send-task/no.such.task", "POST", {"args": []})["task-id"]
+    wait_until(lambda: any(d.task == "no.such.task" for d in app.broker.dead_letters()), 10)
+    assert site.ok("/api/dead/replay", "POST")["replayed"] == 1
+    assert lost
     lengths = site.ok("/api/queues/length")
     assert {"name": "celery", "messages": 0} in lengths["active_queues"]
 
     metrics = site.call("/metrics")[1]
     assert f'flower_events_total{{task="{ADD}",type="task-succeeded",worker="{name}"}}' in metrics
     assert f'flower_worker_online{{worker="{name}"}} 1.0' in metrics
-    assert "minicelery_scheduled_tasks 1.0" in metrics  # the countdown task waits in Redis
+    assert "minicelery_scheduled_tasks 2.0" in metrics  # the countdown task waits in Redis
     for path in ("/api/workers", "/metrics", "/tasks"):
         assert site.call(path, auth=False)[0] == 401
         assert site.call(path, auth=("admin", "wrong"))[0] == 401
