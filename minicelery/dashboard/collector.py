@@ -112,6 +112,8 @@ class Collector:
     def _open(self) -> EventReceiver:
         """A receiver at the history's cursor (the newest event when there is none)."""
         receiver: EventReceiver = self.app.events.Receiver()
+        # Whatever was merged after the stored cursor is read again: start from the store.
+        self.cache.clear()
         cursor = self.history.cursor()
         if cursor is not None:
             receiver.position = cursor

@@ -69,6 +69,7 @@ def task_page(dashboard: Dashboard, task_id: str) -> dict[str, Any] | None:
         "group_id": meta.get("group_id"),
         "parent_id": (info or {}).get("parent_id") or meta.get("parent_id"),
         "root_id": (info or {}).get("root_id"),
+        "queue": (record.get("fields") or {}).get("queue") or (info or {}).get("routing_key"),
     }
 
 

@@ -3,6 +3,8 @@
 
 from __future__ import annotations
 
+import datetime as dt
+import time
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -25,6 +27,8 @@ class TaskQuery:
     name: str | None = None
     search: str | None = None
     sort_by: str | None = None
+    received_start: float | None = None
+    received_end: float | None = None
 
     @classmethod
     def from_params(cls, params: Mapping[str, str]) -> TaskQuery:
@@ -48,6 +52,8 @@ class TaskQuery:
             name=pick("taskname"),
             search=pick("search"),
             sort_by=sort_by,
+            received_start=_minute(pick("received_start")),
+            received_end=_minute(pick("received_end")),
         )
 
     def matches(self, record: dict[str, Any]) -> bool:
@@ -57,7 +63,15 @@ class TaskQuery:
             return False
         if self.name and record.get("name") != self.name:
             return False
+        if self.received_start is not None or self.received_end is not None:
+            received = (record.get("times") or {}).get("received")
+            if received is None or not self._in_range(float(received)):
+                return False
         return not self.search or self._found(record)
+
+    def _in_range(self, when: float) -> bool:
+        start, end = self.received_start, self.received_end
+        return (start is None or when >= start) and (end is None or when <= end)
 
     def _found(self, record: dict[str, Any]) -> bool:
         needle = (self.search or "").lower()
@@ -67,6 +81,16 @@ class TaskQuery:
             if value is not None and needle in str(value).lower():
                 return True
         return False
+
+
+def _minute(value: str | None) -> float | None:
+    """Flower's ``received_start``/``received_end``: ``YYYY-MM-DD HH:MM``, local time."""
+    if value is None:
+        return None
+    try:
+        return time.mktime(dt.datetime.strptime(value, "%Y-%m-%d %H:%M").timetuple())
+    except ValueError:
+        return None
 
 
 def select_tasks(history: History, query: TaskQuery) -> list[dict[str, Any]]:

@@ -127,6 +127,16 @@ def test_flowers_api_against_a_real_worker(
     assert info["received"] <= info["started"] <= info["succeeded"]
     tasks = site.ok(f"/api/tasks?limit=10&state=SUCCESS&workername={name}&taskname={ADD}")
     assert sent["task-id"] in tasks and tasks[sent["task-id"]]["result"] == "5"
+    from minicelery import chain
+    from tests.integration.apps.basic import add
+
+    last = chain(add.s(1, 1), add.s(2))()
+    assert last.get(timeout=10) == 4
+    parent = finished(site, last.parent.id)  # type: ignore[union-attr]
+    wait_until(lambda: site.ok(f"/api/task/info/{parent['uuid']}")["children"] == [last.id], 10)
+    assert finished(site, last.id)["parent_id"] == parent["uuid"]
+    page = site.call(f"/task/{parent['uuid']}")[1]
+    assert f'href="/task/{last.id}"' in page
     applied = site.ok(f"/api/task/apply/{ADD}", "POST", {"args": [20, 22]})
     assert applied["result"] == 42 and applied["state"] == "SUCCESS"
     by_name = site.ok(f"/api/task/send-task/{ADD}", "POST", {"args": [1, 1], "countdown": 60})

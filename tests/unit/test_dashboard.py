@@ -149,6 +149,12 @@ def test_api_tasks_filters_as_flower_does(dashboard: Dashboard) -> None:
     by_worker = client.get("/api/tasks", params={"workername": "w1@host", "state": "All"})
     assert set(by_worker.json()) == {"a", "c"}
     assert len(client.get("/api/tasks", params={"limit": 1}).json()) == 1
+    assert client.get("/api/tasks", params={"received_start": "2000-01-01 00:00"}).json()
+    assert not client.get("/api/tasks", params={"received_end": "2000-01-01 00:00"}).json()
+    names = [
+        t["name"] for t in client.get("/api/tasks", params={"sort_by": "-name"}).json().values()
+    ]
+    assert names == ["proj.mul", NAME, NAME]
     assert client.get("/api/task/info/b").json()["name"] == "proj.mul"
     assert client.get("/api/task/info/nope").status_code == 404
     assert client.get("/api/queues/length").json() == {
