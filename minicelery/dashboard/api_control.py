@@ -49,6 +49,7 @@ def worker_shutdown(request: Request) -> Any:
 @handler
 def pool_restart(request: Request) -> Any:
     dashboard, name = _worker(request)
+    dashboard.refresh_soon()
     response = dashboard.app.control.broadcast(
         "pool_restart", arguments={"reload": False}, destination=[name], reply=True
     )
@@ -60,6 +61,7 @@ def pool_restart(request: Request) -> Any:
 @handler
 def pool_grow(request: Request) -> Any:
     dashboard, name = _worker(request)
+    dashboard.refresh_soon()
     n = number(request.query_params, "n", int, 1)
     response = dashboard.app.control.pool_grow(n=n, reply=True, destination=[name])
     return reply(
@@ -73,6 +75,7 @@ def pool_grow(request: Request) -> Any:
 @handler
 def pool_shrink(request: Request) -> Any:
     dashboard, name = _worker(request)
+    dashboard.refresh_soon()
     n = number(request.query_params, "n", int, 1)
     response = dashboard.app.control.pool_shrink(n=n, reply=True, destination=[name])
     return reply(
@@ -86,6 +89,7 @@ def pool_shrink(request: Request) -> Any:
 @handler
 def pool_autoscale(request: Request) -> Any:
     dashboard, name = _worker(request)
+    dashboard.refresh_soon()
     params = request.query_params
     low = number(params, "min", required=True)
     high = number(params, "max", required=True)
@@ -103,6 +107,7 @@ def pool_autoscale(request: Request) -> Any:
 @handler
 def add_consumer(request: Request) -> Any:
     dashboard, name = _worker(request)
+    dashboard.refresh_soon()
     queue = required(request.query_params, "queue")
     response = dashboard.app.control.broadcast(
         "add_consumer", arguments={"queue": queue}, destination=[name], reply=True
@@ -113,6 +118,7 @@ def add_consumer(request: Request) -> Any:
 @handler
 def cancel_consumer(request: Request) -> Any:
     dashboard, name = _worker(request)
+    dashboard.refresh_soon()
     queue = required(request.query_params, "queue")
     response = dashboard.app.control.broadcast(
         "cancel_consumer", arguments={"queue": queue}, destination=[name], reply=True

@@ -3,6 +3,7 @@ inspector, and the views of them that pages and the API share."""
 
 from __future__ import annotations
 
+import logging
 import threading
 import time
 from dataclasses import dataclass
@@ -15,6 +16,8 @@ from .metrics import Metrics
 
 if TYPE_CHECKING:
     from ..app import Celery
+
+logger = logging.getLogger(__name__)
 
 INSPECT_EVERY = 15.0  # seconds between background refreshes of the workers' inspect replies
 
@@ -51,6 +54,7 @@ class Dashboard:
         self.inspector = Inspector(app, inspect_timeout)
         self.collector = Collector(app, self.history, self.metrics, self.inspector, enable_events)
         self.stopping = threading.Event()
+        self._wake = threading.Event()
         self._refresher = threading.Thread(
             target=self._refresh_loop, daemon=True, name="dashboard-inspect-loop"
         )
@@ -61,6 +65,7 @@ class Dashboard:
 
     def stop(self) -> None:
         self.stopping.set()
+        self._wake.set()
         self.collector.stop()
         self.inspector.close()
 
@@ -69,10 +74,14 @@ class Dashboard:
             try:
                 self.inspector.refresh(expected=self.expected_workers())
             except Exception:  # a supervision loop: Redis may be away, try again later
-                import logging
+                logger.warning("Inspecting workers failed", exc_info=True)
+            if self._wake.wait(INSPECT_EVERY):
+                self._wake.clear()
+                self.stopping.wait(1.0)  # the command that woke us is answered by then
 
-                logging.getLogger(__name__).warning("Inspecting workers failed", exc_info=True)
-            self.stopping.wait(INSPECT_EVERY)
+    def refresh_soon(self) -> None:
+        """Ask the workers again now (after a command that changes what they report)."""
+        self._wake.set()
 
     # -- shared views ---------------------------------------------------------------------
     def expected_workers(self) -> int | None:

@@ -50,15 +50,18 @@ templates.env.filters["clock"] = _clock
 
 
 class BasicAuth:
-    """HTTP basic authentication in front of everything (pages, API, metrics), accepting
-    any of ``credentials`` (``user:password`` pairs)."""
+    """HTTP basic authentication in front of everything (pages, API, metrics) but
+    ``open_paths``, accepting any of ``credentials`` (``user:password`` pairs)."""
 
-    def __init__(self, app: ASGIApp, credentials: Sequence[str]) -> None:
+    def __init__(
+        self, app: ASGIApp, credentials: Sequence[str], open_paths: Sequence[str] = ()
+    ) -> None:
         self.app = app
         self.credentials = [c.encode() for c in credentials]
+        self.open_paths = frozenset(open_paths)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http" or self._allowed(scope):
+        if scope["type"] != "http" or scope["path"] in self.open_paths or self._allowed(scope):
             await self.app(scope, receive, send)
             return
         response = PlainTextResponse(
@@ -213,4 +216,6 @@ def create_app(
         outer = Starlette(routes=[Mount(prefix, app=inner)])
         outer.state.dashboard = dashboard
         app = outer
-    return BasicAuth(app, credentials) if credentials else app
+    if not credentials:
+        return app
+    return BasicAuth(app, credentials, open_paths=[prefix + "/healthcheck"])  # for load balancers

@@ -176,6 +176,7 @@ def test_basic_auth_guards_pages_api_and_metrics(dashboard: Dashboard) -> None:
         == 401
     )
     assert client.get("/flower/metrics", auth=("bob", "pw")).status_code == 200
+    assert client.get("/flower/healthcheck").status_code == 200  # open, for load balancers
     page = client.get("/flower/workers", auth=("alice", "secret"))
     assert page.status_code == 200 and 'href="/flower/tasks"' in page.text
 
