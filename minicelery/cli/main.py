@@ -303,6 +303,7 @@ def dead_purge(state: State) -> None:
 def main(argv: list[str] | None = None, app: Celery | None = None) -> None:
     """The console script; ``app`` is given when an app starts its own command line."""
     from .beat import beat
+    from .dashboard import dashboard
     from .events import events
     from .inspect import control, inspect, status
     from .multi import multi
@@ -312,6 +313,6 @@ def main(argv: list[str] | None = None, app: Celery | None = None) -> None:
     cli.add_command(worker)
     cli.add_command(beat)
     cli.add_command(events)
-    for command in (inspect, control, status, multi, shell, report):
+    for command in (inspect, control, status, multi, shell, report, dashboard):
         cli.add_command(command)
     cli.main(args=argv, prog_name="minicelery", obj=State(None, None, None, app))

@@ -22,6 +22,9 @@ Under the prefix ``p`` (the ``key_prefix`` setting, ``minicelery`` by default)::
     p:events              stream  monitoring events
     p:lease:{name}        string  the beat lease (holder, with a TTL)
     p:lastrun:{name}      hash    entry -> its last claimed run;  p:runcount:{name}  counts
+    {p:dashboard}:tasks   hash    the dashboard's task history: id -> record;  ...:seen  zset
+                                  id -> first seen;  ...:cursor  the last event read;
+                                  ...:children:<id>  set  a task's children
 
 Hash tags (the part in braces decides the Cluster slot) mark what must be atomic together:
 a queue (its lists, levels and wake token), a group (a chord's parts and claim), a task (its
@@ -65,6 +68,11 @@ class KeySchema:
         self.revoked = p + "revoked"
         self.control = p + "control"
         self.events = p + "events"
+        dashboard = f"{{{prefix}:dashboard}}:"  # one tag: the history changes in one MULTI
+        self.dashboard_tasks = dashboard + "tasks"
+        self.dashboard_seen = dashboard + "seen"
+        self.dashboard_cursor = dashboard + "cursor"
+        self.dashboard_children_head = dashboard + "children:"  # + a task id
         # SCAN pattern of every priority list (the prefix escaped: it is not a glob)
         self.queue_pattern = "".join("\\" + c if c in "*?[]\\" else c for c in p) + "q:{*}:[0-9]"
 

@@ -83,9 +83,11 @@ ALLOWED: dict[str, set[str]] = {
         "trace",
         *FOUNDATION,
     },
-    "cli": {"", "app", "beat", "events", "exceptions", "schedules", "signals", "utils", "worker"},
+    "cli": {"", "app", "beat", "dashboard", "events", "exceptions", "schedules", "signals", "utils",
+            "worker"},
     "": {"_state", "app", "canvas", "result", "states", "task", "utils"},
     "backends": {"backend", "states"},  # Celery's module path for the result backends
+    "dashboard": {"events", "exceptions", "states"},  # the optional web dashboard
     "__main__": {"cli"},
 }
 
