@@ -8,6 +8,7 @@ this module talks to whatever client it returns through the wire and the key sch
 from __future__ import annotations
 
 import contextlib
+import inspect
 import logging
 import os
 import signal
@@ -30,6 +31,14 @@ SERVER_SCHEMES = ("redis", "rediss", "unix")
 STARTUP_BACKOFF = ExponentialBackoff(cap=30.0, base=0.5)  # 1, 2, 4, ... 30 s between tries
 
 
+# CLIENT SETINFO off: ``driver_info`` from redis-py 7 on, ``lib_name``/``lib_version`` before.
+_NO_CLIENT_INFO: dict[str, None] = (
+    {"driver_info": None}
+    if "driver_info" in inspect.signature(redis.Redis.__init__).parameters
+    else {"lib_name": None, "lib_version": None}
+)
+
+
 def client_from_url(
     url: str, *, retries: int = 3, socket_timeout: float | None = 10.0
 ) -> redis.Redis:
@@ -43,6 +52,11 @@ def client_from_url(
         socket_timeout=socket_timeout,
         socket_connect_timeout=4.0,
         health_check_interval=30,
+        # No handshake round trip on connect (RESP3's HELLO, CLIENT SETINFO): a worker's
+        # main loop reconnects while Redis may hang, and must not wait for a reply there.
+        # (A password or a database other than 0 still costs one: AUTH, SELECT.)
+        protocol=2,
+        **_NO_CLIENT_INFO,
     )
 
 
