@@ -298,7 +298,7 @@ class RedisBroker(DeadLetterStore, Broker):
         self._call("heartbeat", lambda: self._heartbeat(keys=keys, args=[consumer]))
 
     def _run_recover(self, lost_after: float, consumer: str) -> int:
-        keys = [self.keys.consumers]
+        keys = [self.keys.consumers, self.keys.recovered_at, self.keys.heard_again_at]
         args: list[float | str] = [lost_after, *self.keys.hold_parts(), consumer]
         return int(self._call("recover", lambda: self._recover(keys=keys, args=args)))
 

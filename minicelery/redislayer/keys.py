@@ -7,7 +7,10 @@ Under the prefix ``p`` (the ``key_prefix`` setting, ``minicelery`` by default)::
     p:wake:{queue}        list    a token that idle workers block on (BLPOP)
     p:levels:{queue}      set     the queue's non-empty priorities
     p:hold:{consumer}     hash    tag -> entry, what a worker reserved and has not acked
-    p:consumers           zset    consumer -> last heartbeat (server time)
+    p:consumers           zset    consumer -> last heartbeat (server time);  ...:recovered
+                                  when a lost-worker check last ran;  ...:heard  when Redis
+                                  was heard from again after a silence (no one is judged
+                                  lost for a while after it)
     p:seq                 string  the delivery-tag counter
     {p}:scheduled         zset    eta/countdown entries scored by due time
     {p}:schedwake         list    a token that wakes the schedulers when an entry is added
@@ -60,6 +63,8 @@ class KeySchema:
         p = f"{prefix}:"
         self._p = p
         self.consumers = p + "consumers"
+        self.recovered_at = p + "consumers:recovered"
+        self.heard_again_at = p + "consumers:heard"
         self.seq = p + "seq"
         self.scheduled = f"{{{prefix}}}:scheduled"
         self.schedule_wake = f"{{{prefix}}}:schedwake"

@@ -75,6 +75,7 @@ class WorkController:
         self.errands = Errands(self.waker.wake, inline=True)  # threaded once Redis is real
         self.unsent_limit: int = conf.worker_unsent_limit
         self.reconciling = False  # see endings.reconcile_hold
+        self._riding: list[str] = []  # early acks sent with the reserve under way
         self._repark = False  # a wait brought messages: wait again once they are dispatched
         self.gate = Gate(conf.worker_disable_rate_limits)
         self.admission = Admission(
@@ -283,6 +284,8 @@ class WorkController:
             self._handle(event, shutting_down=True)
         # The threads are daemons: one stuck on a hung Redis is left behind, not waited for.
         self.consumer.stop(timeout=2.0)
+        self.outbox.put_back_acks(self._riding)  # a reserve abandoned: its acks go again
+        self._riding = []
         if self.control is not None:
             self.control.stop(timeout=1.0)
         self._give_back_buffer()
@@ -352,6 +355,7 @@ class WorkController:
                 self._flush_outbox(force=True)
                 room = self._room()
             if room > 0 and self.consumer.fetch_start(room, early):
+                self._riding = early  # confirmed by the reserve's reply, or sent again
                 return False
             # Not sent (no room, a reserve under way, or Redis away): the acks go on the lane
             # and the loop tries again when woken. Never a round trip from here.
@@ -413,6 +417,12 @@ class WorkController:
             self.outbox.read_lane(self.consumer)
             return
         woken = self.consumer.on_wake()
+        riding, self._riding = self._riding, []
+        if self.consumer.hold_suspect:
+            # The reply was lost: Redis may not have run the acks that rode with the reserve.
+            # Acknowledging again is harmless; not doing it would have the hold check give
+            # back tasks that already started.
+            self.outbox.put_back_acks(riding)
         if woken:
             self.buffer.extend(woken)
             self._repark = True  # after the dispatch: a new task starts first

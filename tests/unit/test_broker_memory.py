@@ -31,7 +31,10 @@ def held(broker: RedisBroker, consumer: str) -> int:
 
 
 def backdate_heartbeat(broker: RedisBroker, consumer: str, seconds: float) -> None:
+    """``consumer`` fell silent ``seconds`` ago while Redis and its other workers went on:
+    lost-worker checks ran all along (see the tests of a silence of Redis itself)."""
     broker.client.zadd(broker.keys.consumers, {consumer: time.time() - seconds})
+    broker.client.set(broker.keys.recovered_at, time.time())
 
 
 # --------------------------------------------------------------------------- publish / reserve
@@ -193,6 +196,26 @@ def test_recover_lost_requeues_a_silent_consumers_messages_exactly_once(
     assert held(broker, "alive") == 1
     assert broker.client.zscore(broker.keys.consumers, "lost") is None
     assert datas(broker.reserve("new", ["celery"], 10)) == [b"a", b"b"]
+
+
+def test_after_redis_itself_fell_silent_no_live_worker_is_judged_lost_at_once(
+    broker: RedisBroker,
+) -> None:
+    """A frozen or restarted Redis leaves every heartbeat old, live workers' too: the first
+    check after it gives everyone ``lost_after`` seconds to heartbeat again; a worker still
+    silent then is lost."""
+    publish(broker, b"a", b"b")
+    broker.reserve("alive", ["celery"], 1)
+    broker.reserve("dead", ["celery"], 1)
+    backdate_heartbeat(broker, "alive", 60)
+    backdate_heartbeat(broker, "dead", 60)
+    broker.client.set(broker.keys.recovered_at, time.time() - 60)  # nobody checked: a freeze
+    assert broker.recover_lost(30) == 0
+    assert held(broker, "alive") == 1 and held(broker, "dead") == 1
+    broker.heartbeat("alive")  # the live one is back within the grace...
+    broker.client.set(broker.keys.heard_again_at, time.time() - 31)  # ...which has passed
+    assert broker.recover_lost(30) == 1
+    assert held(broker, "alive") == 1 and held(broker, "dead") == 0
 
 
 def test_recovered_messages_go_before_newer_ones(broker: RedisBroker) -> None:

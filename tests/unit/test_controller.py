@@ -5,6 +5,7 @@ from __future__ import annotations
 from minicelery import Celery
 from minicelery.broker import OutgoingMessage
 from minicelery.worker.controller import WorkController, WorkerOptions
+from minicelery.worker.pool import Wake
 
 
 def test_a_lost_reserve_reply_gives_back_what_the_worker_never_saw(app: Celery) -> None:
@@ -41,6 +42,9 @@ class _Lane:
         del self.pending[:count]
         self.confirmed += count
 
+    def fileno(self) -> int:
+        return 1000  # no real socket: never the fd a wake-up is for
+
 
 def test_unconfirmed_acks_count_against_the_prefetch_window(app: Celery) -> None:
     """An ack sent on the lane may reach Redis after a reserve sent on another connection
@@ -75,3 +79,34 @@ def test_unconfirmed_acks_count_against_the_prefetch_window(app: Celery) -> None
     assert outbox.take_early_acks() == []
     outbox.put_back_acks(["d", "f"])  # a reserve that failed to go out
     assert outbox.take_early_acks() == ["d", "f"]
+
+
+def test_early_acks_of_a_reserve_whose_reply_was_lost_are_sent_again(app: Celery) -> None:
+    """Early acks ride with a reserve; when its reply is lost Redis may not have run them,
+    and the hold check that follows would give back tasks that already started. They go
+    back among the acks to send, before that check can run."""
+    controller = WorkController(
+        app, WorkerOptions(pool="threads", concurrency=1, prefetch_multiplier=4)
+    )
+    controller.outbox.lane = _Lane()  # type: ignore[assignment]
+    controller.outbox.add_ack("started-1", early=True)
+    controller.outbox.add_ack("started-2", early=True)
+    sent: list[list[str]] = []
+
+    def fetch_start(room: int, acks: list[str]) -> bool:
+        sent.append(list(acks))
+        return True
+
+    def lost_reply() -> list[object]:
+        controller.consumer.hold_suspect = True  # what a failed read of the reply sets
+        return []
+
+    controller.consumer.fetch_start = fetch_start  # type: ignore[method-assign]
+    controller.consumer.on_wake = lost_reply  # type: ignore[method-assign]
+    controller.outbox.acks_since = 0.0
+    controller._refill()
+    assert sent == [["started-1", "started-2"]] and controller.outbox.acks == []
+
+    controller._on_wake(Wake(-1))
+
+    assert controller.outbox.acks == ["started-1", "started-2"]
