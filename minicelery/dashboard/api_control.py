@@ -60,29 +60,27 @@ def pool_restart(request: Request) -> Any:
 
 @handler
 def pool_grow(request: Request) -> Any:
-    dashboard, name = _worker(request)
-    dashboard.refresh_soon()
-    n = number(request.query_params, "n", int, 1)
-    response = dashboard.app.control.pool_grow(n=n, reply=True, destination=[name])
-    return reply(
-        response,
-        name,
-        f"Failed to grow '{name}' worker's pool",
-        f"Growing '{name}' worker's pool by {n}",
-    )
+    return _resize(request, "grow")
 
 
 @handler
 def pool_shrink(request: Request) -> Any:
+    return _resize(request, "shrink")
+
+
+def _resize(request: Request, how: str) -> Any:
+    """``pool/grow`` and ``pool/shrink``: Flower's replies, the workers' command."""
     dashboard, name = _worker(request)
     dashboard.refresh_soon()
     n = number(request.query_params, "n", int, 1)
-    response = dashboard.app.control.pool_shrink(n=n, reply=True, destination=[name])
+    command = getattr(dashboard.app.control, f"pool_{how}")
+    response = command(n=n, reply=True, destination=[name])
+    verb = "Growing" if how == "grow" else "Shrinking"
     return reply(
         response,
         name,
-        f"Failed to shrink '{name}' worker's pool",
-        f"Shrinking '{name}' worker's pool by {n}",
+        f"Failed to {how} '{name}' worker's pool",
+        f"{verb} '{name}' worker's pool by {n}",
     )
 
 

@@ -8,6 +8,7 @@ from typing import TYPE_CHECKING, Any
 from urllib.parse import urlencode
 
 from .. import states
+from ..events.view import SHOWN_STATES
 from ..exceptions import MiniceleryError
 from .queries import TaskQuery, select_tasks, task_info
 from .records import timeline
@@ -16,16 +17,7 @@ if TYPE_CHECKING:
     from .service import Dashboard
 
 PAGE_SIZE = 25
-STATES = (
-    states.PENDING,
-    states.RECEIVED,
-    states.STARTED,
-    states.SUCCESS,
-    states.FAILURE,
-    states.RETRY,
-    states.REVOKED,
-    states.REJECTED,
-)
+STATES = SHOWN_STATES
 
 
 def tasks_page(dashboard: Dashboard, params: Mapping[str, str]) -> dict[str, Any]:

@@ -13,6 +13,7 @@ from .. import states
 from .state import TASK_STATES, State, Task, Worker
 
 RATE_WINDOW = 5.0  # seconds the per-second rates are averaged over
+# The states a monitor shows, in a task's order of life (the dashboard shows the same).
 SHOWN_STATES = (
     states.PENDING,
     states.RECEIVED,
