@@ -61,7 +61,7 @@ class SoakConfig:
 @dataclass
 class Sent:
     specs: list[Spec] = field(default_factory=list)
-    retried: int = 0  # publishes that needed more than one try
+    resent: set[str] = field(default_factory=set)  # publishes that needed another try
     seconds: float = 0.0
 
 
@@ -80,7 +80,8 @@ def _send(config: SoakConfig, driver: ChaosDriver, specs: list[Spec],
         pause.wait(max(0.0, due - time.monotonic()))  # pacing, not synchronisation
         with driver.publish_gate:
             tries = publish(soak_app.app, spec, fails[spec.task_id])
-        sent.retried += tries > 1
+        if tries > 1:
+            sent.resent.add(spec.task_id)
         sent.specs.append(spec)
     sent.seconds = time.monotonic() - started
     return sent
@@ -176,15 +177,18 @@ def _run(config: SoakConfig, server: DurableRedis, workers: Workers, driver: Cha
     drain_began = time.monotonic()
     results = _drain(config, sent.specs, runs_dir, driver.log)
     drain_s = time.monotonic() - drain_began
-    died = [w.describe(tail=30) for w in workers.dead_unexpectedly()]
+    if len(results) < len(sent.specs):
+        workers.dump_stacks()  # why nothing more came: in the logs, before they stop
+        threading.Event().wait(1.0)
+    died = driver.log.died + [w.describe(tail=40) for w in workers.dead_unexpectedly()]
     workers.stop_all()  # a warm shutdown flushes what the workers still hold
     results.update(fetch_results(soak_app.app, [s.task_id for s in sent.specs
                                                 if s.task_id not in results]))  # fmt: skip
-    verdicts = judge(sent.specs, results, load_runs(runs_dir), driver.log)
+    verdicts = judge(sent.specs, results, load_runs(runs_dir), driver.log, sent.resent)
     extra = {
         "seed": config.seed, "workers": config.workers, "concurrency": config.concurrency,
         "wall_s": round(time.monotonic() - began, 1), "send_s": round(sent.seconds, 1),
-        "drain_s": round(drain_s, 1), "publish_retried": sent.retried,
+        "drain_s": round(drain_s, 1), "publish_retried": len(sent.resent),
         "worker_restarts": driver.log.counts.get("restart", 0),
         "workers_died_unexpectedly": died,
         "driver_error": repr(driver.error) if driver.error else None,

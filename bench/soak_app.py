@@ -12,7 +12,9 @@ and ``E <task id> <pid> <time>``; times are ``time.time()``.
 
 from __future__ import annotations
 
+import faulthandler
 import os
+import signal
 import time
 from pathlib import Path
 from typing import Any
@@ -30,6 +32,10 @@ app = Celery(
     worker_heartbeat_interval=float(os.environ.get("MC_SOAK_HEARTBEAT", "2")),
     worker_lost_timeout=float(os.environ.get("MC_SOAK_LOST_TIMEOUT", "10")),
 )
+
+# SIGUSR2 prints every thread's stack to stderr (the worker's log): the soak sends it to a
+# worker that stopped making progress, before stopping it.
+faulthandler.register(signal.SIGUSR2, all_threads=True)
 
 _files: dict[int, int] = {}  # pid -> descriptor: a forked child opens its own file
 _ancestors: dict[int, str] = {}

@@ -49,6 +49,7 @@ class ChaosLog:
     counts: dict[str, int] = field(default_factory=dict)
     redis_down_s: float = 0.0
     events: list[str] = field(default_factory=list)
+    died: list[str] = field(default_factory=list)  # the output of workers that exited
 
     def note(self, kind: str, text: str) -> None:
         self.counts[kind] = self.counts.get(kind, 0) + 1
@@ -86,6 +87,7 @@ class ChaosDriver(threading.Thread):
             for kind in self._schedule():
                 if self._stopping.wait(self._random.uniform(*self.plan.interval)):
                     return
+                self.revive()
                 self._act(kind)
         except BaseException as exc:  # reported by the soak, which then stops
             logger.exception("chaos driver failed")
@@ -109,6 +111,17 @@ class ChaosDriver(threading.Thread):
             self.restart_redis()
         else:
             self.hang_redis(self._random.uniform(*self.plan.hang))
+
+    def revive(self) -> None:
+        """Restart any worker that exited by itself (a bug the report names), so the soak
+        goes on with all of them."""
+        for slot, worker in enumerate(self.workers.current):
+            if worker.is_alive():
+                continue
+            self.log.died.append(worker.describe(tail=40))
+            self.log.note("died", f"worker {slot + 1} ({worker.pid}) exited by itself with "
+                                  f"code {worker.returncode}; restarting it")  # fmt: skip
+            self.workers.restart(slot)
 
     def kill_child(self) -> None:
         slot = self._random.randrange(len(self.workers.current))

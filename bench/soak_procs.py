@@ -150,6 +150,13 @@ class Workers:
         worker.wait_ready(timeout)
         return worker
 
+    def dump_stacks(self) -> None:
+        """Ask every live worker's main process for its threads' stacks (SIGUSR2, see
+        ``bench.soak_app``); they land in its output."""
+        for worker in self.current:
+            if worker.is_alive():
+                worker.send_signal(signal.SIGUSR2)
+
     def dead_unexpectedly(self) -> list[ManagedProcess]:
         return [worker for worker in self.current if not worker.is_alive()]
 

@@ -19,6 +19,7 @@ import collections
 import itertools
 import time
 from collections.abc import Iterable
+from collections.abc import Set as AbstractSet
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -157,16 +158,19 @@ def _judge_missing(spec: Spec, runs: list[Run], chaos: ChaosLog, verdicts: Verdi
 
 def judge(
     specs: list[Spec], results: dict[str, tuple[str, str | None]], runs: dict[str, list[Run]],
-    chaos: ChaosLog,
+    chaos: ChaosLog, resent: AbstractSet[str] = frozenset(),
 ) -> Verdicts:  # fmt: skip
-    """Classify every sent task."""
+    """Classify every sent task. A task the client had to publish again (its first try
+    failed, yet may have landed) that ran twice is counted apart: not the worker's doing."""
     verdicts = Verdicts()
     for spec in specs:
         task_runs = runs.get(spec.task_id, [])
         state, exc = results.get(spec.task_id, ("PENDING", None))
         outcome = f"{state} {exc}" if exc else state
         verdicts.outcomes[outcome] += 1
-        if len(task_runs) > 1:
+        if len(task_runs) > 1 and spec.task_id in resent:
+            verdicts.add("twice_client_resent", spec.task_id)
+        elif len(task_runs) > 1:
             _judge_twice(spec, task_runs, chaos, verdicts)
         if state not in ("SUCCESS", "FAILURE", "REVOKED"):
             _judge_missing(spec, task_runs, chaos, verdicts)
@@ -187,6 +191,7 @@ ROWS = (
     ("ran twice, early ack, worker alive (BUG)", "twice_early_worker_alive"),
     ("ran twice, late ack, after its worker/child died (allowed)", "twice_late_worker_died"),
     ("ran twice, late ack, worker alive (BUG)", "twice_late_worker_alive"),
+    ("ran twice, published twice by the client after an error", "twice_client_resent"),
     ("ran, no result: early ack, worker died (allowed)", "ran_no_result_worker_died"),
     ("ran, no result, worker alive (BUG)", "no_result_worker_alive"),
     ("late ack, worker died, never rerun (BUG)", "late_not_redelivered"),
@@ -221,9 +226,11 @@ def table(report: dict[str, Any]) -> str:
     lines += [
         f"| child processes SIGKILLed | {chaos.get('child', 0)} |",
         f"| worker main processes SIGKILLed and restarted | {chaos.get('worker', 0)} |",
+        f"| child kills skipped: the worker had no child | {chaos.get('child-skipped', 0)} |",
         f"| Redis restarts (SHUTDOWN NOSAVE / SIGKILL) | {chaos.get('redis', 0)} |",
         f"| Redis hangs (SIGSTOP) | {chaos.get('hang', 0)} |",
         f"| Redis down or frozen, total | {report['redis_down_s']} s |",
+        f"| workers that exited by themselves (BUG) | {len(report['workers_died_unexpectedly'])} |",
         f"| wall time (send + chaos / drain) | {report['wall_s']} s "
         f"({report['send_s']} / {report['drain_s']}) |",
     ]
