@@ -184,7 +184,9 @@ def _run(config: SoakConfig, server: DurableRedis, workers: Workers, driver: Cha
     workers.stop_all()  # a warm shutdown flushes what the workers still hold
     results.update(fetch_results(soak_app.app, [s.task_id for s in sent.specs
                                                 if s.task_id not in results]))  # fmt: skip
-    verdicts = judge(sent.specs, results, load_runs(runs_dir), driver.log, sent.resent)
+    runs = load_runs(runs_dir)
+    verdicts = judge(sent.specs, results, runs, driver.log, sent.resent)
+    _write_manifest(runs_dir.parent / "tasks.tsv", sent.specs, results, runs)
     extra = {
         "seed": config.seed, "workers": config.workers, "concurrency": config.concurrency,
         "wall_s": round(time.monotonic() - began, 1), "send_s": round(sent.seconds, 1),
@@ -196,6 +198,18 @@ def _run(config: SoakConfig, server: DurableRedis, workers: Workers, driver: Cha
     report = summary(len(sent.specs), verdicts, driver.log, extra)
     report["diagnosis"] = _diagnose(server, workers, report)
     return report
+
+
+def _write_manifest(path: Path, specs: list[Spec], results: dict[str, Any],
+                    runs: dict[str, list[Any]]) -> None:  # fmt: skip
+    """One line per task: what it was, how it ended, where and when it ran."""
+    with path.open("w") as out:
+        out.write("task_id\tkind\tseconds\toptions\toutcome\truns (pid@start)\n")
+        for spec in specs:
+            state, exc = results.get(spec.task_id, ("PENDING", None))
+            ran = " ".join(f"{r.pid}@{r.started:.3f}" for r in runs.get(spec.task_id, []))
+            out.write(f"{spec.task_id}\t{spec.kind}\t{spec.seconds}\t{spec.options}\t"
+                      f"{state} {exc or ''}\t{ran}\n")  # fmt: skip
 
 
 def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
