@@ -155,7 +155,23 @@ class Workers:
         ``bench.soak_app``); they land in its output."""
         for worker in self.current:
             if worker.is_alive():
+                self._kernel_view(worker.pid)
                 worker.send_signal(signal.SIGUSR2)
+
+    def _kernel_view(self, pid: int) -> None:
+        """What the kernel says each thread of ``pid`` waits in, and its signal masks: a
+        process that cannot print its stacks still shows where it is stuck."""
+        lines = []
+        with contextlib.suppress(OSError):
+            status = Path(f"/proc/{pid}/status").read_text().splitlines()
+            lines += [line for line in status if line.startswith(("State", "Sig", "Threads"))]
+        for task in sorted(Path(f"/proc/{pid}/task").glob("*")):
+            with contextlib.suppress(OSError):
+                comm = (task / "comm").read_text().strip()
+                wchan = (task / "wchan").read_text().strip()
+                syscall = (task / "syscall").read_text().split()[:1]
+                lines.append(f"thread {task.name} {comm}: wchan={wchan} syscall={syscall}")
+        (self.logdir / f"threads-{pid}.txt").write_text("\n".join(lines) + "\n")
 
     def dead_unexpectedly(self) -> list[ManagedProcess]:
         return [worker for worker in self.current if not worker.is_alive()]
