@@ -170,6 +170,9 @@ def _run(config: SoakConfig, server: DurableRedis, workers: Workers, driver: Cha
     specs, fails = make_specs(config.tasks, config.seed)
     workers.start_all()
     driver.start()
+    watching = threading.Event()
+    watchdog = threading.Thread(target=workers.watch_stalls, args=(watching,), daemon=True)
+    watchdog.start()
     sent = _send(config, driver, specs, fails)
     if not driver.finite:
         driver.stop()
@@ -177,6 +180,7 @@ def _run(config: SoakConfig, server: DurableRedis, workers: Workers, driver: Cha
     drain_began = time.monotonic()
     results = _drain(config, sent.specs, runs_dir, driver.log)
     drain_s = time.monotonic() - drain_began
+    watching.set()
     if len(results) < len(sent.specs):
         workers.dump_stacks()  # why nothing more came: in the logs, before they stop
         threading.Event().wait(1.0)
@@ -192,6 +196,7 @@ def _run(config: SoakConfig, server: DurableRedis, workers: Workers, driver: Cha
         "wall_s": round(time.monotonic() - began, 1), "send_s": round(sent.seconds, 1),
         "drain_s": round(drain_s, 1), "publish_retried": len(sent.resent),
         "worker_restarts": driver.log.counts.get("restart", 0),
+        "worker_stalls": workers.stalls,
         "workers_died_unexpectedly": died,
         "driver_error": repr(driver.error) if driver.error else None,
     }  # fmt: skip

@@ -13,6 +13,7 @@ and ``E <task id> <pid> <time>``; times are ``time.time()``.
 from __future__ import annotations
 
 import faulthandler
+import logging
 import os
 import signal
 import time
@@ -20,6 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from minicelery import Celery
+from minicelery.signals import after_setup_logger
 
 REDIS_URL = os.environ.get("MC_SOAK_REDIS_URL", "memory://soak")
 RUNS_DIR = os.environ.get("MC_SOAK_RUNS_DIR", "")
@@ -36,6 +38,48 @@ app = Celery(
 # SIGUSR2 prints every thread's stack to stderr (the worker's log): the soak sends it to a
 # worker that stopped making progress, before stopping it.
 faulthandler.register(signal.SIGUSR2, all_threads=True)
+
+
+class _WithPid(logging.Filter):
+    """``MainProcess:1234``: which process wrote a line, when a fork may have gone wrong."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        name = record.processName or "?"
+        if not name.endswith(f":{record.process}"):
+            record.processName = f"{name}:{record.process}"
+        return True
+
+
+@after_setup_logger.connect
+def _log_pids(logger: logging.Logger | None = None, **_: Any) -> None:
+    for handler in (logger or logging.getLogger()).handlers:
+        handler.addFilter(_WithPid())
+
+
+def _log_loop_exceptions() -> None:
+    """Diagnosis only: if the worker's main loop ends with an exception, log it with its
+    traceback before it propagates (unchanged), so a worker that exits by itself says why.
+    Does nothing when the worker has no such loop."""
+    try:
+        from minicelery.worker.controller import WorkController
+    except ImportError:
+        return
+    loop = getattr(WorkController, "_loop", None)
+    if loop is None or getattr(loop, "_soak_wrapped", False):
+        return
+
+    def logged(self: Any) -> None:
+        try:
+            loop(self)
+        except BaseException:
+            logging.getLogger("bench.soak").exception("the worker's main loop raised")
+            raise
+
+    logged._soak_wrapped = True  # type: ignore[attr-defined]
+    WorkController._loop = logged  # type: ignore[method-assign]
+
+
+_log_loop_exceptions()
 
 _files: dict[int, int] = {}  # pid -> descriptor: a forked child opens its own file
 _ancestors: dict[int, str] = {}

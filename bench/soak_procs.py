@@ -8,6 +8,8 @@ import contextlib
 import os
 import signal
 import subprocess
+import threading
+import time
 from collections.abc import Mapping
 from pathlib import Path
 
@@ -115,6 +117,7 @@ class Workers:
         self.names = [f"soak{i + 1}@%h" for i in range(count)]
         self.current: list[ManagedProcess] = []
         self.every: list[ManagedProcess] = []
+        self.stalls = 0  # times a worker's output stood still while work was under way
 
     def start_all(self, timeout: float = 60.0) -> None:
         self.current = [self._spawn(name) for name in self.names]
@@ -150,6 +153,25 @@ class Workers:
         worker.wait_ready(timeout)
         return worker
 
+    def watch_stalls(self, stop: threading.Event, quiet: float = 6.0) -> None:
+        """Until ``stop``: a worker that has logged nothing for ``quiet`` seconds is asked
+        for its stacks, once per silence (see :meth:`dump_stacks`), so a main loop stuck on
+        Redis shows where. Only log records (lines starting with ``[``) end a silence."""
+        state: dict[int, list[float]] = {}  # pid -> [lines scanned, last record, dumped]
+        while not stop.wait(1.0):
+            for worker in list(self.current):
+                scanned, last, dumped = state.setdefault(worker.pid, [0, time.monotonic(), 0])
+                lines = worker.lines
+                fresh = any(line.startswith("[") for line in lines[int(scanned) :])
+                state[worker.pid][0] = len(lines)
+                if fresh:
+                    state[worker.pid][1:] = [time.monotonic(), 0]
+                elif not dumped and time.monotonic() - last > quiet and worker.is_alive():
+                    self.stalls += 1
+                    state[worker.pid][2] = 1
+                    self._kernel_view(worker.pid)
+                    worker.send_signal(signal.SIGUSR2)
+
     def dump_stacks(self) -> None:
         """Ask every live worker's main process for its threads' stacks (SIGUSR2, see
         ``bench.soak_app``); they land in its output."""
@@ -171,7 +193,9 @@ class Workers:
                 wchan = (task / "wchan").read_text().strip()
                 syscall = (task / "syscall").read_text().split()[:1]
                 lines.append(f"thread {task.name} {comm}: wchan={wchan} syscall={syscall}")
-        (self.logdir / f"threads-{pid}.txt").write_text("\n".join(lines) + "\n")
+        stamp = time.strftime("%H:%M:%S")
+        with (self.logdir / f"threads-{pid}.txt").open("a") as out:
+            out.write(f"--- {stamp}\n" + "\n".join(lines) + "\n")
 
     def dead_unexpectedly(self) -> list[ManagedProcess]:
         return [worker for worker in self.current if not worker.is_alive()]

@@ -231,6 +231,7 @@ def table(report: dict[str, Any]) -> str:
         f"| Redis hangs (SIGSTOP) | {chaos.get('hang', 0)} |",
         f"| Redis down or frozen, total | {report['redis_down_s']} s |",
         f"| workers that exited by themselves (BUG) | {len(report['workers_died_unexpectedly'])} |",
+        f"| times a worker logged nothing for 6 s (stacks dumped) | {report['worker_stalls']} |",
         f"| wall time (send + chaos / drain) | {report['wall_s']} s "
         f"({report['send_s']} / {report['drain_s']}) |",
     ]

@@ -78,9 +78,10 @@ def test_the_soak_ran_its_chaos_and_drained(soak: dict[str, Any]) -> None:
 
 @pytest.mark.xfail(
     strict=False,
-    reason="bug: a worker whose child was SIGKILLed just after being handed a task, soon "
-    "after a Redis restart, left its main loop with no error logged, gave its reserved "
-    "messages back and exited with code 1",
+    reason="bug: when a child was SIGKILLed while the main loop was blocked on Redis, "
+    "PreforkPool.submit later hands the dead child a job: BrokenPipeError escapes the main "
+    "loop, the other busy child is killed at shutdown, and the worker exits with code 1 "
+    "without a message (click treats EPIPE as a closed stdout)",
 )
 def test_no_worker_exits_by_itself(soak: dict[str, Any]) -> None:
     """Only the driver ends workers: any other exit is recorded (and the worker restarted)."""
@@ -110,9 +111,10 @@ def test_no_task_runs_twice_beside_a_live_worker(soak: dict[str, Any]) -> None:
 
 @pytest.mark.xfail(
     strict=False,
-    reason="bug: after a Redis restart and another worker's death, a worker's main loop "
-    "stalled for 10 s (one socket timeout) on a Redis read: tasks its children finished "
-    "in that time never had their results stored, and a killed child went unnoticed",
+    reason="bug: after a Redis restart the main loop blocks in Consumer.on_wake -> "
+    "RedisBroker.wait_finish (read_response) for up to the 10 s socket timeout; tasks its "
+    "children finish meanwhile lose their results when the worker then exits (see the "
+    "BrokenPipeError bug)",
 )
 def test_every_task_that_ran_has_its_result_unless_its_worker_died(soak: dict[str, Any]) -> None:
     keys = ("no_result_worker_alive", "late_not_redelivered")
