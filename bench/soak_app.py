@@ -68,9 +68,9 @@ def _log_loop_exceptions() -> None:
     if loop is None or getattr(loop, "_soak_wrapped", False):
         return
 
-    def logged(self: Any) -> None:
+    def logged(self: Any, *args: Any, **kwargs: Any) -> Any:
         try:
-            loop(self)
+            return loop(self, *args, **kwargs)
         except BaseException:
             logging.getLogger("bench.soak").exception("the worker's main loop raised")
             raise
