@@ -81,9 +81,10 @@ class Broker(ABC):
         :meth:`wait_finish`); None if this broker cannot (callers then use ``reserve``)."""
         return None
 
-    def wait_finish(self) -> list[Delivery]:
+    def wait_finish(self) -> list[Delivery] | None:
         """End a wait started by :meth:`wait_start` or a reserve started by
-        :meth:`reserve_start`; the messages their reserve took (none without one)."""
+        :meth:`reserve_start`; the messages their reserve took (none without one), or None
+        while part of the reply is still to come (watch the descriptor again)."""
         raise NotImplementedError
 
     def wait_abort(self) -> None:  # noqa: B027 - optional, most brokers have nothing to do

@@ -236,18 +236,23 @@ class RedisBroker(DeadLetterStore, Broker):
             connection.send_packed_command([packed])
         return sock.fileno()
 
-    def wait_finish(self) -> list[Delivery]:
+    def wait_finish(self) -> list[Delivery] | None:
         """Read the replies of :meth:`wait_start` or :meth:`reserve_start`: the messages
-        their reserve took."""
+        their reserve took; None when the reserve's reply has not come yet (a wait ended
+        just as Redis stopped answering): watch the same descriptor again, since reading
+        on would block the caller."""
         assert self._waiting is not None
         connection = self._waiting.connection
         try:
             with translate_errors("wait"):
                 if self._blocking:
                     connection.read_response()
-                queues, self._chained = self._chained, None
-                if queues is None:
+                    self._blocking = False
+                if self._chained is None:
                     return []
+                if not connection.can_read(timeout=0):
+                    return None
+                queues, self._chained = self._chained, None
                 try:
                     flat = connection.read_response()
                 except NoScriptError:

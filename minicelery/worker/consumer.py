@@ -154,12 +154,15 @@ class Consumer:
     def on_wake(self) -> list[Delivery]:
         """The watched wait ended (token, timeout or error): the messages reserved with it;
         the loop reserves again for more."""
-        self._watch_fd = None
+        watched, self._watch_fd = self._watch_fd, None
         self._parked = False
         requested, self._requested = self._requested, 0
         self._woken_by_wait = not requested
         try:
             deliveries = self.broker.wait_finish()
+            if deliveries is None:  # the rest of the reply is still to come
+                self._watch_fd, self._parked, self._requested = watched, True, requested
+                return []
         except OperationalError as exc:
             self.hold_suspect = True  # its chained reserve may have run, its reply lost
             self.broker_failed(exc)

@@ -382,11 +382,13 @@ class WorkController:
                 self._start(job)
 
     def _start(self, job: Job) -> None:
-        if not job.acks_late:
-            self.outbox.add_ack(job.delivery.tag, early=True)
         job.wall_started = time.time()
         job.event_fields = self.task_events
-        self.pool.submit(job)
+        if not self.pool.submit(job):
+            self.admission.ready.appendleft(job)  # its process had died: the next one
+            return
+        if not job.acks_late:
+            self.outbox.add_ack(job.delivery.tag, early=True)
         if self.events is not None:
             self.events.started(job.message, job.slot)
 

@@ -124,7 +124,8 @@ class Pool(ABC):
     def busy_jobs(self) -> list[Job]: ...
 
     @abstractmethod
-    def submit(self, job: Job) -> None: ...
+    def submit(self, job: Job) -> bool:
+        """Start ``job`` in an idle slot; False if that slot turned out dead (try again)."""
 
     @abstractmethod
     def wait(self, timeout: float, waker: Waker, watch: Sequence[int] = ()) -> list[Event]:
@@ -203,11 +204,12 @@ class ThreadPool(Pool):
         with self._lock:
             return list(self._busy.values())
 
-    def submit(self, job: Job) -> None:
+    def submit(self, job: Job) -> bool:
         job.started = time.monotonic()
         with self._lock:
             self._busy[id(job)] = job
         self._jobs.put(job)
+        return True
 
     def wait(self, timeout: float, waker: Waker, watch: Sequence[int] = ()) -> list[Event]:
         self._waker = waker

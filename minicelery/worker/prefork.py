@@ -142,13 +142,22 @@ class PreforkPool(Pool):
     def pids(self) -> list[int]:
         return list(self.children)
 
-    def submit(self, job: Job) -> None:
+    def submit(self, job: Job) -> bool:
         child = self._idle()[0]
+        try:
+            child.conn.send_bytes(
+                encode_job(job.delivery.queue, job.delivery.data, job.event_fields)
+            )
+        except OSError:
+            # It died and has not been reaped yet (its channel's end is read later): it
+            # gets no more jobs, and this one goes to another.
+            child.ready = False
+            return False
         job.started = time.monotonic()
         job.slot = child.pid
         child.job = job
         child.soft_sent = False
-        child.conn.send_bytes(encode_job(job.delivery.queue, job.delivery.data, job.event_fields))
+        return True
 
     def next_deadline(self) -> float | None:
         deadlines = []

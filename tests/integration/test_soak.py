@@ -76,13 +76,6 @@ def test_the_soak_ran_its_chaos_and_drained(soak: dict[str, Any]) -> None:
     assert soak["verdicts"]["result_without_run"] == 0, _explain(soak, "result_without_run")
 
 
-@pytest.mark.xfail(
-    strict=False,
-    reason="bug: when a child was SIGKILLed while the main loop was blocked on Redis, "
-    "PreforkPool.submit later hands the dead child a job: BrokenPipeError escapes the main "
-    "loop, the other busy child is killed at shutdown, and the worker exits with code 1 "
-    "without a message (click treats EPIPE as a closed stdout)",
-)
 def test_no_worker_exits_by_itself(soak: dict[str, Any]) -> None:
     """Only the driver ends workers: any other exit is recorded (and the worker restarted)."""
     assert soak["workers_died_unexpectedly"] == [], "\n\n".join(soak["workers_died_unexpectedly"])
@@ -93,15 +86,6 @@ def test_no_task_is_lost(soak: dict[str, Any]) -> None:
     assert soak["verdicts"]["lost"] == 0, _explain(soak, "lost")
 
 
-@pytest.mark.xfail(
-    strict=False,
-    reason="bugs: (1) after Redis was frozen longer than worker_lost_timeout, the first "
-    "worker to heartbeat again requeues the holds of the others, which are alive and run "
-    "the same messages ('Requeued N message(s) held by lost worker(s)'); (2) after a Redis "
-    "restart loses a reserve's reply, 'Gave back N message(s) reserved by a lost reply' "
-    "requeues messages whose tasks already started (early ack unconfirmed) or ended (late "
-    "ack queued behind its result)",
-)
 def test_no_task_runs_twice_beside_a_live_worker(soak: dict[str, Any]) -> None:
     """A second run is allowed only after the worker's main process died (or the child died
     and the task has ``reject_on_worker_lost``)."""
@@ -109,24 +93,11 @@ def test_no_task_runs_twice_beside_a_live_worker(soak: dict[str, Any]) -> None:
     assert [soak["verdicts"][key] for key in keys] == [0, 0], _explain(soak, *keys)
 
 
-@pytest.mark.xfail(
-    strict=False,
-    reason="bug: after a Redis restart the main loop blocks in Consumer.on_wake -> "
-    "RedisBroker.wait_finish (read_response) for up to the 10 s socket timeout; tasks its "
-    "children finish meanwhile lose their results when the worker then exits (see the "
-    "BrokenPipeError bug)",
-)
 def test_every_task_that_ran_has_its_result_unless_its_worker_died(soak: dict[str, Any]) -> None:
     keys = ("no_result_worker_alive", "late_not_redelivered")
     assert [soak["verdicts"][key] for key in keys] == [0, 0], _explain(soak, *keys)
 
 
-@pytest.mark.xfail(
-    strict=False,
-    reason="bug: the worker's main loop blocks on Redis while it is down or frozen (a "
-    "timed-out task's failure is stored with retries for up to 30 s on the main loop), so "
-    "other tasks' hard and soft time limits are not enforced and they end SUCCESS",
-)
 def test_time_limits_hold_through_redis_outages(soak: dict[str, Any]) -> None:
     """A task over its hard limit is killed, one over its soft limit interrupted, even while
     Redis is down or frozen; no task ends with an outcome it cannot have."""
