@@ -20,7 +20,6 @@ from redis.retry import Retry
 from tests.helpers import (
     ManagedProcess,
     RedisServer,
-    descendant_pids,
     minicelery_argv,
     wait_until,
 )
@@ -134,10 +133,8 @@ class Workers:
         return worker
 
     def children(self, slot: int) -> list[int]:
-        """The live processes below a worker's main process (its pool)."""
-        worker = self.current[slot]
-        worker.record_children()
-        return descendant_pids(worker.pid) if worker.is_alive() else []
+        """The live processes of a worker's pool (not its fork server)."""
+        return self.current[slot].children()
 
     def kill_main(self, slot: int) -> tuple[int, list[int]]:
         """SIGKILL a worker's main process; returns its PID and its orphaned children."""

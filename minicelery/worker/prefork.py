@@ -89,10 +89,25 @@ class PreforkPool(Pool):
         if self.forks is not None:
             try:
                 pid = self.forks.spawn(index, child_conn.sock)
-            finally:
+            except (OSError, forkserver.ForkRefused) as exc:
+                self._lose_fork_server(exc)
+            else:
                 child_conn.close()
-            return self._add_child(index, pid, parent_conn)
+                return self._add_child(index, pid, parent_conn)
         return self._fork_here(index, parent_conn, child_conn)
+
+    def _lose_fork_server(self, exc: BaseException) -> None:
+        """The fork server died (killed, out of memory) or refused: the pool goes on,
+        forking from this process as it did before there was one, rather than stop."""
+        logger.error(
+            "The fork server (pid %d) is gone (%s): children are forked from the main "
+            "process from now on; restart the worker to have one again",
+            self.forks.pid if self.forks else 0,
+            exc,
+        )
+        if self.forks is not None:
+            self.forks.stop()
+        self.forks = None
 
     def _fork_here(self, index: int, parent_conn: Channel, child_conn: Channel) -> Child:
         """Fork a child from this process (where there is no fork server)."""

@@ -88,3 +88,20 @@ def test_the_fork_server_leaves_with_its_worker(worker_factory: WorkerFactory) -
     worker.kill()  # SIGKILL: no chance to stop it
     worker.wait_exit(10)
     wait_until(lambda: process_name(server) is None, 10, message="the fork server outlived it")
+
+
+def test_a_worker_outlives_its_fork_server(app: Celery, worker_factory: WorkerFactory) -> None:
+    """Killed by hand or by the OOM killer, the fork server takes nothing with it: the next
+    child is forked from the main process (logged), and tasks go on."""
+    worker = worker_factory(concurrency=2)
+    server = fork_server_of(worker)
+    os.kill(server, signal.SIGKILL)
+    victim = worker.children()[0]
+    os.kill(victim, signal.SIGKILL)
+    worker.wait_for_line("The fork server (pid", timeout=10)
+    wait_until(lambda: len(worker.children()) == 2 and victim not in worker.children(), 10)
+    from tests.integration.apps.basic import add
+
+    assert [add.delay(i, i).get(timeout=10) for i in range(4)] == [0, 2, 4, 6]
+    assert worker.is_alive()
+    assert process_name(server) is None  # reaped, not left a zombie
