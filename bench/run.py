@@ -164,6 +164,31 @@ def tree_rss_bytes(pid: int) -> tuple[int, int]:
     return sum(rss_bytes(p) for p in pids), len(pids)
 
 
+def pss_bytes(pid: int) -> int:
+    """Proportional set size: each shared page counted once over the processes sharing it
+    (RSS counts a forked process's shared pages in every process)."""
+    for line in Path(f"/proc/{pid}/smaps_rollup").read_text().splitlines():
+        if line.startswith("Pss:"):
+            return int(line.split()[1]) * 1024
+    raise BenchError(f"no Pss for pid {pid}")
+
+
+def tree_pss_bytes(pid: int) -> int | None:
+    """Summed PSS of ``pid`` and its descendants; None where /proc has no smaps_rollup."""
+    try:
+        return sum(pss_bytes(p) for p in [pid, *descendants(pid)])
+    except (OSError, BenchError):
+        return None
+
+
+LOAD_SAMPLES: list[float] = []  # the 1-minute load average at the start of every phase
+
+
+def sample_load() -> None:
+    with contextlib.suppress(OSError):
+        LOAD_SAMPLES.append(os.getloadavg()[0])
+
+
 def _signal(pid: int, signum: int) -> None:
     with contextlib.suppress(ProcessLookupError):
         os.kill(pid, signum)
@@ -411,6 +436,7 @@ class Metrics:
     p50_ms: float | None = None
     p99_ms: float | None = None
     rss_mib: float | None = None
+    pss_mib: float | None = None
     chord_rate: float | None = None
     errors: list[str] = field(default_factory=list)
 
@@ -529,7 +555,10 @@ def measure_latency_and_rss(system: str, server: RedisServer, n: int, metrics: M
             raise BenchError(f"{system} worker exited while idle:\n{watcher.text()}")
         total, count = tree_rss_bytes(proc.pid)
         metrics.rss_mib = total / 2**20
-        log(f"{system}: idle RSS ... {metrics.rss_mib:.1f} MiB over {count} processes")
+        pss = tree_pss_bytes(proc.pid)
+        metrics.pss_mib = None if pss is None else pss / 2**20
+        log(f"{system}: idle RSS ... {metrics.rss_mib:.1f} MiB over {count} processes"
+            f" (PSS {metrics.pss_mib or 0:.1f} MiB)")  # fmt: skip
 
 
 def measure_chord(system: str, server: RedisServer, n: int, metrics: Metrics) -> None:
@@ -563,7 +592,7 @@ STEPS = (
     (measure_chord, "chord_n"),
 )
 METRIC_FIELDS = ("enqueue_rate", "drain_rate", "drain_noop_rate", "p50_ms", "p99_ms", "rss_mib",
-                 "chord_rate")  # fmt: skip
+                 "pss_mib", "chord_rate")  # fmt: skip
 
 
 def measure(
@@ -595,6 +624,7 @@ def measure(
             order.reverse()
         for step, size in STEPS:
             for system in order:
+                sample_load()
                 try:
                     step(system, server, getattr(args, size), results[system])
                 except (BenchError, redis.RedisError) as exc:
@@ -641,7 +671,13 @@ def _rows(tasks: int, latency_n: int, chord_n: int) -> list[tuple[str, str, str]
         ),
         (f"Round-trip latency p50, {latency_n} calls (ms, lower is better)", "p50_ms", "{:.2f}"),
         (f"Round-trip latency p99, {latency_n} calls (ms, lower is better)", "p99_ms", "{:.2f}"),
-        ("Idle RSS, worker main + 2 children (MiB, lower is better)", "rss_mib", "{:.1f}"),
+        (
+            "Idle RSS, the worker's process tree: main, 2 children (and minicelery's fork "
+            "server) (MiB, lower is better)",
+            "rss_mib",
+            "{:.1f}",
+        ),
+        ("Idle PSS, the same processes (MiB, lower is better)", "pss_mib", "{:.1f}"),
         (
             f"Canvas: chord of {chord_n:,} no-op tasks + xsum, sent to body result, "
             "`-c 2 -P prefork` (header tasks/s, higher is better)",
@@ -755,6 +791,12 @@ def main(argv: Sequence[str] | None = None) -> int:
             " the medians."
         )
     report += "\n\n" + env_line + "\n"
+    if LOAD_SAMPLES:
+        report += (
+            f"\n1-minute load average at the start of each of the {len(LOAD_SAMPLES)} phases:"
+            f" min {min(LOAD_SAMPLES):.2f}, median {statistics.median(LOAD_SAMPLES):.2f},"
+            f" max {max(LOAD_SAMPLES):.2f}.\n"
+        )
     errors = [e for r in rounds for m in r.values() for e in m.errors]
     if errors:
         report += "\nFailures:\n\n" + "".join(f"- {e.splitlines()[0]}\n" for e in errors)
