@@ -47,6 +47,7 @@ class RedisBroker(DeadLetterStore, Broker):
         self._waiting: Held | None = None
         self._chained: tuple[str, ...] | None = None  # queues of a reserve sent after a wait
         self._blocking = False  # whether a BLPOP leads what the waiting connection awaits
+        self._reserve_forgotten = False  # Redis answered NOSCRIPT to the last reserve
 
     def _call(self, what: str, func: Callable[[], T]) -> T:
         with translate_errors(what):
@@ -182,7 +183,7 @@ class RedisBroker(DeadLetterStore, Broker):
         if reserve_for is None or reserve_for[1] <= 0 or not queues:
             return self._send_waiting(self._packed(wait, None), blocking=True, chained=None)
         consumer, count = reserve_for
-        packed = self._packed(wait, (self._reserve.sha, consumer, self._ordered(queues), count))
+        packed = self._packed(wait, (self._reserve_ref(), consumer, self._ordered(queues), count))
         return self._send_waiting(packed, blocking=True, chained=tuple(queues))
 
     def reserve_start(
@@ -192,7 +193,7 @@ class RedisBroker(DeadLetterStore, Broker):
         for its reply; the returned file descriptor becomes readable when it is there, and
         :meth:`wait_finish` reads the messages. A busy worker so never stalls its main loop
         on a reserve round trip. None without a real socket."""
-        reserve = (self._reserve.sha, consumer, self._ordered(queues), count)
+        reserve = (self._reserve_ref(), consumer, self._ordered(queues), count)
         if ack:  # tags differ every time: nothing to cache
             packed = pack_commands([self._reserve_command(*reserve, ack)])
         else:
@@ -215,11 +216,18 @@ class RedisBroker(DeadLetterStore, Broker):
             commands.append(self._reserve_command(*reserve))
         return pack_commands(commands)
 
+    def _reserve_ref(self) -> str:
+        """The reserve script's SHA, or "" after Redis forgot it (restarted): the next
+        reserve then sends the script itself (EVAL, which caches it again) rather than
+        have the caller wait for a SCRIPT LOAD."""
+        return "" if self._reserve_forgotten else str(self._reserve.sha)
+
     def _reserve_command(
         self, sha: str, consumer: str, ordered: tuple[str, ...], count: int, ack: Sequence[str] = ()
     ) -> tuple[Any, ...]:
         keys = self._reserve_keys(consumer, ordered)
-        return ("EVALSHA", sha, len(keys), *keys, consumer, max(count, 0), *ack)
+        call = ("EVALSHA", sha) if sha else ("EVAL", self._reserve.script)
+        return (*call, len(keys), *keys, consumer, max(count, 0), *ack)
 
     def _send_waiting(
         self, packed: bytes, blocking: bool, chained: tuple[str, ...] | None
@@ -256,10 +264,11 @@ class RedisBroker(DeadLetterStore, Broker):
                 try:
                     flat = connection.read_response()
                 except NoScriptError:
-                    # A restarted Redis forgot the script: nothing was taken; load it again
-                    # for the next reserve.
-                    self._reserve.sha = self.client.script_load(self._reserve.script)
+                    # A restarted Redis forgot the script: nothing was taken; the next
+                    # reserve sends it again (see _reserve_ref).
+                    self._reserve_forgotten = True
                     return []
+                self._reserve_forgotten = False
                 return self._deliveries(flat, queues)
         except OperationalError:
             connection.disconnect()

@@ -209,8 +209,9 @@ class Lane:
         except NoScriptError:
             self.pending.popleft()
             self.confirmed += 1
-            script.sha = self.client.script_load(script.script)
-            self.send([(("EVALSHA", script.sha, *args[2:]), script)])
+            # A restarted Redis forgot the script: send it whole (EVAL caches it again),
+            # never a SCRIPT LOAD to wait for on the caller's loop.
+            self.send([(("EVAL", script.script, *args[2:]), script)])
             return
         except ResponseError as exc:
             logger.error("Redis refused %s: %s", args[0], exc)
