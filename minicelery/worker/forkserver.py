@@ -29,10 +29,12 @@ import msgpack
 
 logger = logging.getLogger(__name__)
 
+PR_SET_PDEATHSIG = 1
 PR_SET_NAME = 15
 PR_SET_CHILD_SUBREAPER = 36
 PROCESS_NAME = "mc-forkserver"
 _PID = struct.Struct("!q")
+EXIT_ORPHANED = 5  # a child whose main process died before it started
 
 # Run in the grandchild with the channel's socket and the child's index; returns its exit code.
 ChildMain = Callable[[socket.socket, int], int]
@@ -53,6 +55,13 @@ def _prctl(option: int, value: int | bytes) -> bool:
 def name_process(name: str) -> None:
     """Set this process's name as ``ps`` and /proc show it (Linux; a no-op elsewhere)."""
     _prctl(PR_SET_NAME, name.encode()[:15])
+
+
+def die_with_parent(parent: int) -> None:
+    """SIGKILL this process when its parent (the worker's main process) dies: nothing would
+    enforce its task's time limits any more. Exits at once if the parent is already gone."""
+    if _prctl(PR_SET_PDEATHSIG, signal.SIGKILL) and os.getppid() != parent:
+        os._exit(EXIT_ORPHANED)
 
 
 def supported() -> bool:
@@ -163,7 +172,9 @@ def _handle(
 def _fork_twice(fd: int, index: int, server: socket.socket, child_main: ChildMain) -> int:
     """Fork a middle process that forks the child and exits, so the child is re-parented
     to the subreaper (the main process); returns the child's PID."""
-    read_end, write_end = os.pipe()
+    read_end, write_end = os.pipe()  # the middle process tells the child's PID through it
+    gate_read, gate_write = os.pipe()  # held open by the middle process until it exits
+    main = os.getppid()
     middle = os.fork()
     if middle == 0:
         os.close(read_end)
@@ -172,7 +183,11 @@ def _fork_twice(fd: int, index: int, server: socket.socket, child_main: ChildMai
             pid = os.fork()
             if pid == 0:
                 os.close(write_end)
+                os.close(gate_write)
                 server.close()
+                os.read(gate_read, 1)  # end of file: the middle process is gone
+                os.close(gate_read)
+                die_with_parent(main)  # now the main process's child
                 code = 1
                 try:
                     code = child_main(socket.socket(fileno=fd), index)
@@ -184,6 +199,8 @@ def _fork_twice(fd: int, index: int, server: socket.socket, child_main: ChildMai
         finally:
             os._exit(code)
     os.close(write_end)
+    os.close(gate_read)
+    os.close(gate_write)
     try:
         data = os.read(read_end, _PID.size)
     finally:

@@ -117,8 +117,10 @@ class PreforkPool(Pool):
         old = signal.pthread_sigmask(
             signal.SIG_BLOCK, {signal.SIGINT, signal.SIGTERM, signal.SIGQUIT, signal.SIGCHLD}
         )
+        main = os.getpid()
         pid = os.fork()
         if pid == 0:
+            forkserver.die_with_parent(main)
             parent_conn.close()
             code = 1
             try:

@@ -105,3 +105,22 @@ def test_a_worker_outlives_its_fork_server(app: Celery, worker_factory: WorkerFa
     assert [add.delay(i, i).get(timeout=10) for i in range(4)] == [0, 2, 4, 6]
     assert worker.is_alive()
     assert process_name(server) is None  # reaped, not left a zombie
+
+
+def test_children_do_not_outlive_their_main_process(
+    app: Celery, worker_factory: WorkerFactory
+) -> None:
+    """SIGKILL the worker's main process while a child runs a long task: nothing would
+    enforce that task's time limits any more, so the child dies with it (its acks_late
+    message is recovered by another worker, as for any lost worker)."""
+    from tests.integration.apps.basic import sleep_late
+
+    worker = worker_factory(concurrency=1)
+    result = sleep_late.delay(30)
+    worker.wait_for_line(f"sleep_late[{result.id}] received", timeout=10)
+    children = worker.children()
+    assert children
+    worker.kill()
+    worker.wait_exit(10)
+    wait_until(lambda: all(process_name(c) is None for c in children), 5,
+               message="a child outlived its main process")  # fmt: skip
