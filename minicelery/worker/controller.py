@@ -24,12 +24,11 @@ from .commands import run_command
 from .consumer import Consumer
 from .control import ControlServer
 from .errands import Errands
-from .executor import run_logged
 from .intake import job_for
 from .options import POOLS, WorkerOptions, expand_hostname
 from .outbox import ACK_DELAY, Outbox
-from .pool import Done, Event, Job, Lost, Pool, Results, ThreadPool, Wake, Waker
-from .prefork import PreforkPool
+from .pool import Event, Job, Lost, Pool, Results, Wake, Waker
+from .pools import make_pool
 from .state import Gate
 
 if TYPE_CHECKING:
@@ -65,7 +64,8 @@ class WorkController:
         self.accept = accepted_content_types(conf.accept_content)
         self.waker = Waker()
         self.max_tasks_per_child = options.max_tasks_per_child or conf.worker_max_tasks_per_child
-        self.pool: Pool = self._make_pool()
+        self.pool: Pool = make_pool(app, options, self.concurrency, self.hostname, self.accept,
+                                    self.max_tasks_per_child)  # fmt: skip
         self.autoscaler: Autoscaler | None = None
         if options.autoscale and options.pool == "prefork":
             self.autoscaler = Autoscaler(self.pool, *options.autoscale,
@@ -99,18 +99,6 @@ class WorkController:
         stats = lambda: (len(self.pool.busy_jobs()), self.processed)  # noqa: E731
         freq = self.app.conf.worker_heartbeat_interval
         return WorkerEvents(self.app, self.hostname, freq, stats, self.pool)
-
-    # -- set-up --------------------------------------------------------------------------
-    def _make_pool(self) -> Pool:
-        if self.options.pool == "prefork":
-            return PreforkPool(
-                self.app,
-                self.options.autoscale[1] if self.options.autoscale else self.concurrency,
-                self.run_message,
-                self.max_tasks_per_child,
-                self.options.max_memory_per_child or self.app.conf.worker_max_memory_per_child,
-            )
-        return ThreadPool(self.concurrency, self.run_job)
 
     def _room(self) -> int:
         """How many more messages to reserve: prefetch minus what is buffered or running."""
@@ -447,18 +435,3 @@ class WorkController:
             endings.handle_lost(self, event, shutting_down)
         else:
             endings.finished(self, event)
-
-    # -- inside the pool -----------------------------------------------------------------
-    def run_job(self, job: Job) -> Done:
-        """Run one job in a pool thread."""
-        state, requeue, dead_reason, info = self.run_message(
-            job.delivery.queue, job.delivery.data, job.event_fields
-        )
-        return Done(job, state, requeue, dead_reason, info=info)
-
-    def run_message(
-        self, queue: str, data: bytes, event_fields: bool
-    ) -> tuple[str, bool, str | None, dict[str, Any] | None]:
-        """Run one message (in a child process or a pool thread) and log its outcome."""
-        return run_logged(self.app, queue, data, self.hostname, self.accept,
-                          with_event_fields=event_fields)  # fmt: skip
