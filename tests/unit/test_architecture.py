@@ -82,6 +82,20 @@ ALLOWED: dict[str, set[str]] = {
         "worker",
     },
     "cli": {"", "app", "cli", "events", "exceptions", "signals", "utils", "worker"},
+    # Test helpers for users: an app, an embedded worker, and what they report.
+    "contrib": {
+        "_state",
+        "app",
+        "backend",
+        "contrib",
+        "exceptions",
+        "result",
+        "result_set",
+        "signals",
+        "states",
+        "utils",
+        "worker",
+    },
     "": {"_state", "app", "canvas", "result", "states", "task"},
     "__main__": {"cli"},
 }
