@@ -21,6 +21,7 @@ DEFAULT_TEST_CONFIG: dict[str, Any] = {
 }
 
 _memory_names = itertools.count(1)
+_owned_memory: dict[int, str] = {}  # id(app) -> name of the memory:// server made for it
 
 
 class Trap:
@@ -47,13 +48,14 @@ def TestApp(  # Celery's name: a factory that reads like a class
     from . import tasks  # noqa: F401 - registers celery.ping as a shared task
 
     settings = {**DEFAULT_TEST_CONFIG, **(config or {})}
+    memory = None
     if broker is None and not settings.get("broker_url"):
-        memory = f"memory://minicelery-tests-{os.getpid()}-{next(_memory_names)}"
-        settings["broker_url"] = memory
+        memory = f"minicelery-tests-{os.getpid()}-{next(_memory_names)}"
+        settings["broker_url"] = f"memory://{memory}"
         if backend is None and "result_backend" not in settings:
-            settings["result_backend"] = memory
+            settings["result_backend"] = f"memory://{memory}"
     kwargs.pop("log", None)  # Celery's logging class: logging here is the CLI's business
-    return Celery(
+    app = Celery(
         name or "celery.tests",
         broker=broker,
         backend=backend,
@@ -61,6 +63,9 @@ def TestApp(  # Celery's name: a factory that reads like a class
         **settings,
         **kwargs,
     )
+    if memory is not None:
+        _owned_memory[id(app)] = memory
+    return app
 
 
 TestApp.__test__ = False  # type: ignore[attr-defined]  # not a test, for pytest
@@ -92,6 +97,16 @@ def setup_default_app(app: Celery, use_trap: bool = False) -> Iterator[None]:
         _state._current_app = previous
         if app is not previous:
             app.close()
+            _forget_memory(app)
+
+
+def _forget_memory(app: Celery) -> None:
+    """Free the in-process Redis made for ``app`` (each holds what its tests left)."""
+    name = _owned_memory.pop(id(app), None)
+    if name is not None:
+        from ...broker import memory
+
+        memory._servers.pop(name, None)
 
 
 __all__ = ["DEFAULT_TEST_CONFIG", "TestApp", "Trap", "set_trap", "setup_default_app"]
