@@ -98,6 +98,8 @@ def setup_default_app(app: Celery, use_trap: bool = False) -> Iterator[None]:
         if app is not previous:
             app.close()
             _forget_memory(app)
+            if app in _state._apps:
+                _state._apps.remove(app)
 
 
 def _forget_memory(app: Celery) -> None:
