@@ -12,9 +12,10 @@ only run tasks and talk to the worker over pipes, never to Redis.
 from __future__ import annotations
 
 import dataclasses
+import importlib
 import os
 import threading
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from typing import Any
 
@@ -53,6 +54,16 @@ class TestWorkController(WorkController):
     def ensure_started(self, timeout: float | None = None) -> bool:
         """Wait until the worker is ready (True) or the timeout passes (False)."""
         return self._on_started.wait(timeout)
+
+    def reload(self, modules: Iterable[str] | None = None, reload: bool = False,
+               reloader: Any = None) -> None:  # fmt: skip
+        """Import ``modules`` (Celery's testing guide calls this after defining a task in a
+        test). A solo or threads worker runs in this process, so tasks registered after it
+        started are seen without it; prefork children keep what they were forked with."""
+        for name in modules or ():
+            module = importlib.import_module(name)
+            if reload:
+                importlib.reload(module)
 
 
 def worker_options(concurrency: int, pool: str, hostname: str, **kwargs: Any) -> WorkerOptions:
@@ -124,6 +135,8 @@ def _start_worker_thread(
     shutdown_timeout: float = 10.0,
     **kwargs: Any,
 ) -> Iterator[TestWorkController]:
+    from . import tasks  # noqa: F401 - registers celery.ping as a shared task
+
     setup_app_for_worker(app, loglevel, logfile)
     if perform_ping_check and "celery.ping" not in app.tasks:
         raise ImproperlyConfigured("the celery.ping task is not registered with this app")
