@@ -8,6 +8,7 @@ from .app import Celery, shared_task
 from .canvas import Signature, chain, chord, chunks, group, signature, subtask, xmap, xstarmap
 from .result import AsyncResult, GroupResult
 from .task import Task
+from .utils import uuid
 
 __version__ = "0.1.0"
 
@@ -40,6 +41,7 @@ __all__ = [
     "signature",
     "states",
     "subtask",
+    "uuid",
     "xmap",
     "xstarmap",
 ]

@@ -8,10 +8,13 @@ from __future__ import annotations
 
 import datetime as dt
 import importlib
+import re
 import warnings
 from collections.abc import Callable, Iterator, Mapping, MutableMapping
 from typing import Any
+from urllib.parse import urlsplit
 
+from .config_compat import CELERY_SETTINGS, OLD_TO_NEW
 from .exceptions import ImproperlyConfigured
 from .serialization import CODECS, codec_for
 
@@ -105,7 +108,21 @@ def _url(name: str, value: Any) -> Any:
     if scheme not in BROKER_SCHEMES:
         known = ", ".join(f"{s}://" for s in BROKER_SCHEMES)
         raise ImproperlyConfigured(f"setting {name!r}: unsupported URL {value!r} (use {known})")
+    if scheme in ("redis", "rediss"):
+        _check_port(name, value)
     return value
+
+
+def _check_port(name: str, url: str) -> None:
+    """A bad port is the user's typo: say so here, not deep inside the Redis client."""
+    try:
+        urlsplit(url).port  # noqa: B018 - reading it is the check
+    except ValueError as exc:
+        shown = re.sub(r"(://[^:/@]*:)[^@]*@", r"\1****@", url)
+        raise ImproperlyConfigured(f"setting {name!r}: bad port in {shown} ({exc})") from None
+
+
+validate_url = _url
 
 
 def _priority(name: str, value: Any) -> Any:
@@ -142,6 +159,13 @@ def _mapping(name: str, value: Any) -> Any:
     if not isinstance(value, Mapping):
         raise ImproperlyConfigured(f"setting {name!r} must be a dict, got {value!r}")
     return value
+
+
+def _log_level(name: str, value: Any) -> Any:
+    levels = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL", "FATAL")
+    if not isinstance(value, str) or value.upper() not in levels:
+        raise ImproperlyConfigured(f"setting {name!r} must be one of {', '.join(levels)}")
+    return value.upper()
 
 
 DEFAULTS: dict[str, tuple[Any, Validator]] = {
@@ -191,6 +215,7 @@ DEFAULTS: dict[str, tuple[Any, Validator]] = {
     "worker_shutdown_timeout": (10.0, _seconds),
     "worker_hijack_root_logger": (True, _bool),
     "worker_redirect_stdouts": (True, _bool),
+    "worker_redirect_stdouts_level": ("WARNING", _log_level),
     "worker_send_task_events": (False, _bool),
     "worker_disable_rate_limits": (False, _bool),
     "worker_revoke_expires": (10800.0, _seconds),
@@ -228,9 +253,15 @@ class Settings(MutableMapping[str, Any]):
             self.__dict__.pop(key, None)
 
     def __getitem__(self, key: str) -> Any:
-        return self._data[key]
+        try:
+            return self._data[key]
+        except KeyError:
+            if key in OLD_TO_NEW:  # ``conf['BROKER_URL']`` reads ``broker_url``, as in Celery
+                return self._data[OLD_TO_NEW[key]]
+            raise
 
     def __setitem__(self, key: str, value: Any) -> None:
+        key = OLD_TO_NEW.get(key, key)
         entry = DEFAULTS.get(key)
         if entry is None:
             if not key.isupper():
@@ -258,9 +289,16 @@ class Settings(MutableMapping[str, Any]):
 
     def __getattr__(self, key: str) -> Any:
         try:
-            return self._data[key]
+            return self[key]
         except KeyError:
             raise AttributeError(key) from None
+
+    def update(self, other: Any = (), /, **more: Any) -> None:
+        """Set many settings at once; Celery's old upper-case names are mapped to the new
+        ones, and a mix of both styles is refused as Celery refuses it."""
+        items = dict(other, **more)
+        for key, value in translate_old_names(items).items():
+            self[key] = value
 
     def __setattr__(self, key: str, value: Any) -> None:
         self[key] = value
@@ -279,18 +317,53 @@ class Settings(MutableMapping[str, Any]):
             else {name: getattr(obj, name) for name in dir(obj) if not name.startswith("_")}
         )
         prefix = f"{namespace}_" if namespace else None
+        found: dict[str, Any] = {}
         for name, value in items.items():
             if prefix is not None:
                 if not name.startswith(prefix):
                     continue
                 name = name[len(prefix) :].lower()
-            elif not name.islower():
+            elif not name.islower() and name not in OLD_TO_NEW:
                 continue
             if callable(value) and not isinstance(value, type) and name not in DEFAULTS:
                 continue
             if hasattr(value, "__file__") and name not in DEFAULTS:
                 continue  # an imported module, not a setting
-            self[name] = value
+            found[name] = value
+        self.update(found)
+
+
+def translate_old_names(items: Mapping[str, Any]) -> dict[str, Any]:
+    """``items`` with Celery's pre-4.0 names (``BROKER_URL``...) replaced by the current
+    ones (``broker_url``). Like Celery, a mix of both styles is refused unless each name of
+    the minority style is also given in the majority style; the error lists the renames."""
+    old = {name for name in items if name in OLD_TO_NEW}
+    new = {name for name in items if name in CELERY_SETTINGS or name in DEFAULTS}
+    if not old:
+        return dict(items)
+    new_to_old = {current: name for name, current in OLD_TO_NEW.items()}
+    if len(old) > len(new):
+        left = sorted(name for name in new if new_to_old.get(name) not in items)
+        if left:
+            renames = "\n".join(f"    {name:<36} -> {new_to_old.get(name, name)}" for name in left)
+            raise ImproperlyConfigured(
+                "Cannot mix new setting names with old ones: most of these settings use the "
+                f"old names, so rename these to the old format (or all to the new one):\n{renames}"
+            )
+        return {
+            OLD_TO_NEW.get(name, name): value for name, value in items.items() if name not in new
+        }
+    left = sorted(name for name in old if OLD_TO_NEW[name] not in items)
+    if new and left:
+        renames = "\n".join(f"    {name:<36} -> {OLD_TO_NEW[name]}" for name in left)
+        raise ImproperlyConfigured(
+            f"Cannot mix new and old setting names; rename these to the new format:\n{renames}"
+        )
+    return {
+        OLD_TO_NEW.get(name, name): value
+        for name, value in items.items()
+        if name not in old or OLD_TO_NEW[name] not in items
+    }
 
 
 def _copy_default(value: Any) -> Any:

@@ -245,3 +245,46 @@ class Inspect:
 
     def conf(self, with_defaults: bool = False) -> dict[str, Any] | None:
         return self._request("conf", with_defaults=with_defaults)
+
+    # -- answered from the replies above, so that every worker can answer them -------------
+    def query_task(self, *ids: str | Sequence[str]) -> dict[str, Any] | None:
+        """Where the tasks ``ids`` are on each worker: ``{hostname: {id: [state, info]}}``
+        with state ``active``, ``reserved`` or ``scheduled`` (Celery's reply shape)."""
+        wanted = {i for item in ids for i in ([item] if isinstance(item, str) else item)}
+        found: dict[str, Any] = {}
+        for state in ("active", "reserved", "scheduled"):
+            for hostname, jobs in (self._request(state) or {}).items():
+                matches = found.setdefault(hostname, {})
+                for job in jobs if isinstance(jobs, list) else ():
+                    info = job.get("request", job)
+                    if info.get("id") in wanted:
+                        matches[info["id"]] = [state, info]
+        return found or None
+
+    def clock(self) -> dict[str, Any] | None:
+        """Each worker's logical clock, as ``{hostname: {"clock": n}}``."""
+        stats = self.stats()
+        return (
+            {host: {"clock": reply.get("clock", 0)} for host, reply in stats.items()}
+            if stats
+            else None
+        )
+
+    def report(self) -> dict[str, Any] | None:
+        """A bug report per worker, as ``{hostname: {"ok": text}}``: the app's report with
+        the worker's process, pool and task counts."""
+        stats = self.stats()
+        if not stats:
+            return None
+        text = self.control.app.bugreport()
+        return {
+            host: {"ok": f"{_node_lines(host, reply)}\n{text}"} for host, reply in stats.items()
+        }
+
+
+def _node_lines(hostname: str, stats: dict[str, Any]) -> str:
+    pool = stats.get("pool", {})
+    return (
+        f"node -> {hostname} pid:{stats.get('pid')} uptime:{stats.get('uptime')}s "
+        f"max-concurrency:{pool.get('max-concurrency', '')} tasks:{stats.get('total', {})}"
+    )

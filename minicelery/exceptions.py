@@ -18,6 +18,10 @@
     ├── Retry
     ├── Reject
     ├── OperationalError (broker / backend unreachable)
+    ├── BackendError
+    │   ├── BackendGetMetaError
+    │   └── BackendStoreError
+    ├── UnpickleableExceptionWrapper (a task's exception that cannot be rebuilt as itself)
     └── MessageError (a message that cannot be decoded or run)
     SoftTimeLimitExceeded (subclasses only Exception, so ``except MiniceleryError`` in
     task code does not swallow it by accident)
@@ -119,11 +123,57 @@ class MessageError(MiniceleryError):
     """A broker message could not be decoded, validated or routed to a task."""
 
 
+class BackendError(MiniceleryError):
+    """The result backend refused or failed an operation."""
+
+    def __init__(self, *args: Any, state: str = "", task_id: str = "") -> None:
+        super().__init__(*args)
+        self.state = state
+        self.task_id = task_id
+
+
+class BackendGetMetaError(BackendError):
+    """Reading a task's result record failed."""
+
+
+class BackendStoreError(BackendError):
+    """Writing a task's result record failed (e.g. the value is too large for the store)."""
+
+    def __repr__(self) -> str:
+        return f"{super().__repr__()} state:{self.state} task_id:{self.task_id}"
+
+
+class UnpickleableExceptionWrapper(MiniceleryError):
+    """Stands for an exception that cannot travel as itself: its module, class name and
+    arguments, as in ``celery.utils.serialization``."""
+
+    def __init__(
+        self, exc_module: str, exc_cls_name: str, exc_args: Any, text: str | None = None
+    ) -> None:
+        self.exc_module = exc_module
+        self.exc_cls_name = exc_cls_name
+        self.exc_args = tuple(exc_args)
+        self.text = text
+        super().__init__(exc_module, exc_cls_name, self.exc_args, text)
+
+    def __str__(self) -> str:
+        return self.text or f"{self.exc_cls_name}{self.exc_args!r}"
+
+    @classmethod
+    def from_exception(cls, exc: BaseException) -> UnpickleableExceptionWrapper:
+        """Wrap ``exc`` by name and arguments."""
+        exc_type = type(exc)
+        return cls(exc_type.__module__, exc_type.__qualname__, exc.args, str(exc))
+
+
 class SoftTimeLimitExceeded(Exception):
     """Raised inside a task when its soft time limit is reached; the task may clean up."""
 
 
 __all__ = [
+    "BackendError",
+    "BackendGetMetaError",
+    "BackendStoreError",
     "ChordError",
     "ContentDisallowed",
     "ImproperlyConfigured",
@@ -141,5 +191,6 @@ __all__ = [
     "TaskRevokedError",
     "TimeLimitExceeded",
     "TimeoutError",
+    "UnpickleableExceptionWrapper",
     "WorkerLostError",
 ]

@@ -17,7 +17,12 @@ from typing import Any
 
 import msgpack
 
-from .exceptions import ContentDisallowed, RemoteTaskError, SerializationError
+from .exceptions import (
+    ContentDisallowed,
+    RemoteTaskError,
+    SerializationError,
+    UnpickleableExceptionWrapper,
+)
 
 
 @dataclass(frozen=True)
@@ -194,8 +199,14 @@ def exception_from_dict(data: Any) -> BaseException:
             return instance
         except Exception:  # the class wants other arguments: fall back to the stand-in
             pass
-    stand_in: type[RemoteTaskError] = type(name, (RemoteTaskError,), {"__module__": module})
-    return stand_in(*args)
+    # Also Celery's UnpickleableExceptionWrapper: the exception could not travel as itself.
+    namespace = {"__module__": module, "__init__": Exception.__init__, "__str__": Exception.__str__}
+    stand_in: type[RemoteTaskError] = type(
+        name, (RemoteTaskError, UnpickleableExceptionWrapper), namespace
+    )
+    instance = stand_in(*args)
+    instance.__dict__.update(exc_module=module, exc_cls_name=name, exc_args=args, text=None)
+    return instance
 
 
 def _import_exception(module: str, qualname: str) -> type[BaseException] | None:

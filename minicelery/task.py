@@ -5,6 +5,7 @@ from __future__ import annotations
 import datetime as dt
 import inspect
 from collections.abc import Callable, Iterable
+from contextvars import ContextVar
 from typing import TYPE_CHECKING, Any, ClassVar, Generic, ParamSpec, TypeVar
 
 from . import states
@@ -12,6 +13,7 @@ from ._state import current_request, task_stack
 from .exceptions import MaxRetriesExceededError, Retry
 from .result import AsyncResult, EagerResult
 from .utils import uuid
+from .utils.functional import argument_checker
 
 if TYPE_CHECKING:
     from .app import Celery
@@ -131,15 +133,15 @@ class Task(Generic[P, R]):
         return self.app.backend
 
     def __call__(self, *args: P.args, **kwargs: P.kwargs) -> R:
+        if _traced_call.get() is self:
+            # A worker or apply() entered through a subclass's __call__ which called this
+            # one: the request is already current, so run the body under it.
+            _traced_call.set(None)
+            return _awaited(self.run(*args, **kwargs))  # type: ignore[no-any-return]
         stack = task_stack()
         stack.append(Context(args=args, kwargs=kwargs, task=self.name, called_directly=True))
         try:
-            result = self.run(*args, **kwargs)
-            if inspect.iscoroutine(result):
-                import asyncio  # only for async def tasks: it is a large import
-
-                return asyncio.run(result)  # type: ignore[no-any-return]
-            return result
+            return _awaited(self.run(*args, **kwargs))  # type: ignore[no-any-return]
         finally:
             stack.pop()
 
@@ -391,30 +393,30 @@ def _stamps_of(request: Context) -> dict[str, Any]:
     return {"stamped_headers": list(names), **{name: stamps.get(name) for name in names}}
 
 
-def argument_checker(fun: Callable[..., Any]) -> Callable[..., None]:
-    """A function that accepts exactly the arguments ``fun`` does and does nothing, so
-    Python's own call checks them (Celery builds the same kind of stub): a fraction of
-    ``inspect.Signature.bind``'s cost, which showed on every ``delay()``."""
-    kind = inspect.Parameter
-    params: list[str] = []
-    positional_only = 0  # how many leading entries are positional-only
-    for param in inspect.signature(fun).parameters.values():
-        if param.kind is kind.KEYWORD_ONLY and not any(p.startswith("*") for p in params):
-            params.append("*")
-        if param.kind is kind.VAR_POSITIONAL:
-            params.append(f"*{param.name}")
-        elif param.kind is kind.VAR_KEYWORD:
-            params.append(f"**{param.name}")
-        else:
-            params.append(param.name + ("" if param.default is param.empty else "=None"))
-        if param.kind is kind.POSITIONAL_ONLY:
-            positional_only = len(params)
-    if positional_only:
-        params.insert(positional_only, "/")
-    namespace: dict[str, Any] = {}
-    exec(f"def check({', '.join(params)}):\n    pass\n", namespace)  # parameter names only
-    checker: Callable[..., None] = namespace["check"]
-    return checker
+_traced_call: ContextVar[Task[Any, Any] | None] = ContextVar("traced_call", default=None)
+
+
+def call_task_body(task: Task[Any, Any], args: Any, kwargs: Any) -> Any:
+    """Run a task's body for a worker or ``apply()``, under the request already pushed.
+
+    When a base class overrides ``__call__`` (Celery's Flask pattern: run inside an app
+    context), the body is entered through it, as Celery does; else ``run`` is called.
+    """
+    if type(task).__call__ is Task.__call__:
+        return _awaited(task.run(*args, **kwargs))
+    token = _traced_call.set(task)
+    try:
+        return _awaited(task(*args, **kwargs))
+    finally:
+        _traced_call.reset(token)
+
+
+def _awaited(result: Any) -> Any:
+    if inspect.iscoroutine(result):
+        import asyncio  # only for async def tasks: it is a large import
+
+        return asyncio.run(result)
+    return result
 
 
 def make_task_class(

@@ -5,7 +5,6 @@ callbacks. Used by the worker's executor and by eager ``apply()`` alike (Celery'
 from __future__ import annotations
 
 import datetime as dt
-import inspect
 import logging
 import os
 import random
@@ -21,7 +20,7 @@ from .canvas.stamping import message_stamps
 from .exceptions import OperationalError, Reject, Retry
 from .result import EagerResult, ResultBase
 from .serialization import exception_to_dict
-from .task import Context, Task
+from .task import Context, Task, call_task_body
 from .utils import ExceptionInfo
 
 if TYPE_CHECKING:
@@ -161,12 +160,8 @@ def _run(task: Task[Any, Any], request: Context) -> Outcome:
 
 
 def _call(task: Task[Any, Any], args: Any, kwargs: Any) -> Any:
-    result = task.run(*args, **kwargs)
-    if inspect.iscoroutine(result):
-        import asyncio  # only for async def tasks: it is a large import
-
-        return asyncio.run(result)
-    return result
+    # Through a base class's own __call__ when there is one, as Celery does.
+    return call_task_body(task, args, kwargs)
 
 
 def _maybe_autoretry(task: Task[Any, Any], exc: BaseException) -> Outcome:

@@ -77,9 +77,31 @@ class ResultBackend(ABC):
     def close(self) -> None:  # noqa: B027 - optional hook, most backends need nothing
         """Release connections."""
 
+    def ensure_chords_allowed(self) -> None:  # noqa: B027 - allowed unless a backend says no
+        """Raise ``NotImplementedError`` when this backend cannot run chords (Celery's check,
+        which code calls before starting one)."""
+
+
+class KeyValueStoreBackend(ResultBackend):
+    """A backend that keeps one record per task id under a key and counts chord parts
+    atomically (Celery's ``BaseKeyValueStoreBackend``). Any backend that overrides
+    :meth:`ResultBackend.chord_part_return` is one, subclass or not."""
+
+    @classmethod
+    def __subclasshook__(cls, other: type) -> Any:
+        if cls is not KeyValueStoreBackend or not issubclass(other, ResultBackend):
+            return NotImplemented
+        return other.chord_part_return is not ResultBackend.chord_part_return
+
 
 class DisabledBackend(ResultBackend):
     """What an app without ``result_backend`` has: sending works, results are unavailable."""
+
+    def ensure_chords_allowed(self) -> None:
+        raise NotImplementedError(
+            "Chords need a result backend to synchronise on, and none is configured "
+            "(a group chained with a task becomes a chord too). Set result_backend."
+        )
 
     def _fail(self) -> Any:
         raise ImproperlyConfigured(

@@ -75,6 +75,13 @@ class _chain(Signature):
     def tasks(self) -> list[Signature]:
         return self.kwargs["tasks"]  # type: ignore[no-any-return]
 
+    def bound_app(self) -> Celery | None:
+        """Its own app, else its first task's (Celery's rule)."""
+        own = super().bound_app()
+        if own is None and self.tasks:
+            return self.tasks[0].bound_app()
+        return own
+
     def __or__(self, other: Any) -> Any:
         if isinstance(other, Signature):
             return _chain(*self.tasks, other, app=self._app, **self.options)

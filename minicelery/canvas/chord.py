@@ -51,6 +51,13 @@ class chord(Signature):
         super().__init__(task, args, content, options, app=app)
         self["subtask_type"] = "chord"
 
+    def bound_app(self) -> Celery | None:
+        """Its own app, else its body's, else its header's (Celery's rule)."""
+        own = super().bound_app()
+        if own is None and self.body is not None:
+            own = self.body.bound_app()
+        return own if own is not None else self.header.bound_app()
+
     @classmethod
     def from_dict(cls, d: dict[str, Any], app: Celery | None = None) -> Signature:
         content = d["kwargs"]

@@ -59,6 +59,13 @@ class group(Signature):
     def tasks(self) -> list[Signature]:
         return self.kwargs["tasks"]  # type: ignore[no-any-return]
 
+    def bound_app(self) -> Celery | None:
+        """Its own app, else its first task's (Celery's rule)."""
+        own = super().bound_app()
+        if own is None and self.tasks:
+            return self.tasks[0].bound_app()
+        return own
+
     def __length_hint__(self) -> int:
         # Not ``__len__``: a group is a dict, and serializers (msgpack) size it with len().
         return len(self.tasks)

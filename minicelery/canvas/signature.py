@@ -87,7 +87,14 @@ class Signature(dict[str, Any]):
 
     @property
     def app(self) -> Celery:
-        return self._app or getattr(self._type, "app", None) or get_current_app()
+        """The app this signature is sent with: its own, else its task's (a workflow's: its
+        first task's), and the current app only when none of them says. As in Celery, a
+        workflow of app A's tasks is never run by another app that happens to be current."""
+        return self.bound_app() or get_current_app()
+
+    def bound_app(self) -> Celery | None:
+        """The app given to this signature or known from its task object; None if neither."""
+        return self._app or getattr(self._type, "app", None)
 
     @property
     def name(self) -> str:

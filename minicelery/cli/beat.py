@@ -3,9 +3,7 @@ SIGINT. The beat module (and with it the Redis client) is imported only when bea
 
 from __future__ import annotations
 
-import contextlib
 import datetime as dt
-import os
 import signal
 import sys
 from typing import TYPE_CHECKING, Any
@@ -14,6 +12,8 @@ import click
 
 from .. import __version__
 from ..utils.log import setup_logging
+from . import daemon
+from .flags import drop_privileges
 from .main import State, friendly_errors
 from .worker import loglevel_option, mask_url
 
@@ -52,41 +52,53 @@ Configuration ->
     "schedule_filename",
     help="Accepted for Celery compatibility and ignored: the schedule's state is in Redis.",
 )
-@click.option("--pidfile", help="Write the beat's PID here.")
+@click.option(
+    "-S",
+    "--scheduler",
+    help="Accepted for Celery compatibility: the beat has one scheduler, its state in Redis.",
+)
+@click.option("--pidfile", help="Write the beat's PID here (refused while its process is alive).")
+@click.option("--detach", is_flag=True, help="Run in the background, as a daemon.")
+@click.option("--uid", help="Run as this user (name or id) once started.")
+@click.option("--gid", help="Run as this group (name or id) once started.")
+@click.option("--umask", callback=daemon.parse_umask, help="Umask of the beat (octal).")
 @click.pass_obj
 @friendly_errors
 def beat(
     state: State,
+    /,
     loglevel: str,
     logfile: str | None,
     max_interval: float | None,
     schedule_filename: str | None,
+    scheduler: str | None,
     pidfile: str | None,
+    detach: bool,
+    uid: str | None,
+    gid: str | None,
+    umask: int | None,
 ) -> None:
     """Start the beat: send periodic tasks when they are due."""
     from ..beat import Service
 
+    files = daemon.prepare("beat", pidfile, logfile, None)
     app = state.app
-    setup_logging(loglevel.upper(), logfile, app.conf.worker_hijack_root_logger)
+    daemon.start(files, detach, umask)  # with --detach, only the daemon returns
+    setup_logging(loglevel.upper(), files.logfile, app.conf.worker_hijack_root_logger)
+    drop_privileges(uid, gid)
     app.import_modules()
     app.finalize()
     service = Service(app, max_interval=max_interval)
-    click.echo(banner(app, service, logfile, loglevel.upper()))
+    click.echo(banner(app, service, files.logfile, loglevel.upper()))
     if schedule_filename:
         click.echo(f"Note: --schedule {schedule_filename} is ignored; the state is in Redis.")
+    if scheduler:
+        click.echo(f"Note: --scheduler {scheduler} is ignored; the state is in Redis.")
 
     def on_signal(signum: int, frame: Any) -> None:
         service.stop()  # flag and wake-up only: the loop does the work
 
     signal.signal(signal.SIGTERM, on_signal)
     signal.signal(signal.SIGINT, on_signal)
-    if pidfile:
-        with open(pidfile, "w") as handle:
-            handle.write(f"{os.getpid()}\n")
-    try:
-        service.start()
-    finally:
-        if pidfile:
-            with contextlib.suppress(FileNotFoundError):
-                os.unlink(pidfile)
-    sys.exit(0)
+    service.start()
+    sys.exit(0)  # the pidfile is removed at exit

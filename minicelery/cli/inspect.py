@@ -13,17 +13,22 @@ from .main import State, friendly_errors
 
 EX_UNAVAILABLE = 69  # what Celery exits with when no worker replied
 
-INSPECT_METHODS = (
-    "active",
-    "active_queues",
-    "conf",
-    "ping",
-    "registered",
-    "reserved",
-    "revoked",
-    "scheduled",
-    "stats",
-)
+# method -> what it shows (``inspect --list``)
+INSPECT_HELP = {
+    "active": "the tasks being run now",
+    "active_queues": "the queues each worker consumes from",
+    "clock": "each worker's logical clock",
+    "conf": "each worker's configuration",
+    "ping": "which workers answer",
+    "query_task": "where the tasks ID... are: active, reserved or scheduled",
+    "registered": "the tasks each worker has registered",
+    "report": "a bug report of each worker (versions, pool, uptime)",
+    "reserved": "the tasks received and waiting to run",
+    "revoked": "the ids of revoked tasks",
+    "scheduled": "the tasks waiting for their ETA or countdown",
+    "stats": "each worker's statistics",
+}
+INSPECT_METHODS = tuple(INSPECT_HELP)
 
 # command -> (argument names, converters); the values come from the command line as strings
 CONTROL_METHODS: dict[str, tuple[tuple[str, ...], tuple[Any, ...]]] = {
@@ -75,16 +80,34 @@ def _common(func: Any) -> Any:
 
 
 @click.command()
-@click.argument("method", type=click.Choice(INSPECT_METHODS))
+@click.argument("method", type=click.Choice(INSPECT_METHODS), required=False)
+@click.argument("values", nargs=-1)
+@click.option("--list", "show_list", is_flag=True, help="List the inspect methods and exit.")
 @_common
 @click.pass_obj
 @friendly_errors
 def inspect(
-    state: State, method: str, timeout: float, destination: str | None, as_json: bool
+    state: State,
+    /,
+    method: str | None,
+    values: tuple[str, ...],
+    show_list: bool,
+    timeout: float,
+    destination: str | None,
+    as_json: bool,
 ) -> None:
-    """Ask workers what they are doing (active, reserved, stats, registered, ...)."""
+    """Ask workers what they are doing (active, reserved, stats, query_task ID..., ...)."""
+    if show_list or method is None:
+        if method is None and not show_list:
+            raise click.UsageError("missing METHOD (inspect --list shows them)")
+        for name, text in INSPECT_HELP.items():
+            label = f"{name} ID..." if name == "query_task" else name
+            click.echo(f"|- {label:<18} {text}")
+        return
+    if method == "query_task" and not values:
+        raise click.UsageError("query_task needs one or more task ids")
     inspector = state.app.control.inspect(_destination(destination), timeout=timeout)
-    replies = getattr(inspector, method)()
+    replies = getattr(inspector, method)(*values)
     if not replies:
         _no_replies(as_json)
     _print_replies(replies, as_json)
@@ -144,6 +167,8 @@ def control(
     if not merged:
         _no_replies(as_json)
     _print_replies(merged, as_json)
+    if any(isinstance(reply, dict) and "error" in reply for reply in merged.values()):
+        raise click.exceptions.Exit(1)  # a worker refused: scripts must see it
 
 
 @click.command()

@@ -6,6 +6,7 @@ from __future__ import annotations
 import datetime as dt
 import functools
 import json
+import os
 import sys
 from collections.abc import Callable
 from typing import Any, TypeVar
@@ -57,6 +58,10 @@ class State:
             if self.backend:
                 app.conf.result_backend = self.backend
             self._app = app
+            try:  # as Celery's command line: every command sees the app's task modules
+                app.import_modules()
+            except ImportError as exc:
+                raise AppNotFound(f"cannot import the app's task modules: {exc}") from exc
         return self._app
 
 
@@ -70,12 +75,23 @@ class State:
 )
 @click.option("-b", "--broker", help="Broker URL (overrides broker_url).")
 @click.option("--result-backend", help="Result backend URL (overrides result_backend).")
+@click.option("--workdir", help="Change to this directory before loading the app.")
 @click.version_option(__version__, "--version", prog_name="minicelery", message="%(version)s")
 @click.pass_context
 def cli(
-    ctx: click.Context, app_spec: str | None, broker: str | None, result_backend: str | None
+    ctx: click.Context,
+    app_spec: str | None,
+    broker: str | None,
+    result_backend: str | None,
+    workdir: str | None,
 ) -> None:
     """minicelery: a Celery-compatible task queue on Redis."""
+    if workdir:
+        try:
+            os.chdir(workdir)
+        except OSError as exc:
+            message = f"cannot change to --workdir {workdir}: {exc.strerror}"
+            raise click.ClickException(message) from exc
     preset: Celery | None = ctx.obj._app if isinstance(ctx.obj, State) else None
     ctx.obj = State(app_spec, broker, result_backend, None if app_spec else preset)
 
@@ -114,7 +130,10 @@ def call(
     queue: str | None,
     priority: int | None,
 ) -> None:
-    """Send task NAME and print its id."""
+    """Send task NAME and print its id.
+
+    NAME must be a task of the loaded app (-A), or one a running worker has registered: a
+    name nobody knows would only end in the dead-letter store."""
     options: dict[str, Any] = {"countdown": countdown, "queue": queue, "priority": priority}
     if eta:
         try:
@@ -123,13 +142,31 @@ def call(
             raise click.BadParameter("not an ISO-8601 time", param_hint="--eta") from exc
     if expires:
         options["expires"] = _parse_expires(expires)
-    result = state.app.send_task(
-        name,
-        _json_arg(args, "--args", list),
-        _json_arg(kwargs, "--kwargs", dict),
-        **{k: v for k, v in options.items() if v is not None},
+    app = state.app
+    positional, keywords = _json_arg(args, "--args", list), _json_arg(kwargs, "--kwargs", dict)
+    task = app.tasks.get(name)
+    if task is None:
+        _ensure_known_remotely(app, name)
+    elif task.typing:
+        try:
+            task.check_arguments(positional, keywords)  # the check delay() makes
+        except TypeError as exc:
+            raise click.ClickException(str(exc)) from exc
+    result = app.send_task(
+        name, positional, keywords, **{k: v for k, v in options.items() if v is not None}
     )
     click.echo(result.id)
+
+
+def _ensure_known_remotely(app: Celery, name: str) -> None:
+    """Refuse a task name that neither the app nor any running worker has registered."""
+    replies = app.control.inspect(timeout=1.0).registered() or {}
+    if not any(name in (names or ()) for names in replies.values()):
+        where = f"the app {app.main!r}" if app.main else "the loaded app"
+        raise click.ClickException(
+            f"task {name!r} is not registered in {where} nor on any running worker: "
+            "nothing was sent (load the app that defines it with -A)"
+        )
 
 
 def _parse_expires(value: str) -> float | dt.datetime:
@@ -157,17 +194,26 @@ def _parse_expires(value: str) -> float | dt.datetime:
 def result(
     state: State, task_id: str, show_traceback: bool, task: str | None, timeout: float | None
 ) -> None:
-    """Print the result of TASK_ID (its state while it is not ready)."""
+    """Print the result of TASK_ID (its state while it is not ready). Exits 1 when the task
+    failed or was revoked (its error is printed) and when no result is known for the id."""
     handle = state.app.AsyncResult(task_id)
     if timeout is not None:
         handle.get(timeout=timeout, propagate=False)
     if show_traceback:
         click.echo(handle.traceback or "")
         return
-    if not handle.ready():
-        click.echo(handle.state)
-        return
-    click.echo(repr(handle.result) if handle.failed() else _show(handle.result))
+    status = handle.state
+    if status == "PENDING":
+        click.echo(status)
+        raise click.ClickException(
+            f"no result is known for task {task_id} (an unknown id, or a task not run yet)"
+        )
+    if status in ("FAILURE", "REVOKED"):
+        error = handle.result
+        text = f"{type(error).__name__}: {error}" if isinstance(error, BaseException) else error
+        click.echo(text)
+        raise click.exceptions.Exit(1)
+    click.echo(_show(handle.result) if handle.ready() else status)
 
 
 def _show(value: Any) -> str:
@@ -260,11 +306,12 @@ def main(argv: list[str] | None = None, app: Celery | None = None) -> None:
     from .events import events
     from .inspect import control, inspect, status
     from .multi import multi
+    from .tools import report, shell
     from .worker import worker
 
     cli.add_command(worker)
     cli.add_command(beat)
     cli.add_command(events)
-    for command in (inspect, control, status, multi):
+    for command in (inspect, control, status, multi, shell, report):
         cli.add_command(command)
     cli.main(args=argv, prog_name="minicelery", obj=State(None, None, None, app))

@@ -13,9 +13,10 @@ import click
 
 from .. import __version__, signals
 from ..app import Celery
-from ..utils.log import setup_logging
-from ..worker.controller import POOLS, WorkController, WorkerOptions, expand_hostname
+from ..utils.log import redirect_stdouts, setup_logging
+from ..worker.controller import WorkController, WorkerOptions, expand_hostname
 from . import daemon
+from .flags import CeleryFlags, celery_worker_flags, drop_privileges, pool_option
 from .main import State, friendly_errors
 
 LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL", "FATAL")
@@ -73,7 +74,7 @@ def banner(app: Celery, worker: WorkController, broker_url: str, backend_url: st
     "-f", "--logfile", help="Log to this file instead of stderr (%n, %h, %i expand as in Celery)."
 )
 @click.option("-c", "--concurrency", type=click.IntRange(1), help="Pool size (default: CPU count).")
-@click.option("-P", "--pool", type=click.Choice(POOLS), default="prefork", show_default=True)
+@pool_option()
 @click.option("-Q", "--queues", help="Comma-separated queues to consume from.")
 @click.option("-X", "--exclude-queues", help="Comma-separated queues not to consume from.")
 @click.option(
@@ -111,10 +112,12 @@ def banner(app: Celery, worker: WorkController, broker_url: str, backend_url: st
 @click.option("-D", "--detach", is_flag=True, help="Run in the background, as a daemon.")
 @click.option("--workdir", help="Change to this directory before loading the app.")
 @click.option("--umask", callback=daemon.parse_umask, help="Umask of the worker (octal).")
+@celery_worker_flags
 @click.pass_obj
 @friendly_errors
 def worker(
     state: State,
+    /,
     loglevel: str,
     logfile: str | None,
     concurrency: int | None,
@@ -134,14 +137,21 @@ def worker(
     umask: int | None,
     beat: bool = False,
     task_events: bool = False,
+    **celery_flags: Any,
 ) -> None:
     """Start a worker."""
+    flags = CeleryFlags(**celery_flags)
     files = daemon.prepare(expand_hostname(hostname), pidfile, logfile, workdir)
     app = state.app
     if task_events:
         app.conf.worker_send_task_events = True
+    if flags.include:
+        app.conf.include = (*app.conf.include, *flags.includes())
     daemon.start(files, detach, umask)  # with --detach, only the daemon returns
     setup_logging(loglevel.upper(), files.logfile, app.conf.worker_hijack_root_logger)
+    drop_privileges(flags.uid, flags.gid)  # after the pidfile and log file are open
+    for note in flags.notes():
+        click.echo(note, err=True)
     app.import_modules()
     app.finalize()
     app.ensure_configured()
@@ -161,7 +171,11 @@ def worker(
     )
     signals.worker_init.send(sender=None)
     controller = WorkController(app, options)
+    if flags.purge:
+        _purge(app, list(controller.queues))
     click.echo(banner(app, controller, broker_url, backend_url))
+    if app.conf.worker_redirect_stdouts:
+        redirect_stdouts(app.conf.worker_redirect_stdouts_level)  # before the pool forks
     if beat:
         _embed_beat(app)
     controller.install_signal_handlers()
@@ -204,6 +218,14 @@ def _embed_beat(app: Celery) -> None:
     signals.worker_ready.connect(start, weak=False, dispatch_uid="beat-start")
     signals.worker_shutting_down.connect(stop, weak=False, dispatch_uid="beat-stop")
     signals.worker_shutdown.connect(stop, weak=False, dispatch_uid="beat-stop")
+
+
+def _purge(app: Celery, queues: list[str]) -> None:
+    """``--purge``: drop what waits in the worker's queues, as Celery's worker does."""
+    count = app.broker.purge(queues)
+    plural = "queue" if len(queues) == 1 else "queues"
+    click.echo(f"purge: Erased {count} {'message' if count == 1 else 'messages'} from {plural} "
+               f"{', '.join(queues)}.")  # fmt: skip
 
 
 def _split(value: str | None) -> list[str]:

@@ -97,3 +97,62 @@ def setup_logging(
 
 def level_name(level: Any) -> str:
     return logging.getLevelName(level) if isinstance(level, int) else str(level).upper()
+
+
+class LoggingProxy:
+    """A write-only stream that logs each complete line, as Celery's ``LoggingProxy``:
+    with ``worker_redirect_stdouts`` a task's ``print()`` ends up in the worker's log."""
+
+    encoding = "utf-8"
+    errors = "replace"
+
+    def __init__(self, logger: logging.Logger, level: int) -> None:
+        self.logger = logger
+        self.level = level
+        self._pending = ""
+        self._busy = False
+
+    def write(self, text: str) -> int:
+        if self._busy:  # a handler writing to this stream: drop, never loop
+            return len(text)
+        self._pending += text
+        *lines, self._pending = self._pending.split("\n")
+        self._busy = True
+        try:
+            for line in lines:
+                if line.strip():
+                    self.logger.log(self.level, line.rstrip())
+        finally:
+            self._busy = False
+        return len(text)
+
+    def writelines(self, lines: Any) -> None:
+        for line in lines:
+            self.write(line)
+
+    def flush(self) -> None:
+        if self._pending:
+            pending, self._pending = self._pending, ""
+            self.write(pending + "\n")
+
+    def isatty(self) -> bool:
+        return False
+
+    def fileno(self) -> int:
+        raise OSError("a logging proxy has no file descriptor")
+
+    @property
+    def closed(self) -> bool:
+        return False
+
+    def close(self) -> None:
+        self.flush()
+
+
+def redirect_stdouts(level: int | str = logging.WARNING) -> None:
+    """Send ``sys.stdout`` and ``sys.stderr`` to the ``minicelery.redirected`` logger at
+    ``level`` (``worker_redirect_stdouts_level``), as Celery's worker does."""
+    numeric = logging.getLevelName(level.upper()) if isinstance(level, str) else level
+    logger = logging.getLogger("minicelery.redirected")
+    sys.stdout = LoggingProxy(logger, int(numeric))
+    sys.stderr = LoggingProxy(logger, int(numeric))

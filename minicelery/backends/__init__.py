@@ -1,0 +1,1 @@
+"""Result backends at Celery's path (``celery.backends``); they live in ``minicelery.backend``."""

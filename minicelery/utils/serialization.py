@@ -1,0 +1,5 @@
+"""Exception serialization helpers at Celery's path (``celery.utils.serialization``)."""
+
+from ..exceptions import UnpickleableExceptionWrapper
+
+__all__ = ["UnpickleableExceptionWrapper"]
