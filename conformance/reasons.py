@@ -1,0 +1,76 @@
+"""Why a test of Celery's integration suite that passes on Celery still fails on minicelery:
+one line per group, matched on the test id (``file::class::test``), first match wins."""
+
+from __future__ import annotations
+
+import re
+
+REASONS: list[tuple[str, str]] = [
+    # Celery's private internals and Redis layout
+    (
+        r"test_connection_recovery\.py",
+        "imports kombu/Celery consumer internals "
+        "(`celery.utils.threads`, `celery.worker.consumer.consumer`); no public behaviour to match",
+    ),
+    (
+        r"test_request_backend_down\.py",
+        "builds `celery.worker.request.Request` (a private worker class) directly",
+    ),
+    (r"test_security\.py", "message signing (`security` serializer) is not implemented"),
+    (
+        r"successful_requests|test_send_task_without_ignore_result",
+        "reads `celery.worker.state.successful_requests` (the worker's private in-memory state)",
+    ),
+    (
+        r"cancels_subscription|no_subscriptions|get_active_redis_channels",
+        "counts Celery's pub/sub channel names (`celery-task-meta-*`): our key layout differs",
+    ),
+    (r"test_redis_backend\.py", "reads Celery's Redis key layout and backend internals"),
+    (r"test_trace_log_arguments", "patches `celery.app.trace` (private tracer module)"),
+    (
+        r"test_hello_stamps|test_revoke(d_by_headers|_by_stamped_headers)",
+        "`revoke_by_stamped_headers` is not implemented (worker side)",
+    ),
+    (r"test_pool_acquire_timeout", "`broker_pool_acquire_timeout` setting not supported"),
+    (r"test_task_sent_event_respects", "uses `app.connection_for_write()` and kombu producers"),
+    (r"test_django", "needs Django (not installed on either side)"),
+    # Behaviour still to do
+    (
+        r"test_Inspect::test_(registered|active|active_queues|query_task|conf|report|clock)",
+        "inspect replies differ in shape from Celery's (kombu queue dicts, args as lists, "
+        "`registered('name')` formatting, Lamport clock, full conf)",
+    ),
+    (
+        r"test_Inspect::test_scheduled",
+        "ETA tasks wait in the broker, not in the worker, so "
+        "`inspect scheduled` lists none (a documented design difference)",
+    ),
+    (
+        r"test_replaced_task_nesting|replace",
+        "`Task.replace()` and `replaced_task_nesting` are not implemented",
+    ),
+    (
+        r"time_limit|test_request_time_limits|test_apply_async_time_limits",
+        "`request.time_limit`/`soft_time_limit` missing on the request; soft > hard not refused",
+    ),
+    (r"test_properties", "`request.properties` is missing"),
+    (r"pydantic", "the `pydantic=True` task option is not implemented"),
+    (
+        r"test_retry_switches|test_task_retried_(priority|headers)",
+        "a retry does not carry over priority, custom headers, or args/kwargs switches",
+    ),
+    (
+        r"test_retry\b|test_ignore_result",
+        "slow tests (retries with 5 s countdowns) cut by the 30 s per-test cap",
+    ),
+    (r"test_reject_", "`Reject` with/without requeue does not store FAILURE / redeliver as Celery"),
+    (r"test_apply_nested_parent_child", "eager `apply()` inside a task does not set parent_id"),
+    (r"test_run_worker|test_concurrency_auto", "CLI: `--config` global option, `-c auto`"),
+]
+
+
+def reason_for(test_id: str) -> str:
+    for pattern, reason in REASONS:
+        if re.search(pattern, test_id):
+            return reason
+    return "not analysed yet"

@@ -1,0 +1,52 @@
+"""Write ``conformance/RESULTS.md`` from the recorded runs (``conformance/results/*.json``):
+the per-file table, and the tests Celery passes that minicelery does not, grouped by why.
+
+    python -m conformance.results > conformance/RESULTS.md
+"""
+
+from __future__ import annotations
+
+import sys
+from collections import defaultdict
+from pathlib import Path
+
+from . import report
+from .reasons import reason_for
+
+RECORDED = Path(__file__).resolve().parent / "results"
+
+
+def _meta_line(name: str, meta: dict[str, object]) -> str:
+    load = meta.get("loadavg") or ()
+    load_text = ", ".join(f"{x:.2f}" for x in load) if isinstance(load, (list, tuple)) else "?"
+    return (f"- {name}: {meta.get('date', '?')}, {meta.get('seconds', '?')} s, load average "
+            f"{load_text} (1/5/15 min), per-test cap {meta.get('timeout', '?')} s")  # fmt: skip
+
+
+def render() -> str:
+    runs = {}
+    for name in ("minicelery", "celery"):
+        path = RECORDED / f"{name}.json"
+        runs[name] = report.load(path) if path.exists() else ({}, {})
+    ours, theirs = runs["minicelery"][0], runs["celery"][0]
+    lines = ["# Celery 5.7's integration suite on minicelery", "",
+             "`python -m conformance.celery_suite` (minicelery, through the `celery` import",
+             "alias) and `--against celery` (Celery 5.7.0 itself), run the same way: one",
+             "redis-server as broker and result backend, one session worker with the prefork",
+             "pool, no reruns of flaky tests, each test capped in time.", ""]  # fmt: skip
+    lines += [_meta_line(name, meta) for name, (_, meta) in runs.items() if meta]
+    lines += ["", report.table({"minicelery": ours, "celery": theirs}), ""]
+    missing: dict[str, list[str]] = defaultdict(list)
+    for test_id, outcome in sorted(theirs.items()):
+        if outcome == "passed" and ours.get(test_id) != "passed":
+            missing[reason_for(test_id)].append(test_id)
+    total = sum(len(v) for v in missing.values())
+    lines += [f"## Passing on Celery, not on minicelery ({total})", ""]
+    for reason, tests in sorted(missing.items(), key=lambda kv: -len(kv[1])):
+        lines.append(f"- **{len(tests)}** — {reason}:")
+        lines.append("  " + ", ".join(f"`{t}`" for t in tests))
+    return "\n".join(lines) + "\n"
+
+
+if __name__ == "__main__":
+    sys.stdout.write(render())
