@@ -23,7 +23,7 @@ import sys
 import tempfile
 import time
 from collections.abc import Iterator, Sequence
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from pathlib import Path
 
 from . import report
@@ -164,9 +164,11 @@ def run(against: str, suite: Path, args: argparse.Namespace) -> report.Results:
         try:
             proc.wait(args.run_timeout)
         except subprocess.TimeoutExpired:
-            os.killpg(proc.pid, signal.SIGKILL)
-            proc.wait()
-            print(f"pytest stopped after {args.run_timeout} s", file=sys.stderr)
+            # pytest writes its report for what ran when interrupted: keep that much.
+            print(f"stopping pytest after {args.run_timeout:.0f} s", file=sys.stderr)
+            os.killpg(proc.pid, signal.SIGINT)
+            with suppress(subprocess.TimeoutExpired):
+                proc.wait(60)
         finally:
             if proc.poll() is None:
                 os.killpg(proc.pid, signal.SIGKILL)

@@ -17,24 +17,35 @@ RECORDED = Path(__file__).resolve().parent / "results"
 
 
 def _meta_line(name: str, meta: dict[str, object]) -> str:
-    load = meta.get("loadavg") or ()
+    load = meta.get("loadavg")
     load_text = ", ".join(f"{x:.2f}" for x in load) if isinstance(load, (list, tuple)) else "?"
-    return (f"- {name}: {meta.get('date', '?')}, {meta.get('seconds', '?')} s, load average "
-            f"{load_text} (1/5/15 min), per-test cap {meta.get('timeout', '?')} s")  # fmt: skip
+    files = meta.get("files")
+    part = ", ".join(map(str, files)) if isinstance(files, list) and files else "all files"
+    when, seconds, cap = meta.get("date", "?"), meta.get("seconds", "?"), meta.get("timeout", "?")
+    return (
+        f"- {name} ({part}): {when}, {seconds} s, load average {load_text} (1/5/15 min), "
+        f"per-test cap {cap} s"
+    )
 
 
 def render() -> str:
-    runs = {}
+    runs: dict[str, tuple[report.Results, list[dict[str, object]]]] = {}
     for name in ("minicelery", "celery"):
-        path = RECORDED / f"{name}.json"
-        runs[name] = report.load(path) if path.exists() else ({}, {})
+        # One file per part of a run (parts run side by side on their own redis-servers).
+        results: report.Results = {}
+        metas: list[dict[str, object]] = []
+        for path in sorted(RECORDED.glob(f"{name}*.json")):
+            part, meta = report.load(path)
+            results.update(part)
+            metas.append(meta)
+        runs[name] = (results, metas)
     ours, theirs = runs["minicelery"][0], runs["celery"][0]
     lines = ["# Celery 5.7's integration suite on minicelery", "",
              "`python -m conformance.celery_suite` (minicelery, through the `celery` import",
              "alias) and `--against celery` (Celery 5.7.0 itself), run the same way: one",
              "redis-server as broker and result backend, one session worker with the prefork",
              "pool, no reruns of flaky tests, each test capped in time.", ""]  # fmt: skip
-    lines += [_meta_line(name, meta) for name, (_, meta) in runs.items() if meta]
+    lines += [_meta_line(name, meta) for name, (_, metas) in runs.items() for meta in metas]
     lines += ["", report.table({"minicelery": ours, "celery": theirs}), ""]
     missing: dict[str, list[str]] = defaultdict(list)
     for test_id, outcome in sorted(theirs.items()):
