@@ -145,6 +145,7 @@ def run(against: str, suite: Path, args: argparse.Namespace) -> report.Results:
             "REDIS_HOST": "127.0.0.1",
             "REDIS_PORT": str(port),
             "CONFORMANCE_TIMEOUT": str(args.timeout),
+            "CONFORMANCE_SHARD": args.shard or "",
             "PYTHONPATH": os.pathsep.join(filter(None, [str(REPO), os.environ.get("PYTHONPATH")])),
         }
         env.pop("NO_WORKER", None)
@@ -188,6 +189,11 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser.add_argument("files", nargs="*", help="test files of t/integration (default: all)")
     parser.add_argument("--against", choices=IMPLEMENTATIONS, default="minicelery")
     parser.add_argument("-k", help="pytest -k expression selecting tests")
+    parser.add_argument(
+        "--shard",
+        help="run only shard I of N (I/N, from 1): shards run side by side on their own "
+        "redis-servers and workers, and their saved results add up to the whole run",
+    )
     parser.add_argument("--timeout", type=float, default=40.0, help="per-test cap, seconds")
     parser.add_argument("--run-timeout", type=float, default=3 * 3600.0)
     parser.add_argument("--cache", type=Path, default=None, help="download and results cache")
@@ -229,6 +235,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     cached = cache / f"results-{args.against}.json"
     known = report.load(cached)[0] if cached.exists() else {}
     report.save({**known, **results}, cached, meta)
+    meta["shard"] = args.shard
     if args.save:
         report.save(results, args.save, meta)
     other, theirs = other_side(args.against, cache, args.compare)

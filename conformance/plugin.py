@@ -24,7 +24,15 @@ def pytest_ignore_collect(collection_path: Path, config: pytest.Config) -> bool 
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
-    """Tests that ask for a longer timeout than ``CONFORMANCE_TIMEOUT`` get the cap."""
+    """Keep this run's shard of the tests (``CONFORMANCE_SHARD=i/n``: every n-th test from
+    the i-th, so each shard gets a share of every file), and give the tests that ask for a
+    longer timeout than ``CONFORMANCE_TIMEOUT`` the cap."""
+    shard = os.environ.get("CONFORMANCE_SHARD")
+    if shard:
+        index, count = (int(x) for x in shard.split("/"))
+        kept = [item for n, item in enumerate(items) if n % count == index - 1]
+        config.hook.pytest_deselected(items=[i for i in items if i not in kept])
+        items[:] = kept
     cap = float(os.environ.get("CONFORMANCE_TIMEOUT", "0") or 0)
     if cap <= 0:
         return

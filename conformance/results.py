@@ -21,6 +21,8 @@ def _meta_line(name: str, meta: dict[str, object]) -> str:
     load_text = ", ".join(f"{x:.2f}" for x in load) if isinstance(load, (list, tuple)) else "?"
     files = meta.get("files")
     part = ", ".join(map(str, files)) if isinstance(files, list) and files else "all files"
+    if meta.get("shard"):
+        part += f", shard {meta['shard']}"
     when, seconds, cap = meta.get("date", "?"), meta.get("seconds", "?"), meta.get("timeout", "?")
     return (
         f"- {name} ({part}): {when}, {seconds} s, load average {load_text} (1/5/15 min), "
