@@ -46,7 +46,7 @@ class Celery(Sending):
         backend: str | None = None,
         include: Iterable[str] | None = None,
         set_as_current: bool = True,
-        task_cls: type[BaseTask[Any, Any]] | None = None,
+        task_cls: type[BaseTask[Any, Any]] | str | None = None,
         config_source: Any = None,
         **settings: Any,
     ) -> None:
@@ -62,7 +62,7 @@ class Celery(Sending):
             settings["include"] = tuple(include)
         self.conf.update(settings)
         if task_cls is not None:
-            self.Task = task_cls
+            self.Task = _task_class(task_cls)
         self.tasks = TaskRegistry()
         self._pending_discovery: list[tuple[Packages, str | None]] = []
         self.queues_used: set[str] = set()
@@ -316,3 +316,19 @@ class Celery(Sending):
 
     def __repr__(self) -> str:
         return f"<Celery {self.main} at {id(self):#x}>"
+
+
+def _task_class(spec: type[BaseTask[Any, Any]] | str) -> type[BaseTask[Any, Any]]:
+    """``task_cls`` as a class or, as Celery allows, ``'module:Class'``/``'module.Class'``."""
+    if not isinstance(spec, str):
+        return spec
+    module_name, colon, name = spec.partition(":")
+    if not colon:
+        module_name, _, name = spec.rpartition(".")
+    try:
+        found = getattr(importlib.import_module(module_name), name)
+    except (ImportError, AttributeError, ValueError) as exc:
+        raise ImproperlyConfigured(f"task_cls {spec!r} cannot be imported: {exc}") from exc
+    if not (isinstance(found, type) and issubclass(found, BaseTask)):
+        raise ImproperlyConfigured(f"task_cls {spec!r} is not a Task subclass")
+    return found

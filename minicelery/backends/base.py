@@ -4,6 +4,7 @@
 backend keeps one record per task id under a key (Redis does; a disabled backend does not).
 """
 
+from .. import states
 from ..backend.base import DisabledBackend, KeyValueStoreBackend, ResultBackend
 
 Backend = ResultBackend
@@ -17,4 +18,5 @@ __all__ = [
     "BaseKeyValueStoreBackend",
     "DisabledBackend",
     "KeyValueStoreBackend",
+    "states",
 ]

@@ -98,7 +98,7 @@ ALLOWED: dict[str, set[str]] = {
         "worker",
     },
     "": {"_state", "app", "canvas", "result", "states", "task", "utils"},
-    "backends": {"backend"},  # Celery's module path for the result backends
+    "backends": {"backend", "states"},  # Celery's module path for the result backends
     "__main__": {"cli"},
 }
 

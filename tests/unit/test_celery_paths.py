@@ -24,8 +24,10 @@ def test_uuid_and_task_context_at_celery_paths() -> None:
 def test_key_value_store_backend_matches_redis_not_disabled() -> None:
     from minicelery.backend import RedisBackend
     from minicelery.backend.base import DisabledBackend
-    from minicelery.backends.base import BaseKeyValueStoreBackend
+    from minicelery.backends.base import BaseKeyValueStoreBackend, states
+    from minicelery.backends.redis import RedisBackend as AtCeleryPath
 
+    assert AtCeleryPath is RedisBackend and states.SUCCESS == "SUCCESS"
     assert issubclass(RedisBackend, BaseKeyValueStoreBackend)
     assert not isinstance(DisabledBackend(), BaseKeyValueStoreBackend)
 
@@ -105,7 +107,7 @@ def test_bugreport_masks_url_passwords(app: Celery, url: str, shown: str) -> Non
 
     assert mask_url(url) == shown
     app.conf.broker_url = "redis://:p,ass@word@localhost:6379/0"
-    app.conf.update(my_api_key="abc123")
+    app.conf["MY_API_KEY"] = "abc123"
     report = app.bugreport()
     assert "software -> minicelery:" in report
     assert "p,ass@word" not in report and "abc123" not in report

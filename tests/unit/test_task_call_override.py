@@ -38,3 +38,20 @@ def test_calling_the_task_directly_still_works(compat_app: Celery) -> None:
     assert compat.in_context(3)[:2] == ["inside", 3]
     state, _, called_directly = compat.in_super_context()
     assert (state, called_directly) == ("via-super", True)
+
+
+def test_task_cls_by_name_is_the_base_of_every_task(make_app: object) -> None:
+    from minicelery.exceptions import ImproperlyConfigured
+
+    spec = "tests.integration.apps.compat:ContextTask"
+    app = Celery("named", broker="memory://named", task_cls=spec, set_as_current=False)
+
+    @app.task(shared=False)
+    def where() -> str | None:
+        return compat.app_context.get()
+
+    assert where() == "inside" and where.apply().get() == "inside"
+    assert Celery("dotted", task_cls="tests.integration.apps.compat.ContextTask",
+                  set_as_current=False).Task is compat.ContextTask  # fmt: skip
+    with pytest.raises(ImproperlyConfigured, match="cannot be imported"):
+        Celery("bad", task_cls="no.such:Thing", set_as_current=False)
