@@ -46,6 +46,12 @@ class CeleryAlias(importlib.abc.MetaPathFinder, importlib.abc.Loader):
         self._specs[module.__name__] = module.__spec__
         return module
 
+    def get_code(self, fullname: str) -> Any:
+        """The real module's code: what ``python -m celery ...`` (runpy) runs."""
+        real = importlib.util.find_spec(TARGET + fullname[len(SOURCE) :])
+        loader = getattr(real, "loader", None)
+        return loader.get_code(real.name) if loader is not None and real else None
+
     def exec_module(self, module: ModuleType) -> None:
         # The import system stamped the alias's spec on the shared module: put its own back.
         module.__spec__ = self._specs.get(module.__name__, module.__spec__)
