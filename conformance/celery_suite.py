@@ -207,7 +207,10 @@ def other_side(against: str, cache: Path, compare: Path | None) -> tuple[str, re
     other = IMPLEMENTATIONS[1 - IMPLEMENTATIONS.index(against)]
     for path in (compare, cache / f"results-{other}.json", RECORDED / f"{other}.json"):
         if path is not None and path.exists():
-            return other, report.load(path)[0]
+            try:
+                return other, report.load(path)[0]
+            except ValueError:  # being written by a run beside this one
+                continue
     return other, {}
 
 
@@ -231,13 +234,16 @@ def main(argv: Sequence[str] | None = None) -> int:
         "files": args.files,
         "timeout": args.timeout,
     }
-    # The cache keeps the latest outcome of every test run on this side, subsets included.
-    cached = cache / f"results-{args.against}.json"
-    known = report.load(cached)[0] if cached.exists() else {}
-    report.save({**known, **results}, cached, meta)
     meta["shard"] = args.shard
     if args.save:
         report.save(results, args.save, meta)
+    # The cache keeps the latest outcome of every test run on this side, subsets included.
+    cached = cache / f"results-{args.against}.json"
+    try:
+        known = report.load(cached)[0] if cached.exists() else {}
+    except ValueError:  # being written by a run beside this one
+        known = {}
+    report.save({**known, **results}, cached, meta)
     other, theirs = other_side(args.against, cache, args.compare)
     theirs = {k: v for k, v in theirs.items() if k in results}
     columns = {args.against: results, other: theirs}
