@@ -30,17 +30,19 @@ def _meta_line(name: str, meta: dict[str, object]) -> str:
     )
 
 
+def _merged(name: str) -> tuple[report.Results, list[dict[str, object]]]:
+    """All the recorded parts of ``name``'s run (one file per shard), as one."""
+    results: report.Results = {}
+    metas: list[dict[str, object]] = []
+    for path in sorted(RECORDED.glob(f"{name}*.json")):
+        part, meta = report.load(path)
+        results.update(part)
+        metas.append(meta)
+    return results, metas
+
+
 def render() -> str:
-    runs: dict[str, tuple[report.Results, list[dict[str, object]]]] = {}
-    for name in ("minicelery", "celery"):
-        # One file per part of a run (parts run side by side on their own redis-servers).
-        results: report.Results = {}
-        metas: list[dict[str, object]] = []
-        for path in sorted(RECORDED.glob(f"{name}*.json")):
-            part, meta = report.load(path)
-            results.update(part)
-            metas.append(meta)
-        runs[name] = (results, metas)
+    runs = {name: _merged(name) for name in ("minicelery", "celery")}
     ours, theirs = runs["minicelery"][0], runs["celery"][0]
     lines = ["# Celery 5.7's integration suite on minicelery", "",
              "`python -m conformance.celery_suite` (minicelery, through the `celery` import",
@@ -61,5 +63,11 @@ def render() -> str:
     return "\n".join(lines) + "\n"
 
 
+def summary_table() -> str:
+    """Just the per-file table (what the README shows)."""
+    runs = {name: _merged(name)[0] for name in ("minicelery", "celery")}
+    return report.table(runs) + "\n"
+
+
 if __name__ == "__main__":
-    sys.stdout.write(render())
+    sys.stdout.write(summary_table() if "--table" in sys.argv[1:] else render())

@@ -45,6 +45,7 @@ def test_junit_outcomes_per_test_and_per_file(tmp_path: Path) -> None:
     }
     table = report.table({"minicelery": results, "celery": {}})
     assert "| test_inspect |  |  |  | 2 |  |" in table
+    assert table.startswith("| file | minicelery pass | fail | skip | err | n/a | celery pass |")
     assert "| **total** | 1 | 1 | 1 | 2 | 1 |" in table
 
 
