@@ -23,6 +23,7 @@ def pytest_ignore_collect(collection_path: Path, config: pytest.Config) -> bool 
     return None
 
 
+@pytest.hookimpl(tryfirst=True)  # shards are cut from the whole collection, before ``-k``
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
     """Keep this run's shard of the tests (``CONFORMANCE_SHARD=i/n``: every n-th test from
     the i-th, so each shard gets a share of every file), and give the tests that ask for a

@@ -39,6 +39,18 @@ REASONS: list[tuple[str, str]] = [
         "calls the Redis backend's private methods (`get_key_for_group`, `store_result`, "
         "`result_consumer`)",
     ),
+    (
+        r"test_retry_preserves_ignore_result",
+        "reads `celery.worker.state.successful_requests` (the worker's private in-memory state)",
+    ),
+    (
+        r"test_revoke_keeps_state_of_task_started_elsewhere",
+        "writes states through the backend's `store_result()` (not implemented here)",
+    ),
+    (
+        r"test_join_native_timeout_zero",
+        "`ResultSet.join_native(timeout=0)` raises instead of returning the results that are ready",
+    ),
     # Behaviour still to do
     (
         r"test_backend_leak_in_fixture_teardown",
