@@ -47,6 +47,17 @@ class TaskMessage:
     def task(self) -> str:
         return str(self.headers["task"])
 
+    @property
+    def stamped_headers(self) -> list[str]:
+        """The names of the canvas stamps this message carries (Celery's request has it)."""
+        return list(self.headers.get("stamped_headers") or [])
+
+    @property
+    def stamps(self) -> dict[str, Any]:
+        """The canvas stamps this message carries, by name."""
+        stamps = self.headers.get("stamps") or {}
+        return {name: stamps.get(name) for name in self.stamped_headers}
+
     def encode(self) -> bytes:
         """The bytes pushed onto a queue."""
         envelope = {

@@ -66,6 +66,8 @@ class Context:
     called_directly: bool = True
     task: str | None = None
     shadow: str | None = None
+    stamped_headers: Any = None  # canvas stamping: the names of the stamps
+    stamps: Any = None  # and their values
 
     def __init__(self, **fields: Any) -> None:
         self.__dict__.update(fields)
@@ -305,6 +307,7 @@ class Task(Generic[P, R]):
             "expires": request.expires,
             "time_limit": hard,
             "soft_time_limit": soft,
+            **_stamps_of(request),
             **options,
         }
         self.app.send_task(
@@ -378,6 +381,16 @@ class Task(Generic[P, R]):
 
     def __repr__(self) -> str:
         return f"<@task: {self.name}>"
+
+
+def _stamps_of(request: Context) -> dict[str, Any]:
+    """A running task's canvas stamps as ``apply_async`` options, so its retry (or its
+    replacement) carries them on, as in Celery."""
+    names = request.stamped_headers
+    if not names:
+        return {}
+    stamps = request.stamps or {}
+    return {"stamped_headers": list(names), **{name: stamps.get(name) for name in names}}
 
 
 _traced_call: ContextVar[Task[Any, Any] | None] = ContextVar("traced_call", default=None)

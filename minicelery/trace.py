@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING, Any
 from . import signals, states
 from ._state import task_stack
 from .canvas.callbacks import on_task_abandoned, on_task_failure, on_task_success
+from .canvas.stamping import message_stamps
 from .exceptions import EncodeError, OperationalError, Reject, Retry
 from .result import EagerResult, ResultBase
 from .serialization import exception_to_dict
@@ -355,6 +356,7 @@ def run_eager(
         chain=options.get("chain"),
         delivery_info={"routing_key": None},
         ignore_result=not (task.option("store_eager_result")),
+        **message_stamps(options),
     )
     outcome = run_task(app, task, request)
     if outcome.state == states.RETRY:

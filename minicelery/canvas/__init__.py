@@ -7,9 +7,11 @@ from .chord import chord
 from .group import group
 from .mapping import chunks, xmap, xstarmap
 from .signature import Signature, maybe_signature, signature, subtask
+from .stamping import StampingVisitor
 
 __all__ = [
     "Signature",
+    "StampingVisitor",
     "_chain",
     "chain",
     "chord",

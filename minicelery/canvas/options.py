@@ -9,6 +9,7 @@ from typing import TYPE_CHECKING, Any
 from .._state import current_request
 from ..message import MessageOptions
 from ..utils import uuid
+from .stamping import message_stamps
 
 if TYPE_CHECKING:
     from ..app import Celery
@@ -108,6 +109,6 @@ def message_options(
         ignore_result=bool(ignore_result),
         reply_to=options.get("reply_to"),
         shadow=options.get("shadow"),
-        headers=dict(options.get("headers") or {}),
+        headers={**(options.get("headers") or {}), **message_stamps(options)},
         embed=embed,
     )

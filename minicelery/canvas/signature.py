@@ -195,6 +195,19 @@ class Signature(dict[str, Any]):
     def on_error(self, errback: Signature) -> Signature:
         return self.link_error(errback)
 
+    def stamp(self, visitor: Any = None, append_stamps: bool = False, **headers: Any) -> Any:
+        """Stamp this signature and all it runs with a ``StampingVisitor`` and/or headers."""
+        from .stamping import stamp
+
+        return stamp(self, visitor, append_stamps, **headers)
+
+    def stamp_links(self, visitor: Any = None, append_stamps: bool = False,
+                    **headers: Any) -> None:  # fmt: skip
+        """Stamp this signature's callbacks and errbacks only."""
+        from .stamping import stamp_links
+
+        stamp_links(self, visitor, append_stamps, **headers)
+
     def freeze(
         self,
         _id: str | None = None,

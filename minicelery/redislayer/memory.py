@@ -23,3 +23,9 @@ def memory_client(url: str) -> Any:
         if server is None:
             server = _servers[name] = fakeredis.FakeServer()
     return fakeredis.FakeRedis(server=server)
+
+
+def forget_memory_server(name: str) -> None:
+    """Drop the in-process server of ``memory://name`` and all it holds (a test app's)."""
+    with _lock:
+        _servers.pop(name, None)

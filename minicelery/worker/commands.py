@@ -9,6 +9,7 @@ import resource
 import signal as signal_module
 import time
 from collections.abc import Callable
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from .state import parse_rate
@@ -26,6 +27,30 @@ HANDLERS: dict[str, Handler] = {}
 def command(func: Handler) -> Handler:
     HANDLERS[func.__name__] = func
     return func
+
+
+@dataclass(frozen=True)
+class CommandInfo:
+    """What a registered command declares about itself (Celery's ``Panel.meta``): whether it
+    is a ``control`` or an ``inspect`` command, its typed arguments for the command line, and
+    whether ``--list`` shows it."""
+
+    name: str
+    kind: str = "control"
+    args: tuple[tuple[str, Any], ...] = ()
+    signature: str | None = None
+    visible: bool = True
+    help: str | None = None
+
+
+COMMANDS: dict[str, CommandInfo] = {}
+
+
+def register(info: CommandInfo, handler: Handler) -> None:
+    """Add (or replace) a command the worker answers: user commands registered with
+    ``control_command`` / ``inspect_command`` go through the same dispatcher as built-ins."""
+    HANDLERS[info.name] = handler
+    COMMANDS[info.name] = info
 
 
 def run_command(worker: WorkController, method: str, arguments: dict[str, Any]) -> Any:

@@ -1,22 +1,25 @@
 """The worker's end of remote control: a thread listens on the command channel and queues
 commands for this worker; the main loop runs them between tasks (so no handler races the
-loop) and sends replies. Handlers live in ``worker.commands``."""
+loop) and sends replies. Handlers live in ``worker.commands``; users add their own with
+Celery's ``control_command`` / ``inspect_command`` decorators, defined here as in Celery."""
 
 from __future__ import annotations
 
 import collections
 import logging
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any
 
 import msgpack
 
 from ..exceptions import OperationalError
+from . import commands
 from .consumer import Backoff
 
 if TYPE_CHECKING:
     from ..broker.mailbox import Listener, Mailbox
+    from .controller import WorkController
 
 logger = logging.getLogger(__name__)
 
@@ -108,3 +111,84 @@ class ControlServer:
         if self._thread is not None:
             self._thread.join(timeout=timeout)
         self._drop_listener()
+
+
+# -- commands registered by users ---------------------------------------------------------
+class ControlState:
+    """What a user's command receives first, as Celery's handlers receive their ``state``:
+    ``state.app``, ``state.hostname``, and ``state.consumer`` (here the worker itself, which
+    has the ``app``, ``hostname``, ``pool`` and ``queues`` a command usually needs)."""
+
+    def __init__(self, worker: WorkController) -> None:
+        self.worker = worker
+        self.consumer = worker
+        self.app = worker.app
+        self.hostname = worker.hostname
+
+
+def _register(
+    kind: str,
+    name: str | None,
+    args: Sequence[tuple[str, Any]] | None,
+    signature: str | None,
+    visible: bool,
+    help: str | None,
+) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
+    def decorator(func: Callable[..., Any]) -> Callable[..., Any]:
+        info = commands.CommandInfo(
+            name or func.__name__, kind, tuple(args or ()), signature, visible,
+            help or (func.__doc__ or "").strip().split("\n")[0] or None,
+        )  # fmt: skip
+
+        def handler(worker: WorkController, **arguments: Any) -> Any:
+            return func(ControlState(worker), **arguments)
+
+        commands.register(info, handler)
+        return func
+
+    return decorator
+
+
+def control_command(
+    name: str | None = None,
+    args: Sequence[tuple[str, Any]] | None = None,
+    signature: str | None = None,
+    visible: bool = True,
+    help: str | None = None,
+    **kwargs: Any,
+) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
+    """Register a remote-control command every worker of this process answers::
+
+        @control_command(args=[('n', int)], signature='[N=1]')
+        def increase_prefetch_count(state, n=1):
+            ...
+
+    The function receives a :class:`ControlState` and the command's arguments; its return
+    value is the reply (``app.control.broadcast(name, arguments={...}, reply=True)``)."""
+    return _register("control", name, args, signature, visible, help)
+
+
+def inspect_command(
+    name: str | None = None,
+    args: Sequence[tuple[str, Any]] | None = None,
+    signature: str | None = None,
+    visible: bool = True,
+    help: str | None = None,
+    **kwargs: Any,
+) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
+    """Register an inspect command (read-only by convention), as :func:`control_command`."""
+    return _register("inspect", name, args, signature, visible, help)
+
+
+def _worker_of(state: ControlState | WorkController) -> WorkController:
+    return state.worker if isinstance(state, ControlState) else state
+
+
+def add_consumer(state: ControlState | WorkController, queue: str, **kwargs: Any) -> Any:
+    """Start consuming from ``queue`` (the built-in command, callable from a user's own)."""
+    return commands.HANDLERS["add_consumer"](_worker_of(state), queue=queue, **kwargs)
+
+
+def cancel_consumer(state: ControlState | WorkController, queue: str, **kwargs: Any) -> Any:
+    """Stop consuming from ``queue`` (the built-in command, callable from a user's own)."""
+    return commands.HANDLERS["cancel_consumer"](_worker_of(state), queue=queue, **kwargs)

@@ -65,6 +65,8 @@ def make_request(
         ignore_result=bool(h.get("ignore_result")),
         called_directly=False,
         shadow=h.get("shadow"),
+        stamped_headers=h.get("stamped_headers"),
+        stamps=h.get("stamps"),
     )
 
 

@@ -85,6 +85,21 @@ ALLOWED: dict[str, set[str]] = {
     },
     "cli": {"", "app", "beat", "dashboard", "events", "exceptions", "schedules", "signals", "utils",
             "worker"},
+    # Test helpers for users: an app, an embedded worker, and what they report.
+    "contrib": {
+        "_state",
+        "app",
+        "backend",
+        "contrib",
+        "exceptions",
+        "redislayer",
+        "result",
+        "result_set",
+        "signals",
+        "states",
+        "utils",
+        "worker",
+    },
     "": {"_state", "app", "canvas", "result", "states", "task", "utils"},
     "backends": {"backend", "states"},  # Celery's module path for the result backends
     "dashboard": {"events", "exceptions", "states"},  # the optional web dashboard
