@@ -177,6 +177,9 @@ def _fork_twice(fd: int, index: int, server: socket.socket, child_main: ChildMai
     main = os.getppid()
     middle = os.fork()
     if middle == 0:
+        # Named before it forks the child, so the child never shows the server's name,
+        # not even between its re-parenting and its first instruction.
+        name_process(f"mc-child-{index}")
         os.close(read_end)
         code = 0
         try:

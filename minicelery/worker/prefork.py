@@ -77,8 +77,7 @@ class PreforkPool(Pool):
             self._spawn()
 
     def _child_entry(self, sock: socket.socket, index: int) -> int:
-        """A child's life, in a process the fork server forked."""
-        forkserver.name_process(f"mc-child-{index}")
+        """A child's life, in a process the fork server forked (and named)."""
         return child_main(self.app, Channel(sock), index, self.runner, [],
                           self.max_memory_per_child)  # fmt: skip
 
