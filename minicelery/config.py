@@ -142,7 +142,10 @@ def _names(name: str, value: Any) -> Any:
 
 
 def _timezone(name: str, value: Any) -> Any:
-    if value is None or (isinstance(value, str) and value.upper() == "UTC"):
+    """A zone name ('Europe/London') or, as Celery also takes, a ``tzinfo`` object."""
+    if value is None or isinstance(value, dt.tzinfo):
+        return value
+    if isinstance(value, str) and value.upper() == "UTC":
         return value
     from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 

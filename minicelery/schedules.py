@@ -59,9 +59,12 @@ class LocalTimezone(dt.tzinfo):
         return "<LocalTimezone>"
 
 
-def timezone_for(name: str | None, enable_utc: bool = True) -> dt.tzinfo:
-    """The timezone of Celery's ``timezone`` and ``enable_utc`` settings: the named zone, else
-    UTC, else (``enable_utc=False``) the system's local time."""
+def timezone_for(name: str | dt.tzinfo | None, enable_utc: bool = True) -> dt.tzinfo:
+    """The timezone of Celery's ``timezone`` and ``enable_utc`` settings: the zone given (by
+    name, or as a ``tzinfo`` object), else UTC, else (``enable_utc=False``) the system's
+    local time."""
+    if isinstance(name, dt.tzinfo):
+        return name
     if name:
         if name.upper() == "UTC":
             return UTC

@@ -373,3 +373,17 @@ def test_a_setting_named_like_a_method_leaves_the_method_alone() -> None:
     assert conf["update"] == "mine"
     conf.update(task_default_queue="q")  # still the mapping's method
     assert conf.task_default_queue == "q"
+
+
+def test_timezone_may_be_a_tzinfo_object_as_in_celery(make_app: Any) -> None:
+    """Celery takes ``timezone = ZoneInfo('...')`` as well as a zone's name."""
+    from zoneinfo import ZoneInfo
+
+    from minicelery.schedules import crontab
+
+    zone = ZoneInfo("America/Havana")
+    app = make_app(timezone=zone)
+    assert app.timezone is zone
+    assert app.now().tzinfo is zone
+    schedule = crontab(minute=0, hour=0, app=app)
+    assert schedule.tz is zone
