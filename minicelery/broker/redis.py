@@ -241,7 +241,8 @@ class RedisBroker(DeadLetterStore, Broker):
             if not isinstance(sock, socket.socket):
                 return None
             self._blocking, self._chained = blocking, chained
-            connection.send_packed_command([packed])
+            # No health check: it would PING and wait for the answer (on a worker's loop).
+            connection.send_packed_command([packed], check_health=False)
         return sock.fileno()
 
     def wait_finish(self) -> list[Delivery] | None:

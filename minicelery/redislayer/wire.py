@@ -192,7 +192,8 @@ class Lane:
         return bool(self.connection.can_read(timeout=max(0.0, deadline - time.monotonic())))
 
     def _write(self, commands: list[tuple[Any, ...]]) -> None:
-        self.connection.send_packed_command([pack_commands(commands)])
+        # No health check: it would PING and wait for the answer, and a lane never waits.
+        self.connection.send_packed_command([pack_commands(commands)], check_health=False)
 
     def _resend(self) -> None:
         self.connection.disconnect()

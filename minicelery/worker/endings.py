@@ -144,7 +144,9 @@ def finished(worker: WorkController, event: Done) -> None:
     job = event.job
     tag = job.delivery.tag
     worker.outbox.add_results(event.results)
-    if worker.events is not None:
+    if worker.events is not None and job.event_fields:
+        # Only for a job started with task events on: one started before they were switched
+        # on sent no task-received or task-started, and carries no result fields.
         worker.events.finished(job.message, event.state, event.info, event.requeue)
     if event.dead_reason:
         dead_letter(worker, job.delivery, event.dead_reason, None, job.message.task)
