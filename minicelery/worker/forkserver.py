@@ -21,6 +21,7 @@ import signal
 import socket
 import struct
 import sys
+import time
 import threading
 from collections.abc import Callable
 from typing import Any
@@ -183,13 +184,18 @@ def _fork_twice(fd: int, index: int, server: socket.socket, child_main: ChildMai
         os.close(read_end)
         code = 0
         try:
+            middle_pid = os.getpid()
             pid = os.fork()
             if pid == 0:
                 os.close(write_end)
                 os.close(gate_write)
                 server.close()
-                os.read(gate_read, 1)  # end of file: the middle process is gone
+                os.read(gate_read, 1)  # end of file: the middle process is exiting
                 os.close(gate_read)
+                # It closes its files before the kernel re-parents its child: that takes
+                # microseconds, with nothing to wait on but the parent's PID changing.
+                while os.getppid() == middle_pid:
+                    time.sleep(0.0002)
                 die_with_parent(main)  # now the main process's child
                 code = 1
                 try:

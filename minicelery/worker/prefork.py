@@ -265,6 +265,13 @@ class PreforkPool(Pool):
         while not self._stopping and self._serving() < self.concurrency:
             self._spawn()
         if child.job is None:
+            if exitcode and not self._stopping:
+                logger.warning(
+                    "Idle process 'ForkPoolWorker-%d' pid:%d exited with %s",
+                    child.index,
+                    child.pid,
+                    _describe(exitcode),
+                )
             return []
         if not timed_out:
             logger.error(

@@ -82,6 +82,15 @@ def test_every_fork_comes_from_the_single_threaded_server(
     assert fork_server_of(worker) == server
 
 
+def test_the_first_children_all_survive_their_start(worker_factory: WorkerFactory) -> None:
+    """A child that looked for its new parent a moment too early (its middle process had
+    closed its files but was not yet gone) took itself for an orphan and exited, and was
+    replaced: the first children are numbered 1..N, each one forked once."""
+    worker = worker_factory("tests.integration.apps.control", concurrency=8)
+    names = sorted(process_name(child) or "" for child in worker.children())
+    assert names == sorted(f"mc-child-{index}" for index in range(1, 9)), names
+
+
 def test_the_fork_server_leaves_with_its_worker(worker_factory: WorkerFactory) -> None:
     worker = worker_factory(concurrency=1)
     server = fork_server_of(worker)
