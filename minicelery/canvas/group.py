@@ -128,7 +128,8 @@ class group(Signature):
             body = maybe_signature(following.pop(), self._app)
             if following:
                 body.options["chain"] = following
-            header = group(self.tasks, app=self._app)
+            # The id this group was frozen with names the header's results, never the body.
+            header = group(self.tasks, app=self._app, task_id=opts.pop("task_id", None))
             return _TYPES["chord"](header, body, app=self._app).prepare(args, kwargs, opts, out)
         # The id it was frozen with (in its options), else a new one for this send only.
         gid = str(opts.pop("task_id", None) or opts.pop("group_id", None) or uuid())

@@ -1,0 +1,108 @@
+"""Workflow shapes Celery accepts and minicelery must run the same way (memory://, messages
+run in this process): group followed by group, one-task groups, empty steps, generator
+headers, frozen ids."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import pytest
+
+from minicelery import Celery, chain, chord, group, signature
+from minicelery.exceptions import ImproperlyConfigured
+from minicelery.signals import before_task_publish
+from tests.unit.test_canvas import drain
+
+
+@pytest.fixture
+def tasks(app: Celery) -> dict[str, Any]:
+    ran: list[str] = []
+
+    @app.task(name="s.add", shared=False)
+    def add(x: Any, y: Any) -> Any:
+        return x + y
+
+    @app.task(name="s.xsum", shared=False)
+    def xsum(numbers: list[Any]) -> Any:
+        return sum(sum(n) if isinstance(n, list) else n for n in numbers)
+
+    @app.task(name="s.identity", shared=False)
+    def identity(value: Any = None) -> Any:
+        return value
+
+    @app.task(name="s.sum_and_record", bind=True, shared=False)
+    def sum_and_record(self: Any, values: list[int]) -> int:
+        ran.append(self.request.id)
+        return sum(values)
+
+    return {
+        "add": add,
+        "xsum": xsum,
+        "identity": identity,
+        "sum_and_record": sum_and_record,
+        "ran": ran,
+    }
+
+
+def _layers(tasks: dict[str, Any], width: int, levels: int) -> list[Any]:
+    record = tasks["sum_and_record"]
+    steps = [group(record.si([1] * width) for _ in range(width))]
+    steps.extend(group(record.s() for _ in range(width)) for _ in range(levels - 1))
+    return steps
+
+
+@pytest.mark.parametrize("frozen", [False, True])
+@pytest.mark.parametrize("serialized", [False, True])
+@pytest.mark.parametrize("as_chord_body", [False, True])
+def test_each_group_gets_the_previous_groups_results(
+    app: Celery, tasks: dict[str, Any], frozen: bool, serialized: bool, as_chord_body: bool
+) -> None:
+    """``group | group | ... | task``: every member of a group is called with the list of
+    the previous group's results, and the last task's result is the chain's."""
+    width, levels = 3, 4
+    workflow: Any = chain(*_layers(tasks, width, levels), tasks["xsum"].s(), app=app)
+    if as_chord_body:
+        identity = tasks["identity"]
+        workflow = chord([identity.si(0), identity.si(1)], workflow)
+    if frozen:
+        workflow.freeze()
+    if serialized:
+        workflow = signature(json.loads(json.dumps(workflow)), app=app)
+    result = workflow.apply_async()
+    drain(app)
+    assert result.get(timeout=1) == width ** (levels + 1)
+    assert len(tasks["ran"]) == len(set(tasks["ran"])) == width * levels
+
+
+def test_publish_signal_gets_the_body_and_a_long_pipeline_stays_small(
+    app: Celery, tasks: dict[str, Any]
+) -> None:
+    """``before_task_publish`` receives ``(args, kwargs, embed)`` as in Celery, and a chain
+    of ten groups of 25 sends messages far below Redis-unfriendly sizes."""
+    width, levels = 25, 10
+    workflow = chain(*_layers(tasks, width, levels), tasks["xsum"].s(), app=app)
+    bodies: list[Any] = []
+
+    def capture(sender: Any = None, body: Any = None, **_: Any) -> None:
+        bodies.append(body)
+
+    before_task_publish.connect(capture, weak=False)
+    try:
+        result = workflow.apply_async()
+    finally:
+        before_task_publish.disconnect(capture)
+    assert len(bodies) == width
+    args, kwargs, embed = bodies[0]
+    assert args == [[1] * width] and kwargs == {} and "chord" in embed
+    assert max(len(json.dumps(body)) for body in bodies) < 128 * 1024
+    drain(app)
+    assert result.get(timeout=1) == width ** (levels + 1)
+
+
+def test_task_protocol_is_a_known_setting_defaulting_to_2(make_app: Any) -> None:
+    """Celery code reads ``app.conf.task_protocol`` to choose how chains travel."""
+    assert make_app().conf.task_protocol == 2
+    assert make_app(task_protocol=1).conf.task_protocol == 1
+    with pytest.raises(ImproperlyConfigured, match="task_protocol"):
+        make_app(task_protocol=3)
