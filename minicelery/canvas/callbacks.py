@@ -152,10 +152,10 @@ def chord_part(app: Celery, request: Context, body: Any, part: list[Any]) -> Non
     if request.group is None or request.group_index is None:
         logger.error("Task %s has a chord but no group id/index: ignored", request.id)
         return
-    size = int(body.get("chord_size") or 0)
-    if size <= 0:
+    if body.get("chord_size") is None:
         logger.error("Task %s has a chord without a header size: ignored", request.id)
         return
+    size = int(body["chord_size"])  # 0: a header read from a generator, sized by its last
     group_index = int(request.group_index)
     parts = app.backend.chord_part_return(request.group, group_index, size, part, request.id or "")
     if parts is not None:

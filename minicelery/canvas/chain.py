@@ -67,7 +67,7 @@ class _chain(Signature):
     @classmethod
     def from_dict(cls, d: dict[str, Any], app: Celery | None = None) -> Signature:
         sig = cls(*d["kwargs"]["tasks"], app=app, **d.get("options", {}))
-        sig["args"] = list(d.get("args") or ())
+        sig["args"] = tuple(d.get("args") or ())
         sig["immutable"] = bool(d.get("immutable"))
         return sig
 

@@ -6,12 +6,13 @@ of Redis commands, however many there are.
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from typing import TYPE_CHECKING, Any
 
 from .._state import current_request
 from ..result import GroupResult, ResultBase
 from ..utils import uuid
+from .lazy import LazyTasks, with_last
 from .signature import _TYPES, Prepared, Signature, maybe_signature, register_type
 
 if TYPE_CHECKING:
@@ -23,18 +24,23 @@ _OWN = ("task_id", "link", "link_error", "chain", "chord", "group_id", "group_in
 
 def _unroll(tasks: Iterable[Any], app: Celery | None) -> list[Signature]:
     """Members as signatures, with nested groups' members taken in (run in parallel
-    anyway) so a group's parts are always single workflows."""
-    out: list[Signature] = []
+    anyway) so a group's parts are always single workflows, and empty chains left out
+    (they run nothing and have no result). A generator stays unread (see ``LazyTasks``)."""
+    if isinstance(tasks, (list, tuple)) and not (isinstance(tasks, LazyTasks) and tasks.pending):
+        return list(_members(tasks, app))
+    return LazyTasks(_members(tasks, app))
+
+
+def _members(tasks: Iterable[Any], app: Celery | None) -> Iterator[Signature]:
     for task in tasks:
         sig = maybe_signature(task, app)
         if sig.subtask_type == "group" and not sig.args:
             inner = {k: v for k, v in sig.options.items() if k not in _OWN}
             for member in sig.tasks:
                 member.options.update({k: v for k, v in inner.items() if k not in member.options})
-                out.append(member)
-        else:
-            out.append(sig)
-    return out
+                yield member
+        elif sig.subtask_type != "chain" or sig.tasks:
+            yield sig
 
 
 @register_type("group")
@@ -42,16 +48,17 @@ class group(Signature):
     """``group(add.s(i, i) for i in range(10))``: run the tasks in parallel."""
 
     def __init__(self, *tasks: Any, app: Celery | None = None, **options: Any) -> None:
+        source: Iterable[Any] = tasks
         if len(tasks) == 1 and not isinstance(tasks[0], dict) and isinstance(tasks[0], Iterable):
-            tasks = tuple(tasks[0])
-        members = _unroll(tasks, app)
+            source = tasks[0]
+        members = _unroll(source, app)
         super().__init__("celery.group", (), {"tasks": members}, options, app=app)
         self["subtask_type"] = "group"
 
     @classmethod
     def from_dict(cls, d: dict[str, Any], app: Celery | None = None) -> Signature:
         sig = cls(d["kwargs"]["tasks"], app=app, **d.get("options", {}))
-        sig["args"] = list(d.get("args") or ())
+        sig["args"] = tuple(d.get("args") or ())
         sig["immutable"] = bool(d.get("immutable"))
         return sig
 
@@ -62,9 +69,8 @@ class group(Signature):
     def bound_app(self) -> Celery | None:
         """Its own app, else its first task's (Celery's rule)."""
         own = super().bound_app()
-        if own is None and self.tasks:
-            return self.tasks[0].bound_app()
-        return own
+        first = next(iter(self.tasks), None) if own is None else None  # reads one at most
+        return first.bound_app() if first is not None else own
 
     def __length_hint__(self) -> int:
         # Not ``__len__``: a group is a dict, and serializers (msgpack) size it with len().
@@ -138,6 +144,9 @@ class group(Signature):
             opts.pop(key, None)
         if not self.immutable:
             args = [*(args or ()), *self.args]
+        if isinstance(self.tasks, LazyTasks) and self.tasks.pending:
+            results = self._send_lazily(args, kwargs, {**opts, "group_id": gid}, chord, out)
+            return GroupResult(gid, results, app=self.app)
         results = []
         for index, task in enumerate(self.tasks):
             member = {**opts, "group_id": gid, "group_index": index}
@@ -145,6 +154,23 @@ class group(Signature):
                 member["chord"] = chord
             results.append(task.prepare(args, kwargs, member, out))
         return GroupResult(gid, results, app=self.app)
+
+    def _send_lazily(
+        self, args: Any, kwargs: Any, opts: dict[str, Any], chord: Any, out: list[Prepared]
+    ) -> list[ResultBase]:
+        """Members read from a generator are published one by one as it yields them. The
+        size of a chord is not known until the last: the earlier members carry a size of
+        0 ("told by the last part") and the last one the real size."""
+        results = []
+        for index, (task, last) in enumerate(with_last(self.tasks)):
+            member = {**opts, "group_index": index}
+            if chord is not None:
+                member["chord"] = {**chord, "chord_size": index + 1 if last else 0}
+            results.append(task.prepare(args, kwargs, member, out))
+            if not last:
+                self.app.publish_many(out)
+                out.clear()
+        return results
 
     def apply_async(
         self, args: Any = None, kwargs: Any = None, route_name: Any = None, **options: Any

@@ -4,14 +4,16 @@ headers, frozen ids."""
 
 from __future__ import annotations
 
+import contextlib
 import json
+from collections.abc import Iterator
 from typing import Any
 
 import pytest
 
-from minicelery import Celery, chain, chord, group, signature
+from minicelery import Celery, chain, chord, group, signature, states
 from minicelery.exceptions import ImproperlyConfigured
-from minicelery.signals import before_task_publish
+from minicelery.signals import after_task_publish, before_task_publish
 from tests.unit.test_canvas import drain
 
 
@@ -106,3 +108,77 @@ def test_task_protocol_is_a_known_setting_defaulting_to_2(make_app: Any) -> None
     assert make_app(task_protocol=1).conf.task_protocol == 1
     with pytest.raises(ImproperlyConfigured, match="task_protocol"):
         make_app(task_protocol=3)
+
+
+# --------------------------------------------------------------------------- generators
+
+
+@contextlib.contextmanager
+def published_ids() -> Iterator[list[str]]:
+    """The ids of the messages published while in the block, in order."""
+    sent: list[str] = []
+
+    def capture(sender: Any = None, headers: Any = None, **_: Any) -> None:
+        sent.append(headers["id"])
+
+    after_task_publish.connect(capture, weak=False)
+    try:
+        yield sent
+    finally:
+        after_task_publish.disconnect(capture)
+
+
+def test_a_generator_header_is_read_as_it_is_sent(app: Celery, tasks: dict[str, Any]) -> None:
+    """Each header task is published once the generator has yielded the next one (that
+    is how the last is recognised), and header tasks may finish before the last is read:
+    the chord still completes once, with the results in order."""
+    identity, xsum = tasks["identity"], tasks["xsum"]
+    sent_when_read: list[int] = []
+
+    def header(sent: list[str]) -> Any:
+        for i in range(5):
+            sent_when_read.append(len(sent))
+            drain(app)  # the header tasks sent so far finish before the size is known
+            yield identity.si(i)
+
+    with published_ids() as sent:
+        workflow = chord(header(sent), xsum.s())
+        result = workflow()
+    assert sent_when_read == [0, 0, 1, 2, 3]
+    drain(app)
+    assert result.get(timeout=1) == 0 + 1 + 2 + 3 + 4
+    again = workflow()  # sent again: the same five tasks, read from the first pass
+    drain(app)
+    assert again.get(timeout=1) == 10
+
+
+def test_a_generator_group_stays_unread_until_needed(app: Celery, tasks: dict[str, Any]) -> None:
+    add = tasks["add"]
+    read: list[int] = []
+
+    def members() -> Any:
+        for i in range(4):
+            read.append(i)
+            yield add.s(i, i)
+
+    g = group(members())
+    assert read == []
+    seen = [(task.args, len(g.tasks)) for task in g.tasks]  # len() reads the rest mid-loop
+    assert seen == [((i, i), 4) for i in range(4)]
+    result = g.apply_async()
+    drain(app)
+    assert result.get(timeout=1) == [0, 2, 4, 6]
+
+
+def test_chord_parts_of_unknown_size_wait_for_the_part_that_tells_it(app: Celery) -> None:
+    backend = app.backend
+    assert backend.chord_part_return("g", 0, 0, [states.SUCCESS, "a"], "t0") is None
+    assert backend.chord_part_return("g", 2, 3, [states.SUCCESS, "c"], "t2") is None  # the last
+    parts = backend.chord_part_return("g", 1, 0, [states.SUCCESS, "b"], "t1")
+    assert parts == [[states.SUCCESS, "a"], [states.SUCCESS, "b"], [states.SUCCESS, "c"]]
+    backend.chord_settle("g")
+    assert backend.chord_part_return("h", 0, 0, [states.SUCCESS, "a"], "t0") is None
+    assert backend.chord_part_return("h", 1, 2, [states.SUCCESS, "b"], "t1") == [
+        [states.SUCCESS, "a"],
+        [states.SUCCESS, "b"],
+    ]
