@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING, Any
 
 from ..result import ResultBase
 from .group import send_prepared
+from .lazy import LazyTasks
 from .signature import (
     _TYPES,
     FINAL_MARKS,
@@ -32,19 +33,39 @@ def _steps_of(tasks: tuple[Any, ...]) -> list[Any]:
 
 
 def normalize(steps: list[Signature], app: Celery | None) -> list[Signature]:
-    """Flatten nested chains and turn a group followed by another step into a chord with
-    that step as its body (as Celery does: ``group | task`` is a chord)."""
+    """Flatten nested chains, drop the steps that run nothing (empty groups and chains:
+    a chain of empty groups only keeps one, for its empty result), take a one-task group
+    as that task, and turn a group followed by another step into a chord with that step as
+    its body (as Celery does: ``group | task`` is a chord)."""
     out: list[Signature] = []
+    skipped: Signature | None = None
     for step in steps:
-        sig = maybe_signature(step, app)
+        sig: Any = _simplified(maybe_signature(step, app))
         if sig.subtask_type == "chain" and not sig.args and not _own_options(sig):
             out.extend(normalize(list(sig.tasks), app))
-            continue
-        if out and out[-1].subtask_type == "group":
+        elif _is_empty_group(sig):
+            skipped = sig
+        elif out and out[-1].subtask_type == "group":
             out[-1] = _chord(out[-1], sig, app)
         else:
             out.append(sig)
+    if not out and skipped is not None:
+        out.append(skipped)
     return out
+
+
+def _simplified(sig: Signature) -> Signature:
+    """A one-task group is that task (Celery unrolls it): its result is the task's."""
+    if sig.subtask_type != "group" or sig.args:
+        return sig
+    tasks = sig.tasks  # type: ignore[attr-defined]
+    if isinstance(tasks, LazyTasks) and tasks.pending:
+        return sig  # a generator is never read to decide this
+    return tasks[0] if len(tasks) == 1 else sig
+
+
+def _is_empty_group(sig: Signature) -> bool:
+    return sig.subtask_type == "group" and not sig.tasks  # type: ignore[attr-defined]
 
 
 def _own_options(sig: Signature) -> bool:
@@ -169,6 +190,8 @@ class _chain(Signature):
     def apply_async(
         self, args: Any = None, kwargs: Any = None, route_name: Any = None, **options: Any
     ) -> Any:
+        if not self.tasks and not options.get("chain"):
+            return None  # an empty chain sends nothing and has no result (as in Celery)
         return send_prepared(self, args, kwargs, options)
 
     def apply(self, args: Any = None, kwargs: Any = None, **options: Any) -> Any:

@@ -77,6 +77,8 @@ class group(Signature):
         return len(self.tasks)
 
     def __or__(self, other: Any) -> Any:
+        if isinstance(other, group) and isinstance(other.tasks, list) and not other.tasks:
+            return self  # an empty group runs nothing
         if isinstance(other, Signature):
             return _TYPES["chord"](self, other, app=self._app)
         return NotImplemented
@@ -144,7 +146,7 @@ class group(Signature):
             opts.pop(key, None)
         if not self.immutable:
             args = [*(args or ()), *self.args]
-        if isinstance(self.tasks, LazyTasks) and self.tasks.pending:
+        if chord is not None and isinstance(self.tasks, LazyTasks) and self.tasks.pending:
             results = self._send_lazily(args, kwargs, {**opts, "group_id": gid}, chord, out)
             return GroupResult(gid, results, app=self.app)
         results = []
@@ -158,14 +160,15 @@ class group(Signature):
     def _send_lazily(
         self, args: Any, kwargs: Any, opts: dict[str, Any], chord: Any, out: list[Prepared]
     ) -> list[ResultBase]:
-        """Members read from a generator are published one by one as it yields them. The
-        size of a chord is not known until the last: the earlier members carry a size of
-        0 ("told by the last part") and the last one the real size."""
+        """A chord header read from a generator is published one member at a time as it
+        yields them (as Celery does: the generator may wait on the header's progress); a
+        plain group is read whole and published in one round. The chord's size is not
+        known until the last: the earlier members carry a size of 0 ("told by the last
+        part") and the last one the real size."""
         results = []
         for index, (task, last) in enumerate(with_last(self.tasks)):
             member = {**opts, "group_index": index}
-            if chord is not None:
-                member["chord"] = {**chord, "chord_size": index + 1 if last else 0}
+            member["chord"] = {**chord, "chord_size": index + 1 if last else 0}
             results.append(task.prepare(args, kwargs, member, out))
             if not last:
                 self.app.publish_many(out)
@@ -186,7 +189,12 @@ class group(Signature):
                 sig.link(maybe_signature(callback, app))
             for errback in _as_list(link_error):
                 sig.link_error(maybe_signature(errback, app))
-        return send_prepared(sig, args, kwargs, options)
+        result = send_prepared(sig, args, kwargs, options)
+        # As in Celery: the result of ``group(a | group(b, c))`` is the inner group's.
+        if isinstance(result, GroupResult) and len(result.results) == 1:
+            inner = result.results[0]
+            return inner if isinstance(inner, GroupResult) else result
+        return result
 
     def apply(self, args: Any = None, kwargs: Any = None, **options: Any) -> Any:
         """Run every member here, in order (eager mode)."""

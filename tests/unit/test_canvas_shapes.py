@@ -182,3 +182,48 @@ def test_chord_parts_of_unknown_size_wait_for_the_part_that_tells_it(app: Celery
         [states.SUCCESS, "a"],
         [states.SUCCESS, "b"],
     ]
+
+
+# --------------------------------------------------------------------------- empty steps
+
+
+def run(app: Celery, sig: Any, *args: Any) -> Any:
+    result = sig.apply_async(*args)
+    drain(app)
+    return result.get(timeout=1)
+
+
+def test_empty_groups_and_chains_in_a_chain_are_no_ops(app: Celery, tasks: dict[str, Any]) -> None:
+    add, xsum = tasks["add"], tasks["xsum"]
+    both = group(add.s(2, 2), add.s(4, 4))
+    assert run(app, chain(both, group(), group())) == [4, 8]
+    assert run(app, chain(both, group(), group(), xsum.s(), app=app)) == 12
+    assert run(app, chain(group(), add.s(10), app=app), (5,)) == 15  # args reach add
+    assert run(app, chain(chain(), add.s(10), app=app), (5,)) == 15
+    assert run(app, chain(chain(group(), add.s(10)), add.s(20), app=app), (5,)) == 35
+    assert run(app, chain(group(), group())) == []
+    assert (both | group()) is both
+    assert chain()() is None
+
+
+def test_empty_chains_in_a_group_or_header_are_left_out(app: Celery, tasks: dict[str, Any]) -> None:
+    add, xsum = tasks["add"], tasks["xsum"]
+    result = group(chain(), add.s(1, 2), chain(), add.s(3, 4)).apply_async()
+    assert len(result.results) == 2
+    drain(app)
+    assert result.get(timeout=1) == [3, 7]
+    assert run(app, chord([chain()], body=xsum.s())) == 0
+    assert run(app, chord([chain(), add.s(1, 1), chain(), add.s(2, 2)], body=xsum.s())) == 6
+
+
+def test_a_one_task_group_in_a_chain_is_that_task(app: Celery, tasks: dict[str, Any]) -> None:
+    add = tasks["add"]
+    assert run(app, chain(group(add.s(0, 0)), add.s(-1))) == -1
+    assert run(app, chain(add.s(1, 1), group(add.s(1)))) == 3
+
+
+def test_a_group_of_one_chain_ending_in_a_group_has_that_groups_result(
+    app: Celery, tasks: dict[str, Any]
+) -> None:
+    add = tasks["add"]
+    assert run(app, group(add.s(1, 2) | group(add.s(1), add.s(2)))) == [4, 5]
