@@ -222,5 +222,10 @@ class RedisBackend(ResultBackend):
         with translate_errors("settle chord"):
             self.fast.execute("DEL", self.keys.chord_parts(group_id))
 
+    def chord_reset(self, group_id: str) -> None:
+        keys = (self.keys.chord_parts(group_id), self.keys.chord_claim(group_id))
+        with translate_errors("reset chord"):
+            self.fast.execute("DEL", *keys)
+
     def close(self) -> None:
         self.client.close()

@@ -84,6 +84,9 @@ class RelayBackend(ResultBackend):
     def chord_settle(self, group_id: str) -> None:
         self.real.chord_settle(group_id)
 
+    def chord_reset(self, group_id: str) -> None:
+        self.real.chord_reset(group_id)
+
     def close(self) -> None:
         if self._real is not None:
             self._real.close()

@@ -125,8 +125,11 @@ class _chain(Signature):
         parent_id: str | None = None,
         group_index: int | None = None,
     ) -> ResultBase:
-        """Fix every step's id; the result is the last step's, ``parent`` leading back."""
+        """Fix every step's id; the result is the last step's, ``parent`` leading back.
+        The chain's own id (``chain(..., task_id=...)``) is its last step's, and once
+        frozen ``chain.id`` is that id, as in Celery."""
         previous: ResultBase | None = None
+        _id = _id or self.options.get("task_id")
         steps = self.tasks
         for index, step in enumerate(steps):
             last = index == len(steps) - 1
@@ -144,6 +147,7 @@ class _chain(Signature):
                 root_of(result).parent = previous
             previous = result
         assert previous is not None, "an empty chain has no result"
+        self.options["task_id"] = getattr(previous, "id", None)
         return previous
 
     def _split(self, args: Any, kwargs: Any, options: dict[str, Any]) -> tuple[Any, ...]:

@@ -151,6 +151,8 @@ class chord(Signature):
         # for ten thousand of them), so the chord's own header keeps no id of this send.
         header = group(self.header.tasks, app=self._app, **dict(self.header.options))
         assert isinstance(header, group)
+        if header.options.get("task_id"):  # a frozen chord sent again is a new run
+            self.app.backend.chord_reset(header.options["task_id"])
         if not self.immutable:
             args = [*(args or ()), *self.args]
         lazy = isinstance(header.tasks, LazyTasks) and header.tasks.pending

@@ -227,3 +227,49 @@ def test_a_group_of_one_chain_ending_in_a_group_has_that_groups_result(
 ) -> None:
     add = tasks["add"]
     assert run(app, group(add.s(1, 2) | group(add.s(1), add.s(2)))) == [4, 5]
+
+
+# --------------------------------------------------------------------------- frozen ids
+
+
+def test_freezing_a_chain_gives_it_its_last_tasks_id(app: Celery, tasks: dict[str, Any]) -> None:
+    add = tasks["add"]
+    last = add.s(2).set(task_id="42")
+    workflow = add.s(4) | last
+    assert workflow.id is None
+    workflow.freeze(last.id)
+    assert workflow.id == "42"
+
+
+def test_a_chain_with_a_task_id_as_chord_body(app: Celery, tasks: dict[str, Any]) -> None:
+    """The chain's id is its last task's; freezing first changes nothing (Celery #8890)."""
+    add = tasks["add"]
+    body = chain(
+        add.si(1, 0),
+        group(add.si(1, 1), add.si(1, 2)),
+        add.si(2, 2) | add.si(3, 3),
+        task_id="the-body",
+    )
+    workflow = chord([add.si(1, 1), add.si(1, 2)], body)
+    workflow.freeze()
+    result = workflow.apply_async()
+    assert result.id == "the-body"
+    drain(app)
+    assert result.get(timeout=1) == 6
+
+
+def test_on_error_returns_the_signature_not_the_errback(app: Celery, tasks: dict[str, Any]) -> None:
+    add, identity = tasks["add"], tasks["identity"]
+    workflow = chain(group(add.s(1, 2), add.s(3, 4)), tasks["xsum"].s())
+    assert workflow.on_error(identity.si("failed")) is workflow
+    assert run(app, workflow) == 10
+
+
+def test_a_frozen_chord_sent_again_calls_its_body_again(app: Celery, tasks: dict[str, Any]) -> None:
+    add, record = tasks["add"], tasks["sum_and_record"]
+    workflow = chord(group(add.s(1, 2), add.s(3, 4)), record.s())
+    workflow.freeze()
+    for _ in range(2):
+        workflow.apply_async()
+        drain(app)
+    assert len(tasks["ran"]) == 2
