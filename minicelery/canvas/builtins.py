@@ -1,5 +1,6 @@
-"""The tasks every app has for the canvas: ``celery.map``, ``celery.starmap`` and
-``celery.chunks`` (Celery's names, so their signatures read the same on the wire)."""
+"""The tasks every app has for the canvas: ``celery.map``, ``celery.starmap``,
+``celery.chunks`` and ``celery.accumulate`` (what a group that is one part of a chord
+hands on) (Celery's names, so their signatures read the same on the wire)."""
 
 from __future__ import annotations
 
@@ -28,7 +29,11 @@ def add_builtin_tasks(app: Celery) -> None:
         fun = maybe_signature(task, app).type
         return [[fun(*item) for item in part] for part in chunked(it, n)]
 
+    def accumulate(*args: Any, index: int | None = None) -> Any:
+        return args[index] if index is not None else args
+
     builtins: dict[str, Callable[..., Any]] = {
+        "celery.accumulate": accumulate,
         "celery.map": xmap,
         "celery.starmap": xstarmap,
         "celery.chunks": chunks,

@@ -98,6 +98,8 @@ def fail_workflow(
     if kind in ("chain", "group"):
         for task in sig.tasks:  # type: ignore[attr-defined]
             fail_workflow(app, task, exc, traceback, request)
+        if kind == "group" and sig.options.get("chord"):  # the group is one chord part
+            _fail_chord_part(app, sig, exc, request)
         return
     if kind == "chord":
         if sig.body is not None:  # type: ignore[attr-defined]
@@ -109,8 +111,12 @@ def fail_workflow(
     for step in reversed(sig.options.get("chain") or ()):
         fail_workflow(app, maybe_signature(step, app), exc, traceback, request)
     if sig.options.get("chord"):
-        failure = [states.FAILURE, exception_to_dict(exc), request.id]
-        chord_part(app, _context_of(sig, request), sig.options["chord"], failure)
+        _fail_chord_part(app, sig, exc, request)
+
+
+def _fail_chord_part(app: Celery, sig: Signature, exc: BaseException, request: Context) -> None:
+    failure = [states.FAILURE, exception_to_dict(exc), request.id]
+    chord_part(app, _context_of(sig, request), sig.options["chord"], failure)
 
 
 def _store_failure(app: Celery, task_id: str, exc: BaseException, traceback: str | None) -> None:

@@ -33,7 +33,10 @@ def _unroll(tasks: Iterable[Any], app: Celery | None) -> list[Signature]:
 
 def _members(tasks: Iterable[Any], app: Celery | None) -> Iterator[Signature]:
     for task in tasks:
-        sig = maybe_signature(task, app)
+        # A task object stands for its signature with no arguments (``chord([tsum], ...)``).
+        sig: Any = (
+            maybe_signature(task, app) if isinstance(task, dict) else Signature(task, app=app)
+        )
         if sig.subtask_type == "group" and not sig.args:
             inner = {k: v for k, v in sig.options.items() if k not in _OWN}
             for member in sig.tasks:
@@ -120,8 +123,12 @@ class group(Signature):
         group_index: int | None = None,
     ) -> ResultBase:
         gid = self._group_id(_id)
+        # Marks of an enclosing chord (this whole group is one of its parts) stay on the
+        # group: its members count in the group's own chord, see ``_prepare_part``.
+        marks = {"group_id": group_id, "group_index": group_index, "chord": chord}
+        self.options.update({key: value for key, value in marks.items() if value is not None})
         results = [
-            task.freeze(None, gid, chord, root_id, parent_id, index)
+            task.freeze(None, gid, None, root_id, parent_id, index)
             for index, task in enumerate(self.tasks)
         ]
         return GroupResult(gid, results, app=self.app)
@@ -139,6 +146,8 @@ class group(Signature):
             # The id this group was frozen with names the header's results, never the body.
             header = group(self.tasks, app=self._app, task_id=opts.pop("task_id", None))
             return _TYPES["chord"](header, body, app=self._app).prepare(args, kwargs, opts, out)
+        if opts.get("chord") is not None and opts.get("group_index") is not None:
+            return self._prepare_part(args, kwargs, opts, out)
         # The id it was frozen with (in its options), else a new one for this send only.
         gid = str(opts.pop("task_id", None) or opts.pop("group_id", None) or uuid())
         chord = opts.pop("chord", None)
@@ -156,6 +165,19 @@ class group(Signature):
                 member["chord"] = chord
             results.append(task.prepare(args, kwargs, member, out))
         return GroupResult(gid, results, app=self.app)
+
+    def _prepare_part(
+        self, args: Any, kwargs: Any, opts: dict[str, Any], out: list[Prepared]
+    ) -> ResultBase:
+        """This group is one part of an enclosing chord (it ends a chain in its header, or
+        is a chord's body there): its results are gathered by a chord of its own, whose
+        body hands the list on as that one part, so the enclosing body gets ``[[a, b]]``
+        where Celery gives it."""
+        header = group(self.tasks, app=self._app, task_id=opts.pop("task_id", None) or uuid())
+        collect = Signature("celery.accumulate", kwargs={"index": 0}, app=self._app)
+        result = _TYPES["chord"](header, collect, app=self._app).prepare(args, kwargs, opts, out)
+        assert result.parent is not None
+        return result.parent  # the group's own result, as frozen
 
     def _send_lazily(
         self, args: Any, kwargs: Any, opts: dict[str, Any], chord: Any, out: list[Prepared]

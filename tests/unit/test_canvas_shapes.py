@@ -273,3 +273,38 @@ def test_a_frozen_chord_sent_again_calls_its_body_again(app: Celery, tasks: dict
         workflow.apply_async()
         drain(app)
     assert len(tasks["ran"]) == 2
+
+
+# --------------------------------------------------------------------------- nesting
+
+
+def test_a_group_ending_a_header_chain_is_one_part(app: Celery, tasks: dict[str, Any]) -> None:
+    """A group at the end of a chain in a chord header (or a chord's group body there) is
+    one part of the chord: the body gets its list, not its members one by one."""
+    identity = tasks["identity"]
+    tail = chain(identity.s(42), group(identity.s(), identity.s()))
+    assert run(app, chord(group(tail), identity.s())) == [[42, 42]]
+    inner = chord([identity.si(4), identity.si(5)], group(identity.s(), identity.s()))
+    header = [chain(identity.s(1), group(identity.s(), identity.s())), identity.s(3), inner]
+    assert run(app, chord(header, identity.s())) == [[1, 1], 3, [[4, 5], [4, 5]]]
+
+
+def test_a_failure_before_such_a_group_still_ends_the_chord(app: Celery, tasks: Any) -> None:
+    identity = tasks["identity"]
+
+    @app.task(name="s.fail", shared=False)
+    def fail(*args: Any) -> None:
+        raise ValueError("boom")
+
+    tail = chain(fail.s(1), group(identity.s(), identity.s()))
+    result = chord([tail, identity.s(3)], identity.s()).apply_async()
+    drain(app)
+    assert result.state == states.FAILURE
+    assert "boom" in repr(result.result)
+
+
+def test_task_objects_stand_for_their_signatures(app: Celery, tasks: dict[str, Any]) -> None:
+    add, xsum = tasks["add"], tasks["xsum"]
+    body = chain(xsum.s(), group(add.s(8), add.s(16)), xsum.s() | add.s(32))
+    workflow = chord([add.s(0, 1)], chord([xsum, xsum], body))
+    assert run(app, workflow) == 60
