@@ -98,19 +98,15 @@ def fail_workflow(
     if kind in ("chain", "group"):
         for task in sig.tasks:  # type: ignore[attr-defined]
             fail_workflow(app, task, exc, traceback, request)
-        if kind == "group" and sig.options.get("chord"):  # the group is one chord part
-            _fail_chord_part(app, sig, exc, request)
-        return
-    if kind == "chord":
+    elif kind == "chord":
         if sig.body is not None:  # type: ignore[attr-defined]
             fail_workflow(app, sig.body, exc, traceback, request)  # type: ignore[attr-defined]
-        return
-    task_id = sig.options.get("task_id")
-    if task_id:
-        _store_failure(app, task_id, exc, traceback)
+    elif sig.options.get("task_id"):
+        _store_failure(app, sig.options["task_id"], exc, traceback)
+    # What was to follow it (a group that is a chord body carries the rest of its chain).
     for step in reversed(sig.options.get("chain") or ()):
         fail_workflow(app, maybe_signature(step, app), exc, traceback, request)
-    if sig.options.get("chord"):
+    if sig.options.get("chord") and kind != "chord":  # a group can be one chord part too
         _fail_chord_part(app, sig, exc, request)
 
 

@@ -308,3 +308,19 @@ def test_task_objects_stand_for_their_signatures(app: Celery, tasks: dict[str, A
     body = chain(xsum.s(), group(add.s(8), add.s(16)), xsum.s() | add.s(32))
     workflow = chord([add.s(0, 1)], chord([xsum, xsum], body))
     assert run(app, workflow) == 60
+
+
+def test_a_failed_header_fails_what_follows_a_group_body(app: Celery, tasks: Any) -> None:
+    add, xsum = tasks["add"], tasks["xsum"]
+
+    @app.task(name="s.fail2", shared=False)
+    def fail(*args: Any) -> None:
+        raise ValueError("boom")
+
+    inner = chain(
+        chord([add.s(1, 1), fail.s()], group(add.s(1), add.s(2))),
+        chord([add.s(1), add.s(2)], xsum.s()),
+    )
+    result = group(inner, add.s(1, 1))()
+    drain(app)
+    assert [r.state for r in result.results] == [states.FAILURE, states.SUCCESS]
