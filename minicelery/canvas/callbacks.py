@@ -172,9 +172,7 @@ def _call_body(app: Celery, request: Context, body: Signature, parts: list[Any])
             cause = exception_from_dict(part[1]) if part else None
             error = ChordError(f"Dependency {culprit} raised {cause!r}")
             fail_workflow(app, body, error, None, request)
-            call_errbacks(
-                app, body.options.get("link_error"), _context_of(body, request), error, None
-            )
+            call_errbacks(app, _entry_errbacks(body), _context_of(body, request), error, None)
             return
     values = [part[1] for part in parts]
     # This call alone claimed the chord: ride out a Redis outage rather than lose the body.
@@ -189,6 +187,17 @@ def _call_body(app: Celery, request: Context, body: Signature, parts: list[Any])
                 raise
             time.sleep(delay)  # backoff between reconnect attempts, not synchronisation
             delay = min(delay * 2, 2.0)
+
+
+def _entry_errbacks(body: Signature) -> list[Any]:
+    """The errbacks called when a chord's body never runs: its own, and for a chain body
+    those of its first task (where Celery's chord calls them: ``chain.link_error`` puts
+    them on every step)."""
+    errbacks = list(body.options.get("link_error") or ())
+    if body.subtask_type == "chain" and body.tasks:  # type: ignore[attr-defined]
+        first = body.tasks[0]  # type: ignore[attr-defined]
+        errbacks += [e for e in _entry_errbacks(first) if e not in errbacks]
+    return errbacks
 
 
 def _accepts_request(task: Task[Any, Any]) -> bool:

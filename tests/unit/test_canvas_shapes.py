@@ -324,3 +324,26 @@ def test_a_failed_header_fails_what_follows_a_group_body(app: Celery, tasks: Any
     result = group(inner, add.s(1, 1))()
     drain(app)
     assert [r.state for r in result.results] == [states.FAILURE, states.SUCCESS]
+
+
+def test_a_failed_header_calls_the_errbacks_of_a_chain_body(app: Celery, tasks: Any) -> None:
+    """``chain.link_error`` puts the errback on every step; when the header fails the
+    chain never starts, and its first step's errback is called (as in Celery)."""
+    add, xsum = tasks["add"], tasks["xsum"]
+    called: list[str] = []
+
+    @app.task(name="s.fail3", shared=False)
+    def fail(*args: Any) -> None:
+        raise ValueError("boom")
+
+    @app.task(name="s.echo", shared=False)
+    def echo(message: str) -> None:
+        called.append(message)
+
+    body = chain(xsum.s(), group(add.s(1), add.s(2)), xsum.s())
+    body.link_error(echo.si("failed"))
+    workflow = chord([add.si(1, 1)], chain(xsum.s(), chord([fail.si(), add.si(1, 2)], body)))
+    result = workflow.delay()
+    drain(app)
+    assert result.state == states.FAILURE
+    assert called == ["failed"]
