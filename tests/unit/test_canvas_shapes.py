@@ -12,7 +12,8 @@ from typing import Any
 import pytest
 
 from minicelery import Celery, chain, chord, group, signature, states
-from minicelery.exceptions import ImproperlyConfigured
+from minicelery.exceptions import ImproperlyConfigured, TimeoutError
+from minicelery.result import AsyncResult, ResultSet
 from minicelery.signals import after_task_publish, before_task_publish
 from tests.unit.test_canvas import drain
 
@@ -347,3 +348,20 @@ def test_a_failed_header_calls_the_errbacks_of_a_chain_body(app: Celery, tasks: 
     drain(app)
     assert result.state == states.FAILURE
     assert called == ["failed"]
+
+
+# --------------------------------------------------------------------------- result sets
+
+
+def test_join_with_timeout_zero_returns_the_results_that_are_ready(
+    app: Celery, tasks: dict[str, Any]
+) -> None:
+    add = tasks["add"]
+    sent = [add.delay(i, i) for i in range(3)]
+    drain(app)
+    fresh = ResultSet([AsyncResult(r.id, app=app) for r in sent])  # nothing read yet
+    assert fresh.backend is app.backend
+    assert fresh.join_native(timeout=0, interval=30) == [0, 2, 4]
+    pending = ResultSet([AsyncResult(sent[0].id, app=app), add.delay(5, 5)])
+    with pytest.raises(TimeoutError):
+        pending.join(timeout=0)
