@@ -31,9 +31,9 @@ def banner(app: Celery, service: Service, logfile: str | None, loglevel: str) ->
 LocalTime -> {dt.datetime.now():%Y-%m-%d %H:%M:%S}
 Configuration ->
     . broker -> {mask_url(broker_url)}
-    . scheduler -> minicelery.beat.Scheduler (state in Redis; several beats may run)
+    . scheduler -> minicelery.beat.PersistentScheduler (state in Redis; several beats may run)
     . lease -> {humanize_seconds(service.lease_timeout)} ({service.owner})
-    . entries -> {len(service.scheduler.entries)}
+    . entries -> {len(service.scheduler.schedule)}
     . logfile -> {logfile or "[stderr]"}@%{loglevel}
     . maxinterval -> {humanize_seconds(interval)} ({interval:g}s)"""
 
