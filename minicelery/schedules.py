@@ -181,7 +181,8 @@ class schedule(BaseSchedule):  # Celery's lower-case name
         last = self.maybe_make_aware(last_run_at)
         behind = _seconds_between(last, self.now())
         steps = max(math.floor(behind / self.seconds), 1)
-        return last + self.run_every * steps
+        # In UTC: adding to a local time adds wall-clock time, off by an hour across DST.
+        return (last.astimezone(UTC) + self.run_every * steps).astimezone(last.tzinfo)
 
     def __repr__(self) -> str:
         return f"<freq: {self.human_seconds}>"

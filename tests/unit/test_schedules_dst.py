@@ -85,6 +85,20 @@ def test_an_interval_is_due_at_its_deadline_and_realigns(
     assert every.is_due(clock.now) == (False, pytest.approx((next_due - due).total_seconds()))
 
 
+@pytest.mark.parametrize("factory", list(ZONES), ids=list(ZONES))
+def test_the_grid_of_an_absolute_interval_counts_real_time(
+    make_app: Callable[..., Celery], factory: str
+) -> None:
+    """The run time the beat records for a daily (not relative) run across a fall-back
+    night is 24 real hours after the last one (23:30 local), not 00:30 the next day."""
+    zone = ZONES[factory]("America/New_York")
+    clock = Clock()
+    every = schedule(DAY, nowfun=clock, app=make_app(timezone=zone))
+    last = dt.datetime(2026, 11, 1, 0, 30, tzinfo=zone)
+    clock.now = dt.datetime(2026, 11, 1, 23, 30, 5, tzinfo=zone)
+    assert every.run_time(last).astimezone(UTC) == last.astimezone(UTC) + DAY
+
+
 def test_gap_times_do_not_exist_and_resolve_forward() -> None:
     zone = ZoneInfo("America/New_York")
     in_gap = dt.datetime(2026, 3, 8, 2, 30, tzinfo=zone)
