@@ -230,6 +230,10 @@ DEFAULTS: dict[str, tuple[Any, Validator]] = {
     "beat_max_loop_interval": (0, _seconds),  # 0: the scheduler's own (300 s)
     "beat_schedule_filename": ("celerybeat-schedule", _str),  # unused: beat state is in Redis
     "beat_lease_timeout": (5.0, _seconds),  # a dead leading beat is replaced this fast
+    "beat_cron_starting_deadline": (None, _seconds),
+    "beat_sync_every": (0, _positive_int),
+    "beat_enable_remote_control": (False, _bool),
+    "beat_remote_control_max_tick_age": (None, _seconds),
 }
 
 

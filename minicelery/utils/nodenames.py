@@ -27,10 +27,18 @@ def nodesplit(name: str) -> tuple[str | None, str]:
     return parts[0], parts[1]
 
 
-def default_nodename(hostname: str | None) -> str:
-    """``celery@<hostname>``, with this machine's name when ``hostname`` is not given."""
+def default_nodename(hostname: str | None, default_name: str = NODENAME_DEFAULT) -> str:
+    """``celery@<hostname>`` (``default_name`` for the name part when ``hostname`` has none),
+    with this machine's name when ``hostname`` is not given."""
     name, host = nodesplit(hostname or "")
-    return nodename(name or NODENAME_DEFAULT, host or gethostname())
+    return nodename(name or default_name, host or gethostname())
+
+
+def host_format(name: str, host: str | None = None) -> str:
+    """``name`` with Celery's ``%h`` (host), ``%n`` (host name) and ``%d`` (domain) expanded."""
+    host = host or gethostname()
+    short, _, domain = host.partition(".")
+    return name.replace("%h", host).replace("%n", short).replace("%d", domain)
 
 
 def anon_nodename(hostname: str | None = None, prefix: str = "gen") -> str:
@@ -39,4 +47,11 @@ def anon_nodename(hostname: str | None = None, prefix: str = "gen") -> str:
     return nodename(f"{prefix}{os.getpid()}", hostname or gethostname())
 
 
-__all__ = ["anon_nodename", "default_nodename", "gethostname", "nodename", "nodesplit"]
+__all__ = [
+    "anon_nodename",
+    "default_nodename",
+    "gethostname",
+    "host_format",
+    "nodename",
+    "nodesplit",
+]

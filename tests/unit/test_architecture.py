@@ -51,11 +51,11 @@ ALLOWED: dict[str, set[str]] = {
     "routing": set(),
     "cron": {"exceptions"},
     "sun": set(),
-    "schedules": {"_state", "cron", "exceptions", "sun"},
+    "schedules": {"_state", "cron", "exceptions", "sun", "utils"},
     "task": {"_state", "canvas", "result", "utils", *FOUNDATION},
     "trace": {"_state", "canvas", "result", "signals", "task", "utils", *FOUNDATION},
     "control": set(),  # reaches Redis through the app it is given
-    "beat": {"broker", "exceptions", "schedules", "signals"},
+    "beat": {"broker", "exceptions", "schedules", "signals", "utils"},
     "app": {
         "_state",
         "backend",
