@@ -63,12 +63,13 @@ def scheduler_class(spec: Any) -> type[Scheduler]:
     if not isinstance(spec, str):
         return spec  # type: ignore[no-any-return]
     module_name, _, attr = spec.replace(":", ".").rpartition(".")
+    if module_name == "celery" or module_name.startswith("celery."):
+        # Celery's own classes could never drive this app, even where Celery is installed.
+        module_name = "mini" + module_name
     try:
         module = importlib.import_module(module_name)
     except ImportError:
-        if not module_name.startswith("celery"):
-            raise ImproperlyConfigured(f"scheduler {spec!r} cannot be imported") from None
-        module = importlib.import_module("mini" + module_name)
+        raise ImproperlyConfigured(f"scheduler {spec!r} cannot be imported") from None
     try:
         found: type[Scheduler] = getattr(module, attr)
     except AttributeError:
