@@ -8,7 +8,7 @@ from typing import Any
 import pytest
 
 from minicelery import Celery, Task, chain, chord, group, states
-from minicelery.exceptions import ImproperlyConfigured
+from minicelery.exceptions import Ignore, ImproperlyConfigured
 from minicelery.message import decode_message
 from minicelery.worker.executor import execute_message
 from tests.unit.conftest import ACCEPT_JSON
@@ -347,3 +347,17 @@ def test_added_parts_extend_the_chord_until_it_settles(app: Celery) -> None:
     assert [value for _, value in parts] == ["a", "b", "c", "d"]
     backend.chord_settle("g")
     assert not backend.client.exists(backend.keys.chord_added("g"))
+
+
+def test_a_task_raising_ignore_leaves_no_state_and_no_callbacks(app: Celery, tasks: Any) -> None:
+    @app.task(name="r.ignored", shared=False)
+    def ignored() -> None:
+        raise Ignore()
+
+    sig = ignored.si()
+    sig.link(tasks["echo"].si("callback"))
+    sig.link_error(tasks["echo"].si("errback"))
+    result = sig.delay()
+    drain(app)
+    assert result.state == states.PENDING
+    assert tasks["echoed"] == []
