@@ -86,9 +86,10 @@ def replacement(app: Celery, request: Context, sig: Signature) -> Signature:
         "group_id": request.group,
         "group_index": request.group_index,
         "root_id": request.root_id,
+        # The task's own parent (not the task itself, as a send from inside it would say).
+        "parent_id": request.parent_id,
     }
-    sig.set(**{key: value for key, value in marks.items() if value is not None})
-    sig.set(replaced_task_nesting=nesting)
+    sig.set(**_given(marks), replaced_task_nesting=nesting)
     if isinstance(sig, _chain):
         for step in sig.tasks:
             step.set(replaced_task_nesting=nesting)
@@ -97,7 +98,8 @@ def replacement(app: Celery, request: Context, sig: Signature) -> Signature:
         return sig
     for step in following:
         step.set(replaced_task_nesting=nesting)
-    return _chain(sig, *following, app=app)
+    # The rest of the chain keeps its workflow's root, as the replacement does.
+    return _chain(sig, *following, app=app, **_given({"root_id": request.root_id}))
 
 
 def _with_single_result(app: Celery, sig: Signature) -> Signature:
@@ -125,6 +127,10 @@ def chord_member(request: Context, sig: Signature) -> Signature:
 def chord_size(request: Context) -> int:
     """The number of header tasks the chord of ``request`` was started with."""
     return int((request.chord or {}).get("chord_size") or 0)
+
+
+def _given(options: dict[str, Any]) -> dict[str, Any]:
+    return {key: value for key, value in options.items() if value is not None}
 
 
 def _as_list(value: Any) -> list[Any]:

@@ -361,3 +361,27 @@ def test_a_task_raising_ignore_leaves_no_state_and_no_callbacks(app: Celery, tas
     drain(app)
     assert result.state == states.PENDING
     assert tasks["echoed"] == []
+
+
+def test_the_replacement_keeps_the_workflows_root_and_the_tasks_parent(
+    app: Celery, tasks: Any
+) -> None:
+    seen: list[tuple[str, str, str]] = []
+
+    @app.task(name="r.ids", bind=True, shared=False)
+    def ids(self: Any, *_: Any) -> None:
+        seen.append((self.request.id, self.request.root_id, self.request.parent_id))
+
+    @app.task(name="r.replaced_by_ids", bind=True, shared=False)
+    def replaced_by_ids(self: Any, *_: Any) -> Any:
+        return self.replace(chain(ids.s(), ids.s()))
+
+    result = chain(tasks["identity"].s(1), replaced_by_ids.s(), ids.s()).delay()
+    drain(app)
+    replaced = result.parent
+    root = replaced.parent.id
+    assert result.get(timeout=1) is None
+    (first, _, first_parent), (second, _, second_parent), (last, _, last_parent) = seen
+    assert {root_id for _, root_id, _ in seen} == {root}
+    assert (second, last) == (replaced.id, result.id)  # the replacement has the task's id
+    assert (first_parent, second_parent, last_parent) == (root, first, second)
