@@ -190,7 +190,13 @@ def test_replace_in_eager_mode_returns_the_replacements_value(make_app: Any) -> 
     def eager_replaced(self: Any, x: int) -> Any:
         return self.replace(chain(inc.s(x), inc.s()))
 
+    @app.task(name="r.eager_by_group", bind=True, shared=False)
+    def eager_by_group(self: Any, x: int) -> Any:
+        return self.replace(group(inc.s(x), inc.s(x + 1)))
+
     assert eager_replaced.delay(1).get() == 3
+    assert chain(inc.s(0), eager_replaced.s(), inc.s()).delay().get() == 4
+    assert eager_by_group.delay(1).get() == [2, 3]
 
 
 # --------------------------------------------------------------------------- chains
@@ -280,6 +286,8 @@ def test_chord_header_and_body_replaced(app: Celery, tasks: Any) -> None:
     assert run(app, header.delay()) == [42, 1337, 7]
     body = chord(identity.s(42), chain(identity.s(), replace_with_chain.s(), identity.s()))
     assert run(app, body.delay()) == [42]
+    by_group = chord((tasks["add_to_all"].s([1, 2], 1), identity.s(7)), identity.s())
+    assert run(app, by_group.delay()) == [[2, 3], 7]
 
 
 def test_replaced_nested_chord(app: Celery, tasks: Any) -> None:
