@@ -58,6 +58,11 @@ class TaskMessage:
         stamps = self.headers.get("stamps") or {}
         return {name: stamps.get(name) for name in self.stamped_headers}
 
+    @property
+    def replaced_task_nesting(self) -> int:
+        """How many ``Task.replace()`` calls led to this task (Celery's request has it)."""
+        return int(self.headers.get("replaced_task_nesting") or 0)
+
     def encode(self) -> bytes:
         """The bytes pushed onto a queue."""
         envelope = {

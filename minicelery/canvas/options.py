@@ -41,6 +41,12 @@ def _links(value: Any) -> list[Any] | None:
     return [dict(item) for item in items]
 
 
+def _nesting(options: dict[str, Any]) -> dict[str, Any]:
+    """The ``replaced_task_nesting`` header of a task sent by ``Task.replace()``."""
+    nesting = options.get("replaced_task_nesting")
+    return {"replaced_task_nesting": int(nesting)} if nesting else {}
+
+
 def _pick(
     options: dict[str, Any],
     route: dict[str, Any],
@@ -109,6 +115,10 @@ def message_options(
         ignore_result=bool(ignore_result),
         reply_to=options.get("reply_to"),
         shadow=options.get("shadow"),
-        headers={**(options.get("headers") or {}), **message_stamps(options)},
+        headers={
+            **(options.get("headers") or {}),
+            **message_stamps(options),
+            **_nesting(options),
+        },
         embed=embed,
     )
