@@ -15,9 +15,11 @@ from types import FrameType
 from typing import TYPE_CHECKING, Any
 
 from .. import signals
+from ..events.event import LamportClock
 from ..events.worker import WorkerEvents
 from ..serialization import accepted_content_types
 from . import endings
+from . import inspection as _inspection  # noqa: F401 - registers the inspect commands
 from .admission import Admission
 from .autoscale import Autoscaler
 from .commands import run_command
@@ -25,7 +27,7 @@ from .consumer import Consumer
 from .control import ControlServer
 from .errands import Errands
 from .intake import job_for
-from .options import POOLS, WorkerOptions, expand_hostname
+from .options import POOLS, WorkerOptions, expand_hostname, note_task_modules
 from .outbox import ACK_DELAY, Outbox
 from .pool import Event, Job, Lost, Pool, Results, Wake, Waker
 from .pools import make_pool
@@ -62,6 +64,7 @@ class WorkController:
         queues = list(options.queues) or [conf.task_default_queue]
         self.queues = [q for q in queues if q not in set(options.exclude_queues)]
         self.accept = accepted_content_types(conf.accept_content)
+        note_task_modules(conf, app.tasks)
         self.waker = Waker()
         self.max_tasks_per_child = options.max_tasks_per_child or conf.worker_max_tasks_per_child
         self.pool: Pool = make_pool(app, options, self.concurrency, self.hostname, self.accept,
@@ -86,6 +89,7 @@ class WorkController:
         self.terminated: dict[str, int] = {}  # task id -> signal, for revoke(terminate=True)
         self.control: ControlServer | None = None
         self.totals: collections.Counter[str] = collections.Counter()
+        self.clock = LamportClock()  # moved on by every remote-control command received
         self.warm = False
         self.cold = False
         self.started_at = time.time()
@@ -396,6 +400,7 @@ class WorkController:
         if self.control is None:
             return
         for cmd in self.control.pending():
+            self.clock.adjust(cmd.get("clock") or 0)
             reply = run_command(self, cmd["method"], cmd.get("arguments") or {})
             if cmd.get("ticket"):
                 send = functools.partial(self.control.reply, cmd["ticket"], reply)

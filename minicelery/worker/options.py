@@ -4,8 +4,9 @@ node-name expansion."""
 from __future__ import annotations
 
 import socket
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 POOLS = ("prefork", "threads", "solo")
 
@@ -33,3 +34,13 @@ def expand_hostname(name: str) -> str:
     short, _, domain = host.partition(".")
     name = name.replace("%h", host).replace("%n", short).replace("%d", domain)
     return name if "@" in name else f"{name}@{host}"
+
+
+def note_task_modules(conf: Any, tasks: Mapping[str, Any]) -> None:
+    """Add the modules of the registered tasks to ``conf.include``, as Celery's worker does
+    when it starts: the setting then names every module the worker's tasks come from (what
+    ``inspect conf`` shows, and what ``pool_restart`` imports again)."""
+    modules = {type(task).__module__ for task in tasks.values()}
+    own = {m for m in modules if m == "__main__" or m.split(".")[0] in ("minicelery", "celery")}
+    known = tuple(conf.include)
+    conf.include = known + tuple(sorted(modules - own - set(known)))
