@@ -72,6 +72,7 @@ ALLOWED: dict[str, set[str]] = {
         "schedules",
         "signals",
         "task",
+        "utils",  # app.log: the logging set-up
         *FOUNDATION,
     },
     "worker": {
@@ -103,6 +104,7 @@ ALLOWED: dict[str, set[str]] = {
         "worker",
     },
     "": {"_state", "app", "canvas", "result", "states", "task", "utils"},
+    "apps": {"utils"},  # Celery's celery.apps: multi's nodes
     "backends": {"backend", "states"},  # Celery's module path for the result backends
     "dashboard": {"events", "exceptions", "states"},  # the optional web dashboard
     "__main__": {"cli"},
