@@ -28,9 +28,7 @@ GLOBAL_OPTIONS = frozenset(
 
 def build_expander(nodename: str, shortname: str, hostname: str) -> Callable[[str], str]:
     """The expansion of a node's option values (see the module's docstring)."""
-    return partial(
-        node_format, node=nodename, N=shortname, d=hostname, h=nodename, i="%i", I="%I"
-    )
+    return partial(node_format, node=nodename, N=shortname, d=hostname, h=nodename, i="%i", I="%I")
 
 
 def format_opt(opt: str, value: str | None) -> str:

@@ -308,11 +308,12 @@ def main(argv: list[str] | None = None, app: Celery | None = None) -> None:
     from .inspect import control, inspect, status
     from .multi import multi
     from .tools import report, shell
+    from .upgrade import upgrade
     from .worker import worker
 
     cli.add_command(worker)
     cli.add_command(beat)
     cli.add_command(events)
-    for command in (inspect, control, status, multi, shell, report, dashboard):
+    for command in (inspect, control, status, multi, shell, report, dashboard, upgrade):
         cli.add_command(command)
     cli.main(args=argv, prog_name="minicelery", obj=State(None, None, None, app))
