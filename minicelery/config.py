@@ -124,6 +124,17 @@ def _check_port(name: str, url: str) -> None:
 
 validate_url = _url
 
+#: Celery's in-process result backend (its cache backend on a process-local dict): here the
+#: in-process ``memory://`` backend.
+CACHE_MEMORY = "cache+memory://"
+
+
+def _backend_url(name: str, value: Any) -> Any:
+    """A result backend URL: any broker URL, or Celery's ``cache+memory://``."""
+    if isinstance(value, str) and value.startswith(CACHE_MEMORY):
+        return value
+    return _url(name, value)
+
 
 def _priority(name: str, value: Any) -> Any:
     if value is None:
@@ -173,7 +184,7 @@ def _log_level(name: str, value: Any) -> Any:
 
 DEFAULTS: dict[str, tuple[Any, Validator]] = {
     "broker_url": (None, _url),
-    "result_backend": (None, _url),
+    "result_backend": (None, _backend_url),
     "key_prefix": ("minicelery", _str),
     "broker_connection_timeout": (4.0, _seconds),
     "broker_connection_max_retries": (100, _positive_int),

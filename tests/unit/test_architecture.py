@@ -86,8 +86,8 @@ ALLOWED: dict[str, set[str]] = {
         "trace",
         *FOUNDATION,
     },
-    "cli": {"", "app", "beat", "dashboard", "events", "exceptions", "schedules", "signals", "utils",
-            "worker"},
+    "cli": {"", "app", "beat", "config_compat", "dashboard", "events", "exceptions", "schedules",
+            "signals", "utils", "worker"},  # config_compat: ``upgrade settings`` renames
     # Test helpers for users: an app, an embedded worker, and what they report.
     "contrib": {
         "_state",
