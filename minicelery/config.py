@@ -58,6 +58,15 @@ def _seconds(name: str, value: Any) -> Any:
     return value
 
 
+def _concurrency(name: str, value: Any) -> Any:
+    """A number of processes, or ``'auto'`` (sized to the CPUs when the worker starts)."""
+    if isinstance(value, str) and value.strip().lower() == "auto":
+        return "auto"
+    if isinstance(value, str) and value.strip().isdigit():
+        value = int(value)
+    return _positive_int(name, value)
+
+
 def _positive_int(name: str, value: Any) -> Any:
     if value is None:
         return None
@@ -223,7 +232,7 @@ DEFAULTS: dict[str, tuple[Any, Validator]] = {
     "include": ((), _names),
     "timezone": (None, _timezone),
     "enable_utc": (True, _bool),
-    "worker_concurrency": (None, _positive_int),
+    "worker_concurrency": (None, _concurrency),
     "worker_prefetch_multiplier": (4, _positive_int),
     "worker_max_tasks_per_child": (None, _positive_int),
     "worker_max_memory_per_child": (None, _positive_int),

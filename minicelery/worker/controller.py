@@ -27,7 +27,7 @@ from .consumer import Consumer
 from .control import ControlServer
 from .errands import Errands
 from .intake import job_for
-from .options import POOLS, WorkerOptions, expand_hostname, note_task_modules
+from .options import POOLS, WorkerOptions, expand_hostname, note_task_modules, resolve_concurrency
 from .outbox import ACK_DELAY, Outbox
 from .pool import Event, Job, Lost, Pool, Results, Wake, Waker
 from .pools import make_pool
@@ -51,7 +51,8 @@ class WorkController:
         self.options = options
         self.hostname = expand_hostname(options.hostname)
         self.consumer_id = f"{self.hostname}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
-        self.concurrency = options.concurrency or conf.worker_concurrency or os.cpu_count() or 1
+        self.concurrency = resolve_concurrency(options.concurrency, conf.worker_concurrency,
+                                               options.pool)  # fmt: skip
         if options.pool == "solo":
             self.concurrency = 1
         if options.autoscale and options.pool == "prefork":

@@ -84,6 +84,7 @@ ALLOWED: dict[str, set[str]] = {
         "signals",
         "task",
         "trace",
+        "utils",  # the CPU budget that sizes a pool with concurrency "auto"
         *FOUNDATION,
     },
     "cli": {"", "app", "beat", "config_compat", "dashboard", "events", "exceptions", "schedules",

@@ -420,3 +420,12 @@ def test_deprecated_settings_are_the_old_names_given() -> None:
     settings = Settings()
     settings.update({"CELERY_ALWAYS_EAGER": True, "BROKER_URL": "memory://"})
     assert settings.deprecated_settings == {"CELERY_ALWAYS_EAGER", "BROKER_URL"}
+
+
+def test_worker_concurrency_takes_auto_or_a_number() -> None:
+    settings = Settings(worker_concurrency="AUTO")
+    assert settings.worker_concurrency == "auto"
+    settings.worker_concurrency = "4"
+    assert settings.worker_concurrency == 4
+    with pytest.raises(ImproperlyConfigured, match="worker_concurrency"):
+        settings.worker_concurrency = "many"
