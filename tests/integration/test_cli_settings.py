@@ -1,5 +1,6 @@
-"""``minicelery upgrade settings``: Celery 3 setting names in a settings file renamed in
-place, the rest of the file's bytes kept, as ``celery upgrade settings`` does."""
+"""Settings from the command line: ``minicelery upgrade settings`` renames Celery 3 setting
+names in a settings file in place (the rest of the file's bytes kept, as ``celery upgrade
+settings`` does), and ``--config MODULE`` loads a settings module into the app."""
 
 from __future__ import annotations
 
@@ -56,3 +57,13 @@ def test_only_whole_old_names_are_renamed() -> None:
     )
     assert upgrade_line("CELERY_BROKER_URL = 'x'\n", False) == "CELERY_BROKER_URL = 'x'\n"
     assert upgrade_line("CELERYD_CONCURRENCY = 4\n", True) == "CELERY_WORKER_CONCURRENCY = 4\n"
+
+
+def test_config_loads_a_settings_module_into_the_app() -> None:
+    done = run_cli("--config", "tests.integration.apps.configmodule", "report")
+    assert done.returncode == 0, done.stderr
+    assert "result_expires: 1234" in done.stdout
+    assert "task_default_queue: 'from-config'" in done.stdout
+    missing = run_cli("--config", "tests.integration.apps.no_such_module", "report")
+    assert missing.returncode == 1 and "Traceback" not in missing.stderr
+    assert missing.stderr.strip().startswith("Error: cannot import configuration module")
