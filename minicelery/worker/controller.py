@@ -356,6 +356,7 @@ class WorkController:
             return False
         deliveries = self.consumer.fetch(room if room >= self.refill_at else 0, self.outbox.acks)
         self.buffer.extend(deliveries)
+        self._serve_control(catch_up=bool(deliveries))
         return bool(deliveries)
 
     def _give_back_buffer(self) -> None:
@@ -397,9 +398,11 @@ class WorkController:
         if self.events is not None:
             self.events.received(job.message)
 
-    def _serve_control(self) -> None:
+    def _serve_control(self, catch_up: bool = False) -> None:
         if self.control is None:
             return
+        if catch_up:  # tasks came: first the commands sent before them (see catch_up)
+            self.control.catch_up()
         for cmd in self.control.pending():
             self.clock.adjust(cmd.get("clock") or 0)
             reply = run_command(self, cmd["method"], cmd.get("arguments") or {})
@@ -421,6 +424,7 @@ class WorkController:
             self.outbox.put_back_acks(riding)
         if woken:
             self.buffer.extend(woken)
+            self._serve_control(catch_up=True)
             self._repark = True  # after the dispatch: a new task starts first
 
     def _handle(self, event: Event, shutting_down: bool = False) -> None:

@@ -100,10 +100,15 @@ def test_active_and_query_task_show_a_task_as_celerys_request_info(
 
 def test_registered_shows_the_attributes_asked_for(app: Celery, worker: TestWorkController) -> None:
     ask = inspect(app, worker)
-    plain = _one(ask.registered(), worker)
-    assert plain == ["t.add", "t.hold", "t.limited [rate_limit=10/s]"]
+    plain = _one(ask.registered(), worker)  # shared tasks of other modules may be there too
+    assert [line for line in plain if line.startswith("t.")] == [
+        "t.add", "t.hold", "t.limited [rate_limit=10/s]"
+    ]  # fmt: skip
+    assert plain == sorted(plain) and not any(line.startswith("celery.") for line in plain)
     by_name = _one(ask.registered("name"), worker)
-    assert by_name == [f"{n} [name={n}]" for n in ("t.add", "t.hold", "t.limited")]
+    assert [line for line in by_name if line.startswith("t.")] == [
+        f"{n} [name={n}]" for n in ("t.add", "t.hold", "t.limited")
+    ]
     assert all(re.fullmatch(r"\S+ \[name=\S+\]", line) for line in by_name)
 
 
