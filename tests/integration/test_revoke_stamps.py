@@ -4,6 +4,7 @@ the task reach the worker on different connections."""
 
 from __future__ import annotations
 
+import json
 import uuid
 
 import pytest
@@ -13,6 +14,7 @@ from minicelery import Celery
 from minicelery.exceptions import TaskRevokedError
 from tests.helpers import WorkerFactory
 from tests.integration.apps.control import record
+from tests.integration.conftest import CliRunner
 
 
 def test_a_task_sent_right_after_its_stamp_is_revoked_never_runs(
@@ -31,3 +33,22 @@ def test_a_task_sent_right_after_its_stamp_is_revoked_never_runs(
         assert kept.apply_async().get(timeout=10) == f"kept-{attempt}"
     ran = {label.decode().partition("@")[0] for label in client.lrange(runs, 0, -1)}
     assert ran == {f"kept-{n}" for n in range(100)}
+
+
+def test_the_control_command_revokes_by_stamp(
+    capp: Celery, worker_factory: WorkerFactory, cli: CliRunner, runs: str
+) -> None:
+    worker_factory(app_module="tests.integration.apps.control", concurrency=1)
+    stamp = uuid.uuid4().hex
+    done = cli("-A", "tests.integration.apps.control", "control", "revoke_by_stamped_headers",
+               f"batch={stamp}", "--timeout", "2", "--json")  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    (reply,) = json.loads(done.stdout).values()
+    assert reply == {"ok": f"headers {{'batch': '{stamp}'}} flagged as revoked, but not terminated"}
+    doomed = record.si(runs, "doomed")
+    doomed.stamp(batch=stamp)
+    with pytest.raises(TaskRevokedError):
+        doomed.apply_async().get(timeout=10)
+    bad = cli("-A", "tests.integration.apps.control", "control", "revoke_by_stamped_headers",
+              "batch")  # fmt: skip
+    assert bad.returncode == 2 and "NAME=VALUE" in bad.stderr
