@@ -27,8 +27,8 @@ from .errands import Errands
 from .intake import job_for
 from .options import POOLS, WorkerOptions, expand_hostname
 from .outbox import ACK_DELAY, Outbox
-from .pool import Event, Job, Lost, Pool, Results, Wake, Waker
-from .pools import make_pool
+from .pool import Event, Job, Lost, Pool, Released, Results, Wake, Waker
+from .pools import consume_settings, make_pool
 from .state import Gate
 
 if TYPE_CHECKING:
@@ -64,8 +64,9 @@ class WorkController:
         self.accept = accepted_content_types(conf.accept_content)
         self.waker = Waker()
         self.max_tasks_per_child = options.max_tasks_per_child or conf.worker_max_tasks_per_child
+        consume = consume_settings(self, max(multiplier, 1))
         self.pool: Pool = make_pool(app, options, self.concurrency, self.hostname, self.accept,
-                                    self.max_tasks_per_child)  # fmt: skip
+                                    self.max_tasks_per_child, consume)  # fmt: skip
         self.autoscaler: Autoscaler | None = None
         if options.autoscale and options.pool == "prefork":
             self.autoscaler = Autoscaler(self.pool, *options.autoscale,
@@ -94,6 +95,9 @@ class WorkController:
         self.events: WorkerEvents | None = None  # with -E (worker_send_task_events)
         if conf.worker_send_task_events:
             self.events = self._make_events()
+        if self.pool.consumes:  # children check revokes themselves: they are told each one
+            self.revoked.on_add = self.pool.forward_revoked
+            self.pool.forward_revoked(self.revoked.ids())
 
     def _make_events(self) -> WorkerEvents:
         stats = lambda: (len(self.pool.busy_jobs()), self.processed)  # noqa: E731
@@ -106,7 +110,7 @@ class WorkController:
         # up to one prefetch window of them.
         # Acks Redis has not confirmed still hold their messages (see Outbox.acks_in_flight).
         waiting = self.admission.waiting()
-        if self.backlogged():
+        if self.pool.consumes or self.backlogged():
             return 0
         return (
             self.prefetch
@@ -203,6 +207,7 @@ class WorkController:
                 conf.worker_heartbeat_interval,
                 conf.worker_lost_timeout,
             )
+            self._consumer.also_alive = self.pool.hold_ids
         return self._consumer
 
     def start(self) -> int:
@@ -260,6 +265,7 @@ class WorkController:
             sender=self.hostname, sig="SIGTERM", how="Cold" if self.cold else "Warm", exitcode=0
         )
         self.consumer.stopping.set()
+        self.pool.quiesce()
         self._give_back_buffer()
         while not self.cold and self.pool.busy_jobs():
             for event in self.pool.wait(1.0, self.waker, self._watched(waiting=False)):
@@ -423,6 +429,9 @@ class WorkController:
             return
         if isinstance(event, Results):
             self.outbox.add_results(event.results)
+            return
+        if isinstance(event, Released):
+            endings.release_hold(self, event)
             return
         self.processed += 1
         job = event.job

@@ -7,7 +7,7 @@ import heapq
 import itertools
 import re
 import time
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
@@ -25,12 +25,16 @@ class Revoked:
     def __init__(self) -> None:
         self._until: dict[str, float] = {}
         self._expiry: list[tuple[float, str]] = []
+        self.on_add: Callable[[list[str]], None] | None = None  # told of every id added
 
     def add(self, task_ids: Iterable[str], until: float) -> None:
+        task_ids = list(task_ids)
         for task_id in task_ids:
             self._until[task_id] = until
             heapq.heappush(self._expiry, (until, task_id))
         self._prune()
+        if self.on_add is not None:
+            self.on_add(task_ids)
 
     def update(self, ids: Mapping[str, float]) -> None:
         for task_id, until in ids.items():

@@ -1,0 +1,335 @@
+"""The loop of a prefork child that consumes by itself (``worker_children_consume``).
+
+One pipelined round trip per batch stores the results of the last batch, acknowledges its
+messages and reserves the next ones under the child's own consumer id (its own hold), so no
+task crosses the main process. When the queues are dry the child blocks on their wake-up
+tokens with the next reserve chained behind the wait. The main process supervises: it reads
+what the child runs from shared memory (:mod:`.slots`), hears over the pipe only of tasks
+with time limits, and gives the child's hold back when the child dies.
+"""
+
+from __future__ import annotations
+
+import logging
+import select
+import time
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+import msgpack
+
+from .. import states
+from ..backend.relay import RelayBackend
+from ..broker import DeadLetter, Delivery
+from ..exceptions import OperationalError
+from ..serialization import exception_to_dict
+from ..trace import build_meta
+from . import child as child_process
+from .channel import Channel
+from .childintake import Admitted, Limits, Refused, admit
+from .executor import run_logged
+from .slots import ACKS_LATE, Slots
+
+if TYPE_CHECKING:
+    from ..app import Celery
+
+logger = logging.getLogger(__name__)
+
+INIT = b"I"  # main -> child: [slot position, revoked task ids]
+REVOKE = b"X"  # main -> child: [task ids revoked since]
+LIMITED = b"T"  # child -> main: the task in the slot has time limits [hard, soft]
+UNLIMITED = b"t"  # child -> main: that task has ended
+HANG = 2.0  # seconds beyond a wait's own timeout before Redis counts as hung
+MAX_BACKOFF = 5.0
+
+
+@dataclass
+class ConsumeSettings:
+    """What every consuming child of one worker shares (fixed before the fork)."""
+
+    consumer_id: str  # the worker's; a child's own is ``<this>/<child index>``
+    queues: list[str]
+    batch: int  # messages per reserve: the prefetch multiplier
+    hostname: str
+    accept: frozenset[str]
+    limits: Limits
+    max_tasks: int | None = None
+    max_memory_kib: int | None = None
+    revoked: set[str] = field(default_factory=set)
+
+
+class ChildConsumer:
+    """One child's loop; see the module docstring."""
+
+    def __init__(
+        self,
+        app: Celery,
+        conn: Channel,
+        index: int,
+        settings: ConsumeSettings,
+        slots: Slots,
+        relay: RelayBackend,
+    ) -> None:
+        self.app = app
+        self.relay = relay
+        self._backend: Any = None
+        self.conn = conn
+        self.settings = settings
+        self.slots = slots
+        self.position = -1
+        self.consumer_id = f"{settings.consumer_id}/{index}"
+        self.broker: Any = app.broker
+        self.revoked: set[str] = set(settings.revoked)
+        self.records: list[tuple[str, bytes]] = []  # stored with the next round trip
+        self.acks: list[str] = []  # acknowledged right after those records
+        self.dead: list[tuple[Delivery, DeadLetter]] = []
+        self.stopping = False
+        self.hold_unknown = False  # a reply was lost: the hold may have messages we never saw
+        self.failures = 0
+        self.done = 0
+
+    # -- life -----------------------------------------------------------------------------
+    def start(self) -> None:
+        """Read the main process's first frame: this child's slot and the revoked ids."""
+        frame = self.conn.recv_bytes()
+        position, revoked = msgpack.unpackb(frame[1:])
+        self.position = int(position)
+        self.revoked.update(revoked)
+
+    def run(self) -> int:
+        """Consume until asked to stop (or retired); give back what was not started."""
+        try:
+            while not self.stopping:
+                deliveries = self._trip(self.settings.batch)
+                if not deliveries and not self.stopping:
+                    deliveries = self._wait()
+                self._run_batch(deliveries)
+        finally:
+            self._leave()
+        return child_process.EXIT_OK
+
+    def _leave(self) -> None:
+        """Store and acknowledge what ran; give back anything else this child holds."""
+        for attempt in range(3):
+            try:
+                self._trip(0)
+                if not (self.records or self.acks):
+                    self._give_back_unknown()
+                    return
+            except OperationalError:
+                pass
+            time.sleep(0.2 * (attempt + 1))  # the main process gives the hold back anyway
+
+    # -- Redis ----------------------------------------------------------------------------
+    def _trip(self, count: int) -> list[Delivery]:
+        """Store, acknowledge, reserve up to ``count``: one round trip. [] while Redis is
+        away (after a pause that grows), keeping the results and acks for the next one."""
+        try:
+            if self.hold_unknown:
+                self._give_back_unknown()
+            for delivery, letter in self.dead:
+                self.broker.dead_letter(self.consumer_id, delivery, letter)
+            self.dead = []
+            stores = self._stores()
+            deliveries: list[Delivery] = self.broker.settle_and_reserve(
+                stores, self.consumer_id, self.settings.queues, count, self.acks
+            )
+        except OperationalError as exc:
+            self.hold_unknown = self.hold_unknown or count > 0
+            self._failed(exc)
+            return []
+        if self.failures:
+            logger.warning("Connection to Redis restored")
+            self.failures = 0
+        self.records, self.acks = [], []
+        return deliveries
+
+    def _stores(self) -> list[tuple[tuple[Any, ...], Any]]:
+        if not self.records:
+            return []
+        if self._backend is None:
+            self._backend = self.relay.real
+        backend = self._backend
+        if getattr(backend, "client", None) is self.broker.client:
+            return list(backend.store_commands(self.records))
+        backend.store_encoded(self.records)  # another Redis: stored before the acks go
+        self.records = []
+        return []
+
+    def _give_back_unknown(self) -> None:
+        """Give back what the hold has beyond the acks still to send (a lost reply's)."""
+        unknown = [tag for tag in self.broker.held(self.consumer_id) if tag not in self.acks]
+        if unknown:
+            self.broker.requeue(self.consumer_id, unknown)
+        self.hold_unknown = False
+
+    def _failed(self, exc: OperationalError) -> None:
+        if not self.failures:
+            logger.error("child %s: %s; retrying with backoff", self.consumer_id, exc)
+        self.failures += 1
+        self._pause(min(0.2 * 2 ** (self.failures - 1), MAX_BACKOFF))
+
+    def _pause(self, seconds: float) -> None:
+        """Wait, but hear the main process (a stop) meanwhile."""
+        ready, _, _ = select.select([self.conn.sock], [], [], seconds)
+        if ready:
+            self._read_pipe()
+
+    def _wait(self) -> list[Delivery]:
+        """Block until a wake-up token (and the reserve chained to it) or a stop."""
+        try:
+            fd = self.broker.wait_start(
+                self.settings.queues, 1.0, reserve_for=(self.consumer_id, self.settings.batch)
+            )
+            while True:
+                ready, _, _ = select.select([fd, self.conn.sock], [], [], 1.0 + HANG)
+                if self.conn.sock in ready:
+                    self._read_pipe()
+                    if self.stopping:
+                        break
+                if not ready:
+                    raise OperationalError("wait: Redis did not answer")
+                if fd in ready:
+                    got = self.broker.wait_finish()
+                    if got is not None:
+                        return list(got)
+        except OperationalError as exc:
+            self._failed(exc)
+        self.broker.wait_abort()  # its chained reserve may have run: the hold is checked
+        self.hold_unknown = True
+        return []
+
+    # -- the pipe -------------------------------------------------------------------------
+    def _poll_pipe(self) -> None:
+        ready, _, _ = select.select([self.conn.sock], [], [], 0)
+        if ready:
+            self._read_pipe()
+
+    def _read_pipe(self) -> None:
+        try:
+            frames = self.conn.recv_ready()
+        except (EOFError, OSError):
+            self.stopping = True  # the main process is gone
+            return
+        for frame in frames:
+            if frame == child_process.STOP:
+                self.stopping = True
+            elif frame[:1] == REVOKE:
+                self.revoked.update(msgpack.unpackb(frame[1:]))
+
+    # -- tasks ----------------------------------------------------------------------------
+    def _run_batch(self, deliveries: list[Delivery]) -> None:
+        for i, delivery in enumerate(deliveries):
+            self._poll_pipe()
+            if self.stopping:
+                self._give_back([d.tag for d in deliveries[i:]])
+                return
+            self._run_one(delivery)
+            if self._retiring():
+                self._give_back([d.tag for d in deliveries[i + 1 :]])
+                self.stopping = True
+                return
+
+    def _give_back(self, tags: list[str]) -> None:
+        if not tags:
+            return
+        try:
+            self.broker.requeue(self.consumer_id, tags)
+        except OperationalError:
+            self.hold_unknown = True  # the main process gives the hold back when we exit
+
+    def _retiring(self) -> bool:
+        max_tasks = self.settings.max_tasks
+        if max_tasks and self.done >= max_tasks:
+            return True
+        return child_process.over_memory_limit(self.settings.max_memory_kib)
+
+    def _run_one(self, delivery: Delivery) -> None:
+        settings = self.settings
+        verdict = admit(self.app, delivery, settings.accept, settings.limits, self.revoked)
+        if not isinstance(verdict, Admitted):
+            self._refuse(delivery, verdict)
+            return
+        limits = [verdict.hard, verdict.soft]
+        limited = limits != [None, None]
+        self.slots.write(self.position, delivery.tag, delivery.queue, delivery.data,
+                         ACKS_LATE if verdict.acks_late else 0)  # fmt: skip
+        if limited:
+            self.conn.send_bytes(LIMITED + msgpack.packb(limits))
+        child_process._in_task = True
+        try:
+            state, requeue, dead_reason, _ = run_logged(
+                self.app, delivery.queue, delivery.data, settings.hostname, settings.accept
+            )
+        finally:
+            child_process._in_task = False
+        if limited:
+            self.conn.send_bytes(UNLIMITED)
+        self.slots.clear(self.position)
+        self.done += 1
+        self.records += self.relay.take()
+        self._settle(delivery, verdict, state, requeue, dead_reason)
+
+    def _refuse(self, delivery: Delivery, verdict: Refused | None) -> None:
+        if verdict is None:  # revoked: its REVOKED record goes first, then the ack
+            self.records += self.relay.take()
+            self.acks.append(delivery.tag)
+            return
+        if verdict.task_id is not None and verdict.exc is not None:
+            meta = build_meta(verdict.task_id, states.FAILURE, exception_to_dict(verdict.exc))
+            self.app.backend.store(verdict.task_id, meta)
+            self.records += self.relay.take()
+        self.dead_letter(delivery, verdict.reason, verdict.task_id, verdict.name)
+
+    def _settle(
+        self, delivery: Delivery, verdict: Admitted, state: str, requeue: bool,
+        dead_reason: str | None,
+    ) -> None:  # fmt: skip
+        """Acknowledge, requeue or dead-letter, as the main process's endings do."""
+        name = verdict.message.task
+        if dead_reason:
+            self.dead_letter(delivery, dead_reason, None, name)
+        elif state == states.REJECTED and requeue:
+            self._give_back([delivery.tag])
+        elif verdict.acks_late and state == states.FAILURE and not verdict.acks_on_failure:
+            self.dead_letter(delivery, "failed, and acks_on_failure_or_timeout is off", None, name)
+        else:
+            self.acks.append(delivery.tag)
+
+    def dead_letter(self, delivery: Delivery, reason: str, task_id: str | None, name: str) -> None:
+        """Keep the message with its reason (sent with the next round trip)."""
+        logger.error("Dead-lettered a message from queue %r: %s", delivery.queue, reason)
+        letter = DeadLetter(task_id or f"tag-{delivery.tag}", name, reason, time.time(),
+                            delivery.queue, delivery.data)  # fmt: skip
+        self.dead.append((delivery, letter))
+
+
+def consume_main(
+    app: Celery, conn: Channel, index: int, settings: ConsumeSettings, slots: Slots
+) -> int:
+    """A consuming child's life after fork; returns its exit code."""
+    child_process.prepare(app, index)
+    relay = RelayBackend(
+        app.conf.result_serializer,
+        lambda records: _store_now(relay, records),
+        app.open_backend,
+    )
+    app.relay_results(relay)
+    consumer = ChildConsumer(app, conn, index, settings, slots, relay)
+    try:
+        consumer.start()
+    except (EOFError, OSError):
+        return child_process.EXIT_PARENT_GONE
+    if not child_process.process_init():
+        return child_process.EXIT_INIT_FAILED
+    conn.send_bytes(child_process.READY)
+    try:
+        return consumer.run()
+    finally:
+        child_process.process_shutdown()
+
+
+def _store_now(relay: RelayBackend, records: list[tuple[str, bytes]]) -> None:
+    """Intermediate states (STARTED, PROGRESS) are stored at once, as they happen."""
+    real: Any = relay.real
+    real.store_encoded(records)

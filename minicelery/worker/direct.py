@@ -1,0 +1,191 @@
+"""The prefork pool whose children consume by themselves (``worker_children_consume``).
+
+The main process forks, supervises and replaces the children but is off every task's path:
+each child reserves, runs, stores and acknowledges on its own Redis connection (see
+:mod:`.consume`). What the main process needs to know of a child's task it reads from the
+child's slot in shared memory (:mod:`.slots`) when it needs it: for ``inspect active``, for a
+child that died (its task gets the classic pool's ending, the rest of its hold goes back to
+the queues) and, told over the pipe, for the time limits of the tasks that have them.
+"""
+
+from __future__ import annotations
+
+import collections
+import contextlib
+import logging
+import signal
+from collections.abc import Sequence
+from typing import TYPE_CHECKING
+
+import msgpack
+
+from ..broker import Delivery
+from ..exceptions import MessageError
+from ..message import decode_message
+from .channel import Channel
+from .child import READY, STOP
+from .consume import INIT, LIMITED, REVOKE, UNLIMITED, ConsumeSettings, consume_main
+from .pool import Event, Job, Released, Waker
+from .prefork import Child, PreforkPool, _kill
+from .slots import Running, Slots
+
+if TYPE_CHECKING:
+    from ..app import Celery
+
+logger = logging.getLogger(__name__)
+
+
+class ConsumingPool(PreforkPool):
+    """Children that consume; the main process supervises. See the module docstring."""
+
+    consumes = True
+
+    def __init__(
+        self,
+        app: Celery,
+        concurrency: int,
+        settings: ConsumeSettings,
+        max_memory_per_child: int | None = None,
+    ) -> None:
+        settings.max_memory_kib = max_memory_per_child
+        super().__init__(app, concurrency, _no_runner, None, max_memory_per_child)
+        self.settings = settings
+        # Created before the fork server, so every child shares these pages. Room for a
+        # child and its replacement each (a restart replaces them all at once).
+        self.slots = Slots(2 * concurrency + 2)
+        self.positions: dict[int, int] = {}  # pid -> slot position
+        self._hold_ids: tuple[str, ...] = ()
+        self.revoked: set[str] = set()
+        self._revoked_news: collections.deque[str] = collections.deque()
+
+    def _child_life(self, conn: Channel, index: int, inherited: list[Channel]) -> int:
+        for other in inherited:
+            other.close()
+        return consume_main(self.app, conn, index, self.settings, self.slots)
+
+    def consumer_of(self, child: Child) -> str:
+        return f"{self.settings.consumer_id}/{child.index}"
+
+    def _add_child(self, index: int, pid: int, parent_conn: Channel) -> Child:
+        child = super()._add_child(index, pid, parent_conn)
+        position = self.slots.allocate()
+        self.positions[pid] = position
+        with contextlib.suppress(OSError):  # died already: its channel's end says so
+            parent_conn.send_bytes(INIT + msgpack.packb([position, sorted(self.revoked)]))
+        self._hold_ids = tuple(self.consumer_of(c) for c in self.children.values())
+        return child
+
+    def hold_ids(self) -> tuple[str, ...]:
+        return self._hold_ids  # read by the heartbeat thread: a tuple, replaced whole
+
+    def idle_slots(self) -> int:
+        return 0  # nothing is handed to a child: it takes its own
+
+    def submit(self, job: Job) -> bool:
+        return False
+
+    def busy_jobs(self) -> list[Job]:
+        jobs = []
+        for child in list(self.children.values()):
+            job = child.job or self._running_job(child)
+            if job is not None:
+                jobs.append(job)
+        return jobs
+
+    def _running_job(self, child: Child, limits: list[float | None] | None = None) -> Job | None:
+        position = self.positions.get(child.pid)
+        running = self.slots.read(position) if position is not None else None
+        return None if running is None else self._job(child, running, limits or [None, None])
+
+    def _job(self, child: Child, running: Running, limits: list[float | None]) -> Job | None:
+        """The classic pool's job for what a slot says a child runs (None when the slot
+        could not hold the message: the child's hold still has it)."""
+        if running.truncated:
+            return None
+        try:
+            message = decode_message(running.data)
+        except MessageError:
+            return None
+        task = self.app.tasks.get(message.task)
+
+        def option(name: str, default: bool = False) -> bool:
+            return bool(task.option(name)) if task is not None else default
+
+        job = Job(
+            Delivery(running.tag, running.queue, running.data),
+            message,
+            acks_late=running.acks_late,
+            reject_on_worker_lost=option("reject_on_worker_lost"),
+            acks_on_failure=option("acks_on_failure_or_timeout", True),
+            time_limit=limits[0],
+            soft_time_limit=limits[1],
+            started=running.started,
+            wall_started=running.wall_started,
+            slot=child.pid,
+        )
+        job.hold = self.consumer_of(child)
+        job.announced = True
+        return job
+
+    def _on_frame(self, child: Child, frame: bytes) -> list[Event]:
+        if frame == READY:
+            child.ready = True
+        elif frame[:1] == LIMITED:  # a task with time limits started: time it
+            child.job = self._running_job(child, list(msgpack.unpackb(frame[1:])))
+            child.soft_sent = False
+        elif frame[:1] == UNLIMITED:
+            child.job = None
+        return []
+
+    def _reap(self, child: Child, timed_out: bool = False) -> list[Event]:
+        """A child's pipe closed: its task ends as in the classic pool (Lost), then the rest
+        of its hold goes back to the queues (Released)."""
+        if child.job is None:
+            child.job = self._running_job(child)
+        position = self.positions.pop(child.pid, None)
+        if position is not None:
+            self.slots.release(position)  # read: its replacement may have it
+        job = child.job
+        ack = [job.delivery.tag] if job is not None and not job.acks_late else []
+        consumer = self.consumer_of(child)
+        events = super()._reap(child, timed_out)
+        self._hold_ids = tuple(self.consumer_of(c) for c in self.children.values())
+        events.append(Released(consumer, ack))
+        return events
+
+    def quiesce(self) -> None:
+        """A warm shutdown: every child finishes its task, gives back the rest, leaves."""
+        self._stopping = True
+        for child in list(self.children.values()):
+            with contextlib.suppress(OSError):
+                child.conn.send_bytes(STOP)
+
+    def stop(self, cold: bool = False) -> list[Event]:
+        """A cold stop kills every child (what they held goes back); a warm one asks them."""
+        self._stopping = True
+        if cold:
+            for child in list(self.children.values()):
+                _kill(child.pid, signal.SIGKILL)
+        return super().stop(cold)
+
+    def forward_revoked(self, task_ids: list[str]) -> None:
+        """Tell every child (and every child forked from now on) these ids are revoked:
+        queued here (the remote-control thread may call this), sent by the main loop."""
+        self._revoked_news.extend(task_ids)
+
+    def wait(self, timeout: float, waker: Waker, watch: Sequence[int] = ()) -> list[Event]:
+        if self._revoked_news:
+            news = [self._revoked_news.popleft() for _ in range(len(self._revoked_news))]
+            self.revoked.update(news)
+            frame = REVOKE + msgpack.packb(news)
+            for child in list(self.children.values()):
+                with contextlib.suppress(OSError):
+                    child.conn.send_bytes(frame)
+        return super().wait(timeout, waker, watch)
+
+    def grow(self, n: int) -> int:
+        return super().grow(max(0, min(n, self.slots.count // 2 - 1 - self.concurrency)))
+
+
+def _no_runner(queue: str, data: bytes, event_fields: bool) -> tuple[str, bool, None, None]:
+    raise AssertionError("a consuming child runs its own messages")  # pragma: no cover
