@@ -219,16 +219,27 @@ class ChildConsumer:
 
     # -- tasks ----------------------------------------------------------------------------
     def _run_batch(self, deliveries: list[Delivery]) -> None:
+        """Run a batch. Its tags are published in the slot first: the main process may take
+        the unstarted ones back (an idle sibling, a warm shutdown); each is claimed before
+        it starts."""
+        if not deliveries:
+            return
+        must_run = set(self.slots.offer(self.position, [d.tag for d in deliveries]))
         for i, delivery in enumerate(deliveries):
             self._poll_pipe()
             if self.stopping:
-                self._give_back([d.tag for d in deliveries[i:]])
+                self._give_back_rest(deliveries[i:], must_run)
                 return
-            self._run_one(delivery)
+            if delivery.tag in must_run or self.slots.claim(self.position, delivery.tag):
+                self._run_one(delivery)
             if self._retiring():
-                self._give_back([d.tag for d in deliveries[i + 1 :]])
+                self._give_back_rest(deliveries[i + 1 :], must_run)
                 self.stopping = True
                 return
+
+    def _give_back_rest(self, rest: list[Delivery], must_run: set[str]) -> None:
+        tags = self.slots.take_batch(self.position)
+        self._give_back(tags + [d.tag for d in rest if d.tag in must_run])
 
     def _give_back(self, tags: list[str]) -> None:
         if not tags:

@@ -264,14 +264,19 @@ class WorkController:
         signals.worker_shutting_down.send(
             sender=self.hostname, sig="SIGTERM", how="Cold" if self.cold else "Warm", exitcode=0
         )
-        self.consumer.stopping.set()
-        self.pool.quiesce()
-        self._give_back_buffer()
+        self._stop_taking()
         while not self.cold and self.pool.busy_jobs():
             for event in self.pool.wait(1.0, self.waker, self._watched(waiting=False)):
                 self._handle(event)
             self._flush_outbox()
             self.outbox.flush_acks(self.consumer)
+
+    def _stop_taking(self) -> None:
+        """Take no more messages; give back those reserved and not started."""
+        self.consumer.stopping.set()
+        for event in self.pool.quiesce():
+            self._handle(event)
+        self._give_back_buffer()
 
     def _shutdown(self) -> None:
         for event in self.pool.stop(cold=self.cold):

@@ -14,6 +14,7 @@ import collections
 import contextlib
 import logging
 import signal
+import time
 from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
@@ -33,6 +34,8 @@ if TYPE_CHECKING:
     from ..app import Celery
 
 logger = logging.getLogger(__name__)
+
+STEAL_AFTER = 0.025  # seconds a task runs before its child's unstarted messages may move
 
 
 class ConsumingPool(PreforkPool):
@@ -153,12 +156,56 @@ class ConsumingPool(PreforkPool):
         events.append(Released(consumer, ack))
         return events
 
-    def quiesce(self) -> None:
-        """A warm shutdown: every child finishes its task, gives back the rest, leaves."""
+    def quiesce(self) -> list[Event]:
+        """A warm shutdown: every child finishes its task and leaves; what they reserved
+        and did not start goes back now."""
         self._stopping = True
         for child in list(self.children.values()):
             with contextlib.suppress(OSError):
                 child.conn.send_bytes(STOP)
+        return [event for child in list(self.children.values()) for event in self._take(child)]
+
+    def _take(self, child: Child) -> list[Event]:
+        """The unstarted rest of ``child``'s batch, taken from it to go back."""
+        position = self.positions.get(child.pid)
+        tags = self.slots.take_batch(position) if position is not None else []
+        return [Released(self.consumer_of(child), tags=tags)] if tags else []
+
+    def next_deadline(self) -> float | None:
+        deadline = super().next_deadline()
+        check = self._rebalance_at()
+        if check is None:
+            return deadline
+        return check if deadline is None else min(deadline, check)
+
+    def _rebalance_at(self) -> float | None:
+        """When a child that runs a task and holds unstarted messages has run it long enough
+        for those to go to an idle sibling (None: no such child)."""
+        due = []
+        for child in self.children.values():
+            position = self.positions[child.pid]
+            if self.slots.batch_size(position):
+                running = self.slots.read(position)
+                if running is not None:
+                    due.append(running.started + STEAL_AFTER)
+        if not due:
+            return None
+        return max(min(due), time.monotonic() + STEAL_AFTER / 2)  # never a busy loop
+
+    def _rebalance(self) -> list[Event]:
+        """Give back what busy children reserved and did not start, when a sibling is
+        idle: a busy child never holds a message an idle one could run (for long)."""
+        now = time.monotonic()
+        idle, stuck = False, []
+        for child in list(self.children.values()):
+            running = self.slots.read(self.positions[child.pid])
+            if running is None:
+                idle = idle or child.ready
+            elif now - running.started >= STEAL_AFTER:
+                stuck.append(child)
+        if not idle or self._stopping:
+            return []
+        return [event for child in stuck for event in self._take(child)]
 
     def stop(self, cold: bool = False) -> list[Event]:
         """A cold stop kills every child (what they held goes back); a warm one asks them."""
@@ -181,7 +228,10 @@ class ConsumingPool(PreforkPool):
             for child in list(self.children.values()):
                 with contextlib.suppress(OSError):
                     child.conn.send_bytes(frame)
-        return super().wait(timeout, waker, watch)
+        events = super().wait(timeout, waker, watch)
+        if self._rebalance_at() is not None:
+            events.extend(self._rebalance())
+        return events
 
     def grow(self, n: int) -> int:
         return super().grow(max(0, min(n, self.slots.count // 2 - 1 - self.concurrency)))

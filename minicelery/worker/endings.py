@@ -118,12 +118,16 @@ def give_back(worker: WorkController, tags: list[str]) -> None:
 
 def release_hold(worker: WorkController, event: Released) -> None:
     """A consuming child is gone: after its task's ending (already queued as errands), what
-    it still holds goes back to the front of its queues, and it is forgotten."""
+    it still holds goes back to the front of its queues, and it is forgotten. Or only the
+    unstarted rest of its batch goes back (an idle sibling can run it, or the worker stops)."""
     broker = worker.app.broker
 
     def run() -> None:
         broker.ack(event.consumer, event.ack)
-        count = broker.unregister(event.consumer)
+        if event.tags is not None:
+            count = broker.requeue(event.consumer, event.tags)
+        else:
+            count = broker.unregister(event.consumer)
         if count:
             logger.info("Gave %d message(s) held by %s back to their queues", count, event.consumer)
 

@@ -88,6 +88,7 @@ class Released:
 
     consumer: str
     ack: list[str] = field(default_factory=list)
+    tags: list[str] | None = None  # only these go back (a child's unstarted batch)
 
 
 Event = Done | Lost | Results | Wake | Released
@@ -170,9 +171,10 @@ class Pool(ABC):
 
     consumes = False  # whether the slots reserve their messages themselves (off the loop)
 
-    def quiesce(self) -> None:
-        """A warm shutdown begins: slots that consume stop taking messages."""
-        return None
+    def quiesce(self) -> list[Event]:
+        """A warm shutdown begins: slots that consume stop taking messages, and what they
+        reserved but did not start goes back (as events to handle)."""
+        return []
 
     def forward_revoked(self, task_ids: list[str]) -> None:
         """Tell slots that check revokes themselves (consuming children) of these ids."""

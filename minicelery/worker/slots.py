@@ -10,6 +10,7 @@ sequence odd, writes, makes it even; a reader that saw it odd or changed reads a
 from __future__ import annotations
 
 import mmap
+import multiprocessing
 import struct
 import time
 from dataclasses import dataclass
@@ -20,7 +21,9 @@ SLOT_SIZE = 16384
 _HEADER = struct.Struct("<IIddHHI")
 _SEQ = struct.Struct("<I")
 _FLAGS = struct.Struct("<II")
-ROOM = SLOT_SIZE - _HEADER.size
+BATCH_ROOM = 4096  # the tags of the messages a child reserved and has not started
+_BATCH = struct.Struct("<HH")  # how many tags, how many bytes they take
+ROOM = SLOT_SIZE - _HEADER.size - BATCH_ROOM
 
 BUSY = 1
 ACKS_LATE = 2
@@ -56,18 +59,44 @@ class Slots:
         self.count = count
         self.memory = mmap.mmap(-1, count * SLOT_SIZE)  # anonymous: MAP_SHARED by default
         self._free = list(range(count - 1, -1, -1))
+        # A batch is taken from by two processes (the child starting its next message, the
+        # main process giving the rest back): each slot's lock makes that one step. A
+        # semaphore taken without contention costs no system call.
+        context = multiprocessing.get_context("fork")
+        self.locks = [context.Lock() for _ in range(count)]
 
     # -- main process ---------------------------------------------------------------------
     def allocate(self) -> int:
         """A free position, cleared; IndexError when every slot is taken."""
         position = self._free.pop()
-        self.memory[position * SLOT_SIZE : (position + 1) * SLOT_SIZE] = bytes(_HEADER.size) + (
-            b"\0" * ROOM
-        )
+        self.memory[position * SLOT_SIZE : (position + 1) * SLOT_SIZE] = bytes(SLOT_SIZE)
         return position
 
     def release(self, position: int) -> None:
         self._free.append(position)
+
+    def take_batch(self, position: int) -> list[str]:
+        """Take every message the child at ``position`` reserved and has not started (to
+        give them back): from now on it starts none of them."""
+        with self.locks[position]:
+            tags = self._batch(position)
+            _BATCH.pack_into(self.memory, self._batch_offset(position), 0, 0)
+        return tags
+
+    def batch_size(self, position: int) -> int:
+        """How many reserved messages the child has not started (a glance, no lock)."""
+        return int(_BATCH.unpack_from(self.memory, self._batch_offset(position))[0])
+
+    def _batch_offset(self, position: int) -> int:
+        return (position + 1) * SLOT_SIZE - BATCH_ROOM
+
+    def _batch(self, position: int) -> list[str]:
+        offset = self._batch_offset(position)
+        count, size = _BATCH.unpack_from(self.memory, offset)
+        if not count:
+            return []
+        start = offset + _BATCH.size
+        return bytes(self.memory[start : start + size]).decode().split("\0")
 
     def read(self, position: int) -> Running | None:
         """The task the child at ``position`` runs now, or None when it is idle."""
@@ -94,6 +123,37 @@ class Slots:
         return None  # a child rewriting its slot for ever: it is between tasks anyway
 
     # -- child ----------------------------------------------------------------------------
+    def offer(self, position: int, tags: list[str]) -> list[str]:
+        """Publish the tags of a batch just reserved (all of them not started); returns
+        those that did not fit, which the child must run (nobody else can give them back)."""
+        raw = b""
+        kept = 0
+        for tag in tags:
+            more = (b"\0" if kept else b"") + tag.encode()
+            if len(raw) + len(more) > BATCH_ROOM - _BATCH.size:
+                break
+            raw += more
+            kept += 1
+        offset = self._batch_offset(position)
+        with self.locks[position]:
+            self.memory[offset + _BATCH.size : offset + _BATCH.size + len(raw)] = raw
+            _BATCH.pack_into(self.memory, offset, kept, len(raw))
+        return tags[kept:]
+
+    def claim(self, position: int, tag: str) -> bool:
+        """Take ``tag`` out of this child's batch to start it; False when the main process
+        took it (and the rest of the batch) to give it back."""
+        with self.locks[position]:
+            tags = self._batch(position)
+            if tag not in tags:
+                return False
+            tags.remove(tag)
+            raw = "\0".join(tags).encode()
+            offset = self._batch_offset(position)
+            self.memory[offset + _BATCH.size : offset + _BATCH.size + len(raw)] = raw
+            _BATCH.pack_into(self.memory, offset, len(tags), len(raw))
+        return True
+
     def write(self, position: int, tag: str, queue: str, data: bytes, flags: int) -> None:
         """Record the task this child starts now."""
         offset = position * SLOT_SIZE
