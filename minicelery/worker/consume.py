@@ -89,12 +89,16 @@ class ChildConsumer:
         self.done = 0
 
     # -- life -----------------------------------------------------------------------------
-    def start(self) -> None:
-        """Read the main process's first frame: this child's slot and the revoked ids."""
+    def start(self) -> bool:
+        """Wait for the main process's word to start (the worker is up): this child's slot
+        and the ids revoked so far. False when told to stop instead."""
         frame = self.conn.recv_bytes()
+        if frame[:1] != INIT:
+            return False
         position, revoked = msgpack.unpackb(frame[1:])
         self.position = int(position)
         self.revoked.update(revoked)
+        return True
 
     def run(self) -> int:
         """Consume until asked to stop (or retired); give back what was not started."""
@@ -327,13 +331,14 @@ def consume_main(
     )
     app.relay_results(relay)
     consumer = ChildConsumer(app, conn, index, settings, slots, relay)
-    try:
-        consumer.start()
-    except (EOFError, OSError):
-        return child_process.EXIT_PARENT_GONE
     if not child_process.process_init():
         return child_process.EXIT_INIT_FAILED
     conn.send_bytes(child_process.READY)
+    try:
+        if not consumer.start():
+            return child_process.EXIT_OK
+    except (EOFError, OSError):
+        return child_process.EXIT_PARENT_GONE
     try:
         return consumer.run()
     finally:

@@ -60,6 +60,7 @@ class ConsumingPool(PreforkPool):
         self._hold_ids: tuple[str, ...] = ()
         self.revoked: set[str] = set()
         self._revoked_news: collections.deque[str] = collections.deque()
+        self._opened = False  # INIT frames are sent once the worker is up
 
     def _child_life(self, conn: Channel, index: int, inherited: list[Channel]) -> int:
         for other in inherited:
@@ -71,12 +72,24 @@ class ConsumingPool(PreforkPool):
 
     def _add_child(self, index: int, pid: int, parent_conn: Channel) -> Child:
         child = super()._add_child(index, pid, parent_conn)
-        position = self.slots.allocate()
-        self.positions[pid] = position
-        with contextlib.suppress(OSError):  # died already: its channel's end says so
-            parent_conn.send_bytes(INIT + msgpack.packb([position, sorted(self.revoked)]))
+        self.positions[pid] = self.slots.allocate()
+        if self._opened:
+            self._send_init(child)
         self._hold_ids = tuple(self.consumer_of(c) for c in self.children.values())
         return child
+
+    def _send_init(self, child: Child) -> None:
+        """Let a child start consuming: its slot, and the ids revoked so far."""
+        init = INIT + msgpack.packb([self.positions[child.pid], sorted(self.revoked)])
+        with contextlib.suppress(OSError):  # died already: its channel's end says so
+            child.conn.send_bytes(init)
+
+    def _open(self) -> None:
+        """The worker is up (its revoked set loaded): the children may start consuming."""
+        self._opened = True
+        self._flush_revoked()
+        for child in list(self.children.values()):
+            self._send_init(child)
 
     def hold_ids(self) -> tuple[str, ...]:
         return self._hold_ids  # read by the heartbeat thread: a tuple, replaced whole
@@ -220,14 +233,22 @@ class ConsumingPool(PreforkPool):
         queued here (the remote-control thread may call this), sent by the main loop."""
         self._revoked_news.extend(task_ids)
 
+    def _flush_revoked(self) -> None:
+        news = [self._revoked_news.popleft() for _ in range(len(self._revoked_news))]
+        self.revoked.update(news)
+        if not news or not self._opened:
+            return
+        frame = REVOKE + msgpack.packb(news)
+        for child in list(self.children.values()):
+            with contextlib.suppress(OSError):
+                child.conn.send_bytes(frame)
+
     def wait(self, timeout: float, waker: Waker, watch: Sequence[int] = ()) -> list[Event]:
-        if self._revoked_news:
-            news = [self._revoked_news.popleft() for _ in range(len(self._revoked_news))]
-            self.revoked.update(news)
-            frame = REVOKE + msgpack.packb(news)
-            for child in list(self.children.values()):
-                with contextlib.suppress(OSError):
-                    child.conn.send_bytes(frame)
+        # The main loop's first wait: everything the children need to know is known.
+        if not self._opened:
+            self._open()
+        elif self._revoked_news:
+            self._flush_revoked()
         events = super().wait(timeout, waker, watch)
         if self._rebalance_at() is not None:
             events.extend(self._rebalance())
