@@ -18,17 +18,15 @@ from typing import TYPE_CHECKING, Any
 
 import msgpack
 
-from .. import states
 from ..backend.relay import RelayBackend
 from ..broker import DeadLetter, Delivery
 from ..exceptions import OperationalError
-from ..serialization import exception_to_dict
-from ..trace import build_meta
 from . import child as child_process
+from .buckets import Deferred, SharedBuckets
 from .channel import Channel
-from .childintake import Admitted, Limits, Refused, admit
-from .executor import run_logged
-from .slots import ACKS_LATE, Slots
+from .childintake import Limits
+from .childtasks import ChildTasks
+from .slots import Slots
 
 if TYPE_CHECKING:
     from ..app import Celery
@@ -37,8 +35,6 @@ logger = logging.getLogger(__name__)
 
 INIT = b"I"  # main -> child: [slot position, revoked task ids]
 REVOKE = b"X"  # main -> child: [task ids revoked since]
-LIMITED = b"T"  # child -> main: the task in the slot has time limits [hard, soft]
-UNLIMITED = b"t"  # child -> main: that task has ended
 HANG = 2.0  # seconds beyond a wait's own timeout before Redis counts as hung
 MAX_BACKOFF = 5.0
 
@@ -58,7 +54,7 @@ class ConsumeSettings:
     revoked: set[str] = field(default_factory=set)
 
 
-class ChildConsumer:
+class ChildConsumer(ChildTasks):
     """One child's loop; see the module docstring."""
 
     def __init__(
@@ -69,8 +65,11 @@ class ChildConsumer:
         settings: ConsumeSettings,
         slots: Slots,
         relay: RelayBackend,
+        buckets: SharedBuckets,
     ) -> None:
         self.app = app
+        self.buckets = buckets
+        self.deferred = Deferred()  # waiting for their rate limit's token
         self.relay = relay
         self._backend: Any = None
         self.conn = conn
@@ -104,11 +103,15 @@ class ChildConsumer:
         """Consume until asked to stop (or retired); give back what was not started."""
         try:
             while not self.stopping:
-                deliveries = self._trip(self.settings.batch)
+                room = self.settings.batch - len(self.deferred)
+                deliveries = self._trip(max(room, 0))
                 if not deliveries and not self.stopping:
-                    deliveries = self._wait()
+                    deliveries = self._idle(room)
                 self._run_batch(deliveries)
+                for delivery, verdict in self.deferred.take_due():
+                    self._limited(delivery, verdict)
         finally:
+            self._give_back(self.deferred.take_all())
             self._leave()
         return child_process.EXIT_OK
 
@@ -162,7 +165,8 @@ class ChildConsumer:
 
     def _give_back_unknown(self) -> None:
         """Give back what the hold has beyond the acks still to send (a lost reply's)."""
-        unknown = [tag for tag in self.broker.held(self.consumer_id) if tag not in self.acks]
+        known = {*self.acks, *self.deferred.tags()}
+        unknown = [tag for tag in self.broker.held(self.consumer_id) if tag not in known]
         if unknown:
             self.broker.requeue(self.consumer_id, unknown)
         self.hold_unknown = False
@@ -179,14 +183,23 @@ class ChildConsumer:
         if ready:
             self._read_pipe()
 
-    def _wait(self) -> list[Delivery]:
+    def _idle(self, room: int) -> list[Delivery]:
+        """Nothing to run: wait for messages (with room for them), or for the next token of
+        a rate-limited one, or a stop."""
+        wait = self.deferred.next_in(1.0)
+        if room > 0:
+            return self._wait(room, wait)
+        self._pause(wait)
+        return []
+
+    def _wait(self, room: int, timeout: float) -> list[Delivery]:
         """Block until a wake-up token (and the reserve chained to it) or a stop."""
         try:
             fd = self.broker.wait_start(
-                self.settings.queues, 1.0, reserve_for=(self.consumer_id, self.settings.batch)
+                self.settings.queues, timeout, reserve_for=(self.consumer_id, room)
             )
             while True:
-                ready, _, _ = select.select([fd, self.conn.sock], [], [], 1.0 + HANG)
+                ready, _, _ = select.select([fd, self.conn.sock], [], [], timeout + HANG)
                 if self.conn.sock in ready:
                     self._read_pipe()
                     if self.stopping:
@@ -259,68 +272,14 @@ class ChildConsumer:
             return True
         return child_process.over_memory_limit(self.settings.max_memory_kib)
 
-    def _run_one(self, delivery: Delivery) -> None:
-        settings = self.settings
-        verdict = admit(self.app, delivery, settings.accept, settings.limits, self.revoked)
-        if not isinstance(verdict, Admitted):
-            self._refuse(delivery, verdict)
-            return
-        limits = [verdict.hard, verdict.soft]
-        limited = limits != [None, None]
-        self.slots.write(self.position, delivery.tag, delivery.queue, delivery.data,
-                         ACKS_LATE if verdict.acks_late else 0)  # fmt: skip
-        if limited:
-            self.conn.send_bytes(LIMITED + msgpack.packb(limits))
-        child_process._in_task = True
-        try:
-            state, requeue, dead_reason, _ = run_logged(
-                self.app, delivery.queue, delivery.data, settings.hostname, settings.accept
-            )
-        finally:
-            child_process._in_task = False
-        if limited:
-            self.conn.send_bytes(UNLIMITED)
-        self.slots.clear(self.position)
-        self.done += 1
-        self.records += self.relay.take()
-        self._settle(delivery, verdict, state, requeue, dead_reason)
-
-    def _refuse(self, delivery: Delivery, verdict: Refused | None) -> None:
-        if verdict is None:  # revoked: its REVOKED record goes first, then the ack
-            self.records += self.relay.take()
-            self.acks.append(delivery.tag)
-            return
-        if verdict.task_id is not None and verdict.exc is not None:
-            meta = build_meta(verdict.task_id, states.FAILURE, exception_to_dict(verdict.exc))
-            self.app.backend.store(verdict.task_id, meta)
-            self.records += self.relay.take()
-        self.dead_letter(delivery, verdict.reason, verdict.task_id, verdict.name)
-
-    def _settle(
-        self, delivery: Delivery, verdict: Admitted, state: str, requeue: bool,
-        dead_reason: str | None,
-    ) -> None:  # fmt: skip
-        """Acknowledge, requeue or dead-letter, as the main process's endings do."""
-        name = verdict.message.task
-        if dead_reason:
-            self.dead_letter(delivery, dead_reason, None, name)
-        elif state == states.REJECTED and requeue:
-            self._give_back([delivery.tag])
-        elif verdict.acks_late and state == states.FAILURE and not verdict.acks_on_failure:
-            self.dead_letter(delivery, "failed, and acks_on_failure_or_timeout is off", None, name)
-        else:
-            self.acks.append(delivery.tag)
-
-    def dead_letter(self, delivery: Delivery, reason: str, task_id: str | None, name: str) -> None:
-        """Keep the message with its reason (sent with the next round trip)."""
-        logger.error("Dead-lettered a message from queue %r: %s", delivery.queue, reason)
-        letter = DeadLetter(task_id or f"tag-{delivery.tag}", name, reason, time.time(),
-                            delivery.queue, delivery.data)  # fmt: skip
-        self.dead.append((delivery, letter))
-
 
 def consume_main(
-    app: Celery, conn: Channel, index: int, settings: ConsumeSettings, slots: Slots
+    app: Celery,
+    conn: Channel,
+    index: int,
+    settings: ConsumeSettings,
+    slots: Slots,
+    buckets: SharedBuckets,
 ) -> int:
     """A consuming child's life after fork; returns its exit code."""
     child_process.prepare(app, index)
@@ -330,7 +289,7 @@ def consume_main(
         app.open_backend,
     )
     app.relay_results(relay)
-    consumer = ChildConsumer(app, conn, index, settings, slots, relay)
+    consumer = ChildConsumer(app, conn, index, settings, slots, relay, buckets)
     if not child_process.process_init():
         return child_process.EXIT_INIT_FAILED
     conn.send_bytes(child_process.READY)

@@ -95,9 +95,7 @@ class WorkController:
         self.events: WorkerEvents | None = None  # with -E (worker_send_task_events)
         if conf.worker_send_task_events:
             self.events = self._make_events()
-        if self.pool.consumes:  # children check revokes themselves: they are told each one
-            self.revoked.on_add = self.pool.forward_revoked
-            self.pool.forward_revoked(self.revoked.ids())
+        self.pool.attach(self)
 
     def _make_events(self) -> WorkerEvents:
         stats = lambda: (len(self.pool.busy_jobs()), self.processed)  # noqa: E731

@@ -23,15 +23,19 @@ import msgpack
 from ..broker import Delivery
 from ..exceptions import MessageError
 from ..message import decode_message
+from .buckets import SharedBuckets
 from .channel import Channel
 from .child import READY, STOP
-from .consume import INIT, LIMITED, REVOKE, UNLIMITED, ConsumeSettings, consume_main
+from .childtasks import LIMITED, UNLIMITED
+from .consume import INIT, REVOKE, ConsumeSettings, consume_main
 from .pool import Event, Job, Released, Waker
 from .prefork import Child, PreforkPool, _kill
 from .slots import Running, Slots
+from .state import parse_rate
 
 if TYPE_CHECKING:
     from ..app import Celery
+    from .controller import WorkController
 
 logger = logging.getLogger(__name__)
 
@@ -56,6 +60,8 @@ class ConsumingPool(PreforkPool):
         # Created before the fork server, so every child shares these pages. Room for a
         # child and its replacement each (a restart replaces them all at once).
         self.slots = Slots(2 * concurrency + 2)
+        self.buckets = SharedBuckets()
+        self.limits_disabled = bool(app.conf.worker_disable_rate_limits)
         self.positions: dict[int, int] = {}  # pid -> slot position
         self._hold_ids: tuple[str, ...] = ()
         self.revoked: set[str] = set()
@@ -65,7 +71,7 @@ class ConsumingPool(PreforkPool):
     def _child_life(self, conn: Channel, index: int, inherited: list[Channel]) -> int:
         for other in inherited:
             other.close()
-        return consume_main(self.app, conn, index, self.settings, self.slots)
+        return consume_main(self.app, conn, index, self.settings, self.slots, self.buckets)
 
     def consumer_of(self, child: Child) -> str:
         return f"{self.settings.consumer_id}/{child.index}"
@@ -84,9 +90,23 @@ class ConsumingPool(PreforkPool):
         with contextlib.suppress(OSError):  # died already: its channel's end says so
             child.conn.send_bytes(init)
 
+    def attach(self, worker: WorkController) -> None:
+        """Follow the worker's revoked set and rate limits (the remote commands change)."""
+        worker.revoked.on_add = self.forward_revoked
+        self.forward_revoked(worker.revoked.ids())
+        worker.limiter.on_forget = self.rate_changed
+
+    def rate_changed(self, name: str) -> None:
+        """Set ``name``'s shared token bucket from its task's ``rate_limit`` now."""
+        task = self.app.tasks.get(name)
+        rate = None if task is None or self.limits_disabled else task.option("rate_limit")
+        self.buckets.set_rate(name, parse_rate(rate))
+
     def _open(self) -> None:
         """The worker is up (its revoked set loaded): the children may start consuming."""
         self._opened = True
+        for name in list(self.app.tasks):
+            self.rate_changed(name)
         self._flush_revoked()
         for child in list(self.children.values()):
             self._send_init(child)

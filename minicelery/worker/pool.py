@@ -176,6 +176,11 @@ class Pool(ABC):
         reserved but did not start goes back (as events to handle)."""
         return []
 
+    def attach(self, worker: Any) -> None:
+        """Follow what the worker decides for the slots (consuming children: revokes, rate
+        limits); nothing for slots the main process feeds itself."""
+        return None
+
     def forward_revoked(self, task_ids: list[str]) -> None:
         """Tell slots that check revokes themselves (consuming children) of these ids."""
         return None

@@ -107,9 +107,12 @@ class RateLimiter:
     def __init__(self, disabled: bool = False) -> None:
         self.disabled = disabled
         self._buckets: dict[str, TokenBucket | None] = {}
+        self.on_forget: Callable[[str], None] | None = None  # told of each rate change
 
     def forget(self, task_name: str) -> None:
         self._buckets.pop(task_name, None)
+        if self.on_forget is not None:
+            self.on_forget(task_name)
 
     def _bucket(self, task_name: str, rate: str | float | None) -> TokenBucket | None:
         if task_name not in self._buckets:
