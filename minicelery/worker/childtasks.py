@@ -13,6 +13,7 @@ import msgpack
 
 from .. import states
 from ..broker import DeadLetter, Delivery
+from ..message import decode_message
 from ..serialization import exception_to_dict
 from ..trace import build_meta
 from . import child as child_process
@@ -23,6 +24,7 @@ from .slots import ACKS_LATE
 if TYPE_CHECKING:
     from ..app import Celery
     from ..backend.relay import RelayBackend
+    from ..events.worker import WorkerEvents
     from .buckets import Deferred, SharedBuckets
     from .channel import Channel
     from .consume import ConsumeSettings
@@ -50,6 +52,7 @@ class ChildTasks:
     acks: list[str]
     dead: list[tuple[Delivery, DeadLetter]]
     done: int
+    events: WorkerEvents | None  # with -E: this child sends its tasks' events itself
 
     def _give_back(self, tags: list[str]) -> None:
         raise NotImplementedError
@@ -60,6 +63,8 @@ class ChildTasks:
         if not isinstance(verdict, Admitted):
             self._refuse(delivery, verdict)
             return
+        if self.events is not None:
+            self.events.received(verdict.message)
         self._limited(delivery, verdict)
 
     def _limited(self, delivery: Delivery, verdict: Admitted) -> None:
@@ -78,13 +83,20 @@ class ChildTasks:
                          ACKS_LATE if verdict.acks_late else 0)  # fmt: skip
         if limited:
             self.conn.send_bytes(LIMITED + msgpack.packb(limits))
+        events = self.events
+        if events is not None:  # sent before it runs: a monitor hears of a task that dies
+            events.started(verdict.message, None)
+            events.dispatcher.flush()
         child_process._in_task = True
         try:
-            state, requeue, dead_reason, _ = run_logged(
-                self.app, delivery.queue, delivery.data, settings.hostname, settings.accept
-            )
+            state, requeue, dead_reason, info = run_logged(
+                self.app, delivery.queue, delivery.data, settings.hostname, settings.accept,
+                with_event_fields=events is not None,
+            )  # fmt: skip
         finally:
             child_process._in_task = False
+        if events is not None:
+            events.finished(verdict.message, state, info, requeue)
         if limited:
             self.conn.send_bytes(UNLIMITED)
         self.slots.clear(self.position)
@@ -94,6 +106,8 @@ class ChildTasks:
 
     def _refuse(self, delivery: Delivery, verdict: Refused | None) -> None:
         if verdict is None:  # revoked: its REVOKED record goes first, then the ack
+            if self.events is not None:
+                self.events.revoked(decode_message(delivery.data), None)
             self.records += self.relay.take()
             self.acks.append(delivery.tag)
             return

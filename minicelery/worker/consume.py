@@ -20,6 +20,7 @@ import msgpack
 
 from ..backend.relay import RelayBackend
 from ..broker import DeadLetter, Delivery
+from ..events.worker import WorkerEvents
 from ..exceptions import OperationalError
 from . import child as child_process
 from .buckets import Deferred, SharedBuckets
@@ -35,6 +36,7 @@ logger = logging.getLogger(__name__)
 
 INIT = b"I"  # main -> child: [slot position, revoked task ids]
 REVOKE = b"X"  # main -> child: [task ids revoked since]
+CONFIG = b"C"  # main -> child: a remote command's change (queues, time limits)
 HANG = 2.0  # seconds beyond a wait's own timeout before Redis counts as hung
 MAX_BACKOFF = 5.0
 
@@ -70,6 +72,7 @@ class ChildConsumer(ChildTasks):
         self.app = app
         self.buckets = buckets
         self.deferred = Deferred()  # waiting for their rate limit's token
+        self.events: WorkerEvents | None = None
         self.relay = relay
         self._backend: Any = None
         self.conn = conn
@@ -94,10 +97,19 @@ class ChildConsumer(ChildTasks):
         frame = self.conn.recv_bytes()
         if frame[:1] != INIT:
             return False
-        position, revoked = msgpack.unpackb(frame[1:])
+        position, revoked, config = msgpack.unpackb(frame[1:])
         self.position = int(position)
         self.revoked.update(revoked)
+        self._reconfigure(config)
         return True
+
+    def _reconfigure(self, change: dict[str, Any]) -> None:
+        if "queues" in change:
+            self.settings.queues = list(change["queues"])
+        for name, (soft, hard) in change.get("limits", {}).items():
+            task = self.app.tasks.get(name)
+            if task is not None:
+                task.soft_time_limit, task.time_limit = soft, hard
 
     def run(self) -> int:
         """Consume until asked to stop (or retired); give back what was not started."""
@@ -137,6 +149,8 @@ class ChildConsumer(ChildTasks):
             for delivery, letter in self.dead:
                 self.broker.dead_letter(self.consumer_id, delivery, letter)
             self.dead = []
+            if self.events is not None:
+                self.events.dispatcher.flush()  # keeps them through an outage
             stores = self._stores()
             deliveries: list[Delivery] = self.broker.settle_and_reserve(
                 stores, self.consumer_id, self.settings.queues, count, self.acks
@@ -233,6 +247,8 @@ class ChildConsumer(ChildTasks):
                 self.stopping = True
             elif frame[:1] == REVOKE:
                 self.revoked.update(msgpack.unpackb(frame[1:]))
+            elif frame[:1] == CONFIG:
+                self._reconfigure(msgpack.unpackb(frame[1:]))
 
     # -- tasks ----------------------------------------------------------------------------
     def _run_batch(self, deliveries: list[Delivery]) -> None:
@@ -290,6 +306,8 @@ def consume_main(
     )
     app.relay_results(relay)
     consumer = ChildConsumer(app, conn, index, settings, slots, relay, buckets)
+    if app.conf.worker_send_task_events:  # sent in batches, before each round trip
+        consumer.events = WorkerEvents(app, settings.hostname, 2.0, lambda: (0, 0))
     if not child_process.process_init():
         return child_process.EXIT_INIT_FAILED
     conn.send_bytes(child_process.READY)

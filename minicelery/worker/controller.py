@@ -142,6 +142,7 @@ class WorkController:
         wait already under way ends within a second and the next one uses them."""
         self.queues = queues
         self.consumer.queues = list(queues)
+        self.pool.reconfigure({"queues": list(queues)})
 
     @property
     def task_events(self) -> bool:

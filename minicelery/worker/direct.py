@@ -16,7 +16,7 @@ import logging
 import signal
 import time
 from collections.abc import Sequence
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import msgpack
 
@@ -27,7 +27,7 @@ from .buckets import SharedBuckets
 from .channel import Channel
 from .child import READY, STOP
 from .childtasks import LIMITED, UNLIMITED
-from .consume import INIT, REVOKE, ConsumeSettings, consume_main
+from .consume import CONFIG, INIT, REVOKE, ConsumeSettings, consume_main
 from .pool import Event, Job, Released, Waker
 from .prefork import Child, PreforkPool, _kill
 from .slots import Running, Slots
@@ -39,6 +39,7 @@ if TYPE_CHECKING:
 
 logger = logging.getLogger(__name__)
 
+GROW_ROOM = 16  # children pool_grow may add beyond the pool's size at start
 STEAL_AFTER = 0.025  # seconds a task runs before its child's unstarted messages may move
 
 
@@ -58,8 +59,9 @@ class ConsumingPool(PreforkPool):
         super().__init__(app, concurrency, _no_runner, None, max_memory_per_child)
         self.settings = settings
         # Created before the fork server, so every child shares these pages. Room for a
-        # child and its replacement each (a restart replaces them all at once).
-        self.slots = Slots(2 * concurrency + 2)
+        # child and its replacement each (a restart replaces them all at once), and for
+        # pool_grow to add up to GROW_ROOM children.
+        self.slots = Slots(2 * (concurrency + GROW_ROOM))
         self.buckets = SharedBuckets()
         self.limits_disabled = bool(app.conf.worker_disable_rate_limits)
         self.positions: dict[int, int] = {}  # pid -> slot position
@@ -67,6 +69,7 @@ class ConsumingPool(PreforkPool):
         self.revoked: set[str] = set()
         self._revoked_news: collections.deque[str] = collections.deque()
         self._opened = False  # INIT frames are sent once the worker is up
+        self._config: dict[str, Any] = {"queues": settings.queues, "limits": {}}
 
     def _child_life(self, conn: Channel, index: int, inherited: list[Channel]) -> int:
         for other in inherited:
@@ -86,7 +89,7 @@ class ConsumingPool(PreforkPool):
 
     def _send_init(self, child: Child) -> None:
         """Let a child start consuming: its slot, and the ids revoked so far."""
-        init = INIT + msgpack.packb([self.positions[child.pid], sorted(self.revoked)])
+        init = INIT + msgpack.packb([self.positions[child.pid], sorted(self.revoked), self._config])
         with contextlib.suppress(OSError):  # died already: its channel's end says so
             child.conn.send_bytes(init)
 
@@ -179,7 +182,7 @@ class ConsumingPool(PreforkPool):
         if child.job is None:
             child.job = self._running_job(child)
         position = self.positions.pop(child.pid, None)
-        if position is not None:
+        if position is not None and self.slots.usable(position):
             self.slots.release(position)  # read: its replacement may have it
         job = child.job
         ack = [job.delivery.tag] if job is not None and not job.acks_late else []
@@ -248,6 +251,17 @@ class ConsumingPool(PreforkPool):
                 _kill(child.pid, signal.SIGKILL)
         return super().stop(cold)
 
+    def reconfigure(self, change: dict[str, Any]) -> None:
+        """Send a remote command's change to every child, and to every child forked later
+        (the fork server's copy of the settings is the one from the start)."""
+        if "queues" in change:
+            self._config["queues"] = change["queues"]
+        self._config["limits"].update(change.get("limits", {}))
+        frame = CONFIG + msgpack.packb(change)
+        for child in list(self.children.values()):
+            with contextlib.suppress(OSError):
+                child.conn.send_bytes(frame)
+
     def forward_revoked(self, task_ids: list[str]) -> None:
         """Tell every child (and every child forked from now on) these ids are revoked:
         queued here (the remote-control thread may call this), sent by the main loop."""
@@ -275,7 +289,7 @@ class ConsumingPool(PreforkPool):
         return events
 
     def grow(self, n: int) -> int:
-        return super().grow(max(0, min(n, self.slots.count // 2 - 1 - self.concurrency)))
+        return super().grow(max(0, min(n, self.slots.count // 2 - self.concurrency)))
 
 
 def _no_runner(queue: str, data: bytes, event_fields: bool) -> tuple[str, bool, None, None]:

@@ -181,6 +181,11 @@ class Pool(ABC):
         limits); nothing for slots the main process feeds itself."""
         return None
 
+    def reconfigure(self, change: dict[str, Any]) -> None:
+        """Tell consuming children of a remote command's change (``queues``: the queues to
+        read; ``limits``: ``{task name: [soft, hard]}``); the main process applies it."""
+        return None
+
     def forward_revoked(self, task_ids: list[str]) -> None:
         """Tell slots that check revokes themselves (consuming children) of these ids."""
         return None

@@ -29,6 +29,7 @@ BUSY = 1
 ACKS_LATE = 2
 TRUNCATED = 4  # the message did not fit: only its tag and queue are here
 _READ_TRIES = 1000
+LOCK_WAIT = 0.05  # seconds the main process waits for a slot's lock (held for microseconds)
 _MASK = 0xFFFFFFFF
 
 
@@ -77,11 +78,25 @@ class Slots:
 
     def take_batch(self, position: int) -> list[str]:
         """Take every message the child at ``position`` reserved and has not started (to
-        give them back): from now on it starts none of them."""
-        with self.locks[position]:
+        give them back): from now on it starts none of them. [] when the lock is not had
+        at once: a child killed while holding it (the main process never waits on one)."""
+        lock = self.locks[position]
+        if not lock.acquire(timeout=LOCK_WAIT):
+            return []
+        try:
             tags = self._batch(position)
             _BATCH.pack_into(self.memory, self._batch_offset(position), 0, 0)
+        finally:
+            lock.release()
         return tags
+
+    def usable(self, position: int) -> bool:
+        """Whether the slot's lock is free (not left held by a child that was killed)."""
+        lock = self.locks[position]
+        if not lock.acquire(timeout=LOCK_WAIT):
+            return False
+        lock.release()
+        return True
 
     def batch_size(self, position: int) -> int:
         """How many reserved messages the child has not started (a glance, no lock)."""
