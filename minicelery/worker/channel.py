@@ -45,6 +45,11 @@ class Channel:
         self._fill()
         return self._take()
 
+    def buffered(self) -> list[bytes]:
+        """The complete frames already read, without reading (after :meth:`recv_bytes`,
+        which takes one frame and may have read more)."""
+        return self._take()
+
     def _fill(self) -> None:
         data = self.sock.recv(_READ_SIZE)
         if not data:

@@ -101,6 +101,8 @@ class ChildConsumer(ChildTasks):
         self.position = int(position)
         self.revoked.update(revoked)
         self._reconfigure(config)
+        # Frames sent right behind the first (a stop, revokes) may have been read with it.
+        self._handle(self.conn.buffered())
         return True
 
     def _reconfigure(self, change: dict[str, Any]) -> None:
@@ -242,6 +244,9 @@ class ChildConsumer(ChildTasks):
         except (EOFError, OSError):
             self.stopping = True  # the main process is gone
             return
+        self._handle(frames)
+
+    def _handle(self, frames: list[bytes]) -> None:
         for frame in frames:
             if frame == child_process.STOP:
                 self.stopping = True

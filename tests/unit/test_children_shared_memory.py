@@ -96,3 +96,21 @@ def test_deferred_messages_come_due_in_order_of_their_tokens() -> None:
     assert [verdict for _, verdict in deferred.take_due()] == ["now"]
     assert 0.5 < deferred.next_in(1.0) <= 1.0
     assert deferred.tags() == {"2"} and deferred.take_all() == ["2"] and not len(deferred)
+
+
+def test_frames_read_along_with_the_first_are_not_lost() -> None:
+    """A child's first frame and a stop sent right behind it can arrive in one read."""
+    import struct
+
+    from minicelery.worker.channel import Channel
+
+    main, child = Channel.pair()
+    try:
+        header = struct.Struct("!I")
+        main.sock.sendall(header.pack(6) + b"Ifirst" + header.pack(0))  # one write, two frames
+        assert child.recv_bytes() == b"Ifirst"
+        assert child.buffered() == [b""]
+        assert child.buffered() == []
+    finally:
+        main.close()
+        child.close()
