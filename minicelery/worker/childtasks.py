@@ -100,6 +100,7 @@ class ChildTasks:
         if limited:
             self.conn.send_bytes(UNLIMITED)
         self.slots.clear(self.position)
+        self.slots.count_one(self.position)
         self.done += 1
         self.records += self.relay.take()
         self._settle(delivery, verdict, state, requeue, dead_reason)

@@ -98,7 +98,7 @@ class WorkController:
         self.pool.attach(self)
 
     def _make_events(self) -> WorkerEvents:
-        stats = lambda: (len(self.pool.busy_jobs()), self.processed)  # noqa: E731
+        stats = lambda: (len(self.pool.busy_jobs()), self.processed + self.pool.processed())  # noqa: E731
         freq = self.app.conf.worker_heartbeat_interval
         return WorkerEvents(self.app, self.hostname, freq, stats, self.pool)
 

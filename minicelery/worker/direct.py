@@ -114,6 +114,9 @@ class ConsumingPool(PreforkPool):
         for child in list(self.children.values()):
             self._send_init(child)
 
+    def processed(self) -> int:
+        return self.slots.processed()
+
     def hold_ids(self) -> tuple[str, ...]:
         return self._hold_ids  # read by the heartbeat thread: a tuple, replaced whole
 
@@ -182,6 +185,8 @@ class ConsumingPool(PreforkPool):
         if child.job is None:
             child.job = self._running_job(child)
         position = self.positions.pop(child.pid, None)
+        if position is not None:
+            self.slots.retire_count(position)
         if position is not None and self.slots.usable(position):
             self.slots.release(position)  # read: its replacement may have it
         job = child.job

@@ -190,6 +190,10 @@ class Pool(ABC):
         """Tell slots that check revokes themselves (consuming children) of these ids."""
         return None
 
+    def processed(self) -> int:
+        """Tasks the slots ran that the main process did not see end (consuming children)."""
+        return 0
+
     def hold_ids(self) -> tuple[str, ...]:
         """Consumer ids the worker keeps alive besides its own (consuming children)."""
         return ()

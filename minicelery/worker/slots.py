@@ -31,6 +31,7 @@ TRUNCATED = 4  # the message did not fit: only its tag and queue are here
 _READ_TRIES = 1000
 LOCK_WAIT = 0.05  # seconds the main process waits for a slot's lock (held for microseconds)
 _MASK = 0xFFFFFFFF
+_COUNT = struct.Struct("<Q")
 
 
 @dataclass
@@ -65,6 +66,10 @@ class Slots:
         # semaphore taken without contention costs no system call.
         context = multiprocessing.get_context("fork")
         self.locks = [context.Lock() for _ in range(count)]
+        # Tasks each position's child has run (written by the child alone), and those of
+        # the children gone before: the worker's ``processed`` count.
+        self.counts = mmap.mmap(-1, count * _COUNT.size)
+        self.retired = 0
 
     # -- main process ---------------------------------------------------------------------
     def allocate(self) -> int:
@@ -75,6 +80,16 @@ class Slots:
 
     def release(self, position: int) -> None:
         self._free.append(position)
+
+    def processed(self) -> int:
+        """Tasks run by every child so far (the live ones' counts are read as they are)."""
+        live = sum(_COUNT.unpack_from(self.counts, p * _COUNT.size)[0] for p in range(self.count))
+        return self.retired + int(live)
+
+    def retire_count(self, position: int) -> None:
+        """A child left: keep its count, and zero its position's for the next child."""
+        self.retired += int(_COUNT.unpack_from(self.counts, position * _COUNT.size)[0])
+        _COUNT.pack_into(self.counts, position * _COUNT.size, 0)
 
     def take_batch(self, position: int) -> list[str]:
         """Take every message the child at ``position`` reserved and has not started (to
@@ -184,6 +199,11 @@ class Slots:
         _HEADER.pack_into(memory, offset, (seq + 1) & _MASK, flags | BUSY, time.monotonic(),
                           time.time(), len(raw_tag), len(raw_queue), len(data))  # fmt: skip
         _SEQ.pack_into(memory, offset, (seq + 2) & _MASK)
+
+    def count_one(self, position: int) -> None:
+        """This child ran one more task."""
+        offset = position * _COUNT.size
+        _COUNT.pack_into(self.counts, offset, _COUNT.unpack_from(self.counts, offset)[0] + 1)
 
     def clear(self, position: int) -> None:
         """This child runs nothing now."""

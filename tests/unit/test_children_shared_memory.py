@@ -114,3 +114,17 @@ def test_frames_read_along_with_the_first_are_not_lost() -> None:
     finally:
         main.close()
         child.close()
+
+
+def test_the_processed_count_outlives_the_children_that_ran_the_tasks() -> None:
+    slots = Slots(2)
+    first, second = slots.allocate(), slots.allocate()
+    for _ in range(3):
+        slots.count_one(first)
+    slots.count_one(second)
+    assert slots.processed() == 4
+    slots.retire_count(first)
+    slots.release(first)
+    assert slots.allocate() == first
+    slots.count_one(first)
+    assert slots.processed() == 5
