@@ -95,8 +95,9 @@ class ChildTasks:
             )  # fmt: skip
         finally:
             child_process._in_task = False
-        if events is not None:
+        if events is not None:  # before a message it sent (a retry) reaches a sibling
             events.finished(verdict.message, state, info, requeue)
+            events.dispatcher.flush()
         if limited:
             self.conn.send_bytes(UNLIMITED)
         self.slots.clear(self.position)
@@ -108,7 +109,9 @@ class ChildTasks:
     def _refuse(self, delivery: Delivery, verdict: Refused | None) -> None:
         if verdict is None:  # revoked: its REVOKED record goes first, then the ack
             if self.events is not None:
-                self.events.revoked(decode_message(delivery.data), None)
+                message = decode_message(delivery.data)
+                self.events.received(message)
+                self.events.revoked(message, None)
             self.records += self.relay.take()
             self.acks.append(delivery.tag)
             return

@@ -11,6 +11,7 @@ with time limits, and gives the child's hold back when the child dies.
 from __future__ import annotations
 
 import logging
+import os
 import select
 import time
 from dataclasses import dataclass, field
@@ -313,6 +314,8 @@ def consume_main(
     consumer = ChildConsumer(app, conn, index, settings, slots, relay, buckets)
     if app.conf.worker_send_task_events:  # sent in batches, before each round trip
         consumer.events = WorkerEvents(app, settings.hostname, 2.0, lambda: (0, 0))
+        # Signed by the worker, as the classic pool's; task-started names this process.
+        consumer.events.dispatcher.pid = os.getppid()
     if not child_process.process_init():
         return child_process.EXIT_INIT_FAILED
     conn.send_bytes(child_process.READY)
