@@ -91,7 +91,7 @@ class ChildTasks:
         try:
             state, requeue, dead_reason, info = run_logged(
                 self.app, delivery.queue, delivery.data, settings.hostname, settings.accept,
-                with_event_fields=events is not None,
+                with_event_fields=events is not None, message=verdict.message,
             )  # fmt: skip
         finally:
             child_process._in_task = False

@@ -90,6 +90,7 @@ class ChildConsumer(ChildTasks):
         self.hold_unknown = False  # a reply was lost: the hold may have messages we never saw
         self.failures = 0
         self.done = 0
+        self._mail_seen = 0
 
     # -- life -----------------------------------------------------------------------------
     def start(self) -> bool:
@@ -235,6 +236,11 @@ class ChildConsumer(ChildTasks):
 
     # -- the pipe -------------------------------------------------------------------------
     def _poll_pipe(self) -> None:
+        """Read the pipe if the main process wrote to it since the last look."""
+        mail = self.slots.mail_count(self.position)
+        if mail == self._mail_seen:
+            return
+        self._mail_seen = mail
         ready, _, _ = select.select([self.conn.sock], [], [], 0)
         if ready:
             self._read_pipe()

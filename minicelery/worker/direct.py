@@ -81,7 +81,8 @@ class ConsumingPool(PreforkPool):
 
     def _add_child(self, index: int, pid: int, parent_conn: Channel) -> Child:
         child = super()._add_child(index, pid, parent_conn)
-        self.positions[pid] = self.slots.allocate()
+        position = self.positions[pid] = self.slots.allocate()
+        parent_conn.on_send = lambda: self.slots.notify(position)
         if self._opened:
             self._send_init(child)
         self._hold_ids = tuple(self.consumer_of(c) for c in self.children.values())

@@ -70,6 +70,9 @@ class Slots:
         # the children gone before: the worker's ``processed`` count.
         self.counts = mmap.mmap(-1, count * _COUNT.size)
         self.retired = 0
+        # Frames the main process wrote to each position's child: the child looks at its
+        # pipe only when this moved, so checking for a stop or a revoke costs no syscall.
+        self.mail = mmap.mmap(-1, count * _COUNT.size)
 
     # -- main process ---------------------------------------------------------------------
     def allocate(self) -> int:
@@ -80,6 +83,15 @@ class Slots:
 
     def release(self, position: int) -> None:
         self._free.append(position)
+
+    def notify(self, position: int) -> None:
+        """A frame was written to the child at ``position`` (main process)."""
+        offset = position * _COUNT.size
+        _COUNT.pack_into(self.mail, offset, _COUNT.unpack_from(self.mail, offset)[0] + 1)
+
+    def mail_count(self, position: int) -> int:
+        """How many frames were written to this position's child so far (child)."""
+        return int(_COUNT.unpack_from(self.mail, position * _COUNT.size)[0])
 
     def processed(self) -> int:
         """Tasks run by every child so far (the live ones' counts are read as they are)."""
