@@ -11,7 +11,6 @@ with time limits, and gives the child's hold back when the child dies.
 from __future__ import annotations
 
 import logging
-import os
 import select
 import time
 from dataclasses import dataclass, field
@@ -299,44 +298,3 @@ class ChildConsumer(ChildTasks):
         if max_tasks and self.done >= max_tasks:
             return True
         return child_process.over_memory_limit(self.settings.max_memory_kib)
-
-
-def consume_main(
-    app: Celery,
-    conn: Channel,
-    index: int,
-    settings: ConsumeSettings,
-    slots: Slots,
-    buckets: SharedBuckets,
-) -> int:
-    """A consuming child's life after fork; returns its exit code."""
-    child_process.prepare(app, index)
-    relay = RelayBackend(
-        app.conf.result_serializer,
-        lambda records: _store_now(relay, records),
-        app.open_backend,
-    )
-    app.relay_results(relay)
-    consumer = ChildConsumer(app, conn, index, settings, slots, relay, buckets)
-    if app.conf.worker_send_task_events:  # sent in batches, before each round trip
-        consumer.events = WorkerEvents(app, settings.hostname, 2.0, lambda: (0, 0))
-        # Signed by the worker, as the classic pool's; task-started names this process.
-        consumer.events.dispatcher.pid = os.getppid()
-    if not child_process.process_init():
-        return child_process.EXIT_INIT_FAILED
-    conn.send_bytes(child_process.READY)
-    try:
-        if not consumer.start():
-            return child_process.EXIT_OK
-    except (EOFError, OSError):
-        return child_process.EXIT_PARENT_GONE
-    try:
-        return consumer.run()
-    finally:
-        child_process.process_shutdown()
-
-
-def _store_now(relay: RelayBackend, records: list[tuple[str, bytes]]) -> None:
-    """Intermediate states (STARTED, PROGRESS) are stored at once, as they happen."""
-    real: Any = relay.real
-    real.store_encoded(records)

@@ -27,7 +27,8 @@ from .buckets import SharedBuckets
 from .channel import Channel
 from .child import READY, STOP
 from .childtasks import LIMITED, UNLIMITED
-from .consume import CONFIG, INIT, REVOKE, ConsumeSettings, consume_main
+from .consume import CONFIG, INIT, REVOKE, ConsumeSettings
+from .consuming import consume_main
 from .pool import Event, Job, Released, Waker
 from .prefork import Child, PreforkPool, _kill
 from .slots import Running, Slots
