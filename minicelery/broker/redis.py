@@ -113,6 +113,41 @@ class RedisBroker(DeadLetterStore, Broker):
         )
         return self._deliveries(flat, queues)
 
+    def settle_and_reserve(
+        self,
+        before: Sequence[tuple[tuple[Any, ...], Any]],
+        consumer: str,
+        queues: Sequence[str],
+        count: int,
+        ack: Sequence[str] = (),
+    ) -> list[Delivery]:
+        """One round trip for a prefork child that consumes by itself: the commands
+        ``before`` (a result backend's ``store_commands`` on this Redis), then a reserve that
+        acknowledges ``ack`` first. On one connection, in order: an ack never lands before
+        the result it follows. A store Redis refused (its script forgotten) is sent again
+        before this returns."""
+        reserve = self._reserve_command(self._reserve_ref(), consumer, self._ordered(queues),
+                                        count, ack)  # fmt: skip
+        commands = [command for command, _ in before]
+        replies = self._call("reserve", lambda: self.fast.pipeline([*commands, reserve]))
+        for (command, script), reply in zip(before, replies, strict=False):
+            if isinstance(reply, Exception):
+                self._resend(command, script)
+        flat = replies[-1]
+        if isinstance(flat, NoScriptError):
+            self._reserve_forgotten = True  # nothing taken; the next reserve sends the script
+            return []
+        if isinstance(flat, Exception):
+            raise OperationalError(f"reserve: Redis error ({flat})")
+        self._reserve_forgotten = False
+        return self._deliveries(flat, queues)
+
+    def _resend(self, command: tuple[Any, ...], script: Any) -> None:
+        """Run an ``EVALSHA`` command again, loading its script if Redis forgot it."""
+        numkeys = int(command[2])
+        keys, args = command[3 : 3 + numkeys], command[3 + numkeys :]
+        self._call("store", lambda: self.fast.evalsha(script, keys, args))
+
     def bump(self, name: str, ttl: float) -> int:
         key = self.keys.counter(name)
         replies = self._call(

@@ -115,6 +115,11 @@ def banner(app: Celery, worker: WorkController, broker_url: str, backend_url: st
 @click.option(
     "-E", "--task-events", is_flag=True, help="Send task events (for monitors: minicelery events)."
 )
+@click.option(
+    "--children-consume",
+    is_flag=True,
+    help="Prefork children reserve, store and acknowledge by themselves (beyond Celery).",
+)
 @click.option("-D", "--detach", is_flag=True, help="Run in the background, as a daemon.")
 @click.option("--workdir", help="Change to this directory before loading the app.")
 @click.option("--umask", callback=daemon.parse_umask, help="Umask of the worker (octal).")
@@ -143,6 +148,7 @@ def worker(
     umask: int | None,
     beat: bool = False,
     task_events: bool = False,
+    children_consume: bool = False,
     **celery_flags: Any,
 ) -> None:
     """Start a worker."""
@@ -151,6 +157,8 @@ def worker(
     app = state.app
     if task_events:
         app.conf.worker_send_task_events = True
+    if children_consume:
+        app.conf.worker_children_consume = True
     if flags.include:
         app.conf.include = (*app.conf.include, *flags.includes())
     daemon.start(files, detach, umask)  # with --detach, only the daemon returns

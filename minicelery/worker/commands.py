@@ -158,6 +158,7 @@ def time_limit(
     if task is None:
         return {"error": f"unknown task {task_name!r}"}
     task.soft_time_limit, task.time_limit = soft, hard
+    worker.pool.reconfigure({"limits": {task_name: [soft, hard]}})
     return {"ok": "time limits set successfully"}
 
 

@@ -29,8 +29,8 @@ from .errands import Errands
 from .intake import job_for
 from .options import POOLS, WorkerOptions, expand_hostname, note_task_modules, resolve_concurrency
 from .outbox import ACK_DELAY, Outbox
-from .pool import Event, Job, Lost, Pool, Results, Wake, Waker
-from .pools import make_pool
+from .pool import Event, Job, Lost, Pool, Released, Results, Wake, Waker
+from .pools import consume_settings, make_pool
 from .state import Gate
 
 if TYPE_CHECKING:
@@ -68,8 +68,9 @@ class WorkController:
         note_task_modules(conf, app.tasks)
         self.waker = Waker()
         self.max_tasks_per_child = options.max_tasks_per_child or conf.worker_max_tasks_per_child
+        consume = consume_settings(self, max(multiplier, 1))
         self.pool: Pool = make_pool(app, options, self.concurrency, self.hostname, self.accept,
-                                    self.max_tasks_per_child)  # fmt: skip
+                                    self.max_tasks_per_child, consume)  # fmt: skip
         self.autoscaler: Autoscaler | None = None
         if options.autoscale and options.pool == "prefork":
             self.autoscaler = Autoscaler(self.pool, *options.autoscale,
@@ -99,9 +100,10 @@ class WorkController:
         self.events: WorkerEvents | None = None  # with -E (worker_send_task_events)
         if conf.worker_send_task_events:
             self.events = self._make_events()
+        self.pool.attach(self)
 
     def _make_events(self) -> WorkerEvents:
-        stats = lambda: (len(self.pool.busy_jobs()), self.processed)  # noqa: E731
+        stats = lambda: (len(self.pool.busy_jobs()), self.processed + self.pool.processed())  # noqa: E731
         freq = self.app.conf.worker_heartbeat_interval
         return WorkerEvents(self.app, self.hostname, freq, stats, self.pool)
 
@@ -111,7 +113,7 @@ class WorkController:
         # up to one prefetch window of them.
         # Acks Redis has not confirmed still hold their messages (see Outbox.acks_in_flight).
         waiting = self.admission.waiting()
-        if self.backlogged():
+        if self.pool.consumes or self.backlogged():
             return 0
         return (
             self.prefetch
@@ -145,6 +147,7 @@ class WorkController:
         wait already under way ends within a second and the next one uses them."""
         self.queues = queues
         self.consumer.queues = list(queues)
+        self.pool.reconfigure({"queues": list(queues)})
 
     @property
     def task_events(self) -> bool:
@@ -208,6 +211,7 @@ class WorkController:
                 conf.worker_heartbeat_interval,
                 conf.worker_lost_timeout,
             )
+            self._consumer.also_alive = self.pool.hold_ids
         return self._consumer
 
     def start(self) -> int:
@@ -264,13 +268,19 @@ class WorkController:
         signals.worker_shutting_down.send(
             sender=self.hostname, sig="SIGTERM", how="Cold" if self.cold else "Warm", exitcode=0
         )
-        self.consumer.stopping.set()
-        self._give_back_buffer()
+        self._stop_taking()
         while not self.cold and self.pool.busy_jobs():
             for event in self.pool.wait(1.0, self.waker, self._watched(waiting=False)):
                 self._handle(event)
             self._flush_outbox()
             self.outbox.flush_acks(self.consumer)
+
+    def _stop_taking(self) -> None:
+        """Take no more messages; give back those reserved and not started."""
+        self.consumer.stopping.set()
+        for event in self.pool.quiesce():
+            self._handle(event)
+        self._give_back_buffer()
 
     def _shutdown(self) -> None:
         for event in self.pool.stop(cold=self.cold):
@@ -433,6 +443,9 @@ class WorkController:
             return
         if isinstance(event, Results):
             self.outbox.add_results(event.results)
+            return
+        if isinstance(event, Released):
+            endings.release_hold(self, event)
             return
         self.processed += 1
         job = event.job

@@ -118,11 +118,14 @@ def run_logged(
     hostname: str | None,
     accept: frozenset[str],
     with_event_fields: bool = False,
+    message: TaskMessage | None = None,
 ) -> tuple[str, bool, str | None, dict[str, Any] | None]:
     """Run one message (in a child process or a pool thread) and log its outcome as Celery's
     worker does; returns what the pool reports: state, requeue, dead-letter reason, and the
-    fields of the task's final event when events are on."""
-    message = decode_message(data)
+    fields of the task's final event when events are on. ``message``: ``data`` already
+    decoded (a consuming child decodes it to admit it)."""
+    if message is None:
+        message = decode_message(data)
     outcome = execute_message(app, message, hostname, queue, accept)
     name, task_id = message.task, message.id
     if outcome.state == states.SUCCESS:

@@ -11,7 +11,7 @@ import heapq
 import itertools
 import re
 import time
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
@@ -33,14 +33,18 @@ class Revoked:
         self._until: dict[str, float] = {}
         self._stamps: dict[str, float] = {}
         self._expiry: list[tuple[float, str]] = []
+        self.on_add: Callable[[list[str]], None] | None = None  # told of every id added
 
     def add(self, task_ids: Iterable[str], until: float) -> None:
         stamp = time.monotonic()
+        task_ids = list(task_ids)
         for task_id in task_ids:
             self._until[task_id] = until
             self._stamps.setdefault(task_id, stamp)
             heapq.heappush(self._expiry, (until, task_id))
         self._prune()
+        if self.on_add is not None:
+            self.on_add(task_ids)
 
     def discard(self, task_id: str) -> None:
         """Forget ``task_id`` (its heap entry drops out when it comes up)."""
@@ -169,9 +173,12 @@ class RateLimiter:
     def __init__(self, disabled: bool = False) -> None:
         self.disabled = disabled
         self._buckets: dict[str, TokenBucket | None] = {}
+        self.on_forget: Callable[[str], None] | None = None  # told of each rate change
 
     def forget(self, task_name: str) -> None:
         self._buckets.pop(task_name, None)
+        if self.on_forget is not None:
+            self.on_forget(task_name)
 
     def _bucket(self, task_name: str, rate: str | float | None) -> TokenBucket | None:
         if task_name not in self._buckets:
