@@ -7,11 +7,9 @@ import collections
 import functools
 import logging
 import os
-import signal
 import threading
 import time
 import uuid
-from types import FrameType
 from typing import TYPE_CHECKING, Any
 
 from .. import signals
@@ -32,6 +30,7 @@ from .outbox import ACK_DELAY, Outbox
 from .pool import Event, Job, Lost, Pool, Released, Results, Wake, Waker
 from .pools import consume_settings, make_pool
 from .state import Gate
+from .steering import Steering
 
 if TYPE_CHECKING:
     from ..app import Celery
@@ -42,7 +41,7 @@ logger = logging.getLogger("minicelery.worker")
 job_logger = logging.getLogger("minicelery.worker.job")
 
 
-class WorkController:
+class WorkController(Steering):
     """One worker: a consumer (broker threads), a pool, and the loop between them."""
 
     def __init__(self, app: Celery, options: WorkerOptions) -> None:
@@ -141,62 +140,6 @@ class WorkController:
     def waiting_jobs(self) -> list[Job]:
         """Reserved messages not started yet, as jobs (for ``inspect reserved``)."""
         return self.admission.waiting_jobs()
-
-    def set_queues(self, queues: list[str]) -> None:
-        """Read from these queues from now on (``add_consumer`` / ``cancel_consumer``); a
-        wait already under way ends within a second and the next one uses them."""
-        self.queues = queues
-        self.consumer.queues = list(queues)
-        self.pool.reconfigure({"queues": list(queues)})
-
-    @property
-    def task_events(self) -> bool:
-        """Whether this worker sends task events now (``-E``, or ``enable_events``)."""
-        return self.events is not None and self.events.task_events
-
-    def set_task_events(self, on: bool) -> bool:
-        """Switch task events on or off at runtime; False if they already were. The first
-        switch on of a worker started without ``-E`` also starts its worker events
-        (worker-online, heartbeats)."""
-        if on == self.task_events:
-            return False
-        if self.events is None:
-            self.events = self._make_events()
-            self.events.start()
-        self.events.task_events = on
-        logger.info("Events of group {task} %s by remote.", "enabled" if on else "disabled")
-        return True
-
-    def request_stop(self) -> None:
-        """A warm shutdown, as SIGTERM would start (the remote ``shutdown`` command)."""
-        self.warm = True
-        self.waker.wake()
-
-    def terminate(self, job: Job, signum: int) -> None:
-        """Stop a running job's process with ``signum`` (``revoke(terminate=True)``)."""
-        task_id = job.message.id
-        if self.pool.terminate(job, signum):
-            self.terminated[task_id] = signum
-            logger.info("Terminating %s (%s)", task_id, signal.Signals(signum).name)
-        else:
-            logger.warning("Cannot terminate %s: the %s pool has no process to stop",
-                           task_id, self.options.pool)  # fmt: skip
-
-    def install_signal_handlers(self) -> None:
-        signal.signal(signal.SIGTERM, self._on_stop_signal)
-        signal.signal(signal.SIGINT, self._on_stop_signal)
-        signal.signal(signal.SIGQUIT, self._on_cold_signal)
-
-    def _on_stop_signal(self, signum: int, frame: FrameType | None) -> None:
-        # Flag-only: the loop does the work. A second signal means "stop now".
-        if self.warm:
-            self.cold = True
-        self.warm = True
-        self.waker.wake()
-
-    def _on_cold_signal(self, signum: int, frame: FrameType | None) -> None:
-        self.warm = self.cold = True
-        self.waker.wake()
 
     # -- running -------------------------------------------------------------------------
     @property
