@@ -220,11 +220,12 @@ class MessageOptions:
     group_index: int | None = None
     time_limit: float | None = None
     soft_time_limit: float | None = None
-    ignore_result: bool = False
+    ignore_result: bool | None = False
     reply_to: str | None = None
     shadow: str | None = None
     headers: dict[str, Any] = field(default_factory=dict)
     embed: dict[str, Any] = field(default_factory=dict)
+    properties: dict[str, Any] = field(default_factory=dict)  # AMQP ones: app_id, type...
 
 
 def build_message(
@@ -252,6 +253,7 @@ def build_message(
     }
     headers.update(options.headers)
     properties = {
+        **options.properties,
         "correlation_id": options.task_id,
         "reply_to": options.reply_to,
         "priority": options.priority,
