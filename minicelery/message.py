@@ -68,6 +68,12 @@ class TaskMessage:
         }
         return pack_frame(envelope)
 
+    def redelivered(self) -> bytes:
+        """The bytes of this message given back to its queue by ``Reject(requeue=True)``:
+        marked ``redelivered``, which the task reads in ``request.delivery_info``."""
+        properties = {**self.properties, "redelivered": True}
+        return TaskMessage(self.headers, properties, self.content_type, self.body).encode()
+
     def decode_body(
         self, accept: frozenset[str]
     ) -> tuple[list[Any], dict[str, Any], dict[str, Any]]:

@@ -149,7 +149,9 @@ def _run(task: Task[Any, Any], request: Context) -> Outcome:
         task.before_start(str(request.id), request.args, request.kwargs)
         outcome = Outcome(states.SUCCESS, retval=_call(task, request.args, request.kwargs))
     except Reject as exc:
-        outcome = Outcome(states.REJECTED, exc=exc, requeue=exc.requeue)
+        outcome = Outcome(
+            states.REJECTED, exc=exc, requeue=exc.requeue, traceback=tb_module.format_exc()
+        )
     except Retry as exc:
         outcome = Outcome(states.RETRY, exc=exc, traceback=tb_module.format_exc())
     except BaseException as exc:
@@ -208,6 +210,8 @@ def _finish(
         _finish_failure(app, task, request, outcome, ignore, einfo)
     elif outcome.state == states.REJECTED:
         signals.task_rejected.send(sender=task, message=None, exc=outcome.exc)
+        if not outcome.requeue:
+            _finish_rejected(app, task, request, outcome, ignore, einfo)
     retval = outcome.retval if outcome.exc is None else outcome.exc
     _guarded(
         task,
@@ -305,6 +309,34 @@ def _finish_failure(
     if not ignore or task.option("store_errors_even_if_ignored"):
         _store(app, request, states.FAILURE, exception_to_dict(exc), outcome.traceback)
     _guarded(task, request, task.on_failure, exc, request.id, request.args, request.kwargs, einfo)
+    signals.task_failure.send(
+        sender=task,
+        task_id=request.id,
+        exception=exc,
+        args=request.args,
+        kwargs=request.kwargs,
+        traceback=outcome.traceback,
+        einfo=einfo,
+    )
+    _guarded(task, request, on_task_failure, app, task, request, exc, outcome.traceback)
+
+
+def _finish_rejected(
+    app: Celery,
+    task: Task[Any, Any],
+    request: Context,
+    outcome: Outcome,
+    ignore: bool,
+    einfo: ExceptionInfo | None,
+) -> None:
+    """``Reject(requeue=False)``: the task will never run again, so it ends FAILURE with the
+    ``Reject`` as its error, its workflow fails, and ``task_failure`` is sent, as Celery
+    does (rather than staying PENDING forever). ``on_failure`` is not called: it did not
+    fail, it refused."""
+    exc = outcome.exc
+    assert exc is not None
+    if not ignore or task.option("store_errors_even_if_ignored"):
+        _store(app, request, states.FAILURE, exception_to_dict(exc), outcome.traceback)
     signals.task_failure.send(
         sender=task,
         task_id=request.id,
