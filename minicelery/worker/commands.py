@@ -12,6 +12,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
+from .revoking import mark_revoked
 from .state import parse_rate
 
 if TYPE_CHECKING:
@@ -95,6 +96,7 @@ def revoke(
 ) -> dict[str, str]:
     ids = [task_id] if isinstance(task_id, str) else list(task_id)
     worker.revoked.add(ids, until or time.time() + worker.app.conf.worker_revoke_expires)
+    mark_revoked(worker, ids)
     if terminate:
         signum = signal_number(signal)
         for job in worker.pool.busy_jobs():
