@@ -48,21 +48,30 @@ class RedisBackend(ResultBackend):
         prefix: str = "minicelery",
         serializer: str = "json",
         expires: float | None = 86400,
+        failure_expires: float | None = None,
     ) -> None:
         self.client = client
         self.keys = KeySchema(prefix)
         self.codec = codec_for(serializer)
         self.expires = expires or 0
-        # The bytes of '"status": "SUCCESS"' after a record's opening ('{' in json, a map
-        # header in msgpack); records always put status first.
-        marker = self.codec.dumps({"status": states.SUCCESS})[1:]
-        self._success_marker = marker[:-1] if self.codec.name == "json" else marker
+        # ``result_failure_expires``: FAILURE records kept longer or shorter (0: for ever).
+        self.failure_expires = self.expires if failure_expires is None else failure_expires
+        self._success_marker = self._status_marker(states.SUCCESS)
+        self._failure_marker = self._status_marker(states.FAILURE)
         self._store = register(client, "minicelery.backend", "store_results")
         self._chord_part = register(client, "minicelery.backend", "chord_part")
         self.fast = FastPath(client)
 
+    def _status_marker(self, state: str) -> bytes:
+        """The bytes of '"status": "<state>"' after a record's opening ('{' in json, a map
+        header in msgpack); records always put status first."""
+        marker = self.codec.dumps({"status": state})[1:]
+        return marker[:-1] if self.codec.name == "json" else marker
+
     def key(self, task_id: str) -> str:
         return self.keys.result(task_id)
+
+    get_key_for_task = key  # Celery's name
 
     def notify_key(self, task_id: str) -> str:
         return self.keys.result_stream(task_id)
@@ -90,7 +99,8 @@ class RedisBackend(ResultBackend):
             keys += (self.key(task_id), self.notify_key(task_id))
         if tags:
             keys.append(hold)
-        args = [self.expires, self._success_marker, NOTIFY_SECONDS, len(tags)]
+        args = [self.expires, self._success_marker, NOTIFY_SECONDS, len(tags),
+                self.failure_expires, self._failure_marker]  # fmt: skip
         return keys, [*args, *(data for _, data in records), *tags]
 
     def store_commands(

@@ -1,9 +1,11 @@
 """How a rejected task ends (Celery 5.7: FAILURE when not requeued, ``redelivered`` when
 requeued), and Celery's result backend methods (``store_result``, ``get_state``,
-``mark_as_*``) on our backend."""
+``mark_as_*``) and ``result_failure_expires`` on our backend."""
 
 from __future__ import annotations
 
+import datetime as dt
+from collections.abc import Callable
 from typing import Any
 
 from minicelery import Celery, Task, signals, states
@@ -111,3 +113,25 @@ def test_revoke_marks_what_has_not_started(app: Celery) -> None:
     assert app.backend.get_state("done") == states.SUCCESS
     assert app.backend.get_state("retrying") == states.REVOKED
     assert app.backend.get_state("new") == states.REVOKED
+
+
+def test_result_failure_expires_keeps_failures_for_their_own_time(
+    make_app: Callable[..., Celery],
+) -> None:
+    app = make_app(result_expires=60, result_failure_expires=dt.timedelta(minutes=10))
+    backend = app.backend
+    backend.store_result("ok", 42, states.SUCCESS)
+    backend.store_result("bad", KeyError("x"), states.FAILURE)
+    backend.store_result("later", None, states.RETRY)
+    assert 0 < backend.client.ttl(backend.get_key_for_task("ok")) <= 60
+    assert 60 < backend.client.ttl(backend.get_key_for_task("bad")) <= 600
+    assert 0 < backend.client.ttl(backend.get_key_for_task("later")) <= 60
+
+
+def test_failures_expire_as_other_results_unless_told(make_app: Callable[..., Celery]) -> None:
+    backend = make_app(result_expires=60).backend
+    backend.store_result("bad", KeyError("x"), states.FAILURE)
+    assert 0 < backend.client.ttl(backend.get_key_for_task("bad")) <= 60
+    never = make_app(result_expires=60, result_failure_expires=0).backend
+    never.store_result("bad2", KeyError("x"), states.FAILURE)
+    assert never.client.ttl(never.get_key_for_task("bad2")) == -1
