@@ -25,6 +25,7 @@ _repr.maxlevel = 4
 ARGSREPR_MAX = 1024
 
 REQUIRED_HEADERS = ("id", "task")
+DATA_ONLY = frozenset({"application/json", "application/x-msgpack"})
 
 
 @dataclass
@@ -57,6 +58,47 @@ class TaskMessage:
         """The canvas stamps this message carries, by name."""
         stamps = self.headers.get("stamps") or {}
         return {name: stamps.get(name) for name in self.stamped_headers}
+
+    # What Celery's worker request offers ``task_received`` receivers, read from the body.
+    @property
+    def args(self) -> list[Any] | None:
+        body = self._body()
+        return body[0] if body else None
+
+    @property
+    def kwargs(self) -> dict[str, Any] | None:
+        body = self._body()
+        return body[1] if body else None
+
+    @property
+    def callbacks(self) -> Any:
+        return self._embedded("callbacks")
+
+    @property
+    def errbacks(self) -> Any:
+        return self._embedded("errbacks")
+
+    @property
+    def chain(self) -> Any:
+        return self._embedded("chain")
+
+    @property
+    def chord(self) -> Any:
+        return self._embedded("chord")
+
+    def _embedded(self, key: str) -> Any:
+        body = self._body()
+        return body[2].get(key) if body else None
+
+    def _body(self) -> tuple[list[Any], dict[str, Any], dict[str, Any]] | None:
+        """The decoded body, decoding it now only from a data-only format (never pickle
+        here: the worker decides whether it accepts that); None when it cannot be read."""
+        if self.decoded is None:
+            try:
+                self.decode_body(DATA_ONLY)
+            except (MessageError, SerializationError):
+                return None
+        return self.decoded
 
     def encode(self) -> bytes:
         """The bytes pushed onto a queue."""

@@ -237,3 +237,24 @@ def test_a_result_sent_with_ignore_result_is_ignored(app: Celery) -> None:
     assert result.ignored is True
     assert result.get() is None  # at once: no result will ever come
     assert add.apply_async((1, 2)).ignored is False
+
+
+# --------------------------------------------------------------------------- task_received
+
+
+def test_the_received_message_offers_what_celerys_request_does(app: Celery) -> None:
+    """``task_received`` receivers get the message; like Celery's worker request it has the
+    arguments and the links, read from the body."""
+
+    @app.task(name="proj.linked")
+    def linked(x: int, y: int = 0) -> int:
+        return x + y
+
+    message, _ = build(app, linked, (1,), {"y": 2}, link=linked.s(3), link_error=linked.si(0))
+    assert (message.args, message.kwargs) == ([1], {"y": 2})
+    assert [sig["task"] for sig in message.callbacks] == ["proj.linked"]
+    assert message.errbacks[0]["args"] == [0]
+    assert (message.chain, message.chord) == (None, None)
+
+    pickled, _ = build(app, linked, (1,), serializer="pickle")
+    assert pickled.args is None  # not decoded here: the worker decides whether it accepts it
