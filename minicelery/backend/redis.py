@@ -42,6 +42,8 @@ def _pending(task_id: str) -> Meta:
 class RedisBackend(ResultBackend):
     """Results in Redis (``KeySchema.result``), kept ``expires`` seconds."""
 
+    compression: str | None = None  # results are stored uncompressed (Celery's attribute)
+
     def __init__(
         self,
         client: Any,
@@ -79,8 +81,12 @@ class RedisBackend(ResultBackend):
     def encode(self, meta: Meta) -> bytes:
         return encode_meta(meta, self.codec)
 
-    def decode(self, data: bytes) -> Meta:
-        meta = self.codec.loads(data)
+    def _loads(self, data: bytes | str) -> Any:
+        # A client made with decode_responses=true (a URL option) hands back text.
+        return self.codec.loads(data.encode() if isinstance(data, str) else data)
+
+    def decode(self, data: bytes | str) -> Meta:
+        meta = self._loads(data)
         return meta if isinstance(meta, dict) else {"status": states.FAILURE, "result": meta}
 
     def store(self, task_id: str, meta: Meta) -> bool:
@@ -201,7 +207,7 @@ class RedisBackend(ResultBackend):
     def restore_group(self, group_id: str) -> Any:
         with translate_errors("restore group"):
             data = self.client.get(self.keys.group(group_id))
-        return None if data is None else self.codec.loads(data)
+        return None if data is None else self._loads(data)
 
     def delete_group(self, group_id: str) -> None:
         with translate_errors("delete group"):
@@ -226,7 +232,7 @@ class RedisBackend(ResultBackend):
             parts = self.fast.evalsha(self._chord_part, keys, args)
         if not parts:
             return None
-        return [None if data is None else self.codec.loads(data) for data in parts]
+        return [None if data is None else self._loads(data) for data in parts]
 
     def chord_settle(self, group_id: str) -> None:
         with translate_errors("settle chord"):

@@ -12,6 +12,7 @@ from minicelery import Celery, Task, signals, states
 from minicelery.broker import OutgoingMessage
 from minicelery.exceptions import Reject, TaskRevokedError
 from minicelery.message import decode_message
+from minicelery.redislayer.memory import memory_client
 from minicelery.worker.controller import WorkController, WorkerOptions
 from minicelery.worker.executor import execute_message
 from tests.unit.conftest import ACCEPT_JSON
@@ -135,3 +136,23 @@ def test_failures_expire_as_other_results_unless_told(make_app: Callable[..., Ce
     never = make_app(result_expires=60, result_failure_expires=0).backend
     never.store_result("bad2", KeyError("x"), states.FAILURE)
     assert never.client.ttl(never.get_key_for_task("bad2")) == -1
+
+
+def test_a_backend_on_a_client_that_decodes_responses(memory_url: str) -> None:
+    """``?decode_responses=true`` on a result backend URL makes the client return text;
+    results still read back (json), uncompressed as always."""
+    import fakeredis
+
+    from minicelery.backend.redis import RedisBackend
+    from minicelery.redislayer import memory
+
+    memory_client(memory_url)  # the test's server
+    server = memory._servers[memory_url.split("://", 1)[1]]
+    backend = RedisBackend(fakeredis.FakeRedis(server=server, decode_responses=True), "t")
+    result = {"answer": 42, "text": "hello world"}
+    backend.store_result("t1", result, states.SUCCESS)
+    assert isinstance(backend.client.get(backend.get_key_for_task("t1")), str)
+    assert backend.get_meta("t1")["result"] == result
+    assert backend.wait_for("t1", timeout=1)["result"] == result
+    assert backend.get_many(["t1"])[0]["result"] == result
+    assert backend.compression is None
