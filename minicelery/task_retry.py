@@ -94,14 +94,10 @@ def send_retry(
     """Send the retry of the running ``request`` (``Task.retry`` decided it may): the same
     id, one more retry, its workflow, expiry, limits, stamps and carried options, unless
     ``options`` say otherwise. Eager mode runs it at once and returns its result."""
+    args, kwargs = retry_arguments(task.run, request, args, kwargs)
     if request.is_eager:
         # Eager mode retries eagerly, at once, as Celery does; apply() reports its end.
-        return task.apply(
-            args if args is not None else request.args,
-            kwargs if kwargs is not None else request.kwargs,
-            task_id=request.id,
-            retries=request.retries + 1,
-        )
+        return task.apply(args, kwargs, task_id=request.id, retries=request.retries + 1)
     delivery_info = request.delivery_info or {}
     # As Celery: the retry keeps the original's absolute expiry and its time limits.
     hard, soft = request.timelimit or (None, None)
@@ -113,7 +109,6 @@ def send_retry(
         **_stamps_of(request),
         **options,
     }
-    args, kwargs = retry_arguments(task.run, request, args, kwargs)
     task.app.send_task(
         task.name,
         args,

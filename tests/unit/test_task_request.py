@@ -258,3 +258,13 @@ def test_the_received_message_offers_what_celerys_request_does(app: Celery) -> N
 
     pickled, _ = build(app, linked, (1,), serializer="pickle")
     assert pickled.args is None  # not decoded here: the worker decides whether it accepts it
+
+
+def test_an_eager_retry_switches_its_arguments_too(app: Celery) -> None:
+    @app.task(bind=True, name="proj.eager_switch", max_retries=1)
+    def switch(self: Task[Any, Any], foo: int, bar: int) -> Any:
+        if not self.request.retries:
+            raise self.retry(kwargs={"foo": foo + 1}, countdown=0)
+        return [foo, bar, self.request.retries]
+
+    assert switch.apply((1, 2)).get() == [2, 2, 1]
