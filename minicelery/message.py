@@ -100,6 +100,11 @@ class TaskMessage:
                 return None
         return self.decoded
 
+    @property
+    def replaced_task_nesting(self) -> int:
+        """How many ``Task.replace()`` calls led to this task (Celery's request has it)."""
+        return int(self.headers.get("replaced_task_nesting") or 0)
+
     def encode(self) -> bytes:
         """The bytes pushed onto a queue."""
         envelope = {

@@ -232,6 +232,19 @@ class AsyncResult(ResultBase):
     ) -> None:
         self.app.control.revoke(self.id, terminate=terminate, signal=signal)
 
+    def revoke_by_stamped_headers(
+        self,
+        headers: dict[str, Any],
+        connection: Any = None,
+        terminate: bool = False,
+        signal: str | None = None,
+        wait: bool = False,
+        timeout: float | None = None,
+    ) -> None:
+        """Have workers skip (``terminate``: also stop) the tasks stamped with ``headers``."""
+        self.app.control.revoke_by_stamped_headers(
+            headers, terminate=terminate, signal=signal, reply=wait, timeout=timeout or 1.0
+        )
 
     def as_tuple(self) -> Any:
         parent = self.parent.as_tuple() if self.parent is not None else None

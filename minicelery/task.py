@@ -10,6 +10,7 @@ from typing import TYPE_CHECKING, Any, ClassVar, Generic, ParamSpec, TypeVar
 
 from . import states
 from ._state import current_request, task_stack
+from .canvas.replace import WorkflowMethods
 from .exceptions import MaxRetriesExceededError, Retry
 from .result import AsyncResult, EagerResult
 from .task_retry import send_retry
@@ -72,6 +73,7 @@ class Context:
     shadow: str | None = None
     stamped_headers: Any = None  # canvas stamping: the names of the stamps
     stamps: Any = None  # and their values
+    replaced_task_nesting: int = 0  # how many replacements led to this task
 
     def __init__(self, **fields: Any) -> None:
         self.__dict__.update(fields)
@@ -99,7 +101,7 @@ def custom_headers(headers: dict[str, Any]) -> dict[str, Any] | None:
     return custom or None
 
 
-class Task(Generic[P, R]):
+class Task(WorkflowMethods, Generic[P, R]):
     """A task: call it to run here, ``delay()``/``apply_async()`` to run it on a worker.
 
     Options left as None take their value from the app's settings (``task_acks_late`` ...).

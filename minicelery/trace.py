@@ -17,7 +17,7 @@ from . import signals, states
 from ._state import current_request, task_stack
 from .canvas.callbacks import on_task_abandoned, on_task_failure, on_task_success
 from .canvas.stamping import message_stamps
-from .exceptions import EncodeError, OperationalError, Reject, Retry
+from .exceptions import EncodeError, Ignore, OperationalError, Reject, Retry
 from .result import EagerResult, ResultBase
 from .serialization import exception_to_dict
 from .task import Context, Task, call_task_body
@@ -154,6 +154,8 @@ def _run(task: Task[Any, Any], request: Context) -> Outcome:
         )
     except Retry as exc:
         outcome = Outcome(states.RETRY, exc=exc, traceback=tb_module.format_exc())
+    except Ignore as exc:  # e.g. replaced: no state, no callbacks; what replaced it has them
+        outcome = Outcome(states.IGNORED, exc=exc)
     except BaseException as exc:
         if isinstance(exc, (KeyboardInterrupt, SystemExit)) and not request.is_eager:
             raise
@@ -198,6 +200,9 @@ def _finish(
     """Record the outcome, then run hooks, signals and callbacks. A hook that raises is
     logged (``task_internal_error``) and never turns into the task's outcome."""
     assert request.id is not None
+    if outcome.state == states.IGNORED:
+        logger.info("Task %s[%s] ignored", task.name, request.id)
+        return
     einfo = ExceptionInfo(outcome.exc, outcome.traceback) if outcome.exc is not None else None
     if outcome.state == states.SUCCESS and not _stored_success(app, request, outcome, ignore):
         assert outcome.exc is not None
@@ -394,6 +399,7 @@ def run_eager(
         chain=options.get("chain"),
         delivery_info={"routing_key": None},
         ignore_result=not (task.option("store_eager_result")),
+        replaced_task_nesting=int(options.get("replaced_task_nesting") or 0),
         **message_stamps(options),
     )
     outcome = run_task(app, task, request)

@@ -301,6 +301,16 @@ class Celery(Sending):
         """The current time in the app's timezone (what crontab schedules compare with)."""
         return dt.datetime.now(self.timezone)
 
+    @property
+    def log(self) -> Any:
+        """Celery's ``app.log``: logging set up as a worker does (``setup_logging_subsystem``)."""
+        from .log import Logging
+
+        found = self.__dict__.get("_log")
+        if found is None:
+            found = self.__dict__["_log"] = Logging(self)
+        return found
+
     def bugreport(self) -> str:
         """Versions, platform and settings (secrets masked), for bug reports."""
         from .report import bug_report

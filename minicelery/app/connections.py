@@ -134,6 +134,14 @@ class Connections:
         (monitoring code hands it to ``app.events.Receiver``); components open their own."""
         return contextlib.nullcontext(self.broker)
 
+    def connection_for_write(self, *args: Any, **kwargs: Any) -> contextlib.nullcontext[Broker]:
+        """Celery's connection for publishing: :meth:`connection` (there is one Redis)."""
+        return self.connection(*args, **kwargs)
+
+    def connection_for_read(self, *args: Any, **kwargs: Any) -> contextlib.nullcontext[Broker]:
+        """Celery's connection for consuming: :meth:`connection` (there is one Redis)."""
+        return self.connection(*args, **kwargs)
+
     def close(self) -> None:
         """Drop this process's connections; they reopen on next use."""
         if self._connections is not None and self._connections[0] == os.getpid():

@@ -6,6 +6,8 @@ from typing import TYPE_CHECKING, Any
 
 from .base import DisabledBackend, Meta, ResultBackend
 
+CACHE_MEMORY = "cache+memory://"
+
 if TYPE_CHECKING:
     from .redis import RedisBackend
 
@@ -22,6 +24,9 @@ def backend_from_url(
     if url is None:
         return DisabledBackend()
     from ..redislayer.connect import client_for_url
+
+    if url.startswith(CACHE_MEMORY):  # Celery's in-process cache backend: memory:// here
+        url = "memory://" + url[len(CACHE_MEMORY) :]
     from .redis import RedisBackend
 
     return RedisBackend(

@@ -78,6 +78,12 @@ class ResultBackend(CeleryBackendAPI, ABC):
         same task asking again gets the parts again (it ran again after a crash)."""
         raise ImproperlyConfigured(f"{type(self).__name__} does not support chords")
 
+    def add_to_chord(self, group_id: str) -> int:
+        """Count one more part of the chord ``group_id`` (a header task adding a task to
+        it); returns how many have been added so far, so the new part's header index is
+        the header's size plus that, minus one."""
+        raise ImproperlyConfigured(f"{type(self).__name__} does not support chords")
+
     def chord_settle(self, group_id: str) -> None:
         """The chord's body has been sent: its parts are no longer needed."""
 

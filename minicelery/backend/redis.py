@@ -226,7 +226,11 @@ class RedisBackend(ResultBackend):
     def chord_part_return(
         self, group_id: str, index: int, size: int, part: Any, task_id: str = ""
     ) -> Any:
-        keys = [self.keys.chord_parts(group_id), self.keys.chord_claim(group_id)]
+        keys = [
+            self.keys.chord_parts(group_id),
+            self.keys.chord_claim(group_id),
+            self.keys.chord_added(group_id),
+        ]
         args = [index, self.codec.dumps(part), size, self.expires, task_id]
         with translate_errors("count chord part"):
             parts = self.fast.evalsha(self._chord_part, keys, args)
@@ -236,7 +240,18 @@ class RedisBackend(ResultBackend):
 
     def chord_settle(self, group_id: str) -> None:
         with translate_errors("settle chord"):
-            self.fast.execute("DEL", self.keys.chord_parts(group_id))
+            self.fast.execute(
+                "DEL", self.keys.chord_parts(group_id), self.keys.chord_added(group_id)
+            )
+
+    def add_to_chord(self, group_id: str) -> int:
+        key = self.keys.chord_added(group_id)
+        with translate_errors("add to chord"), self.client.pipeline(transaction=True) as pipe:
+            pipe.incr(key)
+            if self.expires:
+                pipe.expire(key, int(self.expires))
+            added = pipe.execute()[0]
+        return int(added)
 
     def close(self) -> None:
         self.client.close()

@@ -49,6 +49,12 @@ def _links(value: Any) -> list[Any] | None:
     return [dict(item) for item in items]
 
 
+def _nesting(options: dict[str, Any]) -> dict[str, Any]:
+    """The ``replaced_task_nesting`` header of a task sent by ``Task.replace()``."""
+    nesting = options.get("replaced_task_nesting")
+    return {"replaced_task_nesting": int(nesting)} if nesting else {}
+
+
 def _pick(
     options: dict[str, Any],
     route: dict[str, Any],
@@ -124,7 +130,11 @@ def message_options(
         ignore_result=None if ignore_result is None else bool(ignore_result),
         reply_to=options.get("reply_to"),
         shadow=options.get("shadow"),
-        headers={**(options.get("headers") or {}), **message_stamps(options)},
+        headers={
+            **(options.get("headers") or {}),
+            **message_stamps(options),
+            **_nesting(options),
+        },
         embed=embed,
         properties={k: options[k] for k in MESSAGE_PROPERTIES if options.get(k) is not None},
     )

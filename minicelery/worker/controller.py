@@ -15,9 +15,11 @@ from types import FrameType
 from typing import TYPE_CHECKING, Any
 
 from .. import signals
+from ..events.event import LamportClock
 from ..events.worker import WorkerEvents
 from ..serialization import accepted_content_types
 from . import endings
+from . import inspection as _inspection  # noqa: F401 - registers the inspect commands
 from .admission import Admission
 from .autoscale import Autoscaler
 from .commands import run_command
@@ -25,7 +27,7 @@ from .consumer import Consumer
 from .control import ControlServer
 from .errands import Errands
 from .intake import job_for
-from .options import POOLS, WorkerOptions, expand_hostname
+from .options import POOLS, WorkerOptions, expand_hostname, note_task_modules, resolve_concurrency
 from .outbox import ACK_DELAY, Outbox
 from .pool import Event, Job, Lost, Pool, Results, Wake, Waker
 from .pools import make_pool
@@ -49,7 +51,8 @@ class WorkController:
         self.options = options
         self.hostname = expand_hostname(options.hostname)
         self.consumer_id = f"{self.hostname}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
-        self.concurrency = options.concurrency or conf.worker_concurrency or os.cpu_count() or 1
+        self.concurrency = resolve_concurrency(options.concurrency, conf.worker_concurrency,
+                                               options.pool)  # fmt: skip
         if options.pool == "solo":
             self.concurrency = 1
         if options.autoscale and options.pool == "prefork":
@@ -62,6 +65,7 @@ class WorkController:
         queues = list(options.queues) or [conf.task_default_queue]
         self.queues = [q for q in queues if q not in set(options.exclude_queues)]
         self.accept = accepted_content_types(conf.accept_content)
+        note_task_modules(conf, app.tasks)
         self.waker = Waker()
         self.max_tasks_per_child = options.max_tasks_per_child or conf.worker_max_tasks_per_child
         self.pool: Pool = make_pool(app, options, self.concurrency, self.hostname, self.accept,
@@ -86,6 +90,7 @@ class WorkController:
         self.terminated: dict[str, int] = {}  # task id -> signal, for revoke(terminate=True)
         self.control: ControlServer | None = None
         self.totals: collections.Counter[str] = collections.Counter()
+        self.clock = LamportClock()  # moved on by every remote-control command received
         self.warm = False
         self.cold = False
         self.started_at = time.time()
@@ -351,6 +356,7 @@ class WorkController:
             return False
         deliveries = self.consumer.fetch(room if room >= self.refill_at else 0, self.outbox.acks)
         self.buffer.extend(deliveries)
+        self._serve_control(catch_up=bool(deliveries))
         return bool(deliveries)
 
     def _give_back_buffer(self) -> None:
@@ -392,10 +398,13 @@ class WorkController:
         if self.events is not None:
             self.events.received(job.message)
 
-    def _serve_control(self) -> None:
+    def _serve_control(self, catch_up: bool = False) -> None:
         if self.control is None:
             return
+        if catch_up:  # tasks came: first the commands sent before them (see catch_up)
+            self.control.catch_up()
         for cmd in self.control.pending():
+            self.clock.adjust(cmd.get("clock") or 0)
             reply = run_command(self, cmd["method"], cmd.get("arguments") or {})
             if cmd.get("ticket"):
                 send = functools.partial(self.control.reply, cmd["ticket"], reply)
@@ -415,6 +424,7 @@ class WorkController:
             self.outbox.put_back_acks(riding)
         if woken:
             self.buffer.extend(woken)
+            self._serve_control(catch_up=True)
             self._repark = True  # after the dispatch: a new task starts first
 
     def _handle(self, event: Event, shutting_down: bool = False) -> None:

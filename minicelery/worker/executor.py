@@ -68,6 +68,7 @@ def make_request(
         shadow=h.get("shadow"),
         stamped_headers=h.get("stamped_headers"),
         stamps=h.get("stamps"),
+        replaced_task_nesting=int(h.get("replaced_task_nesting") or 0),
     )
 
 

@@ -1,6 +1,8 @@
 -- Record one finished header task of a chord and, when it completes the chord, hand back
 -- every part in header order to that task alone.
--- KEYS[1]: hash header index -> encoded part; KEYS[2]: the chord's claim.
+-- KEYS[1]: hash header index -> encoded part; KEYS[2]: the chord's claim;
+-- KEYS[3]: how many parts header tasks added while running (add_to_chord), numbered on
+-- from the header's size.
 -- ARGV[1]: this task's header index, ARGV[2]: its encoded part, ARGV[3]: header size,
 -- ARGV[4]: expiry of both keys in seconds (0 = none), ARGV[5]: this task's id.
 -- Parts are keyed by index, so a task that runs twice (redelivered, retried) is counted
@@ -9,7 +11,7 @@
 -- same task asking again (it ran again after its process died, or its worker is ending it
 -- as lost) gets the parts again, so the body is not lost with the process that claimed it.
 -- Any other task never fires the body: the claim outlives the parts.
-local size = tonumber(ARGV[3])
+local size = tonumber(ARGV[3]) + tonumber(redis.call('GET', KEYS[3]) or '0')
 local function all_parts()
   local parts = {}
   for i = 0, size - 1 do
