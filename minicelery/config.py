@@ -208,6 +208,7 @@ DEFAULTS: dict[str, tuple[Any, Validator]] = {
     "accept_content": (["json"], _accept),
     "result_accept_content": (None, _accept),
     "result_expires": (86400, _seconds),
+    "result_failure_expires": (None, _seconds),  # FAILURE records (None: result_expires)
     "result_extended": (False, _bool),
     "task_default_queue": ("celery", _str),
     "task_default_priority": (None, _priority),

@@ -77,6 +77,7 @@ class Connections:
                 self.conf.result_serializer,
                 self.conf.result_expires,
                 client=shared,
+                failure_expires=self.conf.result_failure_expires,
             )
             self._connections = (pid, broker, backend)
         return self._connections[1], self._connections[2]

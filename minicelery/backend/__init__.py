@@ -13,7 +13,12 @@ if TYPE_CHECKING:
 
 
 def backend_from_url(
-    url: str | None, prefix: str, serializer: str, expires: float | None, client: Any = None
+    url: str | None,
+    prefix: str,
+    serializer: str,
+    expires: float | None,
+    client: Any = None,
+    failure_expires: float | None = None,
 ) -> ResultBackend:
     """The result backend for ``url``, or a disabled one when ``url`` is None."""
     if url is None:
@@ -25,7 +30,11 @@ def backend_from_url(
     from .redis import RedisBackend
 
     return RedisBackend(
-        client if client is not None else client_for_url(url), prefix, serializer, expires
+        client if client is not None else client_for_url(url),
+        prefix,
+        serializer,
+        expires,
+        failure_expires,
     )
 
 

@@ -39,6 +39,7 @@ class RedisBroker(DeadLetterStore, Broker):
         self._reserve = _script(client, "reserve")
         self._publish = _script(client, "publish")
         self._requeue = _script(client, "requeue")
+        self._redeliver = _script(client, "redeliver")
         self._recover = _script(client, "recover")
         self._move_due = _script(client, "move_due")
         self._heartbeat = _script(client, "heartbeat")
@@ -341,6 +342,12 @@ class RedisBroker(DeadLetterStore, Broker):
         keys = [self.keys.hold(consumer)]
         return int(
             self._call("requeue", lambda: self.fast.evalsha(self._requeue, keys, list(tags)))
+        )
+
+    def redeliver(self, consumer: str, tag: str, data: bytes) -> int:
+        keys = [self.keys.hold(consumer)]
+        return int(
+            self._call("redeliver", lambda: self.fast.evalsha(self._redeliver, keys, [tag, data]))
         )
 
     def heartbeat(self, consumer: str) -> None:

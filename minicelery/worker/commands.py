@@ -10,6 +10,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
+from .revoking import mark_revoked
 from .state import matching_stamps, parse_rate, revoke_stamps
 
 if TYPE_CHECKING:
@@ -92,6 +93,7 @@ def revoke(
 ) -> dict[str, str]:
     ids = [task_id] if isinstance(task_id, str) else list(task_id)
     worker.revoked.add(ids, until or time.time() + worker.app.conf.worker_revoke_expires)
+    mark_revoked(worker, ids)
     if terminate:
         signum = signal_number(signal)
         for job in worker.pool.busy_jobs():

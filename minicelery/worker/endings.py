@@ -170,8 +170,8 @@ def finished(worker: WorkController, event: Done) -> None:
     if event.dead_reason:
         dead_letter(worker, job.delivery, event.dead_reason, None, job.message.task)
     elif event.state == states.REJECTED and event.requeue:
-        broker, consumer_id = worker.app.broker, worker.consumer_id
-        worker.errands.add("requeue", lambda: broker.requeue(consumer_id, [tag]), holds=1)
+        broker, consumer_id, data = worker.app.broker, worker.consumer_id, job.message.redelivered()
+        worker.errands.add("requeue", lambda: broker.redeliver(consumer_id, tag, data), holds=1)
     elif job.acks_late and event.state == states.FAILURE and not job.acks_on_failure:
         # Celery rejects the message without requeueing it: here it is kept, dead-lettered.
         reason = "failed, and acks_on_failure_or_timeout is off"

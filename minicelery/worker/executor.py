@@ -12,7 +12,7 @@ from ..events.worker import outcome_fields
 from ..exceptions import MessageError, SerializationError, TaskRevokedError
 from ..message import TaskMessage, decode_message, parse_iso
 from ..serialization import exception_to_dict
-from ..task import Context, Task
+from ..task import Context, Task, custom_headers
 from ..trace import Outcome, build_meta, run_task, store_result, utcnow, workflow_abandoned
 
 if TYPE_CHECKING:
@@ -55,14 +55,15 @@ def make_request(
         group_index=h.get("group_index"),
         correlation_id=message.properties.get("correlation_id"),
         origin=h.get("origin"),
-        headers=h,
+        headers=custom_headers(h),
+        properties=message.properties,
         reply_to=message.properties.get("reply_to"),
         callbacks=embed.get("callbacks"),
         errbacks=embed.get("errbacks"),
         chain=embed.get("chain"),
         chord=embed.get("chord"),
         timelimit=h.get("timelimit"),
-        ignore_result=bool(h.get("ignore_result")),
+        ignore_result=h.get("ignore_result"),
         called_directly=False,
         shadow=h.get("shadow"),
         stamped_headers=h.get("stamped_headers"),

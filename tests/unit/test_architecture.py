@@ -53,8 +53,10 @@ ALLOWED: dict[str, set[str]] = {
     "cron": {"exceptions"},
     "sun": set(),
     "schedules": {"_state", "cron", "exceptions", "sun", "utils"},
-    "task": {"_state", "canvas", "result", "utils", *FOUNDATION},
-    "trace": {"_state", "canvas", "result", "signals", "task", "utils", *FOUNDATION},
+    "task": {"_state", "canvas", "result", "task_retry", "utils", *FOUNDATION},
+    "task_retry": set(),  # what a retry sends; works on the task and request it is given
+    "trace": {"_state", "canvas", "result", "signals", "task", "task_retry", "utils",
+              *FOUNDATION},
     "control": set(),  # reaches Redis through the app it is given
     "beat": {"broker", "exceptions", "schedules", "signals", "utils"},
     "app": {
