@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import os
 from typing import Any
 
 from bench.probe import record_done, redis_url
@@ -12,6 +13,8 @@ from minicelery.signals import after_setup_logger
 URL = redis_url()
 
 app = Celery("bench", broker=URL, backend=URL)
+# The A/B drain's switch for the children that consume by themselves (one worker setting).
+app.conf.worker_children_consume = os.environ.get("MC_CHILDREN_CONSUME") == "1"
 
 # Per-task INFO records ("Task ... received/succeeded") are silenced so that a
 # worker started with ``-l info`` (needed for its "ready." line) does the same

@@ -61,8 +61,6 @@ REASONS: list[tuple[str, str]] = [
         r"test_mem_leak|test_events_state_memory_leak",
         "configures the `cache+memory://` result backend, which is not supported",
     ),
-    (r"test_beat_failing_entry", "`beat.Scheduler(lazy=...)` is not accepted"),
-    (r"test_beat\.py", "the `timezone` setting does not accept a `tzinfo` object (ZoneInfo)"),
     (
         r"test_logfile_format",
         "`%n`/`%i`/`%x` and `%%` escapes in `--logfile` are not expanded as Celery does",

@@ -58,6 +58,15 @@ def _seconds(name: str, value: Any) -> Any:
     return value
 
 
+def _concurrency(name: str, value: Any) -> Any:
+    """A number of processes, or ``'auto'`` (sized to the CPUs when the worker starts)."""
+    if isinstance(value, str) and value.strip().lower() == "auto":
+        return "auto"
+    if isinstance(value, str) and value.strip().isdigit():
+        value = int(value)
+    return _positive_int(name, value)
+
+
 def _positive_int(name: str, value: Any) -> Any:
     if value is None:
         return None
@@ -132,6 +141,17 @@ def _check_port(name: str, url: str) -> None:
 
 validate_url = _url
 
+#: Celery's in-process result backend (its cache backend on a process-local dict): here the
+#: in-process ``memory://`` backend.
+CACHE_MEMORY = "cache+memory://"
+
+
+def _backend_url(name: str, value: Any) -> Any:
+    """A result backend URL: any broker URL, or Celery's ``cache+memory://``."""
+    if isinstance(value, str) and value.startswith(CACHE_MEMORY):
+        return value
+    return _url(name, value)
+
 
 def _priority(name: str, value: Any) -> Any:
     if value is None:
@@ -181,18 +201,22 @@ def _log_level(name: str, value: Any) -> Any:
 
 DEFAULTS: dict[str, tuple[Any, Validator]] = {
     "broker_url": (None, _url),
-    "result_backend": (None, _url),
+    "result_backend": (None, _backend_url),
     "key_prefix": ("minicelery", _str),
     "broker_connection_timeout": (4.0, _seconds),
     "broker_connection_max_retries": (100, _positive_int),
     "broker_connection_retry_on_startup": (True, _bool),
     "broker_transport_options": ({}, _any),
+    # No pool ever makes a client wait: Redis connections are opened as they are needed.
+    "broker_pool_acquire_timeout": (None, _seconds),
+    "broker_heartbeat": (120.0, _seconds),  # unused: Redis connections have no heartbeat
     "result_backend_transport_options": ({}, _any),
     "task_serializer": ("json", _serializer),
     "result_serializer": ("json", _serializer),
     "accept_content": (["json"], _accept),
     "result_accept_content": (None, _accept),
     "result_expires": (86400, _seconds),
+    "result_failure_expires": (None, _seconds),  # FAILURE records (None: result_expires)
     "result_extended": (False, _bool),
     "task_default_queue": ("celery", _str),
     "task_protocol": (2, _protocol),
@@ -218,7 +242,7 @@ DEFAULTS: dict[str, tuple[Any, Validator]] = {
     "include": ((), _names),
     "timezone": (None, _timezone),
     "enable_utc": (True, _bool),
-    "worker_concurrency": (None, _positive_int),
+    "worker_concurrency": (None, _concurrency),
     "worker_prefetch_multiplier": (4, _positive_int),
     "worker_max_tasks_per_child": (None, _positive_int),
     "worker_max_memory_per_child": (None, _positive_int),
@@ -226,6 +250,7 @@ DEFAULTS: dict[str, tuple[Any, Validator]] = {
     "worker_lost_timeout": (10.0, _seconds),
     "worker_shutdown_timeout": (10.0, _seconds),
     "worker_hijack_root_logger": (True, _bool),
+    "worker_log_color": (None, _bool),
     "worker_redirect_stdouts": (True, _bool),
     "worker_redirect_stdouts_level": ("WARNING", _log_level),
     "worker_send_task_events": (False, _bool),
@@ -235,10 +260,16 @@ DEFAULTS: dict[str, tuple[Any, Validator]] = {
     "worker_pool_restarts": (False, _bool),
     # Beyond Celery: writes Redis may owe a worker (results, acks...) before it stops taking work.
     "worker_unsent_limit": (10000, _positive_int),
+    # Beyond Celery: prefork children reserve, store and acknowledge by themselves.
+    "worker_children_consume": (False, _bool),
     "beat_schedule": ({}, _mapping),
     "beat_max_loop_interval": (0, _seconds),  # 0: the scheduler's own (300 s)
     "beat_schedule_filename": ("celerybeat-schedule", _str),  # unused: beat state is in Redis
     "beat_lease_timeout": (5.0, _seconds),  # a dead leading beat is replaced this fast
+    "beat_cron_starting_deadline": (None, _seconds),
+    "beat_sync_every": (0, _positive_int),
+    "beat_enable_remote_control": (False, _bool),
+    "beat_remote_control_max_tick_age": (None, _seconds),
 }
 
 
@@ -251,6 +282,8 @@ class Settings(MutableMapping[str, Any]):
 
     def __init__(self, **initial: Any) -> None:
         object.__setattr__(self, "_data", {k: _copy_default(v) for k, (v, _) in DEFAULTS.items()})
+        object.__setattr__(self, "_given", set())  # names set by the user, in any way
+        object.__setattr__(self, "_old_names", set())  # Celery's old names the user gave
         for key in self._data:
             self._mirror(key)
         self.update(initial)
@@ -285,6 +318,7 @@ class Settings(MutableMapping[str, Any]):
             self._data[key] = value
         else:
             self._data[key] = entry[1](key, value)
+        self._given.add(key)
         self._mirror(key)
 
     def __delitem__(self, key: str) -> None:
@@ -293,7 +327,27 @@ class Settings(MutableMapping[str, Any]):
             del self._data[key]
         else:
             self._data[key] = _copy_default(entry[0])
+        self._given.discard(key)
         self._mirror(key)
+
+    def table(self, with_defaults: bool = False, censored: bool = True) -> dict[str, Any]:
+        """The settings the user gave (every one with ``with_defaults``), secrets hidden
+        unless ``censored`` is False: what ``inspect conf`` replies, as Celery's does."""
+        from .config_table import censored as censor_all
+
+        names = self._data if with_defaults else [k for k in self._data if k in self._given]
+        shown = {key: self._data[key] for key in names}
+        return censor_all(shown) if censored else shown
+
+    @property
+    def deprecated_settings(self) -> set[str]:
+        """Celery's pre-4.0 setting names this configuration was given in (as Celery's)."""
+        return set(self._old_names)
+
+    def humanize(self, with_defaults: bool = False, censored: bool = True) -> str:
+        """The same table as ``name: value`` lines (the settings part of a bug report)."""
+        table = self.table(with_defaults, censored)
+        return "\n".join(f"{key}: {value!r}" for key, value in sorted(table.items()))
 
     def __iter__(self) -> Iterator[str]:
         return iter(self._data)
@@ -311,6 +365,7 @@ class Settings(MutableMapping[str, Any]):
         """Set many settings at once; Celery's old upper-case names are mapped to the new
         ones, and a mix of both styles is refused as Celery refuses it."""
         items = dict(other, **more)
+        self._old_names.update(name for name in items if name in OLD_TO_NEW)
         for key, value in translate_old_names(items).items():
             self[key] = value
 

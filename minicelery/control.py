@@ -121,6 +121,19 @@ class Control:
             revoke=ids,
         )
 
+    def revoke_by_stamped_headers(
+        self,
+        headers: dict[str, Any],
+        destination: str | Sequence[str] | None = None,
+        terminate: bool = False,
+        signal: str | None = "SIGTERM",
+        **kwargs: Any,
+    ) -> list[Reply] | None:
+        """Never run tasks stamped with any of ``headers`` (``{stamp name: value(s)}``);
+        with ``terminate=True`` also stop those running now."""
+        arguments = {"headers": headers, "terminate": terminate, "signal": signal}
+        return self.broadcast("revoke_by_stamped_headers", arguments, destination, **kwargs)
+
     def terminate(self, task_id: str | Sequence[str], signal: str | None = None,
                   **kwargs: Any) -> list[Reply] | None:  # fmt: skip
         return self.revoke(task_id, terminate=True, signal=signal, **kwargs)
@@ -221,10 +234,11 @@ class Inspect:
         return self._request("ping")
 
     def active(self, safe: bool | None = None) -> dict[str, Any] | None:
-        return self._request("active")
+        """The running tasks; ``safe``: arguments as their reprs, never as values."""
+        return self._request("active", safe=bool(safe))
 
     def reserved(self, safe: bool | None = None) -> dict[str, Any] | None:
-        return self._request("reserved")
+        return self._request("reserved", safe=bool(safe))
 
     def scheduled(self, safe: bool | None = None) -> dict[str, Any] | None:
         return self._request("scheduled")
@@ -246,45 +260,21 @@ class Inspect:
     def conf(self, with_defaults: bool = False) -> dict[str, Any] | None:
         return self._request("conf", with_defaults=with_defaults)
 
-    # -- answered from the replies above, so that every worker can answer them -------------
     def query_task(self, *ids: str | Sequence[str]) -> dict[str, Any] | None:
         """Where the tasks ``ids`` are on each worker: ``{hostname: {id: [state, info]}}``
-        with state ``active``, ``reserved`` or ``scheduled`` (Celery's reply shape)."""
-        wanted = {i for item in ids for i in ([item] if isinstance(item, str) else item)}
-        found: dict[str, Any] = {}
-        for state in ("active", "reserved", "scheduled"):
-            for hostname, jobs in (self._request(state) or {}).items():
-                matches = found.setdefault(hostname, {})
-                for job in jobs if isinstance(jobs, list) else ():
-                    info = job.get("request", job)
-                    if info.get("id") in wanted:
-                        matches[info["id"]] = [state, info]
-        return found or None
+        with state ``active`` or ``reserved`` (Celery's reply shape)."""
+        wanted = [i for item in ids for i in ([item] if isinstance(item, str) else item)]
+        return self._request("query_task", ids=wanted)
 
     def clock(self) -> dict[str, Any] | None:
         """Each worker's logical clock, as ``{hostname: {"clock": n}}``."""
-        stats = self.stats()
-        return (
-            {host: {"clock": reply.get("clock", 0)} for host, reply in stats.items()}
-            if stats
-            else None
-        )
+        return self._request("clock")
 
     def report(self) -> dict[str, Any] | None:
-        """A bug report per worker, as ``{hostname: {"ok": text}}``: the app's report with
-        the worker's process, pool and task counts."""
-        stats = self.stats()
-        if not stats:
-            return None
-        text = self.control.app.bugreport()
-        return {
-            host: {"ok": f"{_node_lines(host, reply)}\n{text}"} for host, reply in stats.items()
-        }
+        """Each worker's bug report, as ``{hostname: {"ok": text}}``."""
+        return self._request("report")
 
-
-def _node_lines(hostname: str, stats: dict[str, Any]) -> str:
-    pool = stats.get("pool", {})
-    return (
-        f"node -> {hostname} pid:{stats.get('pid')} uptime:{stats.get('uptime')}s "
-        f"max-concurrency:{pool.get('max-concurrency', '')} tasks:{stats.get('total', {})}"
-    )
+    def hello(self, from_node: str, revoked: Any = None) -> dict[str, Any] | None:
+        """Say hello as ``from_node`` with its revoked ids; each worker takes the ids and
+        replies with its own (``{"revoked": [...], "clock": n}``)."""
+        return self._request("hello", from_node=from_node, revoked=revoked)

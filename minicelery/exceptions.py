@@ -18,6 +18,7 @@
     │   └── RemoteTaskError (a failure whose exception type is not importable here)
     ├── Retry
     ├── Reject
+    ├── Ignore (a task that ended without a state of its own: it was replaced)
     ├── OperationalError (broker / backend unreachable)
     ├── BackendError
     │   ├── BackendGetMetaError
@@ -121,6 +122,12 @@ class Reject(MiniceleryError):
         super().__init__(reason, requeue)
 
 
+class Ignore(MiniceleryError):
+    """Raised by a task to end without a state of its own: the worker stores nothing for it
+    and calls none of its callbacks (``Task.replace()`` raises it: the replacement carries
+    the task's id, links and place in its workflow)."""
+
+
 class OperationalError(MiniceleryError):
     """The broker or result backend could not be reached after retries."""
 
@@ -183,6 +190,7 @@ __all__ = [
     "ChordError",
     "ContentDisallowed",
     "EncodeError",
+    "Ignore",
     "ImproperlyConfigured",
     "MaxRetriesExceededError",
     "MessageError",

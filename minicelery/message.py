@@ -25,6 +25,7 @@ _repr.maxlevel = 4
 ARGSREPR_MAX = 1024
 
 REQUIRED_HEADERS = ("id", "task")
+DATA_ONLY = frozenset({"application/json", "application/x-msgpack"})
 
 
 @dataclass
@@ -58,6 +59,52 @@ class TaskMessage:
         stamps = self.headers.get("stamps") or {}
         return {name: stamps.get(name) for name in self.stamped_headers}
 
+    # What Celery's worker request offers ``task_received`` receivers, read from the body.
+    @property
+    def args(self) -> list[Any] | None:
+        body = self._body()
+        return body[0] if body else None
+
+    @property
+    def kwargs(self) -> dict[str, Any] | None:
+        body = self._body()
+        return body[1] if body else None
+
+    @property
+    def callbacks(self) -> Any:
+        return self._embedded("callbacks")
+
+    @property
+    def errbacks(self) -> Any:
+        return self._embedded("errbacks")
+
+    @property
+    def chain(self) -> Any:
+        return self._embedded("chain")
+
+    @property
+    def chord(self) -> Any:
+        return self._embedded("chord")
+
+    def _embedded(self, key: str) -> Any:
+        body = self._body()
+        return body[2].get(key) if body else None
+
+    def _body(self) -> tuple[list[Any], dict[str, Any], dict[str, Any]] | None:
+        """The decoded body, decoding it now only from a data-only format (never pickle
+        here: the worker decides whether it accepts that); None when it cannot be read."""
+        if self.decoded is None:
+            try:
+                self.decode_body(DATA_ONLY)
+            except (MessageError, SerializationError):
+                return None
+        return self.decoded
+
+    @property
+    def replaced_task_nesting(self) -> int:
+        """How many ``Task.replace()`` calls led to this task (Celery's request has it)."""
+        return int(self.headers.get("replaced_task_nesting") or 0)
+
     def encode(self) -> bytes:
         """The bytes pushed onto a queue."""
         envelope = {
@@ -67,6 +114,12 @@ class TaskMessage:
             "b": self.body,
         }
         return pack_frame(envelope)
+
+    def redelivered(self) -> bytes:
+        """The bytes of this message given back to its queue by ``Reject(requeue=True)``:
+        marked ``redelivered``, which the task reads in ``request.delivery_info``."""
+        properties = {**self.properties, "redelivered": True}
+        return TaskMessage(self.headers, properties, self.content_type, self.body).encode()
 
     def decode_body(
         self, accept: frozenset[str]
@@ -220,11 +273,12 @@ class MessageOptions:
     group_index: int | None = None
     time_limit: float | None = None
     soft_time_limit: float | None = None
-    ignore_result: bool = False
+    ignore_result: bool | None = False
     reply_to: str | None = None
     shadow: str | None = None
     headers: dict[str, Any] = field(default_factory=dict)
     embed: dict[str, Any] = field(default_factory=dict)
+    properties: dict[str, Any] = field(default_factory=dict)  # AMQP ones: app_id, type...
 
 
 def build_message(
@@ -252,6 +306,7 @@ def build_message(
     }
     headers.update(options.headers)
     properties = {
+        **options.properties,
         "correlation_id": options.task_id,
         "reply_to": options.reply_to,
         "priority": options.priority,

@@ -94,6 +94,9 @@ class AsyncResult(ResultBase):
     ``get()`` blocks on a Redis pub/sub notification, never on a sleep loop.
     """
 
+    #: Sent with ``ignore_result``: no result will come, so ``get()`` returns None at once.
+    ignored: bool = False
+
     def __init__(
         self,
         id: str,
@@ -187,6 +190,8 @@ class AsyncResult(ResultBase):
         ``interval`` and ``no_ack`` are accepted for Celery compatibility; waiting is
         notification-driven so they have nothing to tune.
         """
+        if self.ignored:
+            return None
         if disable_sync_subtasks:
             _assert_will_not_block()
         if follow_parents and propagate and self.parent is not None:
@@ -227,6 +232,19 @@ class AsyncResult(ResultBase):
     ) -> None:
         self.app.control.revoke(self.id, terminate=terminate, signal=signal)
 
+    def revoke_by_stamped_headers(
+        self,
+        headers: dict[str, Any],
+        connection: Any = None,
+        terminate: bool = False,
+        signal: str | None = None,
+        wait: bool = False,
+        timeout: float | None = None,
+    ) -> None:
+        """Have workers skip (``terminate``: also stop) the tasks stamped with ``headers``."""
+        self.app.control.revoke_by_stamped_headers(
+            headers, terminate=terminate, signal=signal, reply=wait, timeout=timeout or 1.0
+        )
 
     def as_tuple(self) -> Any:
         parent = self.parent.as_tuple() if self.parent is not None else None

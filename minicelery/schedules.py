@@ -24,6 +24,7 @@ from .cron import (
     expand,
 )
 from .exceptions import ImproperlyConfigured
+from .utils.time import remaining
 
 UTC = dt.timezone.utc
 
@@ -97,10 +98,9 @@ class BaseSchedule:
         return timezone_for(conf.timezone, conf.enable_utc)
 
     def now(self) -> dt.datetime:
-        """The current time, aware, in the app's timezone."""
-        if self.nowfun is not None:
-            return self.maybe_make_aware(self.nowfun())
-        return dt.datetime.now(UTC).astimezone(self.tz)
+        """The current time, aware, in the app's timezone: from ``nowfun``, else from
+        ``app.now()`` (so replacing the app's clock moves every schedule of the app)."""
+        return self.maybe_make_aware((self.nowfun or self.app.now)())
 
     def maybe_make_aware(self, when: dt.datetime) -> dt.datetime:
         """``when`` in the schedule's timezone; a naive time is taken as UTC, as in Celery."""
@@ -155,19 +155,23 @@ class schedule(BaseSchedule):  # Celery's lower-case name
     def human_seconds(self) -> str:
         return humanize_seconds(self.seconds)
 
-    def _next_after(self, last_run_at: dt.datetime) -> dt.datetime:
-        end = self.maybe_make_aware(last_run_at) + self.run_every
-        return _resolution(end, self.seconds) if self.relative else end
-
     def remaining_estimate(self, last_run_at: dt.datetime) -> dt.timedelta:
-        seconds = _seconds_between(self.now(), self._next_after(last_run_at))
-        return dt.timedelta(seconds=seconds)
+        return remaining(
+            self.maybe_make_aware(last_run_at), self.run_every, self.now(), self.relative
+        )
 
     def is_due(self, last_run_at: dt.datetime) -> schedstate:
-        remaining = max(self.remaining_estimate(last_run_at).total_seconds(), 0.0)
-        if remaining == 0:
+        """Due once the interval has passed; the next check is one interval later, or for a
+        relative schedule at the next rounded boundary (which a DST change or a late run
+        moves away from one interval)."""
+        last_run_at = self.maybe_make_aware(last_run_at)
+        left = max(self.remaining_estimate(last_run_at).total_seconds(), 0.0)
+        if left > 0:
+            return schedstate(False, left)
+        if not self.relative:
             return schedstate(True, self.seconds)
-        return schedstate(False, remaining)
+        following = self.remaining_estimate(self.now()).total_seconds()
+        return schedstate(True, following if following > 0 else self.seconds)
 
     def run_time(self, last_run_at: dt.datetime) -> dt.datetime:
         """The latest run time on the interval's grid that has come: runs stay on the grid
@@ -177,7 +181,8 @@ class schedule(BaseSchedule):  # Celery's lower-case name
         last = self.maybe_make_aware(last_run_at)
         behind = _seconds_between(last, self.now())
         steps = max(math.floor(behind / self.seconds), 1)
-        return last + self.run_every * steps
+        # In UTC: adding to a local time adds wall-clock time, off by an hour across DST.
+        return (last.astimezone(UTC) + self.run_every * steps).astimezone(last.tzinfo)
 
     def __repr__(self) -> str:
         return f"<freq: {self.human_seconds}>"
@@ -201,17 +206,6 @@ def _as_interval(value: Any) -> dt.timedelta:
     if value.total_seconds() <= 0:
         raise ImproperlyConfigured(f"schedule: run_every must be positive, got {value}")
     return value
-
-
-def _resolution(when: dt.datetime, seconds: float) -> dt.datetime:
-    """``when`` rounded down to the day, hour or minute when the interval is that long."""
-    if seconds >= 86400:
-        return when.replace(hour=0, minute=0, second=0, microsecond=0)
-    if seconds >= 3600:
-        return when.replace(minute=0, second=0, microsecond=0)
-    if seconds >= 60:
-        return when.replace(second=0, microsecond=0)
-    return when
 
 
 def humanize_seconds(seconds: float) -> str:
@@ -268,10 +262,21 @@ class crontab(BaseSchedule):  # Celery's lower-case name
         """Due once the first matching minute after ``last_run_at`` has come; then the next
         check is at the first matching minute after now."""
         now = self.now()
-        remaining = _seconds_between(now, self.next_run(last_run_at))
-        if remaining > 0:
-            return schedstate(False, remaining)
-        return schedstate(True, max(_seconds_between(now, self.next_run(now)), 0.0))
+        left = _seconds_between(now, self.next_run(last_run_at))
+        if left > 0:
+            return schedstate(False, left)
+        following = max(_seconds_between(now, self.next_run(now)), 0.0)
+        return schedstate(not self._missed_deadline(now), following)
+
+    def _missed_deadline(self, now: dt.datetime) -> bool:
+        """With ``beat_cron_starting_deadline``: true when no run the crontab had falls within
+        that many seconds before now, so a long-missed run is not sent late (a run exactly at
+        the limit still counts)."""
+        deadline = self.app.conf.beat_cron_starting_deadline
+        if deadline is None:
+            return False
+        since = now.astimezone(UTC) - dt.timedelta(seconds=deadline, microseconds=1)
+        return _seconds_between(now, self.next_run(since)) > 0
 
     def run_time(self, last_run_at: dt.datetime) -> dt.datetime:
         """The current minute: at or after the due one, and any matches missed in between

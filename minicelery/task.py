@@ -10,8 +10,10 @@ from typing import TYPE_CHECKING, Any, ClassVar, Generic, ParamSpec, TypeVar
 
 from . import states
 from ._state import current_request, task_stack
+from .canvas.replace import WorkflowMethods
 from .exceptions import MaxRetriesExceededError, Retry
 from .result import AsyncResult, EagerResult
+from .task_retry import send_retry
 from .utils import uuid
 from .utils.functional import argument_checker
 
@@ -61,16 +63,23 @@ class Context:
     errbacks: Any = None
     chain: Any = None
     chord: Any = None
-    timelimit: Any = None
+    timelimit: Any = None  # [hard, soft], as the message carried them
+    time_limit: float | None = None
+    soft_time_limit: float | None = None
+    properties: Any = None  # the message's properties (``app_id``, ``priority``...)
     ignore_result: bool = False
     called_directly: bool = True
     task: str | None = None
     shadow: str | None = None
     stamped_headers: Any = None  # canvas stamping: the names of the stamps
     stamps: Any = None  # and their values
+    replaced_task_nesting: int = 0  # how many replacements led to this task
 
     def __init__(self, **fields: Any) -> None:
         self.__dict__.update(fields)
+        limits = fields.get("timelimit")
+        if isinstance(limits, (list, tuple)) and len(limits) == 2:
+            self.time_limit, self.soft_time_limit = limits
 
     def get(self, key: str, default: Any = None) -> Any:
         return getattr(self, key, default)
@@ -79,7 +88,20 @@ class Context:
         return f"<Context: {vars(self)}>"
 
 
-class Task(Generic[P, R]):
+# Headers every task message has (request fields), as opposed to the caller's own.
+_STANDARD_HEADERS = frozenset(Context.__annotations__) | {
+    "lang", "task", "argsrepr", "kwargsrepr", "compression", "replaced_task_nesting",
+}  # fmt: skip
+
+
+def custom_headers(headers: dict[str, Any]) -> dict[str, Any] | None:
+    """``task.request.headers`` as Celery gives it: only the headers the caller added
+    (``apply_async(headers=...)``), which a retry carries on; None when there are none."""
+    custom = {k: v for k, v in headers.items() if k not in _STANDARD_HEADERS}
+    return custom or None
+
+
+class Task(WorkflowMethods, Generic[P, R]):
     """A task: call it to run here, ``delay()``/``apply_async()`` to run it on a worker.
 
     Options left as None take their value from the app's settings (``task_acks_late`` ...).
@@ -112,6 +134,8 @@ class Task(Generic[P, R]):
     soft_time_limit: float | None = None
     abstract: bool = True
     _signature_cache: Callable[..., None] | None = None
+    # ``pydantic=True``: turns the models a caller passes into what the serializer sends.
+    _dump_pydantic_arguments: Callable[..., tuple[Any, Any]] | None = None
 
     def run(self, *args: P.args, **kwargs: P.kwargs) -> R:
         raise NotImplementedError("Tasks must define the run method.")
@@ -171,10 +195,14 @@ class Task(Generic[P, R]):
         **options: Any,
     ) -> AsyncResult:
         """Send the task with Celery's options (countdown, eta, expires, queue, priority...)."""
+        if self.soft_time_limit and self.time_limit and self.soft_time_limit > self.time_limit:
+            raise ValueError("soft_time_limit must be less than or equal to time_limit")
         args = tuple(args or ())
         kwargs = dict(kwargs or {})
         if self.typing:
             self.check_arguments(args, kwargs)
+        if self._dump_pydantic_arguments is not None and options.get("serializer") != "pickle":
+            args, kwargs = self._dump_pydantic_arguments(args, kwargs)
         if self.app.conf.task_always_eager:
             return self.apply(
                 args, kwargs, task_id=task_id, link=link, link_error=link_error, **options
@@ -282,55 +310,12 @@ class Task(Generic[P, R]):
         if eta is None and countdown is None:
             countdown = self.default_retry_delay
         delay_options = {"eta": eta} if eta is not None else {"countdown": countdown}
-        eager = self._send_retry(request, args, kwargs, {**options, **delay_options})
+        eager = send_retry(self, request, args, kwargs, {**options, **delay_options})
         retry = Retry(exc=exc, when=eta or countdown)
         retry.eager_result = eager
         if throw:
             raise retry
         return retry
-
-    def _send_retry(
-        self, request: Context, args: Any, kwargs: Any, options: dict[str, Any]
-    ) -> EagerResult | None:
-        if request.is_eager:
-            # Eager mode retries eagerly, at once, as Celery does; apply() reports its end.
-            return self.apply(
-                args if args is not None else request.args,
-                kwargs if kwargs is not None else request.kwargs,
-                task_id=request.id,
-                retries=request.retries + 1,
-            )
-        delivery_info = request.delivery_info or {}
-        # As Celery: the retry keeps the original's absolute expiry and its time limits.
-        hard, soft = request.timelimit or (None, None)
-        options = {
-            "expires": request.expires,
-            "time_limit": hard,
-            "soft_time_limit": soft,
-            **_stamps_of(request),
-            **options,
-        }
-        self.app.send_task(
-            self.name,
-            args if args is not None else request.args,
-            kwargs if kwargs is not None else request.kwargs,
-            task_id=request.id,
-            retries=request.retries + 1,
-            root_id=request.root_id,
-            parent_id=request.parent_id,
-            group_id=request.group,
-            group_index=request.group_index,
-            queue=options.pop("queue", delivery_info.get("routing_key")),
-            embed={
-                "callbacks": request.callbacks,
-                "errbacks": request.errbacks,
-                "chain": request.chain,
-                "chord": request.chord,
-            },
-            task=self,
-            **options,
-        )
-        return None
 
     def update_state(
         self, task_id: str | None = None, state: str | None = None, meta: Any = None, **kwargs: Any
@@ -381,16 +366,6 @@ class Task(Generic[P, R]):
 
     def __repr__(self) -> str:
         return f"<@task: {self.name}>"
-
-
-def _stamps_of(request: Context) -> dict[str, Any]:
-    """A running task's canvas stamps as ``apply_async`` options, so its retry (or its
-    replacement) carries them on, as in Celery."""
-    names = request.stamped_headers
-    if not names:
-        return {}
-    stamps = request.stamps or {}
-    return {"stamped_headers": list(names), **{name: stamps.get(name) for name in names}}
 
 
 _traced_call: ContextVar[Task[Any, Any] | None] = ContextVar("traced_call", default=None)

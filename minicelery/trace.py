@@ -14,13 +14,14 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from . import signals, states
-from ._state import task_stack
+from ._state import current_request, task_stack
 from .canvas.callbacks import on_task_abandoned, on_task_failure, on_task_success
 from .canvas.stamping import message_stamps
-from .exceptions import EncodeError, OperationalError, Reject, Retry
+from .exceptions import EncodeError, Ignore, OperationalError, Reject, Retry
 from .result import EagerResult, ResultBase
 from .serialization import exception_to_dict
 from .task import Context, Task, call_task_body
+from .task_retry import ignores_result
 from .utils import ExceptionInfo
 
 if TYPE_CHECKING:
@@ -107,7 +108,7 @@ def run_task(app: Celery, task: Task[Any, Any], request: Context) -> Outcome:
     """Run a task under ``request``, recording its state and calling hooks and signals."""
     assert request.id is not None
     task_id, args, kwargs = request.id, request.args, request.kwargs
-    ignore = request.ignore_result or task.option("ignore_result")
+    ignore = ignores_result(task, request)
     if task.option("track_started") and not ignore:
         store_result(
             app,
@@ -148,9 +149,13 @@ def _run(task: Task[Any, Any], request: Context) -> Outcome:
         task.before_start(str(request.id), request.args, request.kwargs)
         outcome = Outcome(states.SUCCESS, retval=_call(task, request.args, request.kwargs))
     except Reject as exc:
-        outcome = Outcome(states.REJECTED, exc=exc, requeue=exc.requeue)
+        outcome = Outcome(
+            states.REJECTED, exc=exc, requeue=exc.requeue, traceback=tb_module.format_exc()
+        )
     except Retry as exc:
         outcome = Outcome(states.RETRY, exc=exc, traceback=tb_module.format_exc())
+    except Ignore as exc:  # e.g. replaced: no state, no callbacks; what replaced it has them
+        outcome = Outcome(states.IGNORED, exc=exc)
     except BaseException as exc:
         if isinstance(exc, (KeyboardInterrupt, SystemExit)) and not request.is_eager:
             raise
@@ -195,6 +200,9 @@ def _finish(
     """Record the outcome, then run hooks, signals and callbacks. A hook that raises is
     logged (``task_internal_error``) and never turns into the task's outcome."""
     assert request.id is not None
+    if outcome.state == states.IGNORED:
+        logger.info("Task %s[%s] ignored", task.name, request.id)
+        return
     einfo = ExceptionInfo(outcome.exc, outcome.traceback) if outcome.exc is not None else None
     if outcome.state == states.SUCCESS and not _stored_success(app, request, outcome, ignore):
         assert outcome.exc is not None
@@ -202,11 +210,13 @@ def _finish(
     if outcome.state == states.SUCCESS:
         _finish_success(app, task, request, outcome)
     elif outcome.state == states.RETRY:
-        _finish_retry(app, task, request, outcome, einfo)
+        _finish_retry(app, task, request, outcome, einfo, ignore)
     elif outcome.state == states.FAILURE:
         _finish_failure(app, task, request, outcome, ignore, einfo)
     elif outcome.state == states.REJECTED:
         signals.task_rejected.send(sender=task, message=None, exc=outcome.exc)
+        if not outcome.requeue:
+            _finish_rejected(app, task, request, outcome, ignore, einfo)
     retval = outcome.retval if outcome.exc is None else outcome.exc
     _guarded(
         task,
@@ -280,11 +290,13 @@ def _finish_retry(
     request: Context,
     outcome: Outcome,
     einfo: ExceptionInfo | None,
+    ignore: bool,
 ) -> None:
     retry = outcome.exc
     assert isinstance(retry, Retry)
     reason = retry.exc if retry.exc is not None else retry
-    _store(app, request, states.RETRY, exception_to_dict(reason), outcome.traceback)
+    if not ignore or task.option("store_errors_even_if_ignored"):
+        _store(app, request, states.RETRY, exception_to_dict(reason), outcome.traceback)
     _guarded(task, request, task.on_retry, reason, request.id, request.args, request.kwargs, einfo)
     signals.task_retry.send(sender=task, request=request, reason=reason, einfo=einfo)
 
@@ -302,6 +314,34 @@ def _finish_failure(
     if not ignore or task.option("store_errors_even_if_ignored"):
         _store(app, request, states.FAILURE, exception_to_dict(exc), outcome.traceback)
     _guarded(task, request, task.on_failure, exc, request.id, request.args, request.kwargs, einfo)
+    signals.task_failure.send(
+        sender=task,
+        task_id=request.id,
+        exception=exc,
+        args=request.args,
+        kwargs=request.kwargs,
+        traceback=outcome.traceback,
+        einfo=einfo,
+    )
+    _guarded(task, request, on_task_failure, app, task, request, exc, outcome.traceback)
+
+
+def _finish_rejected(
+    app: Celery,
+    task: Task[Any, Any],
+    request: Context,
+    outcome: Outcome,
+    ignore: bool,
+    einfo: ExceptionInfo | None,
+) -> None:
+    """``Reject(requeue=False)``: the task will never run again, so it ends FAILURE with the
+    ``Reject`` as its error, its workflow fails, and ``task_failure`` is sent, as Celery
+    does (rather than staying PENDING forever). ``on_failure`` is not called: it did not
+    fail, it refused."""
+    exc = outcome.exc
+    assert exc is not None
+    if not ignore or task.option("store_errors_even_if_ignored"):
+        _store(app, request, states.FAILURE, exception_to_dict(exc), outcome.traceback)
     signals.task_failure.send(
         sender=task,
         task_id=request.id,
@@ -341,6 +381,7 @@ def run_eager(
 ) -> EagerResult:
     """``apply()``: run the task in this process, as Celery's eager mode does."""
     app = task.app
+    parent_id, root_id = _eager_lineage(task_id)
     request = Context(
         id=task_id,
         task=task.name,
@@ -349,13 +390,16 @@ def run_eager(
         retries=int(options.get("retries") or 0),
         is_eager=True,
         called_directly=False,
-        root_id=task_id,
+        root_id=root_id or task_id,
+        parent_id=parent_id,
+        timelimit=_declared_limits(task),
         hostname="eager",
         callbacks=_as_list(options.get("link")),
         errbacks=_as_list(options.get("link_error")),
         chain=options.get("chain"),
         delivery_info={"routing_key": None},
         ignore_result=not (task.option("store_eager_result")),
+        replaced_task_nesting=int(options.get("replaced_task_nesting") or 0),
         **message_stamps(options),
     )
     outcome = run_task(app, task, request)
@@ -365,6 +409,23 @@ def run_eager(
         raise outcome.exc
     value = outcome.retval if outcome.exc is None else outcome.exc
     return EagerResult(task_id, value, outcome.state, outcome.traceback, name=task.name, app=app)
+
+
+def _eager_lineage(task_id: str) -> tuple[str | None, str | None]:
+    """``(parent_id, root_id)`` of an eager run: applied from inside another task, it is
+    that task's child, as in Celery; an eager retry keeps its own."""
+    parent = current_request()
+    if parent is None or not parent.id:
+        return None, None
+    if parent.id == task_id:
+        return parent.parent_id, parent.root_id
+    return parent.id, parent.root_id or parent.id
+
+
+def _declared_limits(task: Task[Any, Any]) -> list[float | None] | None:
+    if task.time_limit is None and task.soft_time_limit is None:
+        return None
+    return [task.time_limit, task.soft_time_limit]
 
 
 def _eager_after_retry(task: Task[Any, Any], task_id: str, outcome: Outcome) -> EagerResult:

@@ -525,6 +525,10 @@ def run_cli(
     )
 
 
+# Set to 1 to run every prefork worker of the integration tests with --children-consume.
+CHILDREN_CONSUME_ENV = "MC_TEST_CHILDREN_CONSUME"
+
+
 class WorkerFactory:
     """Starts ``python -m minicelery worker`` subprocesses and cleans them all up."""
 
@@ -561,6 +565,9 @@ class WorkerFactory:
     ) -> ManagedProcess:
         number = next(self._counter)
         name = name or f"w{number}-{uuid.uuid4().hex[:6]}@%h"
+        consume = os.environ.get(CHILDREN_CONSUME_ENV) == "1"
+        if consume and pool == "prefork" and self.argv_builder is minicelery_argv:
+            extra_args = ("--children-consume", *extra_args)
         argv = self.argv_builder(
             "-A", app_module, "worker", "-l", "info",
             "-c", str(concurrency), "-P", pool, "-n", name, *extra_args,

@@ -18,6 +18,7 @@ from ..task import Task as BaseTask
 from ..task import make_task_class
 from .amqp import AMQP
 from .discovery import Packages, discover
+from .pydantic_models import task_options as pydantic_task_options
 from .sending import Sending
 from .shared import shared_functions, task_name_for
 
@@ -196,6 +197,7 @@ class Celery(Sending):
         existing = self.tasks.get(name)
         if existing is not None and getattr(existing, "__wrapped__", None) is fun:
             return existing
+        options.update(pydantic_task_options(self, fun, name, bind, options))  # pops its own
         cls = make_task_class(self, fun, name, base or self.Task, bind, options)
         task = cls()
         self.tasks.register(task)
@@ -298,6 +300,16 @@ class Celery(Sending):
     def now(self) -> dt.datetime:
         """The current time in the app's timezone (what crontab schedules compare with)."""
         return dt.datetime.now(self.timezone)
+
+    @property
+    def log(self) -> Any:
+        """Celery's ``app.log``: logging set up as a worker does (``setup_logging_subsystem``)."""
+        from .log import Logging
+
+        found = self.__dict__.get("_log")
+        if found is None:
+            found = self.__dict__["_log"] = Logging(self)
+        return found
 
     def bugreport(self) -> str:
         """Versions, platform and settings (secrets masked), for bug reports."""

@@ -77,6 +77,7 @@ class Connections:
                 self.conf.result_serializer,
                 self.conf.result_expires,
                 client=shared,
+                failure_expires=self.conf.result_failure_expires,
             )
             self._connections = (pid, broker, backend)
         return self._connections[1], self._connections[2]
@@ -132,6 +133,14 @@ class Connections:
         """Stands in for Celery's broker connection in ``with app.connection() as conn:``
         (monitoring code hands it to ``app.events.Receiver``); components open their own."""
         return contextlib.nullcontext(self.broker)
+
+    def connection_for_write(self, *args: Any, **kwargs: Any) -> contextlib.nullcontext[Broker]:
+        """Celery's connection for publishing: :meth:`connection` (there is one Redis)."""
+        return self.connection(*args, **kwargs)
+
+    def connection_for_read(self, *args: Any, **kwargs: Any) -> contextlib.nullcontext[Broker]:
+        """Celery's connection for consuming: :meth:`connection` (there is one Redis)."""
+        return self.connection(*args, **kwargs)
 
     def close(self) -> None:
         """Drop this process's connections; they reopen on next use."""

@@ -55,6 +55,7 @@ class Sending(Connections):
         self.publish(message, queue, priority)
         parent = options.get("parent")
         result = AsyncResult(message.id, task_name=name, app=cast("Celery", self), parent=parent)
+        result.ignored = bool(message.headers.get("ignore_result"))
         request = _state.current_request()
         if (
             request is not None

@@ -6,21 +6,35 @@ from typing import TYPE_CHECKING, Any
 
 from .base import DisabledBackend, Meta, ResultBackend
 
+CACHE_MEMORY = "cache+memory://"
+
 if TYPE_CHECKING:
     from .redis import RedisBackend
 
 
 def backend_from_url(
-    url: str | None, prefix: str, serializer: str, expires: float | None, client: Any = None
+    url: str | None,
+    prefix: str,
+    serializer: str,
+    expires: float | None,
+    client: Any = None,
+    failure_expires: float | None = None,
 ) -> ResultBackend:
     """The result backend for ``url``, or a disabled one when ``url`` is None."""
     if url is None:
         return DisabledBackend()
     from ..redislayer.connect import client_for_url
+
+    if url.startswith(CACHE_MEMORY):  # Celery's in-process cache backend: memory:// here
+        url = "memory://" + url[len(CACHE_MEMORY) :]
     from .redis import RedisBackend
 
     return RedisBackend(
-        client if client is not None else client_for_url(url), prefix, serializer, expires
+        client if client is not None else client_for_url(url),
+        prefix,
+        serializer,
+        expires,
+        failure_expires,
     )
 
 

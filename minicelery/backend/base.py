@@ -8,6 +8,7 @@ from typing import Any
 
 from ..exceptions import EncodeError, ImproperlyConfigured
 from ..serialization import Codec
+from .celery_api import CeleryBackendAPI
 
 Meta = dict[str, Any]
 OnMessage = Callable[[Meta], None]
@@ -25,8 +26,9 @@ def encode_meta(meta: Meta, codec: Codec) -> bytes:
         raise EncodeError(f"cannot encode the result with {codec.name}: {exc!r}") from exc
 
 
-class ResultBackend(ABC):
-    """Stores one record per task id (Celery's fields) and tells waiters when it changes."""
+class ResultBackend(CeleryBackendAPI, ABC):
+    """Stores one record per task id (Celery's fields) and tells waiters when it changes;
+    Celery's method names (``store_result``, ``get_state``...) come with the mixin."""
 
     @abstractmethod
     def store(self, task_id: str, meta: Meta) -> bool:
@@ -76,17 +78,23 @@ class ResultBackend(ABC):
         same task asking again gets the parts again (it ran again after a crash)."""
         raise ImproperlyConfigured(f"{type(self).__name__} does not support chords")
 
-    def chord_settle(self, group_id: str) -> None:  # noqa: B027 - optional, see above
+    def add_to_chord(self, group_id: str) -> int:
+        """Count one more part of the chord ``group_id`` (a header task adding a task to
+        it); returns how many have been added so far, so the new part's header index is
+        the header's size plus that, minus one."""
+        raise ImproperlyConfigured(f"{type(self).__name__} does not support chords")
+
+    def chord_settle(self, group_id: str) -> None:
         """The chord's body has been sent: its parts are no longer needed."""
 
-    def chord_reset(self, group_id: str) -> None:  # noqa: B027 - optional, see above
+    def chord_reset(self, group_id: str) -> None:
         """A chord whose group id was fixed beforehand is sent again: a new run, so forget
         the parts and the claim of any earlier one (Celery resets its counter too)."""
 
-    def close(self) -> None:  # noqa: B027 - optional hook, most backends need nothing
+    def close(self) -> None:
         """Release connections."""
 
-    def ensure_chords_allowed(self) -> None:  # noqa: B027 - allowed unless a backend says no
+    def ensure_chords_allowed(self) -> None:
         """Raise ``NotImplementedError`` when this backend cannot run chords (Celery's check,
         which code calls before starting one)."""
 

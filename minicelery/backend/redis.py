@@ -42,27 +42,38 @@ def _pending(task_id: str) -> Meta:
 class RedisBackend(ResultBackend):
     """Results in Redis (``KeySchema.result``), kept ``expires`` seconds."""
 
+    compression: str | None = None  # results are stored uncompressed (Celery's attribute)
+
     def __init__(
         self,
         client: Any,
         prefix: str = "minicelery",
         serializer: str = "json",
         expires: float | None = 86400,
+        failure_expires: float | None = None,
     ) -> None:
         self.client = client
         self.keys = KeySchema(prefix)
         self.codec = codec_for(serializer)
         self.expires = expires or 0
-        # The bytes of '"status": "SUCCESS"' after a record's opening ('{' in json, a map
-        # header in msgpack); records always put status first.
-        marker = self.codec.dumps({"status": states.SUCCESS})[1:]
-        self._success_marker = marker[:-1] if self.codec.name == "json" else marker
+        # ``result_failure_expires``: FAILURE records kept longer or shorter (0: for ever).
+        self.failure_expires = self.expires if failure_expires is None else failure_expires
+        self._success_marker = self._status_marker(states.SUCCESS)
+        self._failure_marker = self._status_marker(states.FAILURE)
         self._store = register(client, "minicelery.backend", "store_results")
         self._chord_part = register(client, "minicelery.backend", "chord_part")
         self.fast = FastPath(client)
 
+    def _status_marker(self, state: str) -> bytes:
+        """The bytes of '"status": "<state>"' after a record's opening ('{' in json, a map
+        header in msgpack); records always put status first."""
+        marker = self.codec.dumps({"status": state})[1:]
+        return marker[:-1] if self.codec.name == "json" else marker
+
     def key(self, task_id: str) -> str:
         return self.keys.result(task_id)
+
+    get_key_for_task = key  # Celery's name
 
     def notify_key(self, task_id: str) -> str:
         return self.keys.result_stream(task_id)
@@ -70,8 +81,12 @@ class RedisBackend(ResultBackend):
     def encode(self, meta: Meta) -> bytes:
         return encode_meta(meta, self.codec)
 
-    def decode(self, data: bytes) -> Meta:
-        meta = self.codec.loads(data)
+    def _loads(self, data: bytes | str) -> Any:
+        # A client made with decode_responses=true (a URL option) hands back text.
+        return self.codec.loads(data.encode() if isinstance(data, str) else data)
+
+    def decode(self, data: bytes | str) -> Meta:
+        meta = self._loads(data)
         return meta if isinstance(meta, dict) else {"status": states.FAILURE, "result": meta}
 
     def store(self, task_id: str, meta: Meta) -> bool:
@@ -90,7 +105,8 @@ class RedisBackend(ResultBackend):
             keys += (self.key(task_id), self.notify_key(task_id))
         if tags:
             keys.append(hold)
-        args = [self.expires, self._success_marker, NOTIFY_SECONDS, len(tags)]
+        args = [self.expires, self._success_marker, NOTIFY_SECONDS, len(tags),
+                self.failure_expires, self._failure_marker]  # fmt: skip
         return keys, [*args, *(data for _, data in records), *tags]
 
     def store_commands(
@@ -191,7 +207,7 @@ class RedisBackend(ResultBackend):
     def restore_group(self, group_id: str) -> Any:
         with translate_errors("restore group"):
             data = self.client.get(self.keys.group(group_id))
-        return None if data is None else self.codec.loads(data)
+        return None if data is None else self._loads(data)
 
     def delete_group(self, group_id: str) -> None:
         with translate_errors("delete group"):
@@ -210,20 +226,39 @@ class RedisBackend(ResultBackend):
     def chord_part_return(
         self, group_id: str, index: int, size: int, part: Any, task_id: str = ""
     ) -> Any:
-        keys = [self.keys.chord_parts(group_id), self.keys.chord_claim(group_id)]
+        keys = [
+            self.keys.chord_parts(group_id),
+            self.keys.chord_claim(group_id),
+            self.keys.chord_added(group_id),
+        ]
         args = [index, self.codec.dumps(part), size, self.expires, task_id]
         with translate_errors("count chord part"):
             parts = self.fast.evalsha(self._chord_part, keys, args)
         if not parts:
             return None
-        return [None if data is None else self.codec.loads(data) for data in parts]
+        return [None if data is None else self._loads(data) for data in parts]
 
     def chord_settle(self, group_id: str) -> None:
         with translate_errors("settle chord"):
-            self.fast.execute("DEL", self.keys.chord_parts(group_id))
+            self.fast.execute(
+                "DEL", self.keys.chord_parts(group_id), self.keys.chord_added(group_id)
+            )
+
+    def add_to_chord(self, group_id: str) -> int:
+        key = self.keys.chord_added(group_id)
+        with translate_errors("add to chord"), self.client.pipeline(transaction=True) as pipe:
+            pipe.incr(key)
+            if self.expires:
+                pipe.expire(key, int(self.expires))
+            added = pipe.execute()[0]
+        return int(added)
 
     def chord_reset(self, group_id: str) -> None:
-        keys = (self.keys.chord_parts(group_id), self.keys.chord_claim(group_id))
+        keys = (
+            self.keys.chord_parts(group_id),
+            self.keys.chord_claim(group_id),
+            self.keys.chord_added(group_id),
+        )
         with translate_errors("reset chord"):
             self.fast.execute("DEL", *keys)
 

@@ -98,6 +98,12 @@ class Broker(ABC):
     def requeue(self, consumer: str, tags: Sequence[str]) -> int:
         """Give held messages back to the front of their queues at once."""
 
+    def redeliver(self, consumer: str, tag: str, data: bytes) -> int:
+        """Give held message ``tag`` back to the front of its queue as ``data`` (the same
+        message marked as redelivered). A broker that cannot swap the bytes requeues them
+        as they were."""
+        return self.requeue(consumer, [tag])
+
     @abstractmethod
     def bump(self, name: str, ttl: float) -> int:
         """Increment the counter ``name`` (kept ``ttl`` seconds after its last change)."""

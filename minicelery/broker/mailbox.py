@@ -9,6 +9,7 @@ forgotten.
 from __future__ import annotations
 
 import contextlib
+import socket
 import time
 from collections.abc import Sequence
 from typing import Any
@@ -36,6 +37,22 @@ class Listener:
             return None
         data: bytes = message["data"]
         return data
+
+    def drain(self) -> list[bytes]:
+        """Every command already received (on the socket or read into the client's buffer),
+        without waiting for more."""
+        found: list[bytes] = []
+        with translate_errors("reading remote control commands"):
+            while (message := self._pubsub.get_message(timeout=0)) is not None:
+                if message.get("type") == "message":
+                    found.append(message["data"])
+        return found
+
+    def fileno(self) -> int | None:
+        """The subscription's socket (to see whether a command waits on it), if open."""
+        connection = getattr(self._pubsub, "connection", None)
+        sock = getattr(connection, "_sock", None)
+        return sock.fileno() if isinstance(sock, socket.socket) else None
 
     def close(self) -> None:
         # Closing a broken subscription has nothing to report.

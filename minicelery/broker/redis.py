@@ -39,6 +39,7 @@ class RedisBroker(DeadLetterStore, Broker):
         self._reserve = _script(client, "reserve")
         self._publish = _script(client, "publish")
         self._requeue = _script(client, "requeue")
+        self._redeliver = _script(client, "redeliver")
         self._recover = _script(client, "recover")
         self._move_due = _script(client, "move_due")
         self._heartbeat = _script(client, "heartbeat")
@@ -112,6 +113,41 @@ class RedisBroker(DeadLetterStore, Broker):
             "reserve", lambda: self.fast.evalsha(self._reserve, keys, args, retry=False)
         )
         return self._deliveries(flat, queues)
+
+    def settle_and_reserve(
+        self,
+        before: Sequence[tuple[tuple[Any, ...], Any]],
+        consumer: str,
+        queues: Sequence[str],
+        count: int,
+        ack: Sequence[str] = (),
+    ) -> list[Delivery]:
+        """One round trip for a prefork child that consumes by itself: the commands
+        ``before`` (a result backend's ``store_commands`` on this Redis), then a reserve that
+        acknowledges ``ack`` first. On one connection, in order: an ack never lands before
+        the result it follows. A store Redis refused (its script forgotten) is sent again
+        before this returns."""
+        reserve = self._reserve_command(self._reserve_ref(), consumer, self._ordered(queues),
+                                        count, ack)  # fmt: skip
+        commands = [command for command, _ in before]
+        replies = self._call("reserve", lambda: self.fast.pipeline([*commands, reserve]))
+        for (command, script), reply in zip(before, replies, strict=False):
+            if isinstance(reply, Exception):
+                self._resend(command, script)
+        flat = replies[-1]
+        if isinstance(flat, NoScriptError):
+            self._reserve_forgotten = True  # nothing taken; the next reserve sends the script
+            return []
+        if isinstance(flat, Exception):
+            raise OperationalError(f"reserve: Redis error ({flat})")
+        self._reserve_forgotten = False
+        return self._deliveries(flat, queues)
+
+    def _resend(self, command: tuple[Any, ...], script: Any) -> None:
+        """Run an ``EVALSHA`` command again, loading its script if Redis forgot it."""
+        numkeys = int(command[2])
+        keys, args = command[3 : 3 + numkeys], command[3 + numkeys :]
+        self._call("store", lambda: self.fast.evalsha(script, keys, args))
 
     def bump(self, name: str, ttl: float) -> int:
         key = self.keys.counter(name)
@@ -306,6 +342,12 @@ class RedisBroker(DeadLetterStore, Broker):
         keys = [self.keys.hold(consumer)]
         return int(
             self._call("requeue", lambda: self.fast.evalsha(self._requeue, keys, list(tags)))
+        )
+
+    def redeliver(self, consumer: str, tag: str, data: bytes) -> int:
+        keys = [self.keys.hold(consumer)]
+        return int(
+            self._call("redeliver", lambda: self.fast.evalsha(self._redeliver, keys, [tag, data]))
         )
 
     def heartbeat(self, consumer: str) -> None:

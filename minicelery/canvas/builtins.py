@@ -1,6 +1,6 @@
 """The tasks every app has for the canvas: ``celery.map``, ``celery.starmap``,
-``celery.chunks`` and ``celery.accumulate`` (what a group that is one part of a chord
-hands on) (Celery's names, so their signatures read the same on the wire)."""
+``celery.chunks`` and ``celery.accumulate`` (Celery's names, so their signatures read the
+same on the wire)."""
 
 from __future__ import annotations
 
@@ -12,6 +12,12 @@ from .signature import maybe_signature
 
 if TYPE_CHECKING:
     from ..app import Celery
+
+
+def accumulate(*args: Any, index: int | None = None) -> Any:
+    """Its arguments (or the one at ``index``): the body of the chord a group becomes when
+    it replaces a task, whose results it passes on as one list."""
+    return args[index] if index is not None else args
 
 
 def add_builtin_tasks(app: Celery) -> None:
@@ -29,14 +35,11 @@ def add_builtin_tasks(app: Celery) -> None:
         fun = maybe_signature(task, app).type
         return [[fun(*item) for item in part] for part in chunked(it, n)]
 
-    def accumulate(*args: Any, index: int | None = None) -> Any:
-        return args[index] if index is not None else args
-
     builtins: dict[str, Callable[..., Any]] = {
-        "celery.accumulate": accumulate,
         "celery.map": xmap,
         "celery.starmap": xstarmap,
         "celery.chunks": chunks,
+        "celery.accumulate": accumulate,
     }
     for name, fun in builtins.items():
         app._create_task(fun, name=name, shared=False)

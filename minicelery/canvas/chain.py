@@ -158,6 +158,9 @@ class _chain(Signature):
         following = opts.pop("chain", None) or []
         if following:
             steps = normalize([*steps, *reversed(following)], self._app)
+            # This chain's own id is its last step's (set there when frozen), and that
+            # step no longer ends the workflow: the enclosing chain's last one does.
+            opts.pop("task_id", None)
         final = {key: opts.pop(key) for key in (*FINAL_MARKS, "task_id") if key in opts}
         link, link_error = opts.pop("link", None), opts.pop("link_error", None)
         if link is not None:

@@ -16,6 +16,14 @@ if TYPE_CHECKING:
     from ..task import Task
 
 
+#: ``apply_async`` options that are message properties (AMQP's), which the worker gives the
+#: task as ``request.properties`` as Celery's does.
+MESSAGE_PROPERTIES = (
+    "app_id", "user_id", "message_id", "timestamp", "type", "expiration", "cluster_id",
+    "delivery_mode",
+)  # fmt: skip
+
+
 def _now() -> dt.datetime:
     return dt.datetime.now(dt.timezone.utc)
 
@@ -41,6 +49,12 @@ def _links(value: Any) -> list[Any] | None:
     return [dict(item) for item in items]
 
 
+def _nesting(options: dict[str, Any]) -> dict[str, Any]:
+    """The ``replaced_task_nesting`` header of a task sent by ``Task.replace()``."""
+    nesting = options.get("replaced_task_nesting")
+    return {"replaced_task_nesting": int(nesting)} if nesting else {}
+
+
 def _pick(
     options: dict[str, Any],
     route: dict[str, Any],
@@ -56,6 +70,14 @@ def _pick(
     if route.get(key) is not None:
         return route[key]
     return default
+
+
+def _declared(options: dict[str, Any], task: Task[Any, Any] | None, key: str) -> Any:
+    """A limit as Celery sends it: the call's (an explicit None clears it), else the task's
+    declared one, so the worker and ``task.request`` see the limit the task runs under."""
+    if key in options:
+        return options[key]
+    return getattr(task, key, None) if task is not None else None
 
 
 def message_options(
@@ -87,10 +109,9 @@ def message_options(
         if options.get(key) is not None:
             embed[key] = options[key]
     ignore_result = options.get("ignore_result")
-    if ignore_result is None:
-        ignore_result = (
-            task.option("ignore_result") if task is not None else conf.task_ignore_result
-        )
+    if ignore_result is None and task is not None:
+        # Unknown here (sent by name): None, and the worker's own task decides, as in Celery.
+        ignore_result = task.option("ignore_result")
     return MessageOptions(
         task_id=task_id,
         queue=_pick(options, route, task, "queue", conf.task_default_queue),
@@ -104,11 +125,16 @@ def message_options(
         parent_id=options.get("parent_id") or (parent.id if in_worker else None),
         group_id=options.get("group_id"),
         group_index=options.get("group_index"),
-        time_limit=options.get("time_limit"),
-        soft_time_limit=options.get("soft_time_limit"),
-        ignore_result=bool(ignore_result),
+        time_limit=_declared(options, task, "time_limit"),
+        soft_time_limit=_declared(options, task, "soft_time_limit"),
+        ignore_result=None if ignore_result is None else bool(ignore_result),
         reply_to=options.get("reply_to"),
         shadow=options.get("shadow"),
-        headers={**(options.get("headers") or {}), **message_stamps(options)},
+        headers={
+            **(options.get("headers") or {}),
+            **message_stamps(options),
+            **_nesting(options),
+        },
         embed=embed,
+        properties={k: options[k] for k in MESSAGE_PROPERTIES if options.get(k) is not None},
     )

@@ -31,9 +31,9 @@ def banner(app: Celery, service: Service, logfile: str | None, loglevel: str) ->
 LocalTime -> {dt.datetime.now():%Y-%m-%d %H:%M:%S}
 Configuration ->
     . broker -> {mask_url(broker_url)}
-    . scheduler -> minicelery.beat.Scheduler (state in Redis; several beats may run)
+    . scheduler -> minicelery.beat.PersistentScheduler (state in Redis; several beats may run)
     . lease -> {humanize_seconds(service.lease_timeout)} ({service.owner})
-    . entries -> {len(service.scheduler.entries)}
+    . entries -> {len(service.scheduler.schedule)}
     . logfile -> {logfile or "[stderr]"}@%{loglevel}
     . maxinterval -> {humanize_seconds(interval)} ({interval:g}s)"""
 
@@ -57,6 +57,15 @@ Configuration ->
     "--scheduler",
     help="Accepted for Celery compatibility: the beat has one scheduler, its state in Redis.",
 )
+@click.option(
+    "--enable-remote-control/--no-enable-remote-control",
+    "remote_control",
+    default=None,
+    help="Answer `inspect ping` (a health check); overrides beat_enable_remote_control.",
+)
+@click.option(
+    "-n", "--hostname", help="Node name to answer remote control on (default celerybeat@%h)."
+)
 @click.option("--pidfile", help="Write the beat's PID here (refused while its process is alive).")
 @click.option("--detach", is_flag=True, help="Run in the background, as a daemon.")
 @click.option("--uid", help="Run as this user (name or id) once started.")
@@ -72,6 +81,8 @@ def beat(
     max_interval: float | None,
     schedule_filename: str | None,
     scheduler: str | None,
+    remote_control: bool | None,
+    hostname: str | None,
     pidfile: str | None,
     detach: bool,
     uid: str | None,
@@ -88,7 +99,9 @@ def beat(
     drop_privileges(uid, gid)
     app.import_modules()
     app.finalize()
-    service = Service(app, max_interval=max_interval)
+    service = Service(
+        app, max_interval=max_interval, remote_control=remote_control, hostname=hostname
+    )
     click.echo(banner(app, service, files.logfile, loglevel.upper()))
     if schedule_filename:
         click.echo(f"Note: --schedule {schedule_filename} is ignored; the state is in Redis.")

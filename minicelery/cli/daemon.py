@@ -22,7 +22,8 @@ def expand_path(template: str, nodename: str, index: int | None = 0) -> str:
     its name part, ``%h`` the host, ``%d`` the host's domain, ``%i`` the pool process index
     (0 for the main process) and ``%I`` the same with a ``-`` in front (empty for the main
     process); ``%%`` is a ``%``. With ``index=None`` the last two are kept, for a process
-    that expands them later."""
+    that expands the name again later (``multi`` for its workers, as Celery's does: so
+    ``%%%%n`` reaches the worker as ``%%n`` and names a file ``%n``)."""
     name, _, host = nodename.partition("@")
     values = {"p": nodename, "n": name, "h": host, "d": host.partition(".")[2]}
     if index is not None:
@@ -35,7 +36,7 @@ def expand_path(template: str, nodename: str, index: int | None = 0) -> str:
         if char == "%" and code in values:
             out.append(values[code])
         elif char == "%" and code == "%":
-            out.append("%%" if index is None else "%")
+            out.append("%")
         else:
             out.append(char)
             pos += 1

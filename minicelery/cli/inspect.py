@@ -35,6 +35,7 @@ CONTROL_METHODS: dict[str, tuple[tuple[str, ...], tuple[Any, ...]]] = {
     "rate_limit": (("task_name", "rate_limit"), (str, str)),
     "time_limit": (("task_name", "soft", "hard"), (str, float, float)),
     "revoke": (("task_id",), (str,)),
+    "revoke_by_stamped_headers": (("headers",), (str,)),
     "terminate": (("signal", "task_id"), (str, str)),
     "shutdown": ((), ()),
     "pool_grow": (("n",), (int,)),
@@ -46,6 +47,10 @@ CONTROL_METHODS: dict[str, tuple[tuple[str, ...], tuple[Any, ...]]] = {
     "enable_events": ((), ()),
     "disable_events": ((), ()),
 }
+
+
+#: Commands whose last argument takes any number of values.
+VARIADIC = ("revoke", "terminate", "revoke_by_stamped_headers")
 
 
 def _destination(value: str | None) -> list[str] | None:
@@ -115,13 +120,15 @@ def inspect(
 
 def _convert(method: str, values: tuple[str, ...]) -> dict[str, Any]:
     names, kinds = CONTROL_METHODS[method]
-    if method == "revoke" or method == "terminate":
-        needed = 1 if method == "revoke" else 2
+    if method in VARIADIC:
+        needed = 2 if method == "terminate" else 1
         if len(values) < needed:
             raise click.UsageError(f"{method} needs {' '.join(names)}")
-        if method == "revoke":
-            return {"task_id": list(values)}
-        return {"signal": values[0], "task_id": list(values[1:])}
+        if method == "terminate":
+            return {"signal": values[0], "task_id": list(values[1:])}
+        if method == "revoke_by_stamped_headers" and not all("=" in v for v in values):
+            raise click.UsageError("revoke_by_stamped_headers takes NAME=VALUE...")
+        return {names[0]: list(values)}
     if len(values) > len(names) or (names and len(values) < 1):
         raise click.UsageError(f"{method} takes: {' '.join(names) or 'no arguments'}")
     arguments: dict[str, Any] = {}

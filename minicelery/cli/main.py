@@ -43,16 +43,20 @@ class State:
         broker: str | None,
         backend: str | None,
         app: Celery | None = None,
+        config: str | None = None,
     ) -> None:
         self.app_spec = app_spec
         self.broker = broker
         self.backend = backend
+        self.config = config
         self._app = app
 
     @property
     def app(self) -> Celery:
         if self._app is None:
             app = find_app(self.app_spec) if self.app_spec else Celery("default")
+            if self.config:
+                app.config_from_object(self.config)
             if self.broker:
                 app.conf.broker_url = self.broker
             if self.backend:
@@ -75,6 +79,7 @@ class State:
 )
 @click.option("-b", "--broker", help="Broker URL (overrides broker_url).")
 @click.option("--result-backend", help="Result backend URL (overrides result_backend).")
+@click.option("--config", help="A configuration module to load into the app's settings.")
 @click.option("--workdir", help="Change to this directory before loading the app.")
 @click.version_option(__version__, "--version", prog_name="minicelery", message="%(version)s")
 @click.pass_context
@@ -83,6 +88,7 @@ def cli(
     app_spec: str | None,
     broker: str | None,
     result_backend: str | None,
+    config: str | None,
     workdir: str | None,
 ) -> None:
     """minicelery: a Celery-compatible task queue on Redis."""
@@ -93,7 +99,7 @@ def cli(
             message = f"cannot change to --workdir {workdir}: {exc.strerror}"
             raise click.ClickException(message) from exc
     preset: Celery | None = ctx.obj._app if isinstance(ctx.obj, State) else None
-    ctx.obj = State(app_spec, broker, result_backend, None if app_spec else preset)
+    ctx.obj = State(app_spec, broker, result_backend, None if app_spec else preset, config)
 
 
 def _json_arg(value: str | None, what: str, kind: type) -> Any:
@@ -308,11 +314,12 @@ def main(argv: list[str] | None = None, app: Celery | None = None) -> None:
     from .inspect import control, inspect, status
     from .multi import multi
     from .tools import report, shell
+    from .upgrade import upgrade
     from .worker import worker
 
     cli.add_command(worker)
     cli.add_command(beat)
     cli.add_command(events)
-    for command in (inspect, control, status, multi, shell, report, dashboard):
+    for command in (inspect, control, status, multi, shell, report, dashboard, upgrade):
         cli.add_command(command)
     cli.main(args=argv, prog_name="minicelery", obj=State(None, None, None, app))

@@ -14,6 +14,7 @@ import click
 from .. import __version__, signals
 from ..app import Celery
 from ..utils.log import redirect_stdouts, setup_logging
+from ..utils.sysinfo import AUTO_CONCURRENCY, is_auto_concurrency
 from ..worker.controller import WorkController, WorkerOptions, expand_hostname
 from . import daemon
 from .flags import CeleryFlags, celery_worker_flags, drop_privileges, pool_option
@@ -73,7 +74,12 @@ def banner(app: Celery, worker: WorkController, broker_url: str, backend_url: st
 @click.option(
     "-f", "--logfile", help="Log to this file instead of stderr (%n, %h, %i expand as in Celery)."
 )
-@click.option("-c", "--concurrency", type=click.IntRange(1), help="Pool size (default: CPU count).")
+@click.option(
+    "-c",
+    "--concurrency",
+    callback=lambda ctx, param, value: _concurrency(value),
+    help="Pool size, or 'auto' for the CPUs this worker may use (default: CPU count).",
+)
 @pool_option()
 @click.option("-Q", "--queues", help="Comma-separated queues to consume from.")
 @click.option("-X", "--exclude-queues", help="Comma-separated queues not to consume from.")
@@ -109,6 +115,11 @@ def banner(app: Celery, worker: WorkController, broker_url: str, backend_url: st
 @click.option(
     "-E", "--task-events", is_flag=True, help="Send task events (for monitors: minicelery events)."
 )
+@click.option(
+    "--children-consume",
+    is_flag=True,
+    help="Prefork children reserve, store and acknowledge by themselves (beyond Celery).",
+)
 @click.option("-D", "--detach", is_flag=True, help="Run in the background, as a daemon.")
 @click.option("--workdir", help="Change to this directory before loading the app.")
 @click.option("--umask", callback=daemon.parse_umask, help="Umask of the worker (octal).")
@@ -120,7 +131,7 @@ def worker(
     /,
     loglevel: str,
     logfile: str | None,
-    concurrency: int | None,
+    concurrency: int | str | None,
     pool: str,
     queues: str | None,
     exclude_queues: str | None,
@@ -137,6 +148,7 @@ def worker(
     umask: int | None,
     beat: bool = False,
     task_events: bool = False,
+    children_consume: bool = False,
     **celery_flags: Any,
 ) -> None:
     """Start a worker."""
@@ -145,6 +157,8 @@ def worker(
     app = state.app
     if task_events:
         app.conf.worker_send_task_events = True
+    if children_consume:
+        app.conf.worker_children_consume = True
     if flags.include:
         app.conf.include = (*app.conf.include, *flags.includes())
     daemon.start(files, detach, umask)  # with --detach, only the daemon returns
@@ -180,6 +194,20 @@ def worker(
         _embed_beat(app)
     controller.install_signal_handlers()
     sys.exit(controller.start())  # the pidfile is removed at exit
+
+
+def _concurrency(value: str | None) -> int | str | None:
+    """``-c N`` (N >= 1; 0 leaves it to ``worker_concurrency``), or ``-c auto``."""
+    if value is None or is_auto_concurrency(value):
+        return AUTO_CONCURRENCY if value is not None else None
+    try:
+        number = int(value)
+    except ValueError:
+        number = -1
+    if number < 0:
+        raise click.BadParameter(f"a number of processes or 'auto', got {value!r}",
+                                 param_hint="--concurrency")  # fmt: skip
+    return number or None
 
 
 def _autoscale(value: str | None) -> tuple[int, int] | None:

@@ -19,7 +19,8 @@ Under the prefix ``p`` (the ``key_prefix`` setting, ``minicelery`` by default)::
     p:result:{task}       string  a task's result record
     p:result:{task}:stream stream every record of the task, read by waiting clients
     p:group:{group}       string  a saved GroupResult
-    p:chord:{group}       hash    header index -> finished part;  ...:claim  who sends the body
+    p:chord:{group}       hash    header index -> finished part;  ...:claim  who sends the body;
+                                  ...:added  parts added to the header while it runs
     p:revoked             zset    revoked task id -> when it may be forgotten
     p:control             channel remote-control commands;  p:reply:<ticket>  their replies
     p:events              stream  monitoring events
@@ -135,6 +136,10 @@ class KeySchema:
     def chord_claim(self, group_id: str) -> str:
         """The id of the header task that completed the chord (and sends its body)."""
         return f"{self._p}chord:{{{group_id}}}:claim"
+
+    def chord_added(self, group_id: str) -> str:
+        """How many parts running header tasks added to the chord (``add_to_chord``)."""
+        return f"{self._p}chord:{{{group_id}}}:added"
 
     # -- remote control ------------------------------------------------------------------
     def reply(self, ticket: str) -> str:

@@ -10,6 +10,14 @@ from pathlib import Path
 
 CGROUP_V2_MAX = Path("/sys/fs/cgroup/cpu.max")
 
+#: ``worker_concurrency`` / ``--concurrency`` value meaning "size the pool to the CPUs".
+AUTO_CONCURRENCY = "auto"
+
+
+def is_auto_concurrency(value: object) -> bool:
+    """Whether ``value`` is the ``auto`` concurrency (any letter case, spaces around)."""
+    return isinstance(value, str) and value.strip().lower() == AUTO_CONCURRENCY
+
 
 @dataclass(frozen=True)
 class CpuBudget:
@@ -56,4 +64,12 @@ def load_average() -> tuple[float, float, float]:
     return round(one, 2), round(five, 2), round(fifteen, 2)
 
 
-__all__ = ["CpuBudget", "available_cpu_count", "cgroup_cpu_quota", "cpu_budget", "load_average"]
+__all__ = [
+    "AUTO_CONCURRENCY",
+    "CpuBudget",
+    "available_cpu_count",
+    "cgroup_cpu_quota",
+    "cpu_budget",
+    "is_auto_concurrency",
+    "load_average",
+]

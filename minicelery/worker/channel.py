@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import socket
 import struct
+from collections.abc import Callable
 
 _HEADER = struct.Struct("!I")
 _READ_SIZE = 65536
@@ -18,6 +19,7 @@ class Channel:
     def __init__(self, sock: socket.socket) -> None:
         self.sock = sock
         self._buffer = bytearray()
+        self.on_send: Callable[[], None] | None = None  # told after each frame is written
 
     @classmethod
     def pair(cls) -> tuple[Channel, Channel]:
@@ -29,6 +31,8 @@ class Channel:
 
     def send_bytes(self, frame: bytes) -> None:
         self.sock.sendall(_HEADER.pack(len(frame)) + frame)
+        if self.on_send is not None:
+            self.on_send()
 
     def recv_bytes(self) -> bytes:
         """The next frame, blocking until it is complete; EOFError when the other end has
@@ -43,6 +47,11 @@ class Channel:
         """Every complete frame after one read (for a socket select() found readable): none
         while a frame is still partial; EOFError when the other end has closed."""
         self._fill()
+        return self._take()
+
+    def buffered(self) -> list[bytes]:
+        """The complete frames already read, without reading (after :meth:`recv_bytes`,
+        which takes one frame and may have read more)."""
         return self._take()
 
     def _fill(self) -> None:

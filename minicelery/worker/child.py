@@ -93,6 +93,38 @@ def over_memory_limit(limit_kib: int | None) -> bool:
     return True
 
 
+def prepare(app: Celery, index: int) -> None:
+    """A child's first steps after fork: its own signal handlers and name, and none of the
+    parent's Redis connections."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGTERM, signal.SIG_DFL)
+    signal.signal(signal.SIGQUIT, signal.SIG_DFL)
+    signal.signal(signal.SIGCHLD, signal.SIG_DFL)
+    signal.signal(signal.SIGUSR1, _soft_limit)
+    signal.pthread_sigmask(signal.SIG_SETMASK, set())
+    multiprocessing.current_process().name = f"ForkPoolWorker-{index}"
+    # The parent's sockets are not ours: open fresh ones lazily. Keep the inherited objects
+    # referenced so their finalizers (an embedded server's shutdown) never run in a child.
+    _inherited_objects.append(app._connections)
+    app._connections = None
+
+
+def process_init() -> bool:
+    """Send ``worker_process_init``; False (logged) if a receiver failed."""
+    try:
+        signals.worker_process_init.send(sender=None)
+    except Exception:
+        logger.exception("worker_process_init failed")
+        return False
+    return True
+
+
+def process_shutdown() -> None:
+    signals.worker_process_shutdown.send(sender=None, pid=os.getpid(), exitcode=0)
+    sys.stdout.flush()
+    sys.stderr.flush()
+
+
 def child_main(
     app: Celery,
     conn: Channel,
@@ -103,19 +135,9 @@ def child_main(
 ) -> int:
     """Entry point after fork; returns the exit code."""
     global _in_task
-    signal.signal(signal.SIGINT, signal.SIG_IGN)
-    signal.signal(signal.SIGTERM, signal.SIG_DFL)
-    signal.signal(signal.SIGQUIT, signal.SIG_DFL)
-    signal.signal(signal.SIGCHLD, signal.SIG_DFL)
-    signal.signal(signal.SIGUSR1, _soft_limit)
-    signal.pthread_sigmask(signal.SIG_SETMASK, set())
+    prepare(app, index)
     for other in inherited:
         other.close()
-    multiprocessing.current_process().name = f"ForkPoolWorker-{index}"
-    # The parent's sockets are not ours: open fresh ones lazily. Keep the inherited objects
-    # referenced so their finalizers (an embedded server's shutdown) never run in a child.
-    _inherited_objects.append(app._connections)
-    app._connections = None
     relay = RelayBackend(
         app.conf.result_serializer,
         lambda records: conn.send_bytes(RESULTS + pack_frame(records)),
@@ -124,10 +146,7 @@ def child_main(
     app.relay_results(relay)
     if app.conf.worker_send_task_events:
         app.events.relay_to(lambda events: conn.send_bytes(EVENTS + msgpack.packb(events)))
-    try:
-        signals.worker_process_init.send(sender=None)
-    except Exception:
-        logger.exception("worker_process_init failed")
+    if not process_init():
         return EXIT_INIT_FAILED
     conn.send_bytes(READY)
     try:
@@ -150,6 +169,4 @@ def child_main(
             retire = over_memory_limit(max_memory_kib)
             conn.send_bytes(DONE + pack_frame([*outcome, relay.take(), retire]))
     finally:
-        signals.worker_process_shutdown.send(sender=None, pid=os.getpid(), exitcode=0)
-        sys.stdout.flush()
-        sys.stderr.flush()
+        process_shutdown()

@@ -4,19 +4,17 @@ the worker's main loop with the worker as its first argument and returns the rep
 from __future__ import annotations
 
 import logging
-import os
-import resource
 import signal as signal_module
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from .state import parse_rate
+from .revoking import mark_revoked
+from .state import matching_stamps, parse_rate, revoke_stamps
 
 if TYPE_CHECKING:
     from .controller import WorkController
-    from .pool import Job
 
 logger = logging.getLogger("minicelery.worker")
 
@@ -95,6 +93,7 @@ def revoke(
 ) -> dict[str, str]:
     ids = [task_id] if isinstance(task_id, str) else list(task_id)
     worker.revoked.add(ids, until or time.time() + worker.app.conf.worker_revoke_expires)
+    mark_revoked(worker, ids)
     if terminate:
         signum = signal_number(signal)
         for job in worker.pool.busy_jobs():
@@ -103,6 +102,35 @@ def revoke(
     idstr = ", ".join(ids)
     logger.info("Tasks flagged as revoked: %s", idstr)
     return {"ok": f"tasks {idstr} flagged as revoked"}
+
+
+@command
+def revoke_by_stamped_headers(
+    worker: WorkController,
+    headers: dict[str, Any] | list[str],
+    terminate: bool = False,
+    signal: str | int | None = None,
+    **kwargs: Any,
+) -> dict[str, str]:
+    """Never run tasks stamped with any of ``headers`` (``{stamp name: value or values}``;
+    ``["name=value", ...]`` from the command line); with ``terminate``, also stop the
+    running ones that carry them."""
+    if isinstance(headers, list):
+        headers = dict(item.split("=", 1) for item in headers)
+    revoke_stamps(headers)
+    if not terminate:
+        return {"ok": f"headers {headers} flagged as revoked, but not terminated"}
+    signum = signal_number(signal)
+    terminated: dict[str, set[Any]] = {}
+    for job in worker.pool.busy_jobs():
+        found = matching_stamps(job.message.stamps, headers)
+        if found:
+            worker.terminate(job, signum)
+            for name, values in found.items():
+                terminated.setdefault(name, set()).update(values)
+    if not terminated:
+        return {"ok": f"headers {headers} were not terminated"}
+    return {"ok": f"headers {terminated} revoked"}
 
 
 @command
@@ -132,6 +160,7 @@ def time_limit(
     if task is None:
         return {"error": f"unknown task {task_name!r}"}
     task.soft_time_limit, task.time_limit = soft, hard
+    worker.pool.reconfigure({"limits": {task_name: [soft, hard]}})
     return {"ok": "time limits set successfully"}
 
 
@@ -140,95 +169,6 @@ def shutdown(worker: WorkController, **kwargs: Any) -> dict[str, str]:
     logger.warning("Got shutdown from remote")
     worker.request_stop()
     return {"ok": "shutting down"}
-
-
-# -- inspect ------------------------------------------------------------------------------
-def _job_info(worker: WorkController, job: Job) -> dict[str, Any]:
-    message = job.message
-    headers = message.headers
-    return {
-        "id": message.id,
-        "name": message.task,
-        "args": headers.get("argsrepr"),
-        "kwargs": headers.get("kwargsrepr"),
-        "type": message.task,
-        "hostname": worker.hostname,
-        "time_start": job.wall_started or None,
-        "acknowledged": not job.acks_late,
-        "delivery_info": {"routing_key": job.delivery.queue, "priority": None},
-        "worker_pid": job.slot if isinstance(job.slot, int) else os.getpid(),
-    }
-
-
-@command
-def active(worker: WorkController, **kwargs: Any) -> list[dict[str, Any]]:
-    return [_job_info(worker, job) for job in worker.pool.busy_jobs()]
-
-
-@command
-def reserved(worker: WorkController, **kwargs: Any) -> list[dict[str, Any]]:
-    return [_job_info(worker, job) for job in worker.waiting_jobs()]
-
-
-@command
-def scheduled(worker: WorkController, **kwargs: Any) -> list[dict[str, Any]]:
-    # ETA messages wait in Redis, not in a worker's memory, so no worker holds any.
-    return []
-
-
-@command
-def revoked(worker: WorkController, **kwargs: Any) -> list[str]:
-    ids: list[str] = worker.revoked.ids()
-    return ids
-
-
-@command
-def registered(worker: WorkController, taskinfoitems: Any = None, **kwargs: Any) -> list[str]:
-    return sorted(name for name in worker.app.tasks if not name.startswith("celery."))
-
-
-@command
-def active_queues(worker: WorkController, **kwargs: Any) -> list[dict[str, Any]]:
-    return [
-        {"name": q, "exchange": {"name": q, "type": "direct"}, "routing_key": q}
-        for q in worker.queues
-    ]
-
-
-@command
-def conf(worker: WorkController, with_defaults: bool = False, **kwargs: Any) -> dict[str, Any]:
-    from ..config import DEFAULTS
-
-    settings = worker.app.conf
-    return {
-        key: value
-        for key, value in settings.items()
-        if with_defaults or key not in DEFAULTS or value != DEFAULTS[key][0]
-        if "password" not in key and not key.endswith("_url") and key != "result_backend"
-    }
-
-
-@command
-def stats(worker: WorkController, **kwargs: Any) -> dict[str, Any]:
-    usage = resource.getrusage(resource.RUSAGE_SELF)
-    return {
-        "pid": os.getpid(),
-        "clock": 0,
-        "uptime": int(time.time() - worker.started_at),
-        "total": dict(worker.totals),
-        "pool": {**worker.pool.info(), "max-tasks-per-child": worker.max_tasks_per_child},
-        "prefetch_count": worker.prefetch,
-        "broker": {"transport": "redis"},
-        "rusage": {
-            "utime": usage.ru_utime,
-            "stime": usage.ru_stime,
-            "maxrss": usage.ru_maxrss,
-            "minflt": usage.ru_minflt,
-            "majflt": usage.ru_majflt,
-            "nvcsw": usage.ru_nvcsw,
-            "nivcsw": usage.ru_nivcsw,
-        },
-    }
 
 
 # -- the pool and the queues ----------------------------------------------------------------

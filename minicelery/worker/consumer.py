@@ -72,6 +72,8 @@ class Consumer:
         self.hold_suspect = False  # see WorkController._reconcile_hold
         self._retry_at = 0.0
         self._threads: list[threading.Thread] = []
+        # Other consumer ids to keep alive (children that reserve by themselves).
+        self.also_alive: Callable[[], Sequence[str]] = tuple
 
     def start(self) -> None:
         for target, name in (
@@ -224,7 +226,8 @@ class Consumer:
         backoff = Backoff("heartbeat")
         while not self.stopping.is_set():
             try:
-                self.broker.heartbeat(self.consumer_id)
+                for consumer_id in (self.consumer_id, *self.also_alive()):
+                    self.broker.heartbeat(consumer_id)
                 recovered = self.broker.recover_lost(self.lost_timeout)
                 if recovered:
                     logger.warning("Requeued %d message(s) held by lost worker(s)", recovered)

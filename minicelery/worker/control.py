@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import collections
 import logging
+import select
 import threading
 from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any
@@ -44,6 +45,7 @@ class ControlServer:
         # atomic, and an empty one costs the loop a length check, not an exception.
         self.commands: collections.deque[dict[str, Any]] = collections.deque()
         self._stopping = threading.Event()
+        self._reading = threading.Lock()  # one reader of the subscription at a time
         self._listener: Listener | None = None
         self._thread: threading.Thread | None = None
 
@@ -64,15 +66,56 @@ class ControlServer:
             try:
                 if self._listener is None:
                     self._connect()
-                assert self._listener is not None
-                data = self._listener.get(LISTEN_WAIT)
+                if self._wait_readable(LISTEN_WAIT):
+                    self._take()
+                else:
+                    self._read_unwatched(LISTEN_WAIT)
                 backoff.succeeded()
             except OperationalError as exc:
-                self._drop_listener()
+                with self._reading:
+                    self._drop_listener()
                 self._stopping.wait(backoff.failed(exc))
-                continue
-            if data is not None:
-                self._accept(data)
+
+    def _wait_readable(self, timeout: float) -> bool:
+        """Wait for the subscription's socket to have data (without reading it); False when
+        there is no socket to watch (an in-process server, or a connection being lost)."""
+        listener = self._listener
+        fd = listener.fileno() if listener is not None else None
+        if fd is None:
+            return False
+        try:
+            select.select([fd], [], [], timeout)
+        except (OSError, ValueError) as exc:
+            raise OperationalError(f"the remote control subscription failed: {exc}") from exc
+        return True
+
+    def _read_unwatched(self, timeout: float) -> None:
+        """Wait for a command by reading (the in-process server), or find the connection
+        lost (an OperationalError)."""
+        listener = self._listener
+        data = listener.get(timeout) if listener is not None else None
+        if data is not None:
+            self._accept(data)
+
+    def _take(self) -> None:
+        """Accept every command received so far. One reader at a time: the listener thread,
+        or the main loop catching up."""
+        with self._reading:
+            if self._listener is not None:
+                for data in self._listener.drain():
+                    self._accept(data)
+
+    def catch_up(self) -> None:
+        """Take the commands already received before this returns.
+
+        Called when tasks arrive: a command published before a task was sent (a revoke, then
+        the task) is on the subscription's socket by the time the task reaches the worker,
+        and must be obeyed before that task starts. Never waits for Redis: it reads what is
+        there (or waits for the listener thread to finish reading it)."""
+        try:
+            self._take()
+        except OperationalError as exc:  # the listener thread reconnects
+            logger.debug("Remote control catch-up failed: %s", exc)
 
     def _accept(self, data: bytes) -> None:
         try:

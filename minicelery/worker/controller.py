@@ -7,17 +7,17 @@ import collections
 import functools
 import logging
 import os
-import signal
 import threading
 import time
 import uuid
-from types import FrameType
 from typing import TYPE_CHECKING, Any
 
 from .. import signals
+from ..events.event import LamportClock
 from ..events.worker import WorkerEvents
 from ..serialization import accepted_content_types
 from . import endings
+from . import inspection as _inspection  # noqa: F401 - registers the inspect commands
 from .admission import Admission
 from .autoscale import Autoscaler
 from .commands import run_command
@@ -25,11 +25,12 @@ from .consumer import Consumer
 from .control import ControlServer
 from .errands import Errands
 from .intake import job_for
-from .options import POOLS, WorkerOptions, expand_hostname
+from .options import POOLS, WorkerOptions, expand_hostname, note_task_modules, resolve_concurrency
 from .outbox import ACK_DELAY, Outbox
-from .pool import Event, Job, Lost, Pool, Results, Wake, Waker
-from .pools import make_pool
+from .pool import Event, Job, Lost, Pool, Released, Results, Wake, Waker
+from .pools import consume_settings, make_pool
 from .state import Gate
+from .steering import Steering
 
 if TYPE_CHECKING:
     from ..app import Celery
@@ -40,7 +41,7 @@ logger = logging.getLogger("minicelery.worker")
 job_logger = logging.getLogger("minicelery.worker.job")
 
 
-class WorkController:
+class WorkController(Steering):
     """One worker: a consumer (broker threads), a pool, and the loop between them."""
 
     def __init__(self, app: Celery, options: WorkerOptions) -> None:
@@ -49,7 +50,8 @@ class WorkController:
         self.options = options
         self.hostname = expand_hostname(options.hostname)
         self.consumer_id = f"{self.hostname}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
-        self.concurrency = options.concurrency or conf.worker_concurrency or os.cpu_count() or 1
+        self.concurrency = resolve_concurrency(options.concurrency, conf.worker_concurrency,
+                                               options.pool)  # fmt: skip
         if options.pool == "solo":
             self.concurrency = 1
         if options.autoscale and options.pool == "prefork":
@@ -62,10 +64,12 @@ class WorkController:
         queues = list(options.queues) or [conf.task_default_queue]
         self.queues = [q for q in queues if q not in set(options.exclude_queues)]
         self.accept = accepted_content_types(conf.accept_content)
+        note_task_modules(conf, app.tasks)
         self.waker = Waker()
         self.max_tasks_per_child = options.max_tasks_per_child or conf.worker_max_tasks_per_child
+        consume = consume_settings(self, max(multiplier, 1))
         self.pool: Pool = make_pool(app, options, self.concurrency, self.hostname, self.accept,
-                                    self.max_tasks_per_child)  # fmt: skip
+                                    self.max_tasks_per_child, consume)  # fmt: skip
         self.autoscaler: Autoscaler | None = None
         if options.autoscale and options.pool == "prefork":
             self.autoscaler = Autoscaler(self.pool, *options.autoscale,
@@ -86,6 +90,7 @@ class WorkController:
         self.terminated: dict[str, int] = {}  # task id -> signal, for revoke(terminate=True)
         self.control: ControlServer | None = None
         self.totals: collections.Counter[str] = collections.Counter()
+        self.clock = LamportClock()  # moved on by every remote-control command received
         self.warm = False
         self.cold = False
         self.started_at = time.time()
@@ -94,9 +99,10 @@ class WorkController:
         self.events: WorkerEvents | None = None  # with -E (worker_send_task_events)
         if conf.worker_send_task_events:
             self.events = self._make_events()
+        self.pool.attach(self)
 
     def _make_events(self) -> WorkerEvents:
-        stats = lambda: (len(self.pool.busy_jobs()), self.processed)  # noqa: E731
+        stats = lambda: (len(self.pool.busy_jobs()), self.processed + self.pool.processed())  # noqa: E731
         freq = self.app.conf.worker_heartbeat_interval
         return WorkerEvents(self.app, self.hostname, freq, stats, self.pool)
 
@@ -106,7 +112,7 @@ class WorkController:
         # up to one prefetch window of them.
         # Acks Redis has not confirmed still hold their messages (see Outbox.acks_in_flight).
         waiting = self.admission.waiting()
-        if self.backlogged():
+        if self.pool.consumes or self.backlogged():
             return 0
         return (
             self.prefetch
@@ -135,61 +141,6 @@ class WorkController:
         """Reserved messages not started yet, as jobs (for ``inspect reserved``)."""
         return self.admission.waiting_jobs()
 
-    def set_queues(self, queues: list[str]) -> None:
-        """Read from these queues from now on (``add_consumer`` / ``cancel_consumer``); a
-        wait already under way ends within a second and the next one uses them."""
-        self.queues = queues
-        self.consumer.queues = list(queues)
-
-    @property
-    def task_events(self) -> bool:
-        """Whether this worker sends task events now (``-E``, or ``enable_events``)."""
-        return self.events is not None and self.events.task_events
-
-    def set_task_events(self, on: bool) -> bool:
-        """Switch task events on or off at runtime; False if they already were. The first
-        switch on of a worker started without ``-E`` also starts its worker events
-        (worker-online, heartbeats)."""
-        if on == self.task_events:
-            return False
-        if self.events is None:
-            self.events = self._make_events()
-            self.events.start()
-        self.events.task_events = on
-        logger.info("Events of group {task} %s by remote.", "enabled" if on else "disabled")
-        return True
-
-    def request_stop(self) -> None:
-        """A warm shutdown, as SIGTERM would start (the remote ``shutdown`` command)."""
-        self.warm = True
-        self.waker.wake()
-
-    def terminate(self, job: Job, signum: int) -> None:
-        """Stop a running job's process with ``signum`` (``revoke(terminate=True)``)."""
-        task_id = job.message.id
-        if self.pool.terminate(job, signum):
-            self.terminated[task_id] = signum
-            logger.info("Terminating %s (%s)", task_id, signal.Signals(signum).name)
-        else:
-            logger.warning("Cannot terminate %s: the %s pool has no process to stop",
-                           task_id, self.options.pool)  # fmt: skip
-
-    def install_signal_handlers(self) -> None:
-        signal.signal(signal.SIGTERM, self._on_stop_signal)
-        signal.signal(signal.SIGINT, self._on_stop_signal)
-        signal.signal(signal.SIGQUIT, self._on_cold_signal)
-
-    def _on_stop_signal(self, signum: int, frame: FrameType | None) -> None:
-        # Flag-only: the loop does the work. A second signal means "stop now".
-        if self.warm:
-            self.cold = True
-        self.warm = True
-        self.waker.wake()
-
-    def _on_cold_signal(self, signum: int, frame: FrameType | None) -> None:
-        self.warm = self.cold = True
-        self.waker.wake()
-
     # -- running -------------------------------------------------------------------------
     @property
     def consumer(self) -> Consumer:
@@ -203,6 +154,7 @@ class WorkController:
                 conf.worker_heartbeat_interval,
                 conf.worker_lost_timeout,
             )
+            self._consumer.also_alive = self.pool.hold_ids
         return self._consumer
 
     def start(self) -> int:
@@ -259,13 +211,19 @@ class WorkController:
         signals.worker_shutting_down.send(
             sender=self.hostname, sig="SIGTERM", how="Cold" if self.cold else "Warm", exitcode=0
         )
-        self.consumer.stopping.set()
-        self._give_back_buffer()
+        self._stop_taking()
         while not self.cold and self.pool.busy_jobs():
             for event in self.pool.wait(1.0, self.waker, self._watched(waiting=False)):
                 self._handle(event)
             self._flush_outbox()
             self.outbox.flush_acks(self.consumer)
+
+    def _stop_taking(self) -> None:
+        """Take no more messages; give back those reserved and not started."""
+        self.consumer.stopping.set()
+        for event in self.pool.quiesce():
+            self._handle(event)
+        self._give_back_buffer()
 
     def _shutdown(self) -> None:
         for event in self.pool.stop(cold=self.cold):
@@ -351,6 +309,7 @@ class WorkController:
             return False
         deliveries = self.consumer.fetch(room if room >= self.refill_at else 0, self.outbox.acks)
         self.buffer.extend(deliveries)
+        self._serve_control(catch_up=bool(deliveries))
         return bool(deliveries)
 
     def _give_back_buffer(self) -> None:
@@ -392,10 +351,13 @@ class WorkController:
         if self.events is not None:
             self.events.received(job.message)
 
-    def _serve_control(self) -> None:
+    def _serve_control(self, catch_up: bool = False) -> None:
         if self.control is None:
             return
+        if catch_up:  # tasks came: first the commands sent before them (see catch_up)
+            self.control.catch_up()
         for cmd in self.control.pending():
+            self.clock.adjust(cmd.get("clock") or 0)
             reply = run_command(self, cmd["method"], cmd.get("arguments") or {})
             if cmd.get("ticket"):
                 send = functools.partial(self.control.reply, cmd["ticket"], reply)
@@ -415,6 +377,7 @@ class WorkController:
             self.outbox.put_back_acks(riding)
         if woken:
             self.buffer.extend(woken)
+            self._serve_control(catch_up=True)
             self._repark = True  # after the dispatch: a new task starts first
 
     def _handle(self, event: Event, shutting_down: bool = False) -> None:
@@ -423,6 +386,9 @@ class WorkController:
             return
         if isinstance(event, Results):
             self.outbox.add_results(event.results)
+            return
+        if isinstance(event, Released):
+            endings.release_hold(self, event)
             return
         self.processed += 1
         job = event.job

@@ -23,7 +23,7 @@ from ..exceptions import (
 from ..serialization import exception_to_dict
 from ..trace import workflow_abandoned
 from .executor import build_meta, make_request
-from .pool import Done, Job, Lost
+from .pool import Done, Job, Lost, Released
 from .prefork import _describe
 
 if TYPE_CHECKING:
@@ -59,11 +59,12 @@ def _dead_letter_now(
     task_id: str | None,
     task: str,
     exc: BaseException | None,
+    holder: str | None = None,
 ) -> None:
     letter = DeadLetter(
         task_id or f"tag-{delivery.tag}", task, reason, time.time(), delivery.queue, delivery.data
     )
-    worker.app.broker.dead_letter(worker.consumer_id, delivery, letter)
+    worker.app.broker.dead_letter(holder or worker.consumer_id, delivery, letter)
     if task_id is not None and exc is not None:
         _store(worker, task_id, states.FAILURE, exc)
 
@@ -97,7 +98,7 @@ def _end(worker: WorkController, job: Job, exc: BaseException, state: str) -> No
     def run() -> None:
         _store(worker, job.message.id, state, exc)
         abandon(worker, job, exc, state)
-        worker.app.broker.ack(worker.consumer_id, [job.delivery.tag])
+        worker.app.broker.ack(job.hold or worker.consumer_id, [job.delivery.tag])
 
     worker.errands.add(f"end {job.message.id} {state}", run, holds=1)
 
@@ -113,6 +114,24 @@ def give_back(worker: WorkController, tags: list[str]) -> None:
         logger.info("Gave %d reserved message(s) back to their queues", count)
 
     worker.errands.add("give back reserved messages", run, holds=len(tags))
+
+
+def release_hold(worker: WorkController, event: Released) -> None:
+    """A consuming child is gone: after its task's ending (already queued as errands), what
+    it still holds goes back to the front of its queues, and it is forgotten. Or only the
+    unstarted rest of its batch goes back (an idle sibling can run it, or the worker stops)."""
+    broker = worker.app.broker
+
+    def run() -> None:
+        broker.ack(event.consumer, event.ack)
+        if event.tags is not None:
+            count = broker.requeue(event.consumer, event.tags)
+        else:
+            count = broker.unregister(event.consumer)
+        if count:
+            logger.info("Gave %d message(s) held by %s back to their queues", count, event.consumer)
+
+    worker.errands.add(f"release {event.consumer}", run)
 
 
 def reconcile_hold(worker: WorkController) -> None:
@@ -151,8 +170,8 @@ def finished(worker: WorkController, event: Done) -> None:
     if event.dead_reason:
         dead_letter(worker, job.delivery, event.dead_reason, None, job.message.task)
     elif event.state == states.REJECTED and event.requeue:
-        broker, consumer_id = worker.app.broker, worker.consumer_id
-        worker.errands.add("requeue", lambda: broker.requeue(consumer_id, [tag]), holds=1)
+        broker, consumer_id, data = worker.app.broker, worker.consumer_id, job.message.redelivered()
+        worker.errands.add("requeue", lambda: broker.redeliver(consumer_id, tag, data), holds=1)
     elif job.acks_late and event.state == states.FAILURE and not job.acks_on_failure:
         # Celery rejects the message without requeueing it: here it is kept, dead-lettered.
         reason = "failed, and acks_on_failure_or_timeout is off"
@@ -202,11 +221,11 @@ def _requeue_lost(
             _store(worker, task_id, states.FAILURE, exc)
         if not shutting_down and killed_too_often(worker, job):
             reason = f"killed its worker process {worker.app.conf.task_max_worker_lost} times"
-            _dead_letter_now(worker, job.delivery, reason, task_id, job.message.task, exc)
+            _dead_letter_now(worker, job.delivery, reason, task_id, job.message.task, exc, job.hold)
             logger.error("Dead-lettered a message from queue %r: %s", job.delivery.queue, reason)
             abandon(worker, job, exc, states.FAILURE)
             return
-        worker.app.broker.requeue(worker.consumer_id, [tag])
+        worker.app.broker.requeue(job.hold or worker.consumer_id, [tag])
         logger.warning(
             "Task %s[%s] stopped with its process; message requeued", job.message.task, task_id
         )

@@ -12,7 +12,7 @@ from ..events.worker import outcome_fields
 from ..exceptions import MessageError, SerializationError, TaskRevokedError
 from ..message import TaskMessage, decode_message, parse_iso
 from ..serialization import exception_to_dict
-from ..task import Context, Task
+from ..task import Context, Task, custom_headers
 from ..trace import Outcome, build_meta, run_task, store_result, utcnow, workflow_abandoned
 
 if TYPE_CHECKING:
@@ -55,18 +55,20 @@ def make_request(
         group_index=h.get("group_index"),
         correlation_id=message.properties.get("correlation_id"),
         origin=h.get("origin"),
-        headers=h,
+        headers=custom_headers(h),
+        properties=message.properties,
         reply_to=message.properties.get("reply_to"),
         callbacks=embed.get("callbacks"),
         errbacks=embed.get("errbacks"),
         chain=embed.get("chain"),
         chord=embed.get("chord"),
         timelimit=h.get("timelimit"),
-        ignore_result=bool(h.get("ignore_result")),
+        ignore_result=h.get("ignore_result"),
         called_directly=False,
         shadow=h.get("shadow"),
         stamped_headers=h.get("stamped_headers"),
         stamps=h.get("stamps"),
+        replaced_task_nesting=int(h.get("replaced_task_nesting") or 0),
     )
 
 
@@ -117,11 +119,14 @@ def run_logged(
     hostname: str | None,
     accept: frozenset[str],
     with_event_fields: bool = False,
+    message: TaskMessage | None = None,
 ) -> tuple[str, bool, str | None, dict[str, Any] | None]:
     """Run one message (in a child process or a pool thread) and log its outcome as Celery's
     worker does; returns what the pool reports: state, requeue, dead-letter reason, and the
-    fields of the task's final event when events are on."""
-    message = decode_message(data)
+    fields of the task's final event when events are on. ``message``: ``data`` already
+    decoded (a consuming child decodes it to admit it)."""
+    if message is None:
+        message = decode_message(data)
     outcome = execute_message(app, message, hostname, queue, accept)
     name, task_id = message.task, message.id
     if outcome.state == states.SUCCESS:

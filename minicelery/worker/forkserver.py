@@ -21,8 +21,8 @@ import signal
 import socket
 import struct
 import sys
-import time
 import threading
+import time
 from collections.abc import Callable
 from typing import Any
 

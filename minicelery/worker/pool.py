@@ -41,6 +41,7 @@ class Job:
     slot: Any = None
     event_fields: bool = False  # task events are on: the pool adds their fields
     announced: bool = False  # "received" logged, signalled and sent as an event
+    hold: str | None = None  # whose hold has the message: a consuming child's; None: ours
 
 
 @dataclass
@@ -80,7 +81,17 @@ class Wake:
     fd: int
 
 
-Event = Done | Lost | Results | Wake
+@dataclass
+class Released:
+    """A consuming child is gone: what it still holds goes back to its queues, after ``ack``
+    (the tag of a task it ran that was due to be acknowledged when it started)."""
+
+    consumer: str
+    ack: list[str] = field(default_factory=list)
+    tags: list[str] | None = None  # only these go back (a child's unstarted batch)
+
+
+Event = Done | Lost | Results | Wake | Released
 Runner = Callable[[Job], Done]
 
 
@@ -157,6 +168,35 @@ class Pool(ABC):
 
     def pids(self) -> list[int]:
         return [os.getpid()]
+
+    consumes = False  # whether the slots reserve their messages themselves (off the loop)
+
+    def quiesce(self) -> list[Event]:
+        """A warm shutdown begins: slots that consume stop taking messages, and what they
+        reserved but did not start goes back (as events to handle)."""
+        return []
+
+    def attach(self, worker: Any) -> None:
+        """Follow what the worker decides for the slots (consuming children: revokes, rate
+        limits); nothing for slots the main process feeds itself."""
+        return None
+
+    def reconfigure(self, change: dict[str, Any]) -> None:
+        """Tell consuming children of a remote command's change (``queues``: the queues to
+        read; ``limits``: ``{task name: [soft, hard]}``); the main process applies it."""
+        return None
+
+    def forward_revoked(self, task_ids: list[str]) -> None:
+        """Tell slots that check revokes themselves (consuming children) of these ids."""
+        return None
+
+    def processed(self) -> int:
+        """Tasks the slots ran that the main process did not see end (consuming children)."""
+        return 0
+
+    def hold_ids(self) -> tuple[str, ...]:
+        """Consumer ids the worker keeps alive besides its own (consuming children)."""
+        return ()
 
 
 class ThreadPool(Pool):

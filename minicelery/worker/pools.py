@@ -5,6 +5,9 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
+from .childintake import Limits
+from .consume import ConsumeSettings
+from .direct import ConsumingPool
 from .executor import run_logged
 from .options import WorkerOptions
 from .pool import Done, Job, Pool, ThreadPool
@@ -12,6 +15,22 @@ from .prefork import PreforkPool
 
 if TYPE_CHECKING:
     from ..app import Celery
+    from .controller import WorkController
+
+
+def consume_settings(worker: WorkController, multiplier: int) -> ConsumeSettings | None:
+    """What prefork children that consume by themselves share, when they do
+    (``worker_children_consume``, a prefork pool, a broker they can each connect to)."""
+    conf, options = worker.app.conf, worker.options
+    if not conf.worker_children_consume or options.pool != "prefork":
+        return None
+    if worker.app.resolved_urls()[0].startswith("memory"):
+        return None  # an in-process broker: children cannot share it
+    return ConsumeSettings(
+        worker.consumer_id, list(worker.queues), multiplier, worker.hostname, worker.accept,
+        Limits(options.time_limit, options.soft_time_limit),
+        options.max_tasks_per_child or conf.worker_max_tasks_per_child,
+    )  # fmt: skip
 
 
 def make_pool(
@@ -21,8 +40,14 @@ def make_pool(
     hostname: str,
     accept: frozenset[str],
     max_tasks_per_child: int | None,
+    consume: ConsumeSettings | None = None,
 ) -> Pool:
-    """The prefork pool (processes), or threads (``-P threads``, and ``-P solo`` with one)."""
+    """The prefork pool (processes), or threads (``-P threads``, and ``-P solo`` with one).
+    With ``consume`` (``worker_children_consume``), prefork children reserve by themselves."""
+    max_memory = options.max_memory_per_child or app.conf.worker_max_memory_per_child
+    if options.pool == "prefork" and consume is not None:
+        size = options.autoscale[1] if options.autoscale else concurrency
+        return ConsumingPool(app, size, consume, max_memory)
 
     def run_message(
         queue: str, data: bytes, event_fields: bool
@@ -35,7 +60,7 @@ def make_pool(
             options.autoscale[1] if options.autoscale else concurrency,
             run_message,
             max_tasks_per_child,
-            options.max_memory_per_child or app.conf.worker_max_memory_per_child,
+            max_memory,
         )
 
     def run_job(job: Job) -> Done:

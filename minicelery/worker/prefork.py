@@ -78,7 +78,11 @@ class PreforkPool(Pool):
 
     def _child_entry(self, sock: socket.socket, index: int) -> int:
         """A child's life, in a process the fork server forked (and named)."""
-        return child_main(self.app, Channel(sock), index, self.runner, [],
+        return self._child_life(Channel(sock), index, [])
+
+    def _child_life(self, conn: Channel, index: int, inherited: list[Channel]) -> int:
+        """Run in the child after fork: its loop, until it exits (the exit code)."""
+        return child_main(self.app, conn, index, self.runner, [*inherited],
                           self.max_memory_per_child)  # fmt: skip
 
     def _spawn(self) -> Child:
@@ -123,14 +127,7 @@ class PreforkPool(Pool):
             parent_conn.close()
             code = 1
             try:
-                code = child_main(
-                    self.app,
-                    child_conn,
-                    index,
-                    self.runner,
-                    [*inherited],
-                    self.max_memory_per_child,
-                )
+                code = self._child_life(child_conn, index, inherited)
             except BaseException:
                 logger.exception("child %d crashed", index)
             finally:

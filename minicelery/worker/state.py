@@ -1,5 +1,9 @@
-"""What a worker remembers across tasks: the ids of revoked tasks, the rate limits it
-enforces (a token bucket per task name), and the gate that applies both before a job starts."""
+"""What a worker remembers across tasks: the ids and the stamps of revoked tasks, the rate
+limits it enforces (a token bucket per task name), and the gate that applies them before a job
+starts.
+
+As in Celery (``celery.worker.state.revoked`` and ``revoked_stamps``), the revoked sets are
+process-wide: every worker of a process, and the process's own code, see the same ones."""
 
 from __future__ import annotations
 
@@ -7,7 +11,7 @@ import heapq
 import itertools
 import re
 import time
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
@@ -20,17 +24,42 @@ _PER = {"s": 1.0, "m": 60.0, "h": 3600.0}
 
 
 class Revoked:
-    """Revoked task ids with the time each may be forgotten; expired ids drop out lazily."""
+    """Revoked task ids with the time each may be forgotten; expired ids drop out lazily.
+    Each id is also stamped with the local monotonic clock when it was added (``as_dict``,
+    as Celery's set reports it): ids merged from elsewhere are stamped here, never with a
+    stamp from another host's clock."""
 
     def __init__(self) -> None:
         self._until: dict[str, float] = {}
+        self._stamps: dict[str, float] = {}
         self._expiry: list[tuple[float, str]] = []
+        self.on_add: Callable[[list[str]], None] | None = None  # told of every id added
 
     def add(self, task_ids: Iterable[str], until: float) -> None:
+        stamp = time.monotonic()
+        task_ids = list(task_ids)
         for task_id in task_ids:
             self._until[task_id] = until
+            self._stamps.setdefault(task_id, stamp)
             heapq.heappush(self._expiry, (until, task_id))
         self._prune()
+        if self.on_add is not None:
+            self.on_add(task_ids)
+
+    def discard(self, task_id: str) -> None:
+        """Forget ``task_id`` (its heap entry drops out when it comes up)."""
+        self._until.pop(task_id, None)
+        self._stamps.pop(task_id, None)
+
+    def clear(self) -> None:
+        self._until.clear()
+        self._stamps.clear()
+        self._expiry.clear()
+
+    def as_dict(self) -> dict[str, float]:
+        """Each live id with the monotonic time it was added here."""
+        live = set(self.ids())
+        return {task_id: stamp for task_id, stamp in self._stamps.items() if task_id in live}
 
     def update(self, ids: Mapping[str, float]) -> None:
         for task_id, until in ids.items():
@@ -53,6 +82,47 @@ class Revoked:
             until, task_id = heapq.heappop(self._expiry)
             if self._until.get(task_id) == until:
                 del self._until[task_id]
+                self._stamps.pop(task_id, None)
+
+
+#: The revoked task ids of this process (Celery's ``worker_state.revoked``).
+revoked = Revoked()
+
+#: Revoked canvas stamps of this process: stamp name -> the values revoked
+#: (``revoke_by_stamped_headers``; Celery's ``worker_state.revoked_stamps``).
+revoked_stamps: dict[str, list[Any]] = {}
+
+
+def _as_list(value: Any) -> list[Any]:
+    return list(value) if isinstance(value, (list, tuple, set, frozenset)) else [value]
+
+
+def revoke_stamps(headers: Mapping[str, Any]) -> None:
+    """Add ``{stamp name: value or values}`` to the revoked stamps."""
+    for name, values in headers.items():
+        revoked_stamps[name] = [*_as_list(revoked_stamps.get(name) or []), *_as_list(values)]
+
+
+def matching_stamps(stamps: Mapping[str, Any], wanted: Mapping[str, Any]) -> dict[str, set[Any]]:
+    """The stamp values of a message (``stamps``) found among ``wanted``, by stamp name; a
+    stamp holding a list matches when any of its values does."""
+    found: dict[str, set[Any]] = {}
+    for name, value in stamps.items():
+        if name not in wanted or value is None:
+            continue
+        expected = _as_list(wanted[name])
+        hits = {item for item in _as_list(value) if _hashable(item) and item in expected}
+        if hits:
+            found[name] = hits
+    return found
+
+
+def _hashable(value: Any) -> bool:
+    try:
+        hash(value)
+    except TypeError:
+        return False
+    return True
 
 
 def parse_rate(rate: str | float | int | None) -> float | None:
@@ -103,9 +173,12 @@ class RateLimiter:
     def __init__(self, disabled: bool = False) -> None:
         self.disabled = disabled
         self._buckets: dict[str, TokenBucket | None] = {}
+        self.on_forget: Callable[[str], None] | None = None  # told of each rate change
 
     def forget(self, task_name: str) -> None:
         self._buckets.pop(task_name, None)
+        if self.on_forget is not None:
+            self.on_forget(task_name)
 
     def _bucket(self, task_name: str, rate: str | float | None) -> TokenBucket | None:
         if task_name not in self._buckets:
@@ -131,13 +204,17 @@ class Gate:
     RUN, REVOKED, LATER = "run", "revoked", "later"
 
     def __init__(self, disable_rate_limits: bool = False) -> None:
-        self.revoked = Revoked()
+        self.revoked = revoked
         self.limiter = RateLimiter(disable_rate_limits)
         self._waiting: list[tuple[float, int, Job]] = []
         self._order = itertools.count()
 
     def admit(self, job: Job, rate: Any) -> str:
-        if job.message.id in self.revoked:
+        message = job.message
+        if message.id in self.revoked:
+            return self.REVOKED
+        stamped = revoked_stamps and message.stamped_headers
+        if stamped and matching_stamps(message.stamps, revoked_stamps):
             return self.REVOKED
         wait = self.limiter.delay(job.message.task, rate)
         if wait > 0:

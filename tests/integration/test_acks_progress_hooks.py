@@ -415,8 +415,9 @@ def test_ignore_result_and_store_errors_even_if_ignored(
     assert fresh(semantics_app, quiet.id).state == states.PENDING
     assert fresh(semantics_app, quiet_failure.id).state == states.PENDING
     assert fresh(semantics_app, per_call.id).state == states.PENDING
+    assert stored_failure.get(timeout=5) is None  # sent with ignore_result: nothing to wait for
     with pytest.raises(ValueError, match="ignored but stored"):
-        stored_failure.get(timeout=5)
+        fresh(semantics_app, stored_failure.id).get(timeout=5)
     assert fresh(semantics_app, stored_failure.id).state == states.FAILURE
 
 

@@ -12,6 +12,7 @@ from __future__ import annotations
 import itertools
 import os
 import re
+import socket
 import time
 from collections.abc import Iterator, Mapping
 
@@ -46,8 +47,10 @@ class Beats:
         self.factory = factory
         self.started: list[ManagedProcess] = []
 
-    def __call__(self, label: str, env: Mapping[str, str] | None = None) -> ManagedProcess:
-        argv = minicelery_argv("-A", PERIODIC, "beat", "-l", "debug")
+    def __call__(
+        self, label: str, env: Mapping[str, str] | None = None, *extra: str
+    ) -> ManagedProcess:
+        argv = minicelery_argv("-A", PERIODIC, "beat", "-l", "debug", *extra)
         beat = ManagedProcess(argv, cwd=REPO_ROOT, env=self.factory.env(env), label=label)
         self.started.append(beat)
         beat.wait_for_line("beat: Starting", timeout=20)
@@ -100,6 +103,21 @@ def lease_key(app: Celery) -> str:
 
 
 # --------------------------------------------------------------------------- the command
+
+
+def test_beat_answers_ping_when_remote_control_is_enabled(
+    periodic: Celery, beats: Beats
+) -> None:
+    """``--enable-remote-control``: the beat joins the workers' command channel as the node
+    ``-n`` names and answers ``ping`` (a liveness probe); without it, it stays off."""
+    host = socket.gethostname()
+    quiet = beats("quiet")
+    beats("probed", None, "--enable-remote-control", "-n", "probed-beat@%h")
+    node = f"probed-beat@{host}"
+    wait_until(lambda: periodic.control.ping(destination=[node], timeout=1), timeout=20)
+    assert periodic.control.ping(destination=[node], timeout=2) == [{node: {"ok": "pong"}}]
+    assert periodic.control.ping(destination=[f"celerybeat@{host}"], timeout=0.5) == []
+    assert quiet.proc.poll() is None
 
 
 def test_beat_sends_to_a_worker_and_results_come_back(

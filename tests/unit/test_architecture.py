@@ -45,23 +45,27 @@ ALLOWED: dict[str, set[str]] = {
     "canvas": {"_state", "message", "result", "utils", *FOUNDATION},
     # the application's side: settings, messages, tasks
     "config_compat": set(),
-    "config": {"config_compat", "exceptions", "serialization"},
+    "config_table": set(),
+    "config": {"config_compat", "config_table", "exceptions", "serialization"},
     "message": {"exceptions", "serialization"},
     "registry": {"exceptions"},
     "routing": set(),
     "cron": {"exceptions"},
     "sun": set(),
-    "schedules": {"_state", "cron", "exceptions", "sun"},
-    "task": {"_state", "canvas", "result", "utils", *FOUNDATION},
-    "trace": {"_state", "canvas", "result", "signals", "task", "utils", *FOUNDATION},
+    "schedules": {"_state", "cron", "exceptions", "sun", "utils"},
+    "task": {"_state", "canvas", "result", "task_retry", "utils", *FOUNDATION},
+    "task_retry": set(),  # what a retry sends; works on the task and request it is given
+    "trace": {"_state", "canvas", "result", "signals", "task", "task_retry", "utils",
+              *FOUNDATION},
     "control": set(),  # reaches Redis through the app it is given
-    "beat": {"broker", "exceptions", "schedules", "signals"},
+    "beat": {"broker", "exceptions", "schedules", "signals", "utils"},
     "app": {
         "_state",
         "backend",
         "broker",
         "canvas",
         "config",
+        "config_table",
         "message",
         "redislayer",  # opening connections: the embedded default, the start-up wait
         "registry",
@@ -70,6 +74,7 @@ ALLOWED: dict[str, set[str]] = {
         "schedules",
         "signals",
         "task",
+        "utils",  # app.log: the logging set-up
         *FOUNDATION,
     },
     "worker": {
@@ -81,10 +86,11 @@ ALLOWED: dict[str, set[str]] = {
         "signals",
         "task",
         "trace",
+        "utils",  # the CPU budget that sizes a pool with concurrency "auto"
         *FOUNDATION,
     },
-    "cli": {"", "app", "beat", "dashboard", "events", "exceptions", "schedules", "signals", "utils",
-            "worker"},
+    "cli": {"", "app", "beat", "config_compat", "dashboard", "events", "exceptions", "schedules",
+            "signals", "utils", "worker"},  # config_compat: ``upgrade settings`` renames
     # Test helpers for users: an app, an embedded worker, and what they report.
     "contrib": {
         "_state",
@@ -101,6 +107,7 @@ ALLOWED: dict[str, set[str]] = {
         "worker",
     },
     "": {"_state", "app", "canvas", "result", "states", "task", "utils"},
+    "apps": {"utils"},  # Celery's celery.apps: multi's nodes
     "backends": {"backend", "states"},  # Celery's module path for the result backends
     "dashboard": {"events", "exceptions", "states"},  # the optional web dashboard
     "__main__": {"cli"},
@@ -117,8 +124,6 @@ EXCEPTIONS: dict[tuple[str, str], str] = {
     ("app/connections.py", "control"): "app.control, Celery's API on the application",
     ("app/connections.py", "events"): "app.events, Celery's API on the application",
     ("app/base.py", "cli"): "app.start() and app.worker_main() run the command line, as in Celery",
-    ("worker/commands.py", "config"): "the conf remote-control command lists the settings' "
-    "defaults",
 }
 
 

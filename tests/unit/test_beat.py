@@ -13,7 +13,7 @@ from typing import Any
 import pytest
 
 from minicelery import Celery
-from minicelery.beat import LEASE, EmbeddedService, Scheduler, Service
+from minicelery.beat import LEASE, EmbeddedService, PersistentScheduler, Service
 from minicelery.broker.coordination import Coordinator, coordinator_for
 from minicelery.broker.redis import RedisBroker
 from minicelery.exceptions import ImproperlyConfigured
@@ -49,9 +49,9 @@ def taken(app: Celery, queue: str = "celery") -> list[TaskMessage]:
     return [decode_message(d.data) for d in broker.reserve("test", [queue], 1000)]
 
 
-def leader(app: Celery, owner: str, clock: FakeClock, **kwargs: Any) -> Scheduler:
+def leader(app: Celery, owner: str, clock: FakeClock, **kwargs: Any) -> PersistentScheduler:
     """A scheduler holding the beat lease (as its Service would)."""
-    scheduler = Scheduler(app, owner, clock, **kwargs)
+    scheduler = PersistentScheduler(app, owner=owner, clock=clock, **kwargs)
     held, _ = scheduler.coordinator.hold_lease(LEASE, owner, 3600)
     assert held
     return scheduler
@@ -173,8 +173,8 @@ def test_two_schedulers_send_each_run_once_over_twenty_runs(
     make_app: Callable[..., Celery], clock: FakeClock
 ) -> None:
     app = make_app(beat_schedule={"tick": {"task": TASK, "schedule": 1.0}})
-    first = Scheduler(app, "a", clock)
-    second = Scheduler(app, "b", clock)
+    first = PersistentScheduler(app, owner="a", clock=clock)
+    second = PersistentScheduler(app, owner="b", clock=clock)
     coordinator = first.coordinator
     assert coordinator.hold_lease(LEASE, "a", 3600)[0]
     first.tick()
@@ -199,20 +199,21 @@ def test_a_stale_claim_sends_nothing(make_app: Callable[..., Celery], clock: Fak
     """Without any lease (owner None) the claim alone keeps a run single: a beat that read
     the last run before another beat sent it cannot send it again."""
     app = make_app(beat_schedule={"tick": {"task": TASK, "schedule": 1.0}})
-    first, second = Scheduler(app, None, clock), Scheduler(app, None, clock)
+    first = PersistentScheduler(app, owner=None, clock=clock)
+    second = PersistentScheduler(app, owner=None, clock=clock)
     first.tick()
     clock.advance(1.0)
     [mark] = first.coordinator.marks(LEASE, ["tick"], "unused").values()
     second.tick()  # sends the run
     entry = first.entries["tick"]
-    assert not first.apply_entry(entry, mark, clock.now)  # the stale reader's attempt
+    assert not first.publish_run(entry, mark, clock.now)  # the stale reader's attempt
     first.tick()
     assert len(taken(app)) == 1
 
 
 def test_only_the_lease_holder_sends(make_app: Callable[..., Celery], clock: FakeClock) -> None:
     app = make_app(beat_schedule={"tick": {"task": TASK, "schedule": 1.0}})
-    follower = Scheduler(app, "b", clock)
+    follower = PersistentScheduler(app, owner="b", clock=clock)
     leader(app, "a", clock)
     follower.tick()
     clock.advance(5)
@@ -274,7 +275,8 @@ def test_add_periodic_task_from_on_after_configure(make_app: Callable[..., Celer
     }
     assert schedule["t.add(5, 1)"]["options"] == {"queue": "periodic", "expires": 10}
     assert schedule["t.add(1, 1)"]["schedule"] == crontab(hour=7, minute=30, day_of_week=1)
-    scheduler = Scheduler(app, None, FakeClock(dt.datetime(2024, 5, 6, tzinfo=UTC)))
+    start = FakeClock(dt.datetime(2024, 5, 6, tzinfo=UTC))
+    scheduler = PersistentScheduler(app, owner=None, clock=start)
     assert set(scheduler.entries) == {"add every 10", "t.add(5, 1)", "t.add(1, 1)"}
 
 
@@ -296,7 +298,7 @@ def test_bad_entries_are_named_in_a_clear_error(
 ) -> None:
     app = make_app(beat_schedule={"broken": entry})
     with pytest.raises(ImproperlyConfigured) as caught:
-        Scheduler(app)
+        PersistentScheduler(app)
     assert "beat_schedule['broken']" in str(caught.value)
     assert fragment in str(caught.value)
 

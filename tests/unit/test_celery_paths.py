@@ -109,6 +109,6 @@ def test_bugreport_masks_url_passwords(app: Celery, url: str, shown: str) -> Non
     app.conf.broker_url = "redis://:p,ass@word@localhost:6379/0"
     app.conf["MY_API_KEY"] = "abc123"
     report = app.bugreport()
-    assert "software -> minicelery:" in report
+    assert "software -> celery:minicelery-" in report
     assert "p,ass@word" not in report and "abc123" not in report
     assert "redis://:********@localhost:6379/0" in report

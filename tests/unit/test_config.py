@@ -387,3 +387,45 @@ def test_timezone_may_be_a_tzinfo_object_as_in_celery(make_app: Any) -> None:
     assert app.now().tzinfo is zone
     schedule = crontab(minute=0, hour=0, app=app)
     assert schedule.tz is zone
+
+
+def test_broker_pool_acquire_timeout_is_celerys_setting() -> None:
+    """Celery's ``broker_pool_acquire_timeout`` (None: wait as long as it takes) is known and
+    validated; connections are opened as needed here, so no client ever waits on it."""
+    settings = Settings()
+    assert settings.broker_pool_acquire_timeout is None
+    settings.broker_pool_acquire_timeout = 30
+    assert settings["broker_pool_acquire_timeout"] == 30
+    with pytest.raises(ImproperlyConfigured, match="broker_pool_acquire_timeout"):
+        settings.broker_pool_acquire_timeout = -1
+
+
+def test_table_lists_the_settings_given_with_secrets_hidden() -> None:
+    settings = Settings(result_backend="redis://:s3cret@localhost:6379/0")
+    settings.update({"MY_TOKEN": "abc", "accept_content": ["json"]})
+    table = settings.table()
+    assert table == {
+        "result_backend": "redis://:********@localhost:6379/0",
+        "MY_TOKEN": "********",
+        "accept_content": ["json"],  # given, though equal to the default
+    }
+    assert settings.table(censored=False)["MY_TOKEN"] == "abc"
+    assert settings.table(with_defaults=True)["result_expires"] == 86400
+    assert "MY_TOKEN: '********'" in settings.humanize()
+    del settings["accept_content"]
+    assert "accept_content" not in settings.table()
+
+
+def test_deprecated_settings_are_the_old_names_given() -> None:
+    settings = Settings()
+    settings.update({"CELERY_ALWAYS_EAGER": True, "BROKER_URL": "memory://"})
+    assert settings.deprecated_settings == {"CELERY_ALWAYS_EAGER", "BROKER_URL"}
+
+
+def test_worker_concurrency_takes_auto_or_a_number() -> None:
+    settings = Settings(worker_concurrency="AUTO")
+    assert settings.worker_concurrency == "auto"
+    settings.worker_concurrency = "4"
+    assert settings.worker_concurrency == 4
+    with pytest.raises(ImproperlyConfigured, match="worker_concurrency"):
+        settings.worker_concurrency = "many"

@@ -222,6 +222,24 @@ def test_a_naive_last_run_is_taken_as_utc(make_app: Callable[..., Celery]) -> No
     assert entry.next_run(dt.datetime(2024, 5, 6, 0, 0)) == at(2024, 5, 6, 1, 0)
 
 
+@pytest.mark.parametrize(
+    ("now_minute", "due"),
+    [(20, True), (29, True), (31, False)],  # the last run it had was 10:00; deadline 30 min
+)
+def test_cron_starting_deadline_drops_a_long_missed_run(
+    make_app: Callable[..., Celery], now_minute: int, due: bool
+) -> None:
+    """beat_cron_starting_deadline: a run missed (last sent 08:45, runs at :00 and :45) is
+    sent late only if the latest one it missed is within the deadline; either way the next
+    check is at the next run after now."""
+    app = make_app(beat_cron_starting_deadline=1800)
+    now = at(2022, 12, 5, 10, now_minute)
+    every = cron(app, now, minute="0,45")
+    expected_next = (at(2022, 12, 5, 10, 45) - now).total_seconds()
+    assert every.is_due(at(2022, 12, 5, 8, 45)) == (due, expected_next)
+    assert cron(make_app(), now, minute="0,45").is_due(at(2022, 12, 5, 8, 45)).is_due
+
+
 def test_timezone_settings(make_app: Callable[..., Celery]) -> None:
     assert timezone_for(None, True) is UTC
     assert timezone_for("UTC", False) is UTC

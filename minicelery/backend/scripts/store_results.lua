@@ -3,7 +3,8 @@
 -- one per record, and an ack can never land before its result).
 -- KEYS: each record's key and stream key, in pairs; then the hold to acknowledge in, when
 -- ARGV[4] > 0. ARGV: expiry in seconds (0 = none), the success marker, the stream's
--- lifetime in seconds, the number of tags to acknowledge, each record's data, the tags.
+-- lifetime in seconds, the number of tags to acknowledge, the expiry of FAILURE records
+-- and the failure marker (found as the success marker is), each record's data, the tags.
 -- A record is not stored over a SUCCESS already there (ARGV[2] is how "status: SUCCESS"
 -- looks right after the opening bytes of a serialized record, whose first field is always
 -- status; msgpack's map header takes 1 to 5 bytes): a redelivered task must never turn a
@@ -12,15 +13,18 @@
 -- BLOCK: each of them sees every record, in order. Returns how many records were stored.
 local expires, marker, keep = tonumber(ARGV[1]), ARGV[2], ARGV[3]
 local acks = tonumber(ARGV[4])
+local failure_expires, failure_marker = tonumber(ARGV[5]), ARGV[6]
 local records = (#KEYS - (acks > 0 and 1 or 0)) / 2
 local stored = 0
 for i = 1, records do
-  local key, stream, data = KEYS[2 * i - 1], KEYS[2 * i], ARGV[4 + i]
+  local key, stream, data = KEYS[2 * i - 1], KEYS[2 * i], ARGV[6 + i]
   local current = redis.call('GET', key)
   local at = current and string.find(current, marker, 1, true)
   if not (at and at <= 6) then
-    if expires > 0 then
-      redis.call('SET', key, data, 'PX', math.floor(expires * 1000))
+    local failed = string.find(data, failure_marker, 1, true)
+    local ttl = (failed and failed <= 6) and failure_expires or expires
+    if ttl > 0 then
+      redis.call('SET', key, data, 'PX', math.floor(ttl * 1000))
     else
       redis.call('SET', key, data)
     end
@@ -29,7 +33,7 @@ for i = 1, records do
     stored = stored + 1
   end
 end
-local first = 5 + records
+local first = 7 + records
 while first <= #ARGV do
   local last = math.min(first + 999, #ARGV)
   redis.call('HDEL', KEYS[#KEYS], unpack(ARGV, first, last))

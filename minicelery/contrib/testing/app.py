@@ -16,8 +16,11 @@ from ...app import Celery
 #: ``memory://`` broker and backend are an in-process Redis, one per app (see ``TestApp``).
 DEFAULT_TEST_CONFIG: dict[str, Any] = {
     "worker_hijack_root_logger": False,
+    "worker_log_color": False,
+    "accept_content": ["json"],
     "enable_utc": True,
     "timezone": "UTC",
+    "broker_heartbeat": 0,
 }
 
 _memory_names = itertools.count(1)

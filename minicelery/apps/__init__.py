@@ -1,0 +1,1 @@
+"""Celery's ``celery.apps``: programs built on the application (``multi``'s nodes)."""

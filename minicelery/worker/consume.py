@@ -1,0 +1,300 @@
+"""The loop of a prefork child that consumes by itself (``worker_children_consume``).
+
+One pipelined round trip per batch stores the results of the last batch, acknowledges its
+messages and reserves the next ones under the child's own consumer id (its own hold), so no
+task crosses the main process. When the queues are dry the child blocks on their wake-up
+tokens with the next reserve chained behind the wait. The main process supervises: it reads
+what the child runs from shared memory (:mod:`.slots`), hears over the pipe only of tasks
+with time limits, and gives the child's hold back when the child dies.
+"""
+
+from __future__ import annotations
+
+import logging
+import select
+import time
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+import msgpack
+
+from ..backend.relay import RelayBackend
+from ..broker import DeadLetter, Delivery
+from ..events.worker import WorkerEvents
+from ..exceptions import OperationalError
+from . import child as child_process
+from .buckets import Deferred, SharedBuckets
+from .channel import Channel
+from .childintake import Limits
+from .childtasks import ChildTasks
+from .slots import Slots
+
+if TYPE_CHECKING:
+    from ..app import Celery
+
+logger = logging.getLogger(__name__)
+
+INIT = b"I"  # main -> child: [slot position, revoked task ids]
+REVOKE = b"X"  # main -> child: [task ids revoked since]
+CONFIG = b"C"  # main -> child: a remote command's change (queues, time limits)
+HANG = 2.0  # seconds beyond a wait's own timeout before Redis counts as hung
+MAX_BACKOFF = 5.0
+
+
+@dataclass
+class ConsumeSettings:
+    """What every consuming child of one worker shares (fixed before the fork)."""
+
+    consumer_id: str  # the worker's; a child's own is ``<this>/<child index>``
+    queues: list[str]
+    batch: int  # messages per reserve: the prefetch multiplier
+    hostname: str
+    accept: frozenset[str]
+    limits: Limits
+    max_tasks: int | None = None
+    max_memory_kib: int | None = None
+    revoked: set[str] = field(default_factory=set)
+
+
+class ChildConsumer(ChildTasks):
+    """One child's loop; see the module docstring."""
+
+    def __init__(
+        self,
+        app: Celery,
+        conn: Channel,
+        index: int,
+        settings: ConsumeSettings,
+        slots: Slots,
+        relay: RelayBackend,
+        buckets: SharedBuckets,
+    ) -> None:
+        self.app = app
+        self.buckets = buckets
+        self.deferred = Deferred()  # waiting for their rate limit's token
+        self.events: WorkerEvents | None = None
+        self.relay = relay
+        self._backend: Any = None
+        self.conn = conn
+        self.settings = settings
+        self.slots = slots
+        self.position = -1
+        self.consumer_id = f"{settings.consumer_id}/{index}"
+        self.broker: Any = app.broker
+        self.revoked: set[str] = set(settings.revoked)
+        self.records: list[tuple[str, bytes]] = []  # stored with the next round trip
+        self.acks: list[str] = []  # acknowledged right after those records
+        self.dead: list[tuple[Delivery, DeadLetter]] = []
+        self.stopping = False
+        self.hold_unknown = False  # a reply was lost: the hold may have messages we never saw
+        self.failures = 0
+        self.done = 0
+        self._mail_seen = 0
+
+    # -- life -----------------------------------------------------------------------------
+    def start(self) -> bool:
+        """Wait for the main process's word to start (the worker is up): this child's slot
+        and the ids revoked so far. False when told to stop instead."""
+        frame = self.conn.recv_bytes()
+        if frame[:1] != INIT:
+            return False
+        position, revoked, config = msgpack.unpackb(frame[1:])
+        self.position = int(position)
+        self.revoked.update(revoked)
+        self._reconfigure(config)
+        # Frames sent right behind the first (a stop, revokes) may have been read with it.
+        self._handle(self.conn.buffered())
+        return True
+
+    def _reconfigure(self, change: dict[str, Any]) -> None:
+        if "queues" in change:
+            self.settings.queues = list(change["queues"])
+        for name, (soft, hard) in change.get("limits", {}).items():
+            task = self.app.tasks.get(name)
+            if task is not None:
+                task.soft_time_limit, task.time_limit = soft, hard
+
+    def run(self) -> int:
+        """Consume until asked to stop (or retired); give back what was not started."""
+        try:
+            while not self.stopping:
+                room = self.settings.batch - len(self.deferred)
+                deliveries = self._trip(max(room, 0))
+                if not deliveries and not self.stopping:
+                    deliveries = self._idle(room)
+                self._run_batch(deliveries)
+                for delivery, verdict in self.deferred.take_due():
+                    self._limited(delivery, verdict)
+        finally:
+            self._give_back(self.deferred.take_all())
+            self._leave()
+        return child_process.EXIT_OK
+
+    def _leave(self) -> None:
+        """Store and acknowledge what ran; give back anything else this child holds."""
+        for attempt in range(3):
+            try:
+                self._trip(0)
+                if not (self.records or self.acks):
+                    self._give_back_unknown()
+                    return
+            except OperationalError:
+                pass
+            time.sleep(0.2 * (attempt + 1))  # the main process gives the hold back anyway
+
+    # -- Redis ----------------------------------------------------------------------------
+    def _trip(self, count: int) -> list[Delivery]:
+        """Store, acknowledge, reserve up to ``count``: one round trip. [] while Redis is
+        away (after a pause that grows), keeping the results and acks for the next one."""
+        try:
+            if self.hold_unknown:
+                self._give_back_unknown()
+            for delivery, letter in self.dead:
+                self.broker.dead_letter(self.consumer_id, delivery, letter)
+            self.dead = []
+            if self.events is not None:
+                self.events.dispatcher.flush()  # keeps them through an outage
+            stores = self._stores()
+            deliveries: list[Delivery] = self.broker.settle_and_reserve(
+                stores, self.consumer_id, self.settings.queues, count, self.acks
+            )
+        except OperationalError as exc:
+            self.hold_unknown = self.hold_unknown or count > 0
+            self._failed(exc)
+            return []
+        if self.failures:
+            logger.warning("Connection to Redis restored")
+            self.failures = 0
+        self.records, self.acks = [], []
+        return deliveries
+
+    def _stores(self) -> list[tuple[tuple[Any, ...], Any]]:
+        if not self.records:
+            return []
+        if self._backend is None:
+            self._backend = self.relay.real
+        backend = self._backend
+        if getattr(backend, "client", None) is self.broker.client:
+            return list(backend.store_commands(self.records))
+        backend.store_encoded(self.records)  # another Redis: stored before the acks go
+        self.records = []
+        return []
+
+    def _give_back_unknown(self) -> None:
+        """Give back what the hold has beyond the acks still to send (a lost reply's)."""
+        known = {*self.acks, *self.deferred.tags()}
+        unknown = [tag for tag in self.broker.held(self.consumer_id) if tag not in known]
+        if unknown:
+            self.broker.requeue(self.consumer_id, unknown)
+        self.hold_unknown = False
+
+    def _failed(self, exc: OperationalError) -> None:
+        if not self.failures:
+            logger.error("child %s: %s; retrying with backoff", self.consumer_id, exc)
+        self.failures += 1
+        self._pause(min(0.2 * 2 ** (self.failures - 1), MAX_BACKOFF))
+
+    def _pause(self, seconds: float) -> None:
+        """Wait, but hear the main process (a stop) meanwhile."""
+        ready, _, _ = select.select([self.conn.sock], [], [], seconds)
+        if ready:
+            self._read_pipe()
+
+    def _idle(self, room: int) -> list[Delivery]:
+        """Nothing to run: wait for messages (with room for them), or for the next token of
+        a rate-limited one, or a stop."""
+        wait = self.deferred.next_in(1.0)
+        if room > 0:
+            return self._wait(room, wait)
+        self._pause(wait)
+        return []
+
+    def _wait(self, room: int, timeout: float) -> list[Delivery]:
+        """Block until a wake-up token (and the reserve chained to it) or a stop."""
+        try:
+            fd = self.broker.wait_start(
+                self.settings.queues, timeout, reserve_for=(self.consumer_id, room)
+            )
+            while True:
+                ready, _, _ = select.select([fd, self.conn.sock], [], [], timeout + HANG)
+                if self.conn.sock in ready:
+                    self._read_pipe()
+                    if self.stopping:
+                        break
+                if not ready:
+                    raise OperationalError("wait: Redis did not answer")
+                if fd in ready:
+                    got = self.broker.wait_finish()
+                    if got is not None:
+                        return list(got)
+        except OperationalError as exc:
+            self._failed(exc)
+        self.broker.wait_abort()  # its chained reserve may have run: the hold is checked
+        self.hold_unknown = True
+        return []
+
+    # -- the pipe -------------------------------------------------------------------------
+    def _poll_pipe(self) -> None:
+        """Read the pipe if the main process wrote to it since the last look."""
+        mail = self.slots.mail_count(self.position)
+        if mail == self._mail_seen:
+            return
+        self._mail_seen = mail
+        ready, _, _ = select.select([self.conn.sock], [], [], 0)
+        if ready:
+            self._read_pipe()
+
+    def _read_pipe(self) -> None:
+        try:
+            frames = self.conn.recv_ready()
+        except (EOFError, OSError):
+            self.stopping = True  # the main process is gone
+            return
+        self._handle(frames)
+
+    def _handle(self, frames: list[bytes]) -> None:
+        for frame in frames:
+            if frame == child_process.STOP:
+                self.stopping = True
+            elif frame[:1] == REVOKE:
+                self.revoked.update(msgpack.unpackb(frame[1:]))
+            elif frame[:1] == CONFIG:
+                self._reconfigure(msgpack.unpackb(frame[1:]))
+
+    # -- tasks ----------------------------------------------------------------------------
+    def _run_batch(self, deliveries: list[Delivery]) -> None:
+        """Run a batch. Its tags are published in the slot first: the main process may take
+        the unstarted ones back (an idle sibling, a warm shutdown); each is claimed before
+        it starts."""
+        if not deliveries:
+            return
+        must_run = set(self.slots.offer(self.position, [d.tag for d in deliveries]))
+        for i, delivery in enumerate(deliveries):
+            self._poll_pipe()
+            if self.stopping:
+                self._give_back_rest(deliveries[i:], must_run)
+                return
+            if delivery.tag in must_run or self.slots.claim(self.position, delivery.tag):
+                self._run_one(delivery)
+            if self._retiring():
+                self._give_back_rest(deliveries[i + 1 :], must_run)
+                self.stopping = True
+                return
+
+    def _give_back_rest(self, rest: list[Delivery], must_run: set[str]) -> None:
+        tags = self.slots.take_batch(self.position)
+        self._give_back(tags + [d.tag for d in rest if d.tag in must_run])
+
+    def _give_back(self, tags: list[str]) -> None:
+        if not tags:
+            return
+        try:
+            self.broker.requeue(self.consumer_id, tags)
+        except OperationalError:
+            self.hold_unknown = True  # the main process gives the hold back when we exit
+
+    def _retiring(self) -> bool:
+        max_tasks = self.settings.max_tasks
+        if max_tasks and self.done >= max_tasks:
+            return True
+        return child_process.over_memory_limit(self.settings.max_memory_kib)

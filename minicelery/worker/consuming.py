@@ -1,0 +1,60 @@
+"""The life of a prefork child that consumes by itself, after fork: the classic child's
+first steps, a result backend that keeps final records for the child's round trips, its
+own task events with ``-E``, then :class:`~.consume.ChildConsumer`'s loop."""
+
+from __future__ import annotations
+
+import os
+from typing import TYPE_CHECKING, Any
+
+from ..backend.relay import RelayBackend
+from ..events.worker import WorkerEvents
+from . import child as child_process
+from .buckets import SharedBuckets
+from .channel import Channel
+from .consume import ChildConsumer, ConsumeSettings
+from .slots import Slots
+
+if TYPE_CHECKING:
+    from ..app import Celery
+
+
+def consume_main(
+    app: Celery,
+    conn: Channel,
+    index: int,
+    settings: ConsumeSettings,
+    slots: Slots,
+    buckets: SharedBuckets,
+) -> int:
+    """A consuming child's life after fork; returns its exit code."""
+    child_process.prepare(app, index)
+    relay = RelayBackend(
+        app.conf.result_serializer,
+        lambda records: _store_now(relay, records),
+        app.open_backend,
+    )
+    app.relay_results(relay)
+    consumer = ChildConsumer(app, conn, index, settings, slots, relay, buckets)
+    if app.conf.worker_send_task_events:  # sent in batches, before each round trip
+        consumer.events = WorkerEvents(app, settings.hostname, 2.0, lambda: (0, 0))
+        # Signed by the worker, as the classic pool's; task-started names this process.
+        consumer.events.dispatcher.pid = os.getppid()
+    if not child_process.process_init():
+        return child_process.EXIT_INIT_FAILED
+    conn.send_bytes(child_process.READY)
+    try:
+        if not consumer.start():
+            return child_process.EXIT_OK
+    except (EOFError, OSError):
+        return child_process.EXIT_PARENT_GONE
+    try:
+        return consumer.run()
+    finally:
+        child_process.process_shutdown()
+
+
+def _store_now(relay: RelayBackend, records: list[tuple[str, bytes]]) -> None:
+    """Intermediate states (STARTED, PROGRESS) are stored at once, as they happen."""
+    real: Any = relay.real
+    real.store_encoded(records)

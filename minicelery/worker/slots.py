@@ -1,0 +1,225 @@
+"""Shared memory between the worker's main process and prefork children that consume by
+themselves: one slot per child, where the child writes the task it runs and the main process
+reads it (``inspect active``, time limits, a child that died) without a syscall either side.
+
+The memory is an anonymous ``MAP_SHARED`` mapping created before the first fork, so every
+child inherits the same pages. Each slot is guarded by a sequence lock: the writer makes the
+sequence odd, writes, makes it even; a reader that saw it odd or changed reads again.
+"""
+
+from __future__ import annotations
+
+import mmap
+import multiprocessing
+import struct
+import time
+from dataclasses import dataclass
+
+SLOT_SIZE = 16384
+# sequence, flags, started (monotonic clock, shared by every process), wall-clock start,
+# then the lengths of the tag, the queue and the message
+_HEADER = struct.Struct("<IIddHHI")
+_SEQ = struct.Struct("<I")
+_FLAGS = struct.Struct("<II")
+BATCH_ROOM = 4096  # the tags of the messages a child reserved and has not started
+_BATCH = struct.Struct("<HH")  # how many tags, how many bytes they take
+ROOM = SLOT_SIZE - _HEADER.size - BATCH_ROOM
+
+BUSY = 1
+ACKS_LATE = 2
+TRUNCATED = 4  # the message did not fit: only its tag and queue are here
+_READ_TRIES = 1000
+LOCK_WAIT = 0.05  # seconds the main process waits for a slot's lock (held for microseconds)
+_MASK = 0xFFFFFFFF
+_COUNT = struct.Struct("<Q")
+
+
+@dataclass
+class Running:
+    """What a child's slot says it runs."""
+
+    tag: str
+    queue: str
+    data: bytes  # the message as reserved; empty when TRUNCATED
+    started: float  # time.monotonic() of the child when it started the task
+    wall_started: float
+    flags: int
+
+    @property
+    def acks_late(self) -> bool:
+        return bool(self.flags & ACKS_LATE)
+
+    @property
+    def truncated(self) -> bool:
+        return bool(self.flags & TRUNCATED)
+
+
+class Slots:
+    """``count`` slots in one shared mapping; positions are handed out by the main process."""
+
+    def __init__(self, count: int) -> None:
+        self.count = count
+        self.memory = mmap.mmap(-1, count * SLOT_SIZE)  # anonymous: MAP_SHARED by default
+        self._free = list(range(count - 1, -1, -1))
+        # A batch is taken from by two processes (the child starting its next message, the
+        # main process giving the rest back): each slot's lock makes that one step. A
+        # semaphore taken without contention costs no system call.
+        context = multiprocessing.get_context("fork")
+        self.locks = [context.Lock() for _ in range(count)]
+        # Tasks each position's child has run (written by the child alone), and those of
+        # the children gone before: the worker's ``processed`` count.
+        self.counts = mmap.mmap(-1, count * _COUNT.size)
+        self.retired = 0
+        # Frames the main process wrote to each position's child: the child looks at its
+        # pipe only when this moved, so checking for a stop or a revoke costs no syscall.
+        self.mail = mmap.mmap(-1, count * _COUNT.size)
+
+    # -- main process ---------------------------------------------------------------------
+    def allocate(self) -> int:
+        """A free position, cleared; IndexError when every slot is taken."""
+        position = self._free.pop()
+        self.memory[position * SLOT_SIZE : (position + 1) * SLOT_SIZE] = bytes(SLOT_SIZE)
+        return position
+
+    def release(self, position: int) -> None:
+        self._free.append(position)
+
+    def notify(self, position: int) -> None:
+        """A frame was written to the child at ``position`` (main process)."""
+        offset = position * _COUNT.size
+        _COUNT.pack_into(self.mail, offset, _COUNT.unpack_from(self.mail, offset)[0] + 1)
+
+    def mail_count(self, position: int) -> int:
+        """How many frames were written to this position's child so far (child)."""
+        return int(_COUNT.unpack_from(self.mail, position * _COUNT.size)[0])
+
+    def processed(self) -> int:
+        """Tasks run by every child so far (the live ones' counts are read as they are)."""
+        live = sum(_COUNT.unpack_from(self.counts, p * _COUNT.size)[0] for p in range(self.count))
+        return self.retired + int(live)
+
+    def retire_count(self, position: int) -> None:
+        """A child left: keep its count, and zero its position's for the next child."""
+        self.retired += int(_COUNT.unpack_from(self.counts, position * _COUNT.size)[0])
+        _COUNT.pack_into(self.counts, position * _COUNT.size, 0)
+
+    def take_batch(self, position: int) -> list[str]:
+        """Take every message the child at ``position`` reserved and has not started (to
+        give them back): from now on it starts none of them. [] when the lock is not had
+        at once: a child killed while holding it (the main process never waits on one)."""
+        lock = self.locks[position]
+        if not lock.acquire(timeout=LOCK_WAIT):
+            return []
+        try:
+            tags = self._batch(position)
+            _BATCH.pack_into(self.memory, self._batch_offset(position), 0, 0)
+        finally:
+            lock.release()
+        return tags
+
+    def usable(self, position: int) -> bool:
+        """Whether the slot's lock is free (not left held by a child that was killed)."""
+        lock = self.locks[position]
+        if not lock.acquire(timeout=LOCK_WAIT):
+            return False
+        lock.release()
+        return True
+
+    def batch_size(self, position: int) -> int:
+        """How many reserved messages the child has not started (a glance, no lock)."""
+        return int(_BATCH.unpack_from(self.memory, self._batch_offset(position))[0])
+
+    def _batch_offset(self, position: int) -> int:
+        return (position + 1) * SLOT_SIZE - BATCH_ROOM
+
+    def _batch(self, position: int) -> list[str]:
+        offset = self._batch_offset(position)
+        count, size = _BATCH.unpack_from(self.memory, offset)
+        if not count:
+            return []
+        start = offset + _BATCH.size
+        return bytes(self.memory[start : start + size]).decode().split("\0")
+
+    def read(self, position: int) -> Running | None:
+        """The task the child at ``position`` runs now, or None when it is idle."""
+        offset = position * SLOT_SIZE
+        memory = self.memory
+        for _ in range(_READ_TRIES):
+            (before,) = _SEQ.unpack_from(memory, offset)
+            if before & 1:
+                time.sleep(0)  # a write is under way: it takes microseconds
+                continue
+            _, flags, started, wall, tag_len, queue_len, data_len = _HEADER.unpack_from(
+                memory, offset
+            )
+            body = bytes(memory[offset + _HEADER.size : offset + _HEADER.size + tag_len
+                                + queue_len + data_len])  # fmt: skip
+            (after,) = _SEQ.unpack_from(memory, offset)
+            if after != before:
+                continue
+            if not flags & BUSY:
+                return None
+            tag = body[:tag_len].decode()
+            queue = body[tag_len : tag_len + queue_len].decode()
+            return Running(tag, queue, body[tag_len + queue_len :], started, wall, flags)
+        return None  # a child rewriting its slot for ever: it is between tasks anyway
+
+    # -- child ----------------------------------------------------------------------------
+    def offer(self, position: int, tags: list[str]) -> list[str]:
+        """Publish the tags of a batch just reserved (all of them not started); returns
+        those that did not fit, which the child must run (nobody else can give them back)."""
+        raw = b""
+        kept = 0
+        for tag in tags:
+            more = (b"\0" if kept else b"") + tag.encode()
+            if len(raw) + len(more) > BATCH_ROOM - _BATCH.size:
+                break
+            raw += more
+            kept += 1
+        offset = self._batch_offset(position)
+        with self.locks[position]:
+            self.memory[offset + _BATCH.size : offset + _BATCH.size + len(raw)] = raw
+            _BATCH.pack_into(self.memory, offset, kept, len(raw))
+        return tags[kept:]
+
+    def claim(self, position: int, tag: str) -> bool:
+        """Take ``tag`` out of this child's batch to start it; False when the main process
+        took it (and the rest of the batch) to give it back."""
+        with self.locks[position]:
+            tags = self._batch(position)
+            if tag not in tags:
+                return False
+            tags.remove(tag)
+            raw = "\0".join(tags).encode()
+            offset = self._batch_offset(position)
+            self.memory[offset + _BATCH.size : offset + _BATCH.size + len(raw)] = raw
+            _BATCH.pack_into(self.memory, offset, len(tags), len(raw))
+        return True
+
+    def write(self, position: int, tag: str, queue: str, data: bytes, flags: int) -> None:
+        """Record the task this child starts now."""
+        offset = position * SLOT_SIZE
+        memory = self.memory
+        (seq,) = _SEQ.unpack_from(memory, offset)
+        raw_tag, raw_queue = tag.encode(), queue.encode()
+        if len(raw_tag) + len(raw_queue) + len(data) > ROOM:
+            data, flags = b"", flags | TRUNCATED
+        _SEQ.pack_into(memory, offset, (seq + 1) & _MASK)
+        start = offset + _HEADER.size
+        body = raw_tag + raw_queue + data
+        memory[start : start + len(body)] = body
+        _HEADER.pack_into(memory, offset, (seq + 1) & _MASK, flags | BUSY, time.monotonic(),
+                          time.time(), len(raw_tag), len(raw_queue), len(data))  # fmt: skip
+        _SEQ.pack_into(memory, offset, (seq + 2) & _MASK)
+
+    def count_one(self, position: int) -> None:
+        """This child ran one more task."""
+        offset = position * _COUNT.size
+        _COUNT.pack_into(self.counts, offset, _COUNT.unpack_from(self.counts, offset)[0] + 1)
+
+    def clear(self, position: int) -> None:
+        """This child runs nothing now."""
+        offset = position * SLOT_SIZE
+        (seq,) = _SEQ.unpack_from(self.memory, offset)
+        _FLAGS.pack_into(self.memory, offset, (seq + 1) & _MASK, 0)
+        _SEQ.pack_into(self.memory, offset, (seq + 2) & _MASK)

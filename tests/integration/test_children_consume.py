@@ -1,0 +1,97 @@
+"""Prefork children that consume by themselves (``--children-consume``): the worker's own
+tests of crashes, shutdown, time limits, revokes and recycling, run again in that mode (the
+whole integration suite runs so with ``MC_TEST_CHILDREN_CONSUME=1``), and what only this
+mode has: the main process off the per-task path, children's holds kept alive and given
+back when the whole worker dies.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+
+import pytest
+import redis
+
+from minicelery import Celery
+from tests.helpers import CHILDREN_CONSUME_ENV, WorkerFactory, wait_until
+from tests.integration.apps.basic import add, record, sleep_late
+from tests.integration.test_retries_and_time_limits import (  # noqa: F401 - run again here
+    retries_app,
+    test_hard_time_limit_kills_and_replaces_the_child,
+    test_soft_time_limit_lets_the_task_clean_up,
+)
+from tests.integration.test_revoke_and_rate_limits import (  # noqa: F401
+    test_a_worker_started_after_the_revoke_skips_the_task,
+    test_terminate_stops_the_running_task_and_the_worker_goes_on,
+)
+from tests.integration.test_worker_lifecycle import (  # noqa: F401
+    hold_sizes,
+    queued,
+    test_child_dying_mid_task_is_replaced,
+    test_cold_shutdown_stops_running_tasks,
+    test_three_children_run_three_tasks_at_once,
+    test_warm_shutdown_finishes_running_task_and_gives_back_reserved,
+)
+
+TICKS = os.sysconf("SC_CLK_TCK")
+
+
+@pytest.fixture(autouse=True)
+def _children_consume(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
+    monkeypatch.setenv(CHILDREN_CONSUME_ENV, "1")
+    yield
+
+
+def cpu_seconds(pid: int) -> float:
+    with open(f"/proc/{pid}/stat", "rb") as handle:
+        fields = handle.read().rsplit(b")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / TICKS
+
+
+def test_the_main_process_is_off_the_path_of_every_task(
+    app: Celery, worker_factory: WorkerFactory
+) -> None:
+    worker = worker_factory(concurrency=2)
+    assert "--children-consume" in " ".join(worker.proc.args)  # type: ignore[arg-type]
+    assert add.delay(1, 1).get(timeout=10) == 2
+    before = cpu_seconds(worker.pid)
+    results = [add.delay(n, 1) for n in range(2000)]
+    assert [r.get(timeout=30) for r in results] == [n + 1 for n in range(2000)]
+    used = cpu_seconds(worker.pid) - before
+    # The classic pool's main process spends ~70 ms of CPU per 1,000 tasks.
+    assert used < 0.06, f"the main process used {used:.3f}s of CPU for 2,000 tasks"
+
+
+def test_a_long_task_keeps_its_childs_hold_alive(
+    app: Celery, worker_factory: WorkerFactory, runs: str, client: redis.Redis
+) -> None:
+    """Another worker recovers the holds of consumers silent for 1 s: the main process
+    heartbeats its children's consumer ids, so a 3 s task is not taken from its child."""
+    fast_recovery = {"MC_TEST_LOST_TIMEOUT": "1", "MC_TEST_HEARTBEAT": "0.2"}
+    worker_factory(concurrency=1, env=fast_recovery)
+    long = sleep_late.delay(3, "once")
+    wait_until(lambda: hold_sizes(client, app.conf.key_prefix) == 1, timeout=10)
+    second = worker_factory(concurrency=1, env=fast_recovery)
+    assert long.get(timeout=15) == "once"
+    assert record.delay(runs, "after").get(timeout=10) == 1
+    assert f"sleep_late[{long.id}] received" not in second.output(), "recovered, run twice"
+
+
+def test_nothing_is_lost_when_the_whole_worker_is_killed(
+    app: Celery, worker_factory: WorkerFactory, client: redis.Redis
+) -> None:
+    prefix = app.conf.key_prefix
+    quick_recovery = {"MC_TEST_LOST_TIMEOUT": "1"}
+    first = worker_factory(concurrency=2, env=quick_recovery)
+    running = [sleep_late.delay(2, n) for n in range(2)]
+    backlog = [add.delay(n, 0) for n in range(6)]
+    wait_until(lambda: hold_sizes(client, prefix) >= 2, timeout=10)
+    children = first.children()
+    first.kill()  # the main process: its children die with it (no one enforces limits)
+    first.wait_exit(timeout=10)
+    wait_until(lambda: not any(os.path.exists(f"/proc/{pid}") for pid in children), timeout=10)
+    worker_factory(concurrency=2, env=quick_recovery)
+    assert [r.get(timeout=20) for r in running] == [0, 1]
+    assert [r.get(timeout=20) for r in backlog] == list(range(6))
+    wait_until(lambda: hold_sizes(client, prefix) == 0 and queued(client, prefix) == 0)

@@ -1,0 +1,130 @@
+"""The shared memory of children that consume by themselves: slots (what a child runs, the
+batch it may have taken back) and the worker-wide token buckets of rate limits."""
+
+from __future__ import annotations
+
+import time
+
+import pytest
+
+from minicelery.worker.buckets import Deferred, SharedBuckets
+from minicelery.worker.slots import ROOM, Slots
+
+
+def test_a_slot_says_what_its_child_runs_until_cleared() -> None:
+    slots = Slots(4)
+    position = slots.allocate()
+    assert slots.read(position) is None
+    slots.write(position, "17", "celery", b"message", flags=2)
+    running = slots.read(position)
+    assert running is not None
+    assert (running.tag, running.queue, running.data, running.acks_late) == (
+        "17", "celery", b"message", True
+    )  # fmt: skip
+    assert abs(running.started - time.monotonic()) < 1
+    slots.clear(position)
+    assert slots.read(position) is None
+
+
+def test_a_message_too_big_for_its_slot_is_marked_truncated() -> None:
+    slots = Slots(1)
+    position = slots.allocate()
+    slots.write(position, "1", "q", b"x" * (ROOM + 1), flags=0)
+    running = slots.read(position)
+    assert running is not None and running.truncated and running.data == b""
+
+
+def test_a_released_slot_is_handed_out_again_cleared() -> None:
+    slots = Slots(1)
+    position = slots.allocate()
+    slots.write(position, "1", "q", b"m", flags=0)
+    with pytest.raises(IndexError):
+        slots.allocate()
+    slots.release(position)
+    assert slots.allocate() == position
+    assert slots.read(position) is None and slots.batch_size(position) == 0
+
+
+def test_the_main_process_takes_back_what_a_child_has_not_started() -> None:
+    slots = Slots(2)
+    position = slots.allocate()
+    assert slots.offer(position, ["1", "2", "3"]) == []
+    assert slots.claim(position, "1")
+    assert slots.batch_size(position) == 2
+    assert slots.take_batch(position) == ["2", "3"]
+    assert not slots.claim(position, "2"), "taken back: the child must not start it"
+    assert slots.take_batch(position) == []
+
+
+def test_tags_beyond_the_batch_room_are_left_to_the_child() -> None:
+    slots = Slots(1)
+    position = slots.allocate()
+    tags = [str(n).zfill(20) for n in range(400)]
+    rest = slots.offer(position, tags)
+    assert rest and rest == tags[len(tags) - len(rest) :]
+    assert slots.batch_size(position) == len(tags) - len(rest)
+
+
+def test_a_slot_whose_lock_was_left_held_is_not_waited_on() -> None:
+    slots = Slots(1)
+    position = slots.allocate()
+    slots.offer(position, ["1"])
+    slots.locks[position].acquire()  # as a child killed inside claim() would leave it
+    assert slots.take_batch(position) == []
+    assert not slots.usable(position)
+
+
+def test_a_shared_bucket_spaces_out_one_task_name_only() -> None:
+    buckets = SharedBuckets()
+    assert buckets.delay("any") == 0.0  # no limit anywhere: one read of a counter
+    buckets.set_rate("limited", 10.0)
+    assert buckets.delay("limited") == 0.0
+    wait = buckets.delay("limited")
+    assert 0.05 < wait <= 0.1
+    assert buckets.delay("free") == 0.0
+    buckets.set_rate("limited", None)
+    assert buckets.delay("limited") == 0.0
+
+
+def test_deferred_messages_come_due_in_order_of_their_tokens() -> None:
+    from minicelery.broker import Delivery
+
+    deferred = Deferred()
+    deferred.add(0.0, Delivery("1", "q", b""), "now")
+    deferred.add(60.0, Delivery("2", "q", b""), "later")
+    assert deferred.next_in(1.0) == 0.0
+    assert [verdict for _, verdict in deferred.take_due()] == ["now"]
+    assert 0.5 < deferred.next_in(1.0) <= 1.0
+    assert deferred.tags() == {"2"} and deferred.take_all() == ["2"] and not len(deferred)
+
+
+def test_frames_read_along_with_the_first_are_not_lost() -> None:
+    """A child's first frame and a stop sent right behind it can arrive in one read."""
+    import struct
+
+    from minicelery.worker.channel import Channel
+
+    main, child = Channel.pair()
+    try:
+        header = struct.Struct("!I")
+        main.sock.sendall(header.pack(6) + b"Ifirst" + header.pack(0))  # one write, two frames
+        assert child.recv_bytes() == b"Ifirst"
+        assert child.buffered() == [b""]
+        assert child.buffered() == []
+    finally:
+        main.close()
+        child.close()
+
+
+def test_the_processed_count_outlives_the_children_that_ran_the_tasks() -> None:
+    slots = Slots(2)
+    first, second = slots.allocate(), slots.allocate()
+    for _ in range(3):
+        slots.count_one(first)
+    slots.count_one(second)
+    assert slots.processed() == 4
+    slots.retire_count(first)
+    slots.release(first)
+    assert slots.allocate() == first
+    slots.count_one(first)
+    assert slots.processed() == 5
