@@ -193,7 +193,10 @@ class Signature(dict[str, Any]):
         return errback
 
     def on_error(self, errback: Signature) -> Signature:
-        return self.link_error(errback)
+        """``link_error`` that returns this signature, not the errback, so it chains:
+        ``add.s(2, 2).on_error(errback.s()).delay()``."""
+        self.link_error(errback)
+        return self
 
     def stamp(self, visitor: Any = None, append_stamps: bool = False, **headers: Any) -> Any:
         """Stamp this signature and all it runs with a ``StampingVisitor`` and/or headers."""
