@@ -98,16 +98,15 @@ class chord(Signature):
         return self.body.link(callback)
 
     def link_error(self, errback: Signature) -> Signature:
-        """Linked to the body; to the header tasks too (immutable) with the setting
-        ``task_allow_error_cb_on_chord_header``; and a chord in the header links it its own
-        way. As in Celery."""
+        """Linked to the body, and to the header tasks too (immutable) with the setting
+        ``task_allow_error_cb_on_chord_header``, as in Celery. (Celery also links it to the
+        body of a chord in the header, since a failing inner chord leaves the outer one
+        pending there; here the outer chord fails too and calls it, so it is called once.)"""
         assert self.body is not None, "a chord needs a body to link to"
         errback = maybe_signature(errback, self._app)
-        for task in self.header.tasks:
-            if self.app.conf.task_allow_error_cb_on_chord_header:
+        if self.app.conf.task_allow_error_cb_on_chord_header:
+            for task in self.header.tasks:
                 task.link_error(errback.clone().set(immutable=True))
-            if task.subtask_type == "chord":
-                task.link_error(errback)
         self.body.link_error(errback)
         return errback
 

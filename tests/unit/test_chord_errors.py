@@ -167,3 +167,16 @@ def test_errbacks_on_the_chord_header_with_the_setting(make_app: Any) -> None:
     drain(app)
     # Called by the failing header task, and by the body the chord failed.
     assert got == ["failed", "failed"]
+
+
+def test_an_errback_of_a_chord_with_a_failing_chord_in_its_header_runs_once(
+    app: Celery, tasks: dict[str, Any], echo: Any  # noqa: F811
+) -> None:
+    fail, identity = tasks["fail"], tasks["identity"]
+    echo_task, got = echo
+    inner = chord([identity.si("t1"), fail.si()], identity.si("inner body"))
+    outer = chord(group(identity.si("t3"), inner), echo_task.si("outer body"))
+    outer.link_error(echo_task.si("errback"))
+    outer.delay()
+    drain(app)
+    assert got == ["errback"]
