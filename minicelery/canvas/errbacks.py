@@ -39,17 +39,19 @@ def call_errbacks(
     app: Celery, errbacks: Any, request: Context, exc: BaseException, traceback: str | None
 ) -> None:
     """New-style errbacks (taking request, exc, traceback) run here, in the worker, as
-    Celery does; old-style ones are sent with the failed task's id."""
+    Celery does; old-style ones are sent with the failed task's id. An errback that raises
+    or cannot be sent is logged and skipped: the workflow (the rest of the chain, the chord)
+    must still move on after it."""
     for errback in as_list(errbacks):
         sig = maybe_signature(errback, app)
         target = app.tasks.get(sig.task)
-        if target is not None and _accepts_request(target):
-            try:
+        try:
+            if target is not None and _accepts_request(target):
                 sig.type(request, exc, traceback, *sig.args, **sig.kwargs)
-            except Exception:
-                logger.exception("errback %s raised", sig.task)
-        else:
-            sig.apply_async((request.id,), **child_options(request))
+            else:
+                sig.apply_async((request.id,), **child_options(request))
+        except Exception:
+            logger.exception("errback %s of task %s failed", sig.task, request.id)
 
 
 def _accepts_request(task: Task[Any, Any]) -> bool:

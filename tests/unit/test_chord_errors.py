@@ -180,3 +180,17 @@ def test_an_errback_of_a_chord_with_a_failing_chord_in_its_header_runs_once(
     outer.delay()
     drain(app)
     assert got == ["errback"]
+
+
+def test_an_errback_that_cannot_be_sent_does_not_stop_the_chord_failure(
+    app: Celery, tasks: dict[str, Any], echo: Any  # noqa: F811
+) -> None:
+    fail, xsum = tasks["fail"], tasks["xsum"]
+    echo_task, got = echo
+    broken = echo_task.si()  # immutable without its argument: refused when sent
+    result = chord([fail.si()], group(xsum.s(), xsum.s())).apply_async(
+        link_error=[broken, echo_task.si("ok")]
+    )
+    drain(app)
+    assert all(isinstance(member.result, ValueError) for member in result.results)
+    assert got == ["ok", "ok"]
