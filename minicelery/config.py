@@ -229,6 +229,7 @@ DEFAULTS: dict[str, tuple[Any, Validator]] = {
     "task_ignore_result": (False, _bool),
     "task_store_errors_even_if_ignored": (False, _bool),
     "task_track_started": (False, _bool),
+    "task_allow_error_cb_on_chord_header": (False, _bool),
     "task_acks_late": (False, _bool),
     "task_acks_on_failure_or_timeout": (True, _bool),
     "task_reject_on_worker_lost": (None, _bool),

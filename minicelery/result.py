@@ -32,6 +32,10 @@ def _decode_result(meta: dict[str, Any]) -> Any:
     return meta.get("result")
 
 
+def _failed(meta: dict[str, Any]) -> bool:
+    return meta.get("status") in states.PROPAGATE_STATES
+
+
 def _raise_for(meta: dict[str, Any], task_id: str) -> None:
     status = meta.get("status")
     if status == states.REVOKED:
@@ -199,6 +203,10 @@ class AsyncResult(ResultBase):
         meta = self._cache or self.backend.wait_for(self.id, timeout, on_message)
         self._cache = meta
         if propagate:
+            if follow_parents and self.parent is not None and _failed(meta):
+                # A parent that failed while we waited is the cause: raise its error, as
+                # Celery does (a chord whose header failed raises the header task's error).
+                self.parent._raise_if_failed()
             _raise_for(meta, self.id)
         return _decode_result(meta)
 

@@ -12,6 +12,7 @@ from collections.abc import Iterable
 from typing import TYPE_CHECKING, Any
 
 from ..result import GroupResult, ResultBase
+from .errbacks import link_error_to_body
 from .group import group, send_prepared
 from .lazy import LazyTasks
 from .signature import FINAL_MARKS, Prepared, Signature, maybe_signature, register_type, root_of
@@ -98,8 +99,17 @@ class chord(Signature):
         return self.body.link(callback)
 
     def link_error(self, errback: Signature) -> Signature:
+        """Linked to the body, and to the header tasks too (immutable) with the setting
+        ``task_allow_error_cb_on_chord_header``, as in Celery. (Celery also links it to the
+        body of a chord in the header, since a failing inner chord leaves the outer one
+        pending there; here the outer chord fails too and calls it, so it is called once.)"""
         assert self.body is not None, "a chord needs a body to link to"
-        return self.body.link_error(errback)
+        errback = maybe_signature(errback, self._app)
+        if self.app.conf.task_allow_error_cb_on_chord_header:
+            for task in self.header.tasks:
+                task.link_error(errback.clone().set(immutable=True))
+        self.body.link_error(errback)
+        return errback
 
     def freeze(
         self,
@@ -129,7 +139,7 @@ class chord(Signature):
         for callback in _as_list(opts.pop("link", None)):
             body.link(maybe_signature(callback, self._app))
         for errback in _as_list(opts.pop("link_error", None)):
-            body.link_error(maybe_signature(errback, self._app))
+            link_error_to_body(body, maybe_signature(errback, self._app))
         return body
 
     def prepare(

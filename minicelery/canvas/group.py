@@ -93,9 +93,9 @@ class group(Signature):
         return self.tasks[0].link(callback) if self.tasks else callback
 
     def link_error(self, errback: Signature) -> Signature:
-        """The errback is called for each failing task."""
+        """The errback is called for each failing task (with its id, when old-style)."""
         for task in self.tasks:
-            task.link_error(errback.clone().set(immutable=True))
+            task.link_error(errback.clone())
         return errback
 
     def skew(self, start: float = 1.0, stop: float | None = None, step: float = 1.0) -> group:
@@ -151,6 +151,9 @@ class group(Signature):
         # The id it was frozen with (in its options), else a new one for this send only.
         gid = str(opts.pop("task_id", None) or opts.pop("group_id", None) or uuid())
         chord = opts.pop("chord", None)
+        # The group's own ``link_error`` (``.set(link_error=...)``) replaces its tasks'
+        # errbacks, as when Celery passes the group's options on to each task.
+        errbacks = opts.pop("link_error", None)
         for key in _OWN:
             opts.pop(key, None)
         if not self.immutable:
@@ -163,6 +166,8 @@ class group(Signature):
             member = {**opts, "group_id": gid, "group_index": index}
             if chord is not None:
                 member["chord"] = chord
+            if errbacks is not None:
+                member["link_error"] = _as_list(errbacks)
             results.append(task.prepare(args, kwargs, member, out))
         return GroupResult(gid, results, app=self.app)
 

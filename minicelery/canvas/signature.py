@@ -184,17 +184,25 @@ class Signature(dict[str, Any]):
 
     def link(self, callback: Signature) -> Signature:
         """Call ``callback`` with this task's result when it succeeds."""
-        self.options.setdefault("link", []).append(callback)
-        return callback
+        return self._append_to_list_option("link", callback)
 
     def link_error(self, errback: Signature) -> Signature:
         """Call ``errback`` when this task fails."""
-        self.options.setdefault("link_error", []).append(errback)
-        return errback
+        return self._append_to_list_option("link_error", errback)
+
+    def _append_to_list_option(self, key: str, value: Signature) -> Signature:
+        # The option may hold one signature (``.set(link_error=sig)``), as in Celery.
+        items = self.options.get(key)
+        if items is None:
+            items = self.options[key] = []
+        elif not isinstance(items, list):
+            items = self.options[key] = [*items] if isinstance(items, tuple) else [items]
+        items.append(value)
+        return value
 
     def on_error(self, errback: Signature) -> Signature:
-        """``link_error`` that returns this signature (not the errback), for chaining:
-        ``add.s(2, 2).on_error(report.s()).delay()`` sends ``add``."""
+        """``link_error`` that returns this signature, not the errback, so it chains:
+        ``add.s(2, 2).on_error(errback.s()).delay()``."""
         self.link_error(errback)
         return self
 
