@@ -75,6 +75,14 @@ def _positive_int(name: str, value: Any) -> Any:
     return value
 
 
+def _protocol(name: str, value: Any) -> Any:
+    """Celery's message protocol: 1 or 2. Accepted for compatibility; minicelery always
+    carries a chain in the message, as protocol 2 does, and reads both the same way."""
+    if value not in (1, 2) or isinstance(value, bool):
+        raise ImproperlyConfigured(f"setting {name!r} must be 1 or 2, got {value!r}")
+    return value
+
+
 def _str(name: str, value: Any) -> Any:
     if value is not None and not isinstance(value, str):
         raise ImproperlyConfigured(f"setting {name!r} must be a string, got {value!r}")
@@ -211,6 +219,7 @@ DEFAULTS: dict[str, tuple[Any, Validator]] = {
     "result_failure_expires": (None, _seconds),  # FAILURE records (None: result_expires)
     "result_extended": (False, _bool),
     "task_default_queue": ("celery", _str),
+    "task_protocol": (2, _protocol),
     "task_default_priority": (None, _priority),
     "task_routes": (None, _any),
     "task_create_missing_queues": (True, _bool),

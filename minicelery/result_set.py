@@ -26,6 +26,11 @@ class ResultSet(ResultBase):
         self.results: list[Any] = list(results)
         self.app = app or get_current_app()
 
+    @property
+    def backend(self) -> Any:
+        """The result backend the members are read from (the app's)."""
+        return self.app.backend
+
     def __iter__(self) -> Iterator[Any]:
         return iter(self.results)
 
@@ -125,8 +130,10 @@ class ResultSet(ResultBase):
                 read_to, window = index + window, min(window * 2, BULK)
             if type(r) is AsyncResult and r._cache is None:
                 read_to, window = index + 1, 16
-            remaining = None if deadline is None else deadline - time.monotonic()
-            if remaining is not None and remaining <= 0:
+            remaining = None if deadline is None else max(deadline - time.monotonic(), 0.0)
+            # Out of time, a member that is ready still counts (``timeout=0`` collects what
+            # is done): only one still to wait for times the join out.
+            if remaining == 0 and not r.ready():
                 raise TimeoutError("The operation timed out waiting for the result set")
             value = r.get(
                 timeout=remaining,

@@ -61,6 +61,10 @@ class Signal:
         self._receivers = [e for e in self._receivers if not (e[0][0] == key and e[0][1] is sender)]
         return len(self._receivers) != before
 
+    def has_receivers(self) -> bool:
+        """Whether anything is connected (a sender may skip building costly arguments)."""
+        return bool(self._receivers)
+
     def send(self, sender: Any = None, **named: Any) -> list[tuple[Receiver, Any]]:
         """Call every receiver for ``sender``; a failing receiver is logged, not raised."""
         if not self._receivers:

@@ -104,7 +104,7 @@ class Sending(Connections):
         """The broker's view of a prepared message, after ``before_task_publish``."""
         signals.before_task_publish.send(
             sender=message.task,
-            body=None,
+            body=_body_of(message, signals.before_task_publish),
             exchange="",
             routing_key=queue,
             headers=message.headers,
@@ -119,8 +119,20 @@ class Sending(Connections):
     def published(self, message: TaskMessage, queue: str) -> None:
         """``after_task_publish``, once the broker has the message."""
         signals.after_task_publish.send(
-            sender=message.task, headers=message.headers, body=None, exchange="", routing_key=queue
+            sender=message.task,
+            headers=message.headers,
+            body=_body_of(message, signals.after_task_publish),
+            exchange="",
+            routing_key=queue,
         )
+
+
+def _body_of(message: TaskMessage, signal: signals.Signal) -> Any:
+    """The message body as Celery's publish signals give it, ``(args, kwargs, embed)``;
+    decoded only when someone listens, so a send without receivers pays nothing."""
+    if not signal.has_receivers():
+        return None
+    return message.decode_body(frozenset({message.content_type}))
 
 
 @functools.cache

@@ -87,6 +87,10 @@ class ResultBackend(CeleryBackendAPI, ABC):
     def chord_settle(self, group_id: str) -> None:
         """The chord's body has been sent: its parts are no longer needed."""
 
+    def chord_reset(self, group_id: str) -> None:
+        """A chord whose group id was fixed beforehand is sent again: a new run, so forget
+        the parts and the claim of any earlier one (Celery resets its counter too)."""
+
     def close(self) -> None:
         """Release connections."""
 

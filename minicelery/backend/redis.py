@@ -253,5 +253,14 @@ class RedisBackend(ResultBackend):
             added = pipe.execute()[0]
         return int(added)
 
+    def chord_reset(self, group_id: str) -> None:
+        keys = (
+            self.keys.chord_parts(group_id),
+            self.keys.chord_claim(group_id),
+            self.keys.chord_added(group_id),
+        )
+        with translate_errors("reset chord"):
+            self.fast.execute("DEL", *keys)
+
     def close(self) -> None:
         self.client.close()

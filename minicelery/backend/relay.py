@@ -84,6 +84,9 @@ class RelayBackend(ResultBackend):
     def chord_settle(self, group_id: str) -> None:
         self.real.chord_settle(group_id)
 
+    def chord_reset(self, group_id: str) -> None:
+        self.real.chord_reset(group_id)
+
     def add_to_chord(self, group_id: str) -> int:
         return self.real.add_to_chord(group_id)
 

@@ -83,17 +83,15 @@ def fail_workflow(
     if kind in ("chain", "group"):
         for task in sig.tasks:  # type: ignore[attr-defined]
             fail_workflow(app, task, exc, traceback, request)
-        return
-    if kind == "chord":
+    elif kind == "chord":
         if sig.body is not None:  # type: ignore[attr-defined]
             fail_workflow(app, sig.body, exc, traceback, request)  # type: ignore[attr-defined]
-        return
-    task_id = sig.options.get("task_id")
-    if task_id:
-        store_failure(app, task_id, exc, traceback)
+    elif sig.options.get("task_id"):
+        store_failure(app, sig.options["task_id"], exc, traceback)
+    # What was to follow it (a group that is a chord body carries the rest of its chain).
     for step in reversed(sig.options.get("chain") or ()):
         fail_workflow(app, maybe_signature(step, app), exc, traceback, request)
-    if sig.options.get("chord"):
+    if sig.options.get("chord") and kind != "chord":  # a group can be one chord part too
         failure = [states.FAILURE, exception_to_dict(exc), request.id]
         chord_part(app, context_of(sig, request), sig.options["chord"], failure)
 
@@ -107,10 +105,10 @@ def chord_part(app: Celery, request: Context, body: Any, part: list[Any]) -> Non
     if request.group is None or request.group_index is None:
         logger.error("Task %s has a chord but no group id/index: ignored", request.id)
         return
-    size = int(body.get("chord_size") or 0)
-    if size <= 0:
+    if body.get("chord_size") is None:
         logger.error("Task %s has a chord without a header size: ignored", request.id)
         return
+    size = int(body["chord_size"])  # 0: a header read from a generator, sized by its last
     group_index = int(request.group_index)
     parts = app.backend.chord_part_return(request.group, group_index, size, part, request.id or "")
     if parts is not None:

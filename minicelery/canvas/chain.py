@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING, Any
 
 from ..result import ResultBase
 from .group import send_prepared
+from .lazy import LazyTasks
 from .signature import (
     _TYPES,
     FINAL_MARKS,
@@ -32,19 +33,39 @@ def _steps_of(tasks: tuple[Any, ...]) -> list[Any]:
 
 
 def normalize(steps: list[Signature], app: Celery | None) -> list[Signature]:
-    """Flatten nested chains and turn a group followed by another step into a chord with
-    that step as its body (as Celery does: ``group | task`` is a chord)."""
+    """Flatten nested chains, drop the steps that run nothing (empty groups and chains:
+    a chain of empty groups only keeps one, for its empty result), take a one-task group
+    as that task, and turn a group followed by another step into a chord with that step as
+    its body (as Celery does: ``group | task`` is a chord)."""
     out: list[Signature] = []
+    skipped: Signature | None = None
     for step in steps:
-        sig = maybe_signature(step, app)
+        sig: Any = _simplified(maybe_signature(step, app))
         if sig.subtask_type == "chain" and not sig.args and not _own_options(sig):
             out.extend(normalize(list(sig.tasks), app))
-            continue
-        if out and out[-1].subtask_type == "group":
+        elif _is_empty_group(sig):
+            skipped = sig
+        elif out and out[-1].subtask_type == "group":
             out[-1] = _chord(out[-1], sig, app)
         else:
             out.append(sig)
+    if not out and skipped is not None:
+        out.append(skipped)
     return out
+
+
+def _simplified(sig: Signature) -> Signature:
+    """A one-task group is that task (Celery unrolls it): its result is the task's."""
+    if sig.subtask_type != "group" or sig.args:
+        return sig
+    tasks = sig.tasks  # type: ignore[attr-defined]
+    if isinstance(tasks, LazyTasks) and tasks.pending:
+        return sig  # a generator is never read to decide this
+    return tasks[0] if len(tasks) == 1 else sig
+
+
+def _is_empty_group(sig: Signature) -> bool:
+    return sig.subtask_type == "group" and not sig.tasks  # type: ignore[attr-defined]
 
 
 def _own_options(sig: Signature) -> bool:
@@ -67,7 +88,7 @@ class _chain(Signature):
     @classmethod
     def from_dict(cls, d: dict[str, Any], app: Celery | None = None) -> Signature:
         sig = cls(*d["kwargs"]["tasks"], app=app, **d.get("options", {}))
-        sig["args"] = list(d.get("args") or ())
+        sig["args"] = tuple(d.get("args") or ())
         sig["immutable"] = bool(d.get("immutable"))
         return sig
 
@@ -104,8 +125,11 @@ class _chain(Signature):
         parent_id: str | None = None,
         group_index: int | None = None,
     ) -> ResultBase:
-        """Fix every step's id; the result is the last step's, ``parent`` leading back."""
+        """Fix every step's id; the result is the last step's, ``parent`` leading back.
+        The chain's own id (``chain(..., task_id=...)``) is its last step's, and once
+        frozen ``chain.id`` is that id, as in Celery."""
         previous: ResultBase | None = None
+        _id = _id or self.options.get("task_id")
         steps = self.tasks
         for index, step in enumerate(steps):
             last = index == len(steps) - 1
@@ -123,6 +147,7 @@ class _chain(Signature):
                 root_of(result).parent = previous
             previous = result
         assert previous is not None, "an empty chain has no result"
+        self.options["task_id"] = getattr(previous, "id", None)
         return previous
 
     def _split(self, args: Any, kwargs: Any, options: dict[str, Any]) -> tuple[Any, ...]:
@@ -133,6 +158,9 @@ class _chain(Signature):
         following = opts.pop("chain", None) or []
         if following:
             steps = normalize([*steps, *reversed(following)], self._app)
+            # This chain's own id is its last step's (set there when frozen), and that
+            # step no longer ends the workflow: the enclosing chain's last one does.
+            opts.pop("task_id", None)
         final = {key: opts.pop(key) for key in (*FINAL_MARKS, "task_id") if key in opts}
         link, link_error = opts.pop("link", None), opts.pop("link_error", None)
         if link is not None:
@@ -169,6 +197,8 @@ class _chain(Signature):
     def apply_async(
         self, args: Any = None, kwargs: Any = None, route_name: Any = None, **options: Any
     ) -> Any:
+        if not self.tasks and not options.get("chain"):
+            return None  # an empty chain sends nothing and has no result (as in Celery)
         return send_prepared(self, args, kwargs, options)
 
     def apply(self, args: Any = None, kwargs: Any = None, **options: Any) -> Any:

@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING, Any
 from ..result import GroupResult, ResultBase
 from .errbacks import link_error_to_body
 from .group import group, send_prepared
+from .lazy import LazyTasks
 from .signature import FINAL_MARKS, Prepared, Signature, maybe_signature, register_type, root_of
 
 if TYPE_CHECKING:
@@ -27,7 +28,7 @@ def _as_group(header: Any, app: Celery | None) -> group:
         return maybe_signature(header, app)  # type: ignore[no-any-return]
     if isinstance(header, Signature):
         return group([header], app=app)
-    return group(list(header) if isinstance(header, Iterable) else [header], app=app)
+    return group(header if isinstance(header, Iterable) else [header], app=app)
 
 
 @register_type("chord")
@@ -63,7 +64,7 @@ class chord(Signature):
     def from_dict(cls, d: dict[str, Any], app: Celery | None = None) -> Signature:
         content = d["kwargs"]
         sig = cls(content["header"], content.get("body"), app=app, **d.get("options", {}))
-        sig["args"] = list(d.get("args") or ())
+        sig["args"] = tuple(d.get("args") or ())
         sig["immutable"] = bool(d.get("immutable"))
         return sig
 
@@ -160,9 +161,13 @@ class chord(Signature):
         # for ten thousand of them), so the chord's own header keeps no id of this send.
         header = group(self.header.tasks, app=self._app, **dict(self.header.options))
         assert isinstance(header, group)
+        if header.options.get("task_id"):  # a frozen chord sent again is a new run
+            self.app.backend.chord_reset(header.options["task_id"])
         if not self.immutable:
             args = [*(args or ()), *self.args]
-        body["chord_size"] = len(header.tasks)
+        lazy = isinstance(header.tasks, LazyTasks) and header.tasks.pending
+        # A generator's size is known once read: its group marks each member's (see there).
+        body["chord_size"] = 0 if lazy else len(header.tasks)
         if not header.tasks:
             # Nothing to wait for: the body is called at once, with no results.
             header_result: ResultBase = GroupResult(header._group_id(), [], app=self.app)

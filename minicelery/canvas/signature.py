@@ -70,7 +70,7 @@ class Signature(dict[str, Any]):
         name = task if isinstance(task, str) else getattr(task, "name", None)
         super().__init__(
             task=name,
-            args=list(args or ()),
+            args=tuple(args or ()),
             kwargs=dict(kwargs or {}),
             options={**(options or {}), **ex},
             subtask_type=subtask_type,
@@ -105,12 +105,12 @@ class Signature(dict[str, Any]):
         return str(self["task"])
 
     @property
-    def args(self) -> list[Any]:
+    def args(self) -> tuple[Any, ...]:
         return self["args"]  # type: ignore[no-any-return]
 
     @args.setter
     def args(self, value: Any) -> None:
-        self["args"] = list(value)
+        self["args"] = tuple(value)
 
     @property
     def kwargs(self) -> dict[str, Any]:
@@ -154,7 +154,7 @@ class Signature(dict[str, Any]):
     def clone(self, args: Any = None, kwargs: Any = None, **opts: Any) -> Signature:
         """A deep copy with extra arguments (prepended) and options merged in."""
         new_args, new_kwargs, new_options = self._merge(args, kwargs, opts)
-        data = dict(self, args=new_args, kwargs=new_kwargs, options=new_options)
+        data = dict(self, args=tuple(new_args), kwargs=new_kwargs, options=new_options)
         clone = type(self).from_dict(copy.deepcopy(data), app=self._app)
         clone._type = self._type
         return clone
@@ -175,7 +175,7 @@ class Signature(dict[str, Any]):
         """A copy with ``args``, ``kwargs`` or ``options`` replaced (not merged)."""
         clone = self.clone()
         if args is not None:
-            clone["args"] = list(args)
+            clone["args"] = tuple(args)
         if kwargs is not None:
             clone["kwargs"] = dict(kwargs)
         if options is not None:

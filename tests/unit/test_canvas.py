@@ -94,11 +94,11 @@ def test_signature_forms_and_partials(app: Celery, tasks: dict[str, Any]) -> Non
     result = partial.delay(4)
     drain(app)
     assert result.get(timeout=1) == 6
-    assert add.si(2, 2).clone(args=(9,)).args == [2, 2]  # immutable: ignores new args
+    assert add.si(2, 2).clone(args=(9,)).args == (2, 2)  # immutable: ignores new args
     merged = add.s(x=1).clone(kwargs={"y": 2}, queue="q")
     assert merged.kwargs == {"x": 1, "y": 2} and merged.options == {"queue": "q"}
     replaced = add.s(1, 2).replace(args=(3, 4))
-    assert replaced.args == [3, 4] and replaced.task == "t.add"
+    assert replaced.args == (3, 4) and replaced.task == "t.add"
     assert add.s(2).apply((3,)).get() == 5  # eagerly, here
 
 

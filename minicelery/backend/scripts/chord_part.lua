@@ -11,7 +11,18 @@
 -- same task asking again (it ran again after its process died, or its worker is ending it
 -- as lost) gets the parts again, so the body is not lost with the process that claimed it.
 -- Any other task never fires the body: the claim outlives the parts.
-local size = tonumber(ARGV[3]) + tonumber(redis.call('GET', KEYS[3]) or '0')
+-- A header read from a generator is sized by its last task only: ARGV[3] is 0 for the
+-- others, and the header's size is kept in the hash (field 'size') for whichever part
+-- ends last. Until it is known (0) the chord cannot complete.
+local header_size = tonumber(ARGV[3])
+local told = header_size > 0
+if not told then
+  header_size = tonumber(redis.call('HGET', KEYS[1], 'size') or '0')
+end
+local size = 0
+if header_size > 0 then
+  size = header_size + tonumber(redis.call('GET', KEYS[3]) or '0')
+end
 local function all_parts()
   local parts = {}
   for i = 0, size - 1 do
@@ -28,11 +39,14 @@ if claim then
   return false
 end
 redis.call('HSET', KEYS[1], ARGV[1], ARGV[2])
+if told then
+  redis.call('HSET', KEYS[1], 'size', header_size)
+end
 local ttl = math.floor(tonumber(ARGV[4]) * 1000)
 if ttl > 0 then
   redis.call('PEXPIRE', KEYS[1], ttl)
 end
-if redis.call('HLEN', KEYS[1]) < size then
+if size == 0 or redis.call('HLEN', KEYS[1]) - 1 < size then
   return false
 end
 local parts = all_parts()
