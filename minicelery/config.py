@@ -14,7 +14,7 @@ from collections.abc import Callable, Iterator, Mapping, MutableMapping
 from typing import Any
 from urllib.parse import urlsplit
 
-from .config_compat import CELERY_SETTINGS, OLD_TO_NEW
+from .config_compat import OLD_TO_NEW, translate_old_names
 from .exceptions import ImproperlyConfigured
 from .serialization import CODECS, codec_for
 
@@ -367,7 +367,7 @@ class Settings(MutableMapping[str, Any]):
         ones, and a mix of both styles is refused as Celery refuses it."""
         items = dict(other, **more)
         self._old_names.update(name for name in items if name in OLD_TO_NEW)
-        for key, value in translate_old_names(items).items():
+        for key, value in translate_old_names(items, DEFAULTS).items():
             self[key] = value
 
     def __setattr__(self, key: str, value: Any) -> None:
@@ -401,39 +401,6 @@ class Settings(MutableMapping[str, Any]):
                 continue  # an imported module, not a setting
             found[name] = value
         self.update(found)
-
-
-def translate_old_names(items: Mapping[str, Any]) -> dict[str, Any]:
-    """``items`` with Celery's pre-4.0 names (``BROKER_URL``...) replaced by the current
-    ones (``broker_url``). Like Celery, a mix of both styles is refused unless each name of
-    the minority style is also given in the majority style; the error lists the renames."""
-    old = {name for name in items if name in OLD_TO_NEW}
-    new = {name for name in items if name in CELERY_SETTINGS or name in DEFAULTS}
-    if not old:
-        return dict(items)
-    new_to_old = {current: name for name, current in OLD_TO_NEW.items()}
-    if len(old) > len(new):
-        left = sorted(name for name in new if new_to_old.get(name) not in items)
-        if left:
-            renames = "\n".join(f"    {name:<36} -> {new_to_old.get(name, name)}" for name in left)
-            raise ImproperlyConfigured(
-                "Cannot mix new setting names with old ones: most of these settings use the "
-                f"old names, so rename these to the old format (or all to the new one):\n{renames}"
-            )
-        return {
-            OLD_TO_NEW.get(name, name): value for name, value in items.items() if name not in new
-        }
-    left = sorted(name for name in old if OLD_TO_NEW[name] not in items)
-    if new and left:
-        renames = "\n".join(f"    {name:<36} -> {OLD_TO_NEW[name]}" for name in left)
-        raise ImproperlyConfigured(
-            f"Cannot mix new and old setting names; rename these to the new format:\n{renames}"
-        )
-    return {
-        OLD_TO_NEW.get(name, name): value
-        for name, value in items.items()
-        if name not in old or OLD_TO_NEW[name] not in items
-    }
 
 
 def _copy_default(value: Any) -> Any:

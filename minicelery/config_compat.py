@@ -1,8 +1,13 @@
 """Celery's setting names before 4.0 (upper case: ``BROKER_URL``, ``CELERY_RESULT_BACKEND``,
 ``CELERYD_CONCURRENCY``...) and the current name each one stands for, as Celery 5 maps them.
-Data only: ``config`` applies it."""
+``config`` applies it, through :func:`translate_old_names`."""
 
 from __future__ import annotations
+
+from collections.abc import Container, Mapping
+from typing import Any
+
+from .exceptions import ImproperlyConfigured
 
 RENAMED: dict[str, str] = {
     "CELERYBEAT_CRON_STARTING_DEADLINE": "beat_cron_starting_deadline",
@@ -224,3 +229,37 @@ OLD_TO_NEW: dict[str, str] = {**RENAMED, **{name.upper(): name for name in SAME_
 
 CELERY_SETTINGS: frozenset[str] = frozenset(OLD_TO_NEW.values())
 """The current names of Celery's settings that have an old form."""
+
+
+def translate_old_names(items: Mapping[str, Any], current: Container[str]) -> dict[str, Any]:
+    """``items`` with Celery's pre-4.0 names (``BROKER_URL``...) replaced by the current
+    ones (``broker_url``; ``current`` holds every current name). Like Celery, a mix of both
+    styles is refused unless each name of the minority style is also given in the majority
+    style; the error lists the renames."""
+    old = {name for name in items if name in OLD_TO_NEW}
+    new = {name for name in items if name in CELERY_SETTINGS or name in current}
+    if not old:
+        return dict(items)
+    new_to_old = {current: name for name, current in OLD_TO_NEW.items()}
+    if len(old) > len(new):
+        left = sorted(name for name in new if new_to_old.get(name) not in items)
+        if left:
+            renames = "\n".join(f"    {name:<36} -> {new_to_old.get(name, name)}" for name in left)
+            raise ImproperlyConfigured(
+                "Cannot mix new setting names with old ones: most of these settings use the "
+                f"old names, so rename these to the old format (or all to the new one):\n{renames}"
+            )
+        return {
+            OLD_TO_NEW.get(name, name): value for name, value in items.items() if name not in new
+        }
+    left = sorted(name for name in old if OLD_TO_NEW[name] not in items)
+    if new and left:
+        renames = "\n".join(f"    {name:<36} -> {OLD_TO_NEW[name]}" for name in left)
+        raise ImproperlyConfigured(
+            f"Cannot mix new and old setting names; rename these to the new format:\n{renames}"
+        )
+    return {
+        OLD_TO_NEW.get(name, name): value
+        for name, value in items.items()
+        if name not in old or OLD_TO_NEW[name] not in items
+    }

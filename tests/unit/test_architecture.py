@@ -44,7 +44,7 @@ ALLOWED: dict[str, set[str]] = {
     "result_set": {"_state", "result", *FOUNDATION},
     "canvas": {"_state", "message", "result", "utils", *FOUNDATION},
     # the application's side: settings, messages, tasks
-    "config_compat": set(),
+    "config_compat": {"exceptions"},
     "config_table": set(),
     "config": {"config_compat", "config_table", "exceptions", "serialization"},
     "message": {"exceptions", "serialization"},
