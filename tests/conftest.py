@@ -11,6 +11,16 @@ import redis
 from tests.helpers import RedisServer, find_redis_server_bin, prefixed_keys
 
 
+@pytest.hookimpl(tryfirst=True)
+def pytest_cmdline_main(config: pytest.Config) -> None:
+    """With ``-n`` and no ``--dist``, idle xdist workers steal queued tests from busy ones:
+    the suite's durations are uneven (a few tests take 10 s and more), and the default
+    ``load`` left one worker with a long tail while the others had finished. Set here, not in
+    ``addopts``, so that ``-p no:xdist`` (and ``--dist`` given explicitly) still work."""
+    if getattr(config.option, "numprocesses", None) and config.option.dist == "no":
+        config.option.dist = "worksteal"
+
+
 def _running_in_ci() -> bool:
     return os.environ.get("CI", "").strip().lower() not in ("", "0", "false", "no")
 

@@ -194,7 +194,10 @@ class Consumer:
 
     def stop(self, join: bool = True, timeout: float = IDLE_WAIT + 5) -> None:
         """Stop the threads; with ``join``, wait for them up to ``timeout`` seconds in all
-        (one stuck on a hung Redis is a daemon, left behind rather than waited for)."""
+        (one stuck on a hung Redis is a daemon, left behind rather than waited for). The
+        scheduler is not waited for: it holds nothing, each of its moves is one atomic script,
+        and its blocking wait for a schedule change would hold up every shutdown by up to
+        ``MAX_SCHEDULE_WAIT``; it ends by itself once that wait returns."""
         self.stopping.set()
         self._thread_wait.set()
         if self._watch_fd is not None:
@@ -203,7 +206,8 @@ class Consumer:
         if join:
             deadline = time.monotonic() + timeout
             for thread in self._threads:
-                thread.join(timeout=max(0.0, deadline - time.monotonic()))
+                if thread.name != "scheduler":
+                    thread.join(timeout=max(0.0, deadline - time.monotonic()))
 
     def _wait_loop(self) -> None:
         backoff = Backoff("waiter")
@@ -244,6 +248,8 @@ class Consumer:
                 self._schedule_step()
                 backoff.succeeded()
             except OperationalError as exc:
+                if self.stopping.is_set():
+                    return  # its connection went with the worker (see stop())
                 self.stopping.wait(backoff.failed(exc))
 
     def _schedule_step(self) -> None:

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import collections
 import logging
+import os
 import select
 import threading
 from collections.abc import Callable, Sequence
@@ -48,11 +49,15 @@ class ControlServer:
         self._reading = threading.Lock()  # one reader of the subscription at a time
         self._listener: Listener | None = None
         self._thread: threading.Thread | None = None
+        # Written to by stop(): the listener's select() returns at once instead of at the
+        # end of its LISTEN_WAIT, so a shutdown does not wait for it.
+        self._wake_pipe: tuple[int, int] | None = None
 
     def start(self) -> None:
         """Subscribe, then load the revoked set (in that order: see ``Listener``). Raises
         OperationalError if Redis is unreachable, like the worker's first ping."""
         self._connect()
+        self._wake_pipe = os.pipe()
         self._thread = threading.Thread(target=self._listen, name="remote-control", daemon=True)
         self._thread.start()
 
@@ -83,8 +88,9 @@ class ControlServer:
         fd = listener.fileno() if listener is not None else None
         if fd is None:
             return False
+        watched = [fd] if self._wake_pipe is None else [fd, self._wake_pipe[0]]
         try:
-            select.select([fd], [], [], timeout)
+            select.select(watched, [], [], timeout)
         except (OSError, ValueError) as exc:
             raise OperationalError(f"the remote control subscription failed: {exc}") from exc
         return True
@@ -151,9 +157,15 @@ class ControlServer:
 
     def stop(self, timeout: float = LISTEN_WAIT + 5) -> None:
         self._stopping.set()
+        if self._wake_pipe is not None:
+            os.write(self._wake_pipe[1], b"\0")
         if self._thread is not None:
             self._thread.join(timeout=timeout)
         self._drop_listener()
+        if self._wake_pipe is not None and not (self._thread and self._thread.is_alive()):
+            for end in self._wake_pipe:
+                os.close(end)
+            self._wake_pipe = None
 
 
 # -- commands registered by users ---------------------------------------------------------

@@ -38,7 +38,7 @@ def worker(
 
 def listening(capp: Celery, *names: str) -> None:
     def answered() -> bool:
-        replies = capp.control.inspect(timeout=0.5).ping() or {}
+        replies = capp.control.inspect(timeout=0.5, limit=len(names)).ping() or {}
         return set(names) <= set(replies)
 
     wait_until(answered, 20, message=f"{names} did not all answer ping")
@@ -67,7 +67,7 @@ def test_inspect_answers_from_both_workers(
     busy = sleeper.apply_async((runs, "busy", 30.0), queue="q1")
     behind = record.apply_async((runs, "behind"), queue="q1")
     wait_until(lambda: client.llen(runs) == 1, 15)
-    inspect = capp.control.inspect(timeout=1.0)
+    inspect = capp.control.inspect(timeout=1.0, limit=2)  # the two workers' replies
 
     active = wait_until(lambda: (inspect.active() or {}).get(W1) and inspect.active(), 10)
     assert [task["id"] for task in active[W1]] == [busy.id]
@@ -98,7 +98,7 @@ def test_control_commands_change_and_stop_workers(
     capp: Celery, two_workers: tuple[ManagedProcess, ...]
 ) -> None:
     second = two_workers[1]
-    replies = capp.control.time_limit(nap.name, hard=0.5, reply=True, timeout=1.0)
+    replies = capp.control.time_limit(nap.name, hard=0.5, reply=True, timeout=1.0, limit=2)
     assert len(replies or []) == 2
     with pytest.raises(TimeLimitExceeded):
         nap.apply_async((5.0,), queue="q2").get(timeout=15)
@@ -156,9 +156,9 @@ def test_add_and_cancel_consumer(
 ) -> None:
     worker(worker_factory, "w1", "-Q", "q1")
     listening(capp, W1)
-    assert capp.control.add_consumer("q3", reply=True) == [{W1: {"ok": "add consumer q3"}}]
+    assert capp.control.add_consumer("q3", reply=True, limit=1) == [{W1: {"ok": "add consumer q3"}}]
     assert record.apply_async(("x", "on-q3"), queue="q3").get(timeout=15) == "on-q3"
-    queues = (capp.control.inspect().active_queues() or {})[W1]
+    queues = (capp.control.inspect(limit=1).active_queues() or {})[W1]
     assert [q["name"] for q in queues] == ["q1", "q3"]
     assert capp.control.cancel_consumer("q3", reply=True) == [
         {W1: {"ok": "no longer consuming from q3"}}

@@ -99,7 +99,7 @@ def test_revoking_a_reserved_task_while_the_worker_is_busy(
     busy = sleeper.delay(runs, "busy", 1.0)
     wait_until(lambda: labels(client, runs) == ["busy"], 15)
     doomed = record.delay(runs, "doomed")  # reserved by the busy worker, not started
-    replies = capp.control.revoke(doomed.id, reply=True, timeout=2.0)
+    replies = capp.control.revoke(doomed.id, reply=True, timeout=2.0, limit=1)
     assert replies and "flagged as revoked" in next(iter(replies[0].values()))["ok"]
     assert busy.get(timeout=20) == "busy"
     with pytest.raises(TaskRevokedError):
@@ -162,13 +162,13 @@ def test_the_rate_limit_changes_at_runtime(
 ) -> None:
     start(worker_factory, concurrency=2)
     wait_worker_listening(capp)
-    replies = capp.control.rate_limit(free.name, "4/s", reply=True, timeout=2.0)
+    replies = capp.control.rate_limit(free.name, "4/s", reply=True, timeout=2.0, limit=1)
     assert replies == [{next(iter(replies[0])): {"ok": "new rate limit set successfully"}}]
     for result in [free.delay(runs, f"a{i}") for i in range(6)]:
         result.get(timeout=20)
     first = [when for _, when in marks(client, runs)]
     assert first[-1] - first[0] >= 1.0  # 4/s: six runs need at least 5 x 0.25 s
-    capp.control.rate_limit(free.name, None, reply=True, timeout=2.0)
+    capp.control.rate_limit(free.name, None, reply=True, timeout=2.0, limit=1)
     client.delete(runs)
     for result in [free.delay(runs, f"b{i}") for i in range(6)]:
         result.get(timeout=20)
@@ -179,9 +179,9 @@ def test_the_rate_limit_changes_at_runtime(
 def test_a_bad_rate_limit_is_an_error_reply(capp: Celery, worker_factory: WorkerFactory) -> None:
     start(worker_factory)
     wait_worker_listening(capp)
-    replies = capp.control.rate_limit(free.name, "lots", reply=True, timeout=2.0)
+    replies = capp.control.rate_limit(free.name, "lots", reply=True, timeout=2.0, limit=1)
     assert replies and "invalid rate limit" in next(iter(replies[0].values()))["error"]
-    replies = capp.control.rate_limit("no.such.task", "1/s", reply=True, timeout=2.0)
+    replies = capp.control.rate_limit("no.such.task", "1/s", reply=True, timeout=2.0, limit=1)
     assert replies and "unknown task" in next(iter(replies[0].values()))["error"]
 
 
