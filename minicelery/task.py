@@ -410,6 +410,7 @@ def make_task_class(
         "__doc__": fun.__doc__,
         "__module__": fun.__module__,
         "__qualname__": getattr(fun, "__qualname__", name),
+        "__name__": fun.__name__,  # on the instance too, as a Celery task object has it
         "__wrapped__": fun,
         "abstract": False,
         "_signature_cache": None,

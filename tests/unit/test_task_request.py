@@ -268,3 +268,16 @@ def test_an_eager_retry_switches_its_arguments_too(app: Celery) -> None:
         return [foo, bar, self.request.retries]
 
     assert switch.apply((1, 2)).get() == [2, 2, 1]
+
+
+def test_a_task_object_is_named_after_its_function() -> None:
+    """pytest names parameters after ``__name__``: Celery's suite relies on task objects
+    having the function's (``test_x[errback_new_style]``), as Celery's do."""
+    app = Celery("naming", broker="memory://", backend="memory://")
+
+    @app.task
+    def errback_new_style() -> None:
+        return None
+
+    assert errback_new_style.__name__ == "errback_new_style"
+    assert type(errback_new_style).__name__ == "errback_new_style"
