@@ -23,6 +23,8 @@ def _meta_line(name: str, meta: dict[str, object]) -> str:
     part = ", ".join(map(str, files)) if isinstance(files, list) and files else "all files"
     if meta.get("shard"):
         part += f", shard {meta['shard']}"
+    if meta.get("k"):
+        part += f", -k {meta['k']!r}"
     when, seconds, cap = meta.get("date", "?"), meta.get("seconds", "?"), meta.get("timeout", "?")
     return (
         f"- {name} ({part}): {when}, {seconds} s, load average {load_text} (1/5/15 min), "

@@ -163,6 +163,8 @@ def finished(worker: WorkController, event: Done) -> None:
     job = event.job
     tag = job.delivery.tag
     worker.outbox.add_results(event.results)
+    if event.state == states.SUCCESS:
+        worker.outbox.succeeded.append(job.message.id)
     if worker.events is not None and job.event_fields:
         # Only for a job started with task events on: one started before they were switched
         # on sent no task-received or task-started, and carries no result fields.

@@ -15,6 +15,7 @@ import time
 from typing import TYPE_CHECKING
 
 from ..exceptions import OperationalError
+from .state import successful_requests
 
 if TYPE_CHECKING:
     from ..app import Celery
@@ -42,6 +43,8 @@ class Outbox:
         self.since = 0.0  # when the oldest pending result or ack was added
         # (lane commands sent when they went out, the acks among them), until Redis confirms
         self._acks_sent: collections.deque[tuple[int, list[str]]] = collections.deque()
+        self.succeeded: list[str] = []  # ids of tasks that ended SUCCESS, results pending
+        self._succeeded_sent: collections.deque[tuple[int, list[str]]] = collections.deque()
 
     def open_lane(self) -> None:
         """A lane only where results and acks share one Redis connection pool (the same
@@ -114,6 +117,8 @@ class Outbox:
             return self._store_results(consumer)
         if self.lane.broken and consumer.retry_in() == 0:
             self.read_lane(consumer)  # sends again what a lost connection left unconfirmed
+        if self.succeeded and not self.results:
+            self._succeeded_after(self.lane.sent)  # no result to store (ignored)
         if not (self.results or self.acks):
             return consumer.retry_in() == 0
         if not (force or self.due(idle)) or consumer.retry_in() > 0:
@@ -122,6 +127,7 @@ class Outbox:
         commands = self.app.backend.store_commands(self.results, ack)  # type: ignore[attr-defined]
         if self.acks:
             self._acks_sent.append((self.lane.sent + len(commands), self.acks))
+        self._succeeded_after(self.lane.sent + len(commands))
         self.results, self.acks = [], []
         self.early.clear()
         try:
@@ -143,6 +149,8 @@ class Outbox:
             consumer.broker_failed(exc)
             return False
         self.results = []
+        self._note_succeeded(self.succeeded)
+        self.succeeded = []
         return True
 
     def acks_in_flight(self) -> int:
@@ -179,6 +187,22 @@ class Outbox:
             self.lane.read()
         except OperationalError as exc:
             consumer.broker_failed(exc)
+        confirmed = self.lane.confirmed
+        while self._succeeded_sent and self._succeeded_sent[0][0] <= confirmed:
+            self._note_succeeded(self._succeeded_sent.popleft()[1])
+
+    def _succeeded_after(self, sent: int) -> None:
+        """The pending successes count once Redis confirms the lane's command ``sent``."""
+        assert self.lane is not None
+        if self.succeeded and sent <= self.lane.confirmed:
+            self._note_succeeded(self.succeeded)
+        elif self.succeeded:
+            self._succeeded_sent.append((sent, self.succeeded))
+        self.succeeded = []
+
+    def _note_succeeded(self, task_ids: list[str]) -> None:
+        for task_id in task_ids:
+            successful_requests.add(task_id)
 
     def flush_acks(self, consumer: Consumer) -> None:
         """Acknowledge what is pending now: on the lane, or with a round trip of its own."""

@@ -88,6 +88,31 @@ class Revoked:
 #: The revoked task ids of this process (Celery's ``worker_state.revoked``).
 revoked = Revoked()
 
+class RecentIds:
+    """The last ``maxlen`` ids added, in order (Celery's ``LimitedSet`` as the worker uses
+    it): membership and adding, the oldest forgotten first."""
+
+    def __init__(self, maxlen: int) -> None:
+        self.maxlen = maxlen
+        self._ids: dict[str, None] = {}
+
+    def add(self, task_id: str) -> None:
+        self._ids.pop(task_id, None)
+        self._ids[task_id] = None
+        while len(self._ids) > self.maxlen:
+            del self._ids[next(iter(self._ids))]
+
+    def __contains__(self, task_id: object) -> bool:
+        return task_id in self._ids
+
+    def __len__(self) -> int:
+        return len(self._ids)
+
+
+#: Ids of the tasks this process's workers finished SUCCESS, added once the result (if
+#: any) is stored (Celery's ``worker_state.successful_requests``).
+successful_requests = RecentIds(1000)
+
 #: Revoked canvas stamps of this process: stamp name -> the values revoked
 #: (``revoke_by_stamped_headers``; Celery's ``worker_state.revoked_stamps``).
 revoked_stamps: dict[str, list[Any]] = {}

@@ -23,7 +23,7 @@ from minicelery.worker.control import (
     control_command,
     inspect_command,
 )
-from tests.helpers import RedisServer
+from tests.helpers import RedisServer, wait_until
 
 
 @control_command(args=[("queue", str)], visible=False)
@@ -135,3 +135,32 @@ def test_a_worker_that_cannot_stop_in_time_is_reported(app: Celery) -> None:
         result = long_nap.delay()
         Manager(app).assert_result_tasks_in_progress_or_completed([result])
     assert result.get(timeout=10) is None  # the warm shutdown still finished it
+
+
+def test_successful_requests_lists_a_success_once_its_result_is_stored(app: Celery) -> None:
+    """``worker.state.successful_requests``, as Celery's suite reads it: a task's id appears
+    once it succeeded and its result (if kept) can be read; failures never appear."""
+    from minicelery.worker.state import successful_requests
+
+    @app.task
+    def kept() -> int:
+        return 3
+
+    @app.task(ignore_result=True)
+    def ignored() -> int:
+        return 4
+
+    @app.task
+    def failing() -> None:
+        raise ValueError("no")
+
+    with start_worker(app, pool="prefork", concurrency=1, perform_ping_check=False):
+        bad = failing.delay()
+        with pytest.raises(ValueError):
+            bad.get(timeout=10)
+        for task, status, value in ((kept, "SUCCESS", 3), (ignored, "PENDING", None)):
+            result = app.send_task(task.name)
+            wait_until(lambda: result.id in successful_requests, timeout=10)  # noqa: B023
+            meta = app.backend.get_task_meta(result.id)  # type: ignore[attr-defined]
+            assert (meta["status"], meta["result"]) == (status, value)
+    assert bad.id not in successful_requests
