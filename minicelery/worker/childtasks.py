@@ -1,19 +1,23 @@
 """How a consuming prefork child runs one message it reserved: admitted (or dead-lettered,
 or discarded as revoked), held until its rate limit's token, timed by the main process when
 it has time limits, then acknowledged, requeued or dead-lettered as the classic pool's
-endings would, with its results kept for the child's next round trip."""
+endings would, with its results kept for the child's next round trip. A task without
+``acks_late`` is acknowledged as it starts, as in the classic pool."""
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import time
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import msgpack
 
 from .. import states
 from ..broker import DeadLetter, Delivery
+from ..exceptions import OperationalError
 from ..message import decode_message
+from ..redislayer.wire import Unanswered
 from ..serialization import exception_to_dict
 from ..trace import build_meta
 from . import child as child_process
@@ -53,9 +57,38 @@ class ChildTasks:
     dead: list[tuple[Delivery, DeadLetter]]
     done: int
     events: WorkerEvents | None  # with -E: this child sends its tasks' events itself
+    broker: Any
+    consumer_id: str
+    lane: Unanswered | None = None  # early acks: written without waiting for their replies
+    lane_tried = False
 
     def _give_back(self, tags: list[str]) -> None:
         raise NotImplementedError
+
+    def _ack_early(self, tag: str) -> None:
+        """Acknowledge a task without ``acks_late`` as it starts, as the classic pool does:
+        at most once, so a worker killed while it runs does not have it run again
+        elsewhere. The HDEL is written on a connection of its own whose replies are dropped
+        unread with the next round trip: the task waits for no round trip. It is
+        acknowledged again after it runs (with the results), in case this one was lost."""
+        lane = self._early_lane()
+        try:
+            if lane is None:
+                self.broker.ack(self.consumer_id, [tag])
+            else:
+                lane.send([("HDEL", self.broker.ack_key(self.consumer_id), tag)])
+        except OperationalError:
+            pass  # acknowledged after it runs
+
+    def _early_lane(self) -> Unanswered | None:
+        """The connection for early acks, opened on first use (None: no real socket)."""
+        if self.lane is None and not self.lane_tried:
+            self.lane_tried = True
+            client = getattr(self.broker, "client", None)
+            lane = Unanswered(client) if client is not None else None
+            with contextlib.suppress(OperationalError):
+                self.lane = lane if lane is not None and lane.open() else None
+        return self.lane
 
     def _run_one(self, delivery: Delivery) -> None:
         settings = self.settings
@@ -79,6 +112,8 @@ class ChildTasks:
         settings = self.settings
         limits = [verdict.hard, verdict.soft]
         limited = limits != [None, None]
+        if not verdict.acks_late:
+            self._ack_early(delivery.tag)
         self.slots.write(self.position, delivery.tag, delivery.queue, delivery.data,
                          ACKS_LATE if verdict.acks_late else 0)  # fmt: skip
         if limited:

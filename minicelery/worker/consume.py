@@ -158,6 +158,8 @@ class ChildConsumer(ChildTasks):
             deliveries: list[Delivery] = self.broker.settle_and_reserve(
                 stores, self.consumer_id, self.settings.queues, count, self.acks
             )
+            if self.lane is not None:
+                self.lane.drain()  # the replies of early acks sent since the last trip
         except OperationalError as exc:
             self.hold_unknown = self.hold_unknown or count > 0
             self._failed(exc)
