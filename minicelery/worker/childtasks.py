@@ -9,6 +9,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import time
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 import msgpack
@@ -17,11 +18,10 @@ from .. import states
 from ..broker import DeadLetter, Delivery
 from ..exceptions import OperationalError
 from ..message import decode_message
-from ..redislayer.wire import Unanswered
 from ..serialization import exception_to_dict
 from ..trace import build_meta
 from . import child as child_process
-from .childintake import Admitted, Refused, admit
+from .childintake import Admitted, Refused, Wait, admit
 from .executor import run_logged
 from .slots import ACKS_LATE
 
@@ -29,6 +29,7 @@ if TYPE_CHECKING:
     from ..app import Celery
     from ..backend.relay import RelayBackend
     from ..events.worker import WorkerEvents
+    from ..redislayer.wire import Unanswered
     from .buckets import Deferred, SharedBuckets
     from .channel import Channel
     from .consume import ConsumeSettings
@@ -38,6 +39,7 @@ logger = logging.getLogger("minicelery.worker.consume")
 
 LIMITED = b"T"  # child -> main: the task in the slot has time limits [hard, soft]
 UNLIMITED = b"t"  # child -> main: that task has ended
+HOLD_BACK = 0.005  # seconds between looks at whether a retry's last attempt has ended
 
 
 class ChildTasks:
@@ -58,6 +60,7 @@ class ChildTasks:
     done: int
     events: WorkerEvents | None  # with -E: this child sends its tasks' events itself
     broker: Any
+    make_events: Callable[[], WorkerEvents]
     consumer_id: str
     lane: Unanswered | None = None  # early acks: written without waiting for their replies
     lane_tried = False
@@ -84,6 +87,8 @@ class ChildTasks:
         """The connection for early acks, opened on first use (None: no real socket)."""
         if self.lane is None and not self.lane_tried:
             self.lane_tried = True
+            from ..redislayer.wire import Unanswered  # the Redis client: after the fork
+
             client = getattr(self.broker, "client", None)
             lane = Unanswered(client) if client is not None else None
             with contextlib.suppress(OperationalError):
@@ -92,13 +97,37 @@ class ChildTasks:
 
     def _run_one(self, delivery: Delivery) -> None:
         settings = self.settings
-        verdict = admit(self.app, delivery, settings.accept, settings.limits, self.revoked)
+        verdict = admit(self.app, delivery, settings.accept, settings.limits, self.revoked,
+                        self._running_elsewhere)  # fmt: skip
+        if isinstance(verdict, Wait):
+            self.deferred.add(HOLD_BACK, delivery, None)
+            return
         if not isinstance(verdict, Admitted):
             self._refuse(delivery, verdict)
             return
         if self.events is not None:
             self.events.received(verdict.message)
         self._limited(delivery, verdict)
+
+    def switch_events(self, on: bool) -> None:
+        """Send task events from now on, or stop (``enable_events`` / ``disable_events``)."""
+        if on and self.events is None:
+            self.events = self.make_events()
+        elif not on and self.events is not None:
+            self.events.dispatcher.flush()
+            self.app.events.relay_to(None)
+            self.events = None
+
+    def _running_elsewhere(self, task_id: str) -> bool:
+        return self.slots.running_elsewhere(self.position, task_id)
+
+    def resume(self, delivery: Delivery, verdict: Admitted | None) -> None:
+        """A held message is due: a retry held back (``verdict`` None) is admitted again,
+        one that waited for its rate limit's token runs if it has one now."""
+        if verdict is None:
+            self._run_one(delivery)
+        else:
+            self._limited(delivery, verdict)
 
     def _limited(self, delivery: Delivery, verdict: Admitted) -> None:
         """Run now if the task's rate limit has a token for it, else hold it until then."""
@@ -116,6 +145,7 @@ class ChildTasks:
             self._ack_early(delivery.tag)
         self.slots.write(self.position, delivery.tag, delivery.queue, delivery.data,
                          ACKS_LATE if verdict.acks_late else 0)  # fmt: skip
+        self.slots.mark(self.position, verdict.message.id)
         if limited:
             self.conn.send_bytes(LIMITED + msgpack.packb(limits))
         events = self.events

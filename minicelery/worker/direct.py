@@ -64,6 +64,7 @@ class ConsumingPool(PreforkPool):
         # pool_grow to add up to GROW_ROOM children.
         self.slots = Slots(2 * (concurrency + GROW_ROOM))
         self.buckets = SharedBuckets()
+        self.shared_clock = self.slots.clock  # the worker's events take it (one clock)
         self.limits_disabled = bool(app.conf.worker_disable_rate_limits)
         self.positions: dict[int, int] = {}  # pid -> slot position
         self._hold_ids: tuple[str, ...] = ()
@@ -263,6 +264,8 @@ class ConsumingPool(PreforkPool):
         (the fork server's copy of the settings is the one from the start)."""
         if "queues" in change:
             self._config["queues"] = change["queues"]
+        if "events" in change:
+            self._config["events"] = change["events"]
         self._config["limits"].update(change.get("limits", {}))
         frame = CONFIG + msgpack.packb(change)
         for child in list(self.children.values()):
