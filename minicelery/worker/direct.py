@@ -172,6 +172,23 @@ class ConsumingPool(PreforkPool):
         job.announced = True
         return job
 
+    def unstarted(self) -> int:
+        """Messages the children reserved and have not started (the autoscaler's backlog)."""
+        return sum(self.slots.batch_size(p) for p in list(self.positions.values()))
+
+    def waiting_jobs(self) -> list[Job]:
+        """What the children reserved and have not started, as jobs (``inspect reserved``):
+        the tags from their slots, the messages from their holds."""
+        broker: Any = self.app.broker
+        jobs = []
+        for child in list(self.children.values()):
+            position = self.positions.get(child.pid)
+            tags = self.slots.peek_batch(position) if position is not None else []
+            for delivery in broker.held_messages(self.consumer_of(child), tags) if tags else []:
+                with contextlib.suppress(MessageError):
+                    jobs.append(Job(delivery, decode_message(delivery.data), False, False))
+        return jobs
+
     def _on_frame(self, child: Child, frame: bytes) -> list[Event]:
         if frame == READY:
             child.ready = True

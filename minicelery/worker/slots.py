@@ -124,6 +124,17 @@ class Slots:
             lock.release()
         return tags
 
+    def peek_batch(self, position: int) -> list[str]:
+        """The tags of the messages the child at ``position`` has not started (a look: they
+        stay its own). [] when the lock is not had at once."""
+        lock = self.locks[position]
+        if not lock.acquire(timeout=LOCK_WAIT):
+            return []
+        try:
+            return self._batch(position)
+        finally:
+            lock.release()
+
     def usable(self, position: int) -> bool:
         """Whether the slot's lock is free (not left held by a child that was killed)."""
         lock = self.locks[position]
