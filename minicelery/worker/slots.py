@@ -109,6 +109,8 @@ class Slots:
         """A child left: keep its count, and zero its position's for the next child."""
         self.retired += int(_COUNT.unpack_from(self.counts, position * _COUNT.size)[0])
         _COUNT.pack_into(self.counts, position * _COUNT.size, 0)
+        # The task it ran is no one's now: a retry (or its requeued message) must not wait.
+        self.ids[position * ID_SIZE : (position + 1) * ID_SIZE] = bytes(ID_SIZE)
 
     def take_batch(self, position: int) -> list[str]:
         """Take every message the child at ``position`` reserved and has not started (to

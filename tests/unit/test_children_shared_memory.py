@@ -145,6 +145,9 @@ def test_a_task_run_by_a_sibling_is_seen_until_its_slot_is_cleared() -> None:
     assert not slots.running_elsewhere(mine, task_id[:-1])  # a prefix is another id
     slots.clear(sibling)
     assert not slots.running_elsewhere(mine, task_id)
+    slots.mark(sibling, task_id)
+    slots.retire_count(sibling)  # killed while running it
+    assert not slots.running_elsewhere(mine, task_id)
 
 
 def test_the_shared_clock_moves_on_for_every_forked_process() -> None:
