@@ -163,6 +163,17 @@ class RedisBroker(DeadLetterStore, Broker):
         tags = self._call("held", lambda: self.client.hkeys(self.keys.hold(consumer)))
         return [tag.decode() if isinstance(tag, bytes) else tag for tag in tags]
 
+    def held_messages(self, consumer: str, tags: Sequence[str]) -> list[Delivery]:
+        """The messages ``consumer`` still holds of ``tags`` (``inspect reserved``)."""
+        entries = self._call("held", lambda: self.client.hmget(self.keys.hold(consumer), tags))
+        found = []
+        for tag, entry in zip(tags, entries, strict=True):
+            if entry is not None:  # list key, wake key, levels key, level, then the message
+                list_key, _, _, _, data = bytes(entry).split(SEP, 4)
+                queue = self.keys.queue_of(list_key.decode()) or ""
+                found.append(Delivery(tag, queue, data))
+        return found
+
     def _reserve_call(
         self, consumer: str, queues: Sequence[str], count: int, ack: Sequence[str]
     ) -> tuple[list[str], list[Any]]:

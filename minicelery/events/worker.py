@@ -83,6 +83,8 @@ class WorkerEvents:
             hostname=hostname, app=app, tick=self.heartbeat, tick_every=freq
         )
         self._software = software_info()
+        if getattr(pool, "shared_clock", None) is not None:  # children that send events too
+            self.dispatcher.clock = pool.shared_clock
         self._active = 0
         self.task_events = True
         # Events sent by tasks (a retry's task-sent, custom events) join this worker's

@@ -17,6 +17,7 @@ from typing import Any
 from .errors import REDIS_ERRORS, NoScriptError, ResponseError, translate_errors
 
 logger = logging.getLogger(__name__)
+_SEND_ERRORS: tuple[type[Exception], ...] = (OSError, *REDIS_ERRORS)
 
 
 def pack_commands(commands: Sequence[Sequence[Any]]) -> bytes:
@@ -221,3 +222,54 @@ class Lane:
 
     def close(self) -> None:
         self.connection.disconnect()
+
+
+class Unanswered:
+    """A connection for commands nobody waits on (a consuming child's early acks): each is
+    written with one send, and the replies are read and dropped in bulk now and then,
+    never parsed. A command lost with a broken connection is not sent again:
+    a caller uses this only for what a later command repeats anyway."""
+
+    def __init__(self, client: Any) -> None:
+        self.connection = get_connection(client)
+        self.sock: socket.socket | None = None
+
+    def open(self) -> bool:
+        """Connect (auth, database) through redis-py; False without a real socket."""
+        if self.sock is None:
+            with translate_errors("connect"):
+                self.connection.connect()
+            sock = getattr(self.connection, "_sock", None)
+            self.sock = sock if isinstance(sock, socket.socket) else None
+        return self.sock is not None
+
+    def send(self, commands: Sequence[Sequence[Any]]) -> bool:
+        """Write the commands; False when they could not be (the connection is dropped,
+        and opened again on the next send)."""
+        try:
+            if not self.open():
+                return False
+            assert self.sock is not None
+            self.sock.sendall(pack_commands(commands))
+            return True
+        except _SEND_ERRORS:
+            self.close()
+            return False
+
+    def drain(self) -> None:
+        """Read and drop the replies that have arrived, without blocking."""
+        sock = self.sock
+        if sock is None:
+            return
+        try:
+            while len(sock.recv(65536, socket.MSG_DONTWAIT)) == 65536:
+                pass
+        except BlockingIOError:
+            return
+        except OSError:
+            self.close()
+
+    def close(self) -> None:
+        self.sock = None
+        with contextlib.suppress(*REDIS_ERRORS, OSError):
+            self.connection.disconnect()

@@ -6,6 +6,7 @@ time limits, in Celery's order of precedence."""
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -56,13 +57,25 @@ class Refused:
     exc: BaseException | None
 
 
+class Wait:
+    """A retry whose last attempt still runs (in a sibling): it is admitted after that
+    attempt ends, so the task's states and events stay in order (RETRY, then STARTED)."""
+
+
+WAIT = Wait()
+
+
 def admit(app: Celery, delivery: Delivery, accept: frozenset[str], limits: Limits,
-          revoked: set[str]) -> Admitted | Refused | None:  # fmt: skip
-    """Admitted, Refused, or None for a revoked message (discarded here: REVOKED)."""
+          revoked: set[str], running: Callable[[str], bool] = lambda task_id: False,
+          ) -> Admitted | Refused | Wait | None:  # fmt: skip
+    """Admitted, Refused, WAIT (``running(task id)`` is true), or None for a revoked
+    message (discarded here: REVOKED)."""
     try:
         message = decode_message(delivery.data)
     except MessageError as error:
         return Refused(str(error), None, "?", None)
+    if running(message.id):
+        return WAIT
     task = app.tasks.get(message.task)
     if task is None:
         logger.error(

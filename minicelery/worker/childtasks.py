@@ -1,23 +1,27 @@
 """How a consuming prefork child runs one message it reserved: admitted (or dead-lettered,
 or discarded as revoked), held until its rate limit's token, timed by the main process when
 it has time limits, then acknowledged, requeued or dead-lettered as the classic pool's
-endings would, with its results kept for the child's next round trip."""
+endings would, with its results kept for the child's next round trip. A task without
+``acks_late`` is acknowledged as it starts, as in the classic pool."""
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import time
-from typing import TYPE_CHECKING
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
 
 import msgpack
 
 from .. import states
 from ..broker import DeadLetter, Delivery
+from ..exceptions import OperationalError
 from ..message import decode_message
 from ..serialization import exception_to_dict
 from ..trace import build_meta
 from . import child as child_process
-from .childintake import Admitted, Refused, admit
+from .childintake import Admitted, Refused, Wait, admit
 from .executor import run_logged
 from .slots import ACKS_LATE
 
@@ -25,6 +29,7 @@ if TYPE_CHECKING:
     from ..app import Celery
     from ..backend.relay import RelayBackend
     from ..events.worker import WorkerEvents
+    from ..redislayer.wire import Unanswered
     from .buckets import Deferred, SharedBuckets
     from .channel import Channel
     from .consume import ConsumeSettings
@@ -34,6 +39,7 @@ logger = logging.getLogger("minicelery.worker.consume")
 
 LIMITED = b"T"  # child -> main: the task in the slot has time limits [hard, soft]
 UNLIMITED = b"t"  # child -> main: that task has ended
+HOLD_BACK = 0.005  # seconds between looks at whether a retry's last attempt has ended
 
 
 class ChildTasks:
@@ -53,19 +59,75 @@ class ChildTasks:
     dead: list[tuple[Delivery, DeadLetter]]
     done: int
     events: WorkerEvents | None  # with -E: this child sends its tasks' events itself
+    broker: Any
+    make_events: Callable[[], WorkerEvents]
+    consumer_id: str
+    lane: Unanswered | None = None  # early acks: written without waiting for their replies
+    lane_tried = False
 
     def _give_back(self, tags: list[str]) -> None:
         raise NotImplementedError
 
+    def _ack_early(self, tag: str) -> None:
+        """Acknowledge a task without ``acks_late`` as it starts, as the classic pool does:
+        at most once, so a worker killed while it runs does not have it run again
+        elsewhere. The HDEL is written on a connection of its own whose replies are dropped
+        unread with the next round trip: the task waits for no round trip. It is
+        acknowledged again after it runs (with the results), in case this one was lost."""
+        lane = self._early_lane()
+        try:
+            if lane is None:
+                self.broker.ack(self.consumer_id, [tag])
+            else:
+                lane.send([("HDEL", self.broker.ack_key(self.consumer_id), tag)])
+        except OperationalError:
+            pass  # acknowledged after it runs
+
+    def _early_lane(self) -> Unanswered | None:
+        """The connection for early acks, opened on first use (None: no real socket)."""
+        if self.lane is None and not self.lane_tried:
+            self.lane_tried = True
+            from ..redislayer.wire import Unanswered  # the Redis client: after the fork
+
+            client = getattr(self.broker, "client", None)
+            lane = Unanswered(client) if client is not None else None
+            with contextlib.suppress(OperationalError):
+                self.lane = lane if lane is not None and lane.open() else None
+        return self.lane
+
     def _run_one(self, delivery: Delivery) -> None:
         settings = self.settings
-        verdict = admit(self.app, delivery, settings.accept, settings.limits, self.revoked)
+        verdict = admit(self.app, delivery, settings.accept, settings.limits, self.revoked,
+                        self._running_elsewhere)  # fmt: skip
+        if isinstance(verdict, Wait):
+            self.deferred.add(HOLD_BACK, delivery, None)
+            return
         if not isinstance(verdict, Admitted):
             self._refuse(delivery, verdict)
             return
         if self.events is not None:
             self.events.received(verdict.message)
         self._limited(delivery, verdict)
+
+    def switch_events(self, on: bool) -> None:
+        """Send task events from now on, or stop (``enable_events`` / ``disable_events``)."""
+        if on and self.events is None:
+            self.events = self.make_events()
+        elif not on and self.events is not None:
+            self.events.dispatcher.flush()
+            self.app.events.relay_to(None)
+            self.events = None
+
+    def _running_elsewhere(self, task_id: str) -> bool:
+        return self.slots.running_elsewhere(self.position, task_id)
+
+    def resume(self, delivery: Delivery, verdict: Admitted | None) -> None:
+        """A held message is due: a retry held back (``verdict`` None) is admitted again,
+        one that waited for its rate limit's token runs if it has one now."""
+        if verdict is None:
+            self._run_one(delivery)
+        else:
+            self._limited(delivery, verdict)
 
     def _limited(self, delivery: Delivery, verdict: Admitted) -> None:
         """Run now if the task's rate limit has a token for it, else hold it until then."""
@@ -79,8 +141,11 @@ class ChildTasks:
         settings = self.settings
         limits = [verdict.hard, verdict.soft]
         limited = limits != [None, None]
+        if not verdict.acks_late:
+            self._ack_early(delivery.tag)
         self.slots.write(self.position, delivery.tag, delivery.queue, delivery.data,
                          ACKS_LATE if verdict.acks_late else 0)  # fmt: skip
+        self.slots.mark(self.position, verdict.message.id)
         if limited:
             self.conn.send_bytes(LIMITED + msgpack.packb(limits))
         events = self.events

@@ -109,6 +109,8 @@ class ChildConsumer(ChildTasks):
     def _reconfigure(self, change: dict[str, Any]) -> None:
         if "queues" in change:
             self.settings.queues = list(change["queues"])
+        if "events" in change:
+            self.switch_events(bool(change["events"]))
         for name, (soft, hard) in change.get("limits", {}).items():
             task = self.app.tasks.get(name)
             if task is not None:
@@ -124,7 +126,7 @@ class ChildConsumer(ChildTasks):
                     deliveries = self._idle(room)
                 self._run_batch(deliveries)
                 for delivery, verdict in self.deferred.take_due():
-                    self._limited(delivery, verdict)
+                    self.resume(delivery, verdict)
         finally:
             self._give_back(self.deferred.take_all())
             self._leave()
@@ -158,6 +160,8 @@ class ChildConsumer(ChildTasks):
             deliveries: list[Delivery] = self.broker.settle_and_reserve(
                 stores, self.consumer_id, self.settings.queues, count, self.acks
             )
+            if self.lane is not None:
+                self.lane.drain()  # the replies of early acks sent since the last trip
         except OperationalError as exc:
             self.hold_unknown = self.hold_unknown or count > 0
             self._failed(exc)

@@ -36,10 +36,9 @@ def consume_main(
     )
     app.relay_results(relay)
     consumer = ChildConsumer(app, conn, index, settings, slots, relay, buckets)
-    if app.conf.worker_send_task_events:  # sent in batches, before each round trip
-        consumer.events = WorkerEvents(app, settings.hostname, 2.0, lambda: (0, 0))
-        # Signed by the worker, as the classic pool's; task-started names this process.
-        consumer.events.dispatcher.pid = os.getppid()
+    consumer.make_events = lambda: child_events(app, settings.hostname, slots)
+    if app.conf.worker_send_task_events:
+        consumer.switch_events(True)
     if not child_process.process_init():
         return child_process.EXIT_INIT_FAILED
     conn.send_bytes(child_process.READY)
@@ -52,6 +51,15 @@ def consume_main(
         return consumer.run()
     finally:
         child_process.process_shutdown()
+
+
+def child_events(app: Celery, hostname: str, slots: Slots) -> WorkerEvents:
+    """A child's task events, sent in batches before each round trip; signed by the worker
+    with its one clock, as the classic pool's (task-started names this process)."""
+    events = WorkerEvents(app, hostname, 2.0, lambda: (0, 0))
+    events.dispatcher.pid = os.getppid()
+    events.dispatcher.clock = slots.clock
+    return events
 
 
 def _store_now(relay: RelayBackend, records: list[tuple[str, bytes]]) -> None:

@@ -139,7 +139,7 @@ class WorkController(Steering):
 
     def waiting_jobs(self) -> list[Job]:
         """Reserved messages not started yet, as jobs (for ``inspect reserved``)."""
-        return self.admission.waiting_jobs()
+        return [*self.admission.waiting_jobs(), *self.pool.waiting_jobs()]
 
     # -- running -------------------------------------------------------------------------
     @property
@@ -191,7 +191,8 @@ class WorkController(Steering):
         while not self.warm:
             self._serve_control()
             if self.autoscaler is not None:
-                self.autoscaler.step(len(self.buffer) + len(self.admission.ready))
+                waiting = len(self.buffer) + len(self.admission.ready) + self.pool.unstarted()
+                self.autoscaler.step(waiting)
             if self.consumer.hold_suspect and self.consumer.retry_in() == 0:
                 self._reconcile_hold()
             self._dispatch()  # idle slots first, from what is already reserved

@@ -64,6 +64,7 @@ class ConsumingPool(PreforkPool):
         # pool_grow to add up to GROW_ROOM children.
         self.slots = Slots(2 * (concurrency + GROW_ROOM))
         self.buckets = SharedBuckets()
+        self.shared_clock = self.slots.clock  # the worker's events take it (one clock)
         self.limits_disabled = bool(app.conf.worker_disable_rate_limits)
         self.positions: dict[int, int] = {}  # pid -> slot position
         self._hold_ids: tuple[str, ...] = ()
@@ -171,6 +172,23 @@ class ConsumingPool(PreforkPool):
         job.announced = True
         return job
 
+    def unstarted(self) -> int:
+        """Messages the children reserved and have not started (the autoscaler's backlog)."""
+        return sum(self.slots.batch_size(p) for p in list(self.positions.values()))
+
+    def waiting_jobs(self) -> list[Job]:
+        """What the children reserved and have not started, as jobs (``inspect reserved``):
+        the tags from their slots, the messages from their holds."""
+        broker: Any = self.app.broker
+        jobs = []
+        for child in list(self.children.values()):
+            position = self.positions.get(child.pid)
+            tags = self.slots.peek_batch(position) if position is not None else []
+            for delivery in broker.held_messages(self.consumer_of(child), tags) if tags else []:
+                with contextlib.suppress(MessageError):
+                    jobs.append(Job(delivery, decode_message(delivery.data), False, False))
+        return jobs
+
     def _on_frame(self, child: Child, frame: bytes) -> list[Event]:
         if frame == READY:
             child.ready = True
@@ -263,6 +281,8 @@ class ConsumingPool(PreforkPool):
         (the fork server's copy of the settings is the one from the start)."""
         if "queues" in change:
             self._config["queues"] = change["queues"]
+        if "events" in change:
+            self._config["events"] = change["events"]
         self._config["limits"].update(change.get("limits", {}))
         frame = CONFIG + msgpack.packb(change)
         for child in list(self.children.values()):

@@ -176,6 +176,15 @@ class Pool(ABC):
         reserved but did not start goes back (as events to handle)."""
         return []
 
+    def unstarted(self) -> int:
+        """Messages consuming slots reserved and have not started (0: the main process
+        holds every reserved message itself)."""
+        return 0
+
+    def waiting_jobs(self) -> list[Job]:
+        """Those messages, as jobs (``inspect reserved``)."""
+        return []
+
     def attach(self, worker: Any) -> None:
         """Follow what the worker decides for the slots (consuming children: revokes, rate
         limits); nothing for slots the main process feeds itself."""

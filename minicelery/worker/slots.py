@@ -15,6 +15,8 @@ import struct
 import time
 from dataclasses import dataclass
 
+from .sharedclock import SharedClock
+
 SLOT_SIZE = 16384
 # sequence, flags, started (monotonic clock, shared by every process), wall-clock start,
 # then the lengths of the tag, the queue and the message
@@ -32,6 +34,7 @@ _READ_TRIES = 1000
 LOCK_WAIT = 0.05  # seconds the main process waits for a slot's lock (held for microseconds)
 _MASK = 0xFFFFFFFF
 _COUNT = struct.Struct("<Q")
+ID_SIZE = 64  # room for the id of the task a child runs (a UUID takes 36)
 
 
 @dataclass
@@ -73,6 +76,10 @@ class Slots:
         # Frames the main process wrote to each position's child: the child looks at its
         # pipe only when this moved, so checking for a stop or a revoke costs no syscall.
         self.mail = mmap.mmap(-1, count * _COUNT.size)
+        # The id of the task each child runs: a retry that reaches a child while its last
+        # attempt still runs in a sibling waits for that attempt to end.
+        self.ids = mmap.mmap(-1, count * ID_SIZE)
+        self.clock = SharedClock()  # the logical clock of every event the worker sends
 
     # -- main process ---------------------------------------------------------------------
     def allocate(self) -> int:
@@ -102,6 +109,8 @@ class Slots:
         """A child left: keep its count, and zero its position's for the next child."""
         self.retired += int(_COUNT.unpack_from(self.counts, position * _COUNT.size)[0])
         _COUNT.pack_into(self.counts, position * _COUNT.size, 0)
+        # The task it ran is no one's now: a retry (or its requeued message) must not wait.
+        self.ids[position * ID_SIZE : (position + 1) * ID_SIZE] = bytes(ID_SIZE)
 
     def take_batch(self, position: int) -> list[str]:
         """Take every message the child at ``position`` reserved and has not started (to
@@ -116,6 +125,17 @@ class Slots:
         finally:
             lock.release()
         return tags
+
+    def peek_batch(self, position: int) -> list[str]:
+        """The tags of the messages the child at ``position`` has not started (a look: they
+        stay its own). [] when the lock is not had at once."""
+        lock = self.locks[position]
+        if not lock.acquire(timeout=LOCK_WAIT):
+            return []
+        try:
+            return self._batch(position)
+        finally:
+            lock.release()
 
     def usable(self, position: int) -> bool:
         """Whether the slot's lock is free (not left held by a child that was killed)."""
@@ -212,6 +232,24 @@ class Slots:
                           time.time(), len(raw_tag), len(raw_queue), len(data))  # fmt: skip
         _SEQ.pack_into(memory, offset, (seq + 2) & _MASK)
 
+    def mark(self, position: int, task_id: str) -> None:
+        """This child runs the task ``task_id`` (cleared with :meth:`clear`)."""
+        raw = task_id.encode()[:ID_SIZE]
+        self.ids[position * ID_SIZE : (position + 1) * ID_SIZE] = raw.ljust(ID_SIZE, b"\0")
+
+    def running_elsewhere(self, position: int, task_id: str) -> bool:
+        """Whether a child other than the one at ``position`` runs ``task_id`` now."""
+        raw = task_id.encode()[:ID_SIZE]
+        if not raw:
+            return False
+        raw = raw if len(raw) == ID_SIZE else raw + b"\0"
+        at = self.ids.find(raw)
+        while at >= 0:
+            if at % ID_SIZE == 0 and at // ID_SIZE != position:
+                return True
+            at = self.ids.find(raw, at + 1)
+        return False
+
     def count_one(self, position: int) -> None:
         """This child ran one more task."""
         offset = position * _COUNT.size
@@ -223,3 +261,4 @@ class Slots:
         (seq,) = _SEQ.unpack_from(self.memory, offset)
         _FLAGS.pack_into(self.memory, offset, (seq + 1) & _MASK, 0)
         _SEQ.pack_into(self.memory, offset, (seq + 2) & _MASK)
+        self.ids[position * ID_SIZE : (position + 1) * ID_SIZE] = bytes(ID_SIZE)

@@ -61,6 +61,7 @@ class Steering:
             self.events = self._make_events()
             self.events.start()
         self.events.task_events = on
+        self.pool.reconfigure({"events": on})  # children that send their own events
         logger.info("Events of group {task} %s by remote.", "enabled" if on else "disabled")
         return True
 

@@ -191,6 +191,41 @@ def test_child_killed_mid_task(
     assert worker.is_alive()
 
 
+@pytest.mark.parametrize(
+    ("task", "runs_again"), [(slow_early, False), (slow_late, True)], ids=["default", "acks_late"]
+)
+def test_whole_worker_killed_mid_task(
+    semantics_app: Celery,
+    worker_factory: WorkerFactory,
+    redis_client: redis.Redis,
+    key_prefix: str,
+    task: Any,
+    runs_again: bool,
+) -> None:
+    """Celery: a message acknowledged as its task starts is gone with a worker killed whole
+    (at most once); an ``acks_late`` one is delivered again to another worker."""
+    quick_recovery = {"MC_TEST_LOST_TIMEOUT": "1"}
+    first = start_worker(worker_factory, concurrency=1, env=quick_recovery)
+    runs = f"{key_prefix}:runs"
+    result = task.delay(runs, LONG)
+    wait_entries(redis_client, runs, 1, first)
+    children = first.children()
+    first.kill()  # the main process: its children die with it
+    first.wait_exit(timeout=10)
+    wait_until(lambda: not any(os.path.exists(f"/proc/{pid}") for pid in children), timeout=10)
+    second = start_worker(worker_factory, concurrency=1, env=quick_recovery)
+    if runs_again:
+        assert result.get(timeout=15) == 2, "the held message ran again (2nd execution)"
+    # Recovered (after 1 s of silence) or not, nothing of the first worker is left.
+    wait_until(
+        lambda: pending_messages(redis_client, key_prefix) == 0,
+        timeout=15,
+        message=lambda: f"messages left behind\n{second.describe()}",
+    )
+    assert record.delay(runs, "marker").get(timeout=10) == (3 if runs_again else 2)
+    assert (f"[{result.id}] received" in second.output()) is runs_again, second.describe()
+
+
 # --------------------------------------------------------------------------- progress
 
 

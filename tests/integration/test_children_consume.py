@@ -14,8 +14,9 @@ import pytest
 import redis
 
 from minicelery import Celery
+from minicelery.result import AsyncResult
 from tests.helpers import CHILDREN_CONSUME_ENV, WorkerFactory, wait_until
-from tests.integration.apps.basic import add, record, sleep_late
+from tests.integration.apps.basic import add, record, sleep, sleep_late
 from tests.integration.test_retries_and_time_limits import (  # noqa: F401 - run again here
     retries_app,
     test_hard_time_limit_kills_and_replaces_the_child,
@@ -95,3 +96,42 @@ def test_nothing_is_lost_when_the_whole_worker_is_killed(
     assert [r.get(timeout=20) for r in running] == [0, 1]
     assert [r.get(timeout=20) for r in backlog] == list(range(6))
     wait_until(lambda: hold_sizes(client, prefix) == 0 and queued(client, prefix) == 0)
+
+
+def queue_a_busy_task_and_two_behind(app: Celery, client: redis.Redis) -> list[AsyncResult]:
+    """Queued before the worker starts: its one child reserves all three at once."""
+    results = [sleep.delay(2, "busy"), add.delay(0, 0), add.delay(1, 0)]
+    wait_until(lambda: queued(client, app.conf.key_prefix) == 3, timeout=10)
+    return results
+
+
+def test_inspect_reserved_lists_a_childs_unstarted_batch(
+    app: Celery, worker_factory: WorkerFactory, client: redis.Redis
+) -> None:
+    busy, *behind = queue_a_busy_task_and_two_behind(app, client)
+    worker_factory(concurrency=1)
+    inspect = app.control.inspect(timeout=1.0)
+
+    def reserved() -> list[str]:
+        replies = inspect.reserved() or {}
+        return [task["id"] for tasks in replies.values() for task in tasks]
+
+    assert wait_until(reserved, timeout=10) == [r.id for r in behind]
+    assert busy.get(timeout=10) == "busy" and [r.get(timeout=10) for r in behind] == [0, 1]
+    assert reserved() == []
+
+
+def test_autoscale_grows_for_a_childs_unstarted_batch(
+    app: Celery, worker_factory: WorkerFactory, client: redis.Redis
+) -> None:
+    busy, *behind = queue_a_busy_task_and_two_behind(app, client)
+    worker_factory(concurrency=1, extra_args=["--autoscale=2,1"])
+    inspect = app.control.inspect(timeout=1.0)
+
+    def processes() -> int:
+        return sum(len(s["pool"]["processes"]) for s in (inspect.stats() or {}).values())
+
+    wait_until(lambda: processes() == 2, timeout=10, message="the pool did not grow")
+    # The new child took the batch over: both ran while the first task still runs.
+    assert [r.get(timeout=1.5) for r in behind] == [0, 1]
+    assert busy.get(timeout=10) == "busy"

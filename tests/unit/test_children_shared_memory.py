@@ -3,11 +3,13 @@ batch it may have taken back) and the worker-wide token buckets of rate limits."
 
 from __future__ import annotations
 
+import os
 import time
 
 import pytest
 
 from minicelery.worker.buckets import Deferred, SharedBuckets
+from minicelery.worker.sharedclock import SharedClock
 from minicelery.worker.slots import ROOM, Slots
 
 
@@ -128,3 +130,33 @@ def test_the_processed_count_outlives_the_children_that_ran_the_tasks() -> None:
     assert slots.allocate() == first
     slots.count_one(first)
     assert slots.processed() == 5
+
+
+def test_a_task_run_by_a_sibling_is_seen_until_its_slot_is_cleared() -> None:
+    """What holds a retry back behind its last attempt (running in another child)."""
+    slots = Slots(3)
+    mine, sibling = slots.allocate(), slots.allocate()
+    task_id = "0f9c2b1e-1111-4222-8333-944445555666"
+    assert not slots.running_elsewhere(mine, task_id)
+    slots.write(sibling, "5", "q", b"m", flags=0)
+    slots.mark(sibling, task_id)
+    assert slots.running_elsewhere(mine, task_id)
+    assert not slots.running_elsewhere(sibling, task_id)  # its own attempt: not a sibling's
+    assert not slots.running_elsewhere(mine, task_id[:-1])  # a prefix is another id
+    slots.clear(sibling)
+    assert not slots.running_elsewhere(mine, task_id)
+    slots.mark(sibling, task_id)
+    slots.retire_count(sibling)  # killed while running it
+    assert not slots.running_elsewhere(mine, task_id)
+
+
+def test_the_shared_clock_moves_on_for_every_forked_process() -> None:
+    clock = SharedClock()
+    assert clock.forward() == 1
+    pid = os.fork()
+    if pid == 0:  # pragma: no cover - the child
+        clock.forward()
+        clock.adjust(10)
+        os._exit(0)
+    assert os.waitpid(pid, 0)[1] == 0
+    assert clock.value == 11 and clock.forward() == 12
