@@ -1,7 +1,7 @@
-"""What a consuming prefork child checks before it runs a message, as the main process's
-intake does in the classic pool: that it decodes, that its task is registered here and its
-content type accepted, that it was not revoked; and the task's acknowledgement options and
-time limits, in Celery's order of precedence."""
+"""What a consuming prefork child checks before it runs a message (the main process's
+intake runs the same checks in the classic pool): that it decodes, that its task is
+registered here and its content type accepted, that it was not revoked; and the task's
+acknowledgement options and time limits, in Celery's order of precedence."""
 
 from __future__ import annotations
 
@@ -65,13 +65,18 @@ class Wait:
 WAIT = Wait()
 
 
-def admit(app: Celery, delivery: Delivery, accept: frozenset[str], limits: Limits,
-          revoked: set[str], running: Callable[[str], bool] = lambda task_id: False,
-          ) -> Admitted | Refused | Wait | None:  # fmt: skip
-    """Admitted, Refused, WAIT (``running(task id)`` is true), or None for a revoked
-    message (discarded here: REVOKED)."""
+def vet(
+    app: Celery,
+    data: bytes,
+    accept: frozenset[str],
+    sender: Any = None,
+    running: Callable[[str], bool] = lambda task_id: False,
+) -> tuple[TaskMessage, Task[Any, Any]] | Refused | Wait:
+    """The message and its task, if it can run here: it decodes, its task is registered
+    and its content type accepted (Refused otherwise); WAIT while ``running(its id)``.
+    Both the main process's intake and a consuming child check messages this way."""
     try:
-        message = decode_message(delivery.data)
+        message = decode_message(data)
     except MessageError as error:
         return Refused(str(error), None, "?", None)
     if running(message.id):
@@ -85,25 +90,37 @@ def admit(app: Celery, delivery: Delivery, accept: frozenset[str], limits: Limit
         )
         exc: Exception = NotRegistered(message.task)
         signals.task_unknown.send(
-            sender=None, message=message, exc=exc, name=message.task, id=message.id
+            sender=sender, message=message, exc=exc, name=message.task, id=message.id
         )
         return Refused(f"unknown task {message.task!r}", message.id, message.task, exc)
     if message.content_type not in accept:
         exc = ContentDisallowed(f"content type {message.content_type!r} is not accepted")
         return Refused(str(exc), message.id, message.task, exc)
+    return message, task
+
+
+def admit(app: Celery, delivery: Delivery, accept: frozenset[str], limits: Limits,
+          revoked: set[str], running: Callable[[str], bool] = lambda task_id: False,
+          ) -> Admitted | Refused | Wait | None:  # fmt: skip
+    """Admitted, Refused, WAIT (``running(task id)`` is true), or None for a revoked
+    message (discarded here: REVOKED)."""
+    checked = vet(app, delivery.data, accept, running=running)
+    if not isinstance(checked, tuple):
+        return checked
+    message, task = checked
     job_logger.info("Task %s[%s] received", message.task, message.id)
     signals.task_received.send(sender=None, request=message)
     if message.id in revoked:
         discard_revoked(app, task, message, delivery.queue, accept)
         return None
-    hard, soft = _sent(message.headers.get("timelimit"))
+    hard, soft = sent_limits(message.headers.get("timelimit"))
     return Admitted(
         message,
         acks_late=bool(task.option("acks_late")),
         acks_on_failure=bool(task.option("acks_on_failure_or_timeout")),
         reject_on_worker_lost=bool(task.option("reject_on_worker_lost")),
-        hard=_first(hard, task.time_limit, limits.hard, app.conf.task_time_limit),
-        soft=_first(soft, task.soft_time_limit, limits.soft, app.conf.task_soft_time_limit),
+        hard=first_limit(hard, task.time_limit, limits.hard, app.conf.task_time_limit),
+        soft=first_limit(soft, task.soft_time_limit, limits.soft, app.conf.task_soft_time_limit),
     )
 
 
@@ -127,7 +144,7 @@ def discard_revoked(
         workflow_abandoned(app, request, exc, states.REVOKED, retry=True)
 
 
-def _first(*values: Any) -> float | None:
+def first_limit(*values: Any) -> float | None:
     """Celery's precedence: the call's limit, the task's own, the worker's command line, and
     only then the setting (the worker's default)."""
     for value in values:
@@ -136,7 +153,8 @@ def _first(*values: Any) -> float | None:
     return None
 
 
-def _sent(value: Any) -> tuple[float | None, float | None]:
+def sent_limits(value: Any) -> tuple[float | None, float | None]:
+    """The message's ``timelimit`` header as (hard, soft)."""
     if isinstance(value, (list, tuple)) and len(value) == 2:
         return value[0], value[1]
     return None, None

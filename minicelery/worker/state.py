@@ -88,6 +88,7 @@ class Revoked:
 #: The revoked task ids of this process (Celery's ``worker_state.revoked``).
 revoked = Revoked()
 
+
 class RecentIds:
     """The last ``maxlen`` ids added, in order (Celery's ``LimitedSet`` as the worker uses
     it): membership and adding, the oldest forgotten first."""
