@@ -216,7 +216,7 @@ def _finish(
     elif outcome.state == states.REJECTED:
         signals.task_rejected.send(sender=task, message=None, exc=outcome.exc)
         if not outcome.requeue:
-            _finish_rejected(app, task, request, outcome, ignore, einfo)
+            _finish_failure(app, task, request, outcome, ignore, einfo, call_on_failure=False)
     retval = outcome.retval if outcome.exc is None else outcome.exc
     _guarded(
         task,
@@ -308,40 +308,19 @@ def _finish_failure(
     outcome: Outcome,
     ignore: bool,
     einfo: ExceptionInfo | None,
+    call_on_failure: bool = True,
 ) -> None:
+    """Store the FAILURE, call ``on_failure`` and send ``task_failure``, then fail the
+    workflow. A ``Reject(requeue=False)`` ends this way too (the task will never run again,
+    so it does not stay PENDING), but without ``on_failure``: it did not fail, it refused."""
     exc = outcome.exc
     assert exc is not None
     if not ignore or task.option("store_errors_even_if_ignored"):
         _store(app, request, states.FAILURE, exception_to_dict(exc), outcome.traceback)
-    _guarded(task, request, task.on_failure, exc, request.id, request.args, request.kwargs, einfo)
-    signals.task_failure.send(
-        sender=task,
-        task_id=request.id,
-        exception=exc,
-        args=request.args,
-        kwargs=request.kwargs,
-        traceback=outcome.traceback,
-        einfo=einfo,
-    )
-    _guarded(task, request, on_task_failure, app, task, request, exc, outcome.traceback)
-
-
-def _finish_rejected(
-    app: Celery,
-    task: Task[Any, Any],
-    request: Context,
-    outcome: Outcome,
-    ignore: bool,
-    einfo: ExceptionInfo | None,
-) -> None:
-    """``Reject(requeue=False)``: the task will never run again, so it ends FAILURE with the
-    ``Reject`` as its error, its workflow fails, and ``task_failure`` is sent, as Celery
-    does (rather than staying PENDING forever). ``on_failure`` is not called: it did not
-    fail, it refused."""
-    exc = outcome.exc
-    assert exc is not None
-    if not ignore or task.option("store_errors_even_if_ignored"):
-        _store(app, request, states.FAILURE, exception_to_dict(exc), outcome.traceback)
+    if call_on_failure:
+        _guarded(
+            task, request, task.on_failure, exc, request.id, request.args, request.kwargs, einfo
+        )
     signals.task_failure.send(
         sender=task,
         task_id=request.id,
