@@ -16,12 +16,13 @@ noisy machine disturbs less than wall time, and the load average at the start of
 from __future__ import annotations
 
 import argparse
+import contextlib
 import os
 import statistics
 import subprocess
 import sys
 import time
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 
 from bench.probe import URL_ENV
@@ -55,16 +56,20 @@ def _env(src: Path, url: str, extra: dict[str, str] | None = None) -> dict[str, 
     return env
 
 
-def run_once(
-    src: Path, server: RedisServer, n: int, concurrency: int, extra: dict[str, str]
-) -> dict[str, float]:
-    client = server.client(1)
-    client.flushdb()
+def fill_noop(src: Path, server: RedisServer, n: int) -> None:
+    """Queue ``n`` no-op tasks on database 1 with ``src``'s own client."""
     subprocess.run(
         [sys.executable, "-m", "bench.client", "minicelery", "fill_noop", "-n", str(n)],
         cwd=src, env=_env(src, server.url(1)), check=True, capture_output=True, timeout=300,
     )  # fmt: skip
-    load = os.getloadavg()[0]
+
+
+@contextlib.contextmanager
+def started_worker(
+    src: Path, server: RedisServer, concurrency: int, extra: dict[str, str]
+) -> Iterator[tuple[subprocess.Popen[bytes], OutputWatcher]]:
+    """``src``'s worker (``-c concurrency -P prefork``) on database 1, once it is ready;
+    stopped on the way out."""
     argv = [sys.executable, "-m", "minicelery", "-A", "bench.mc_app", "worker",
             "-c", str(concurrency), "-P", "prefork", "-l", "info"]  # fmt: skip
     proc = subprocess.Popen(
@@ -75,6 +80,20 @@ def run_once(
     try:
         if not watcher.ready.wait(60):
             raise RuntimeError("no ready line:\n" + watcher.text())
+        yield proc, watcher
+    finally:
+        stop_process(proc, "worker")
+        watcher.join()
+
+
+def run_once(
+    src: Path, server: RedisServer, n: int, concurrency: int, extra: dict[str, str]
+) -> dict[str, float]:
+    client = server.client(1)
+    client.flushdb()
+    fill_noop(src, server, n)
+    load = os.getloadavg()[0]
+    with started_worker(src, server, concurrency, extra) as (proc, watcher):
         children = descendants(proc.pid)
         cpu0_main = _cpu_seconds(proc.pid)
         cpu0_kids = sum(_cpu_seconds(pid) for pid in children)
@@ -85,9 +104,6 @@ def run_once(
         finished = time.time()
         cpu_main = _cpu_seconds(proc.pid) - cpu0_main
         cpu_kids = sum(_cpu_seconds(pid) for pid in descendants(proc.pid)) - cpu0_kids
-    finally:
-        stop_process(proc, "worker")
-        watcher.join()
     assert watcher.ready_at is not None
     return {
         "rate": n / (finished - watcher.ready_at),

@@ -29,9 +29,9 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from bench.ab_drain import _cpu_seconds, _env, run_once
+from bench.ab_drain import _cpu_seconds, _env, fill_noop, run_once, started_worker
 from bench.probe import URL_ENV
-from bench.run import DBSIZE_POLL, RedisServer, percentile, redis_server, stop_process
+from bench.run import DBSIZE_POLL, RedisServer, percentile, redis_server
 
 ROOT = Path(__file__).resolve().parent.parent
 ACCEPT = frozenset(["json", "msgpack", "application/json", "application/x-msgpack"])
@@ -95,17 +95,10 @@ def fork_children(count: int, batch: int, stop_when_dry: bool) -> list[int]:
     return pids
 
 
-def fill(server: RedisServer, n: int) -> None:
-    subprocess.run(
-        [sys.executable, "-m", "bench.client", "minicelery", "fill_noop", "-n", str(n)],
-        cwd=ROOT, env=_env(ROOT, server.url(1)), check=True, capture_output=True, timeout=300,
-    )  # fmt: skip
-
-
 def bound_drain(server: RedisServer, n: int, count: int, batch: int) -> dict[str, float]:
     client = server.client(1)
     client.flushdb()
-    fill(server, n)
+    fill_noop(ROOT, server, n)
     load = os.getloadavg()[0]
     started = time.time()
     pids = fork_children(count, batch, stop_when_dry=False)
@@ -147,23 +140,9 @@ def bound_latency(server: RedisServer, n: int, count: int, batch: int) -> float:
 
 
 def worker_latency(server: RedisServer, n: int, count: int) -> float:
-    from bench.run import OutputWatcher
-
     server.client(1).flushdb()
-    argv = [sys.executable, "-m", "minicelery", "-A", "bench.mc_app", "worker",
-            "-c", str(count), "-P", "prefork", "-l", "info"]  # fmt: skip
-    proc = subprocess.Popen(
-        argv, cwd=ROOT, env=_env(ROOT, server.url(1)), stdin=subprocess.DEVNULL,
-        stdout=subprocess.PIPE, stderr=subprocess.PIPE, start_new_session=True,
-    )  # fmt: skip
-    watcher = OutputWatcher(proc)
-    try:
-        if not watcher.ready.wait(60):
-            raise RuntimeError("no ready line:\n" + watcher.text())
+    with started_worker(ROOT, server, count, {}):
         return latency(server, n)
-    finally:
-        stop_process(proc, "worker")
-        watcher.join()
 
 
 def main(argv: Sequence[str] | None = None) -> int:
