@@ -1,12 +1,16 @@
 """How a consuming prefork child runs one message it reserved: admitted (or dead-lettered,
 or discarded as revoked), held until its rate limit's token, timed by the main process when
 it has time limits, then acknowledged, requeued or dead-lettered as the classic pool's
-endings would, with its results kept for the child's next round trip. A task without
-``acks_late`` is acknowledged as it starts, as in the classic pool."""
+endings would, with its results kept for the child's next round trip.
+
+A task without ``acks_late`` is acknowledged with that round trip too, not by a command of
+its own as it starts: the main process reads from the slot which task a child runs, and
+acknowledges it for the child if the child dies while it runs, or once it has run for a
+moment (:data:`~.direct.EARLY_ACK_AFTER`), so it does not run again while the worker
+lives."""
 
 from __future__ import annotations
 
-import contextlib
 import logging
 import time
 from collections.abc import Callable
@@ -29,7 +33,6 @@ if TYPE_CHECKING:
     from ..app import Celery
     from ..backend.relay import RelayBackend
     from ..events.worker import WorkerEvents
-    from ..redislayer.wire import Unanswered
     from .buckets import Deferred, SharedBuckets
     from .channel import Channel
     from .consume import ConsumeSettings
@@ -62,38 +65,28 @@ class ChildTasks:
     broker: Any
     make_events: Callable[[], WorkerEvents]
     consumer_id: str
-    lane: Unanswered | None = None  # early acks: written without waiting for their replies
-    lane_tried = False
+    hold_unknown: bool
+    settle_now = False  # what ran could not be noted in the slot: settle before going on
 
     def _give_back(self, tags: list[str]) -> None:
         raise NotImplementedError
 
-    def _ack_early(self, tag: str) -> None:
-        """Acknowledge a task without ``acks_late`` as it starts, as the classic pool does:
-        at most once, so a worker killed while it runs does not have it run again
-        elsewhere. The HDEL is written on a connection of its own whose replies are dropped
-        unread with the next round trip: the task waits for no round trip. It is
-        acknowledged again after it runs (with the results), in case this one was lost."""
-        lane = self._early_lane()
+    def _redeliver(self, delivery: Delivery, data: bytes) -> None:
+        """Back to the front of its queue marked ``redelivered`` (``Reject(requeue=True)``).
+        Its ack is not due: the hold still has it."""
         try:
-            if lane is None:
-                self.broker.ack(self.consumer_id, [tag])
-            else:
-                lane.send([("HDEL", self.broker.ack_key(self.consumer_id), tag)])
+            self.broker.redeliver(self.consumer_id, delivery.tag, data)
         except OperationalError:
-            pass  # acknowledged after it runs
+            self.hold_unknown = True  # given back (unmarked) once Redis answers again
 
-    def _early_lane(self) -> Unanswered | None:
-        """The connection for early acks, opened on first use (None: no real socket)."""
-        if self.lane is None and not self.lane_tried:
-            self.lane_tried = True
-            from ..redislayer.wire import Unanswered  # the Redis client: after the fork
-
-            client = getattr(self.broker, "client", None)
-            lane = Unanswered(client) if client is not None else None
-            with contextlib.suppress(OperationalError):
-                self.lane = lane if lane is not None and lane.open() else None
-        return self.lane
+    def _keep(self, records: list[tuple[str, bytes]], acks: list[str]) -> None:
+        """Results and acks for the next round trip, noted in the slot too: if this child
+        dies first, the main process stores and acknowledges them (nothing finished runs
+        again, nothing is lost). What does not fit there is settled before the next task."""
+        self.records += records
+        self.acks += acks
+        if (records or acks) and not self.slots.keep(self.position, records, acks):
+            self.settle_now = True
 
     def _run_one(self, delivery: Delivery) -> None:
         settings = self.settings
@@ -141,8 +134,6 @@ class ChildTasks:
         settings = self.settings
         limits = [verdict.hard, verdict.soft]
         limited = limits != [None, None]
-        if not verdict.acks_late:
-            self._ack_early(delivery.tag)
         self.slots.write(self.position, delivery.tag, delivery.queue, delivery.data,
                          ACKS_LATE if verdict.acks_late else 0)  # fmt: skip
         self.slots.mark(self.position, verdict.message.id)
@@ -168,8 +159,8 @@ class ChildTasks:
         self.slots.clear(self.position)
         self.slots.count_one(self.position)
         self.done += 1
-        self.records += self.relay.take()
-        self._settle(delivery, verdict, state, requeue, dead_reason)
+        acked = self._settle(delivery, verdict, state, requeue, dead_reason)
+        self._keep(self.relay.take(), [delivery.tag] if acked else [])
 
     def _refuse(self, delivery: Delivery, verdict: Refused | None) -> None:
         if verdict is None:  # revoked: its REVOKED record goes first, then the ack
@@ -177,29 +168,30 @@ class ChildTasks:
                 message = decode_message(delivery.data)
                 self.events.received(message)
                 self.events.revoked(message, None)
-            self.records += self.relay.take()
-            self.acks.append(delivery.tag)
+            self._keep(self.relay.take(), [delivery.tag])
             return
         if verdict.task_id is not None and verdict.exc is not None:
             meta = build_meta(verdict.task_id, states.FAILURE, exception_to_dict(verdict.exc))
             self.app.backend.store(verdict.task_id, meta)
-            self.records += self.relay.take()
+            self._keep(self.relay.take(), [])
         self.dead_letter(delivery, verdict.reason, verdict.task_id, verdict.name)
 
     def _settle(
         self, delivery: Delivery, verdict: Admitted, state: str, requeue: bool,
         dead_reason: str | None,
-    ) -> None:  # fmt: skip
-        """Acknowledge, requeue or dead-letter, as the main process's endings do."""
+    ) -> bool:  # fmt: skip
+        """Requeue or dead-letter, as the main process's endings do; True when the
+        message is to be acknowledged instead."""
         name = verdict.message.task
         if dead_reason:
             self.dead_letter(delivery, dead_reason, None, name)
         elif state == states.REJECTED and requeue:
-            self._give_back([delivery.tag])
+            self._redeliver(delivery, verdict.message.redelivered())
         elif verdict.acks_late and state == states.FAILURE and not verdict.acks_on_failure:
             self.dead_letter(delivery, "failed, and acks_on_failure_or_timeout is off", None, name)
         else:
-            self.acks.append(delivery.tag)
+            return True
+        return False
 
     def dead_letter(self, delivery: Delivery, reason: str, task_id: str | None, name: str) -> None:
         """Keep the message with its reason (sent with the next round trip)."""

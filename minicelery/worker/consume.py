@@ -160,8 +160,6 @@ class ChildConsumer(ChildTasks):
             deliveries: list[Delivery] = self.broker.settle_and_reserve(
                 stores, self.consumer_id, self.settings.queues, count, self.acks
             )
-            if self.lane is not None:
-                self.lane.drain()  # the replies of early acks sent since the last trip
         except OperationalError as exc:
             self.hold_unknown = self.hold_unknown or count > 0
             self._failed(exc)
@@ -170,6 +168,8 @@ class ChildConsumer(ChildTasks):
             logger.warning("Connection to Redis restored")
             self.failures = 0
         self.records, self.acks = [], []
+        self.slots.settled(self.position)
+        self.settle_now = False
         return deliveries
 
     def _stores(self) -> list[tuple[tuple[Any, ...], Any]]:
@@ -280,6 +280,8 @@ class ChildConsumer(ChildTasks):
                 return
             if delivery.tag in must_run or self.slots.claim(self.position, delivery.tag):
                 self._run_one(delivery)
+                if self.settle_now:  # its result is too large to note in the slot
+                    self._trip(0)
             if self._retiring():
                 self._give_back_rest(deliveries[i + 1 :], must_run)
                 self.stopping = True

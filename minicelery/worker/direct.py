@@ -42,6 +42,10 @@ logger = logging.getLogger(__name__)
 
 GROW_ROOM = 16  # children pool_grow may add beyond the pool's size at start
 STEAL_AFTER = 0.025  # seconds a task runs before its child's unstarted messages may move
+# Seconds a task without acks_late runs before the main process acknowledges it for its
+# child (which acknowledges it after it ran, with its results): beyond that, a worker killed
+# while the task runs does not have it run again elsewhere.
+EARLY_ACK_AFTER = 0.1
 
 
 class ConsumingPool(PreforkPool):
@@ -68,6 +72,7 @@ class ConsumingPool(PreforkPool):
         self.limits_disabled = bool(app.conf.worker_disable_rate_limits)
         self.positions: dict[int, int] = {}  # pid -> slot position
         self._hold_ids: tuple[str, ...] = ()
+        self._early_acked: dict[int, str] = {}  # child pid -> the tag acknowledged for it
         self.revoked: set[str] = set()
         self._revoked_news: collections.deque[str] = collections.deque()
         self._opened = False  # INIT frames are sent once the worker is up
@@ -205,16 +210,21 @@ class ConsumingPool(PreforkPool):
         if child.job is None:
             child.job = self._running_job(child)
         position = self.positions.pop(child.pid, None)
+        records: list[tuple[str, bytes]] = []
+        ack: list[str] = []
         if position is not None:
             self.slots.retire_count(position)
+            records, ack = self.slots.unsettled(position)
         if position is not None and self.slots.usable(position):
             self.slots.release(position)  # read: its replacement may have it
         job = child.job
-        ack = [job.delivery.tag] if job is not None and not job.acks_late else []
+        if job is not None and not job.acks_late:
+            ack.append(job.delivery.tag)
+        self._early_acked.pop(child.pid, None)
         consumer = self.consumer_of(child)
         events = super()._reap(child, timed_out)
         self._hold_ids = tuple(self.consumer_of(c) for c in self.children.values())
-        events.append(Released(consumer, ack))
+        events.append(Released(consumer, ack, records=records))
         return events
 
     def quiesce(self) -> list[Event]:
@@ -233,11 +243,37 @@ class ConsumingPool(PreforkPool):
         return [Released(self.consumer_of(child), tags=tags)] if tags else []
 
     def next_deadline(self) -> float | None:
-        deadline = super().next_deadline()
-        check = self._rebalance_at()
-        if check is None:
-            return deadline
-        return check if deadline is None else min(deadline, check)
+        due = [d for d in (super().next_deadline(), self._rebalance_at(), self._early_ack_at())
+               if d is not None]  # fmt: skip
+        return min(due) if due else None
+
+    def _running_early(self) -> list[tuple[Child, str, float]]:
+        """Children running a task without ``acks_late`` whose ack this process has not
+        sent: (child, tag, when the task started)."""
+        found = []
+        for child in list(self.children.values()):
+            position = self.positions.get(child.pid)
+            running = self.slots.read(position) if position is not None else None
+            if (running is not None and not running.acks_late
+                    and self._early_acked.get(child.pid) != running.tag):  # fmt: skip
+                found.append((child, running.tag, running.started))
+        return found
+
+    def _early_ack_at(self) -> float | None:
+        due = [started + EARLY_ACK_AFTER for _, _, started in self._running_early()]
+        return max(min(due), time.monotonic() + 0.01) if due else None
+
+    def _ack_early(self) -> list[Event]:
+        """Acknowledge for its child a task without ``acks_late`` that has run for
+        EARLY_ACK_AFTER: the child acknowledges only with its next round trip, after the
+        task, and a worker killed meanwhile must not have the task run again elsewhere."""
+        events: list[Event] = []
+        now = time.monotonic()
+        for child, tag, started in self._running_early():
+            if now - started >= EARLY_ACK_AFTER:
+                self._early_acked[child.pid] = tag
+                events.append(Released(self.consumer_of(child), [tag], tags=[]))
+        return events
 
     def _rebalance_at(self) -> float | None:
         """When a child that runs a task and holds unstarted messages has run it long enough
@@ -313,6 +349,7 @@ class ConsumingPool(PreforkPool):
         events = super().wait(timeout, waker, watch)
         if self._rebalance_at() is not None:
             events.extend(self._rebalance())
+        events.extend(self._ack_early())
         return events
 
     def grow(self, n: int) -> int:

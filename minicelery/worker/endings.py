@@ -117,14 +117,19 @@ def give_back(worker: WorkController, tags: list[str]) -> None:
 
 
 def release_hold(worker: WorkController, event: Released) -> None:
-    """A consuming child is gone: after its task's ending (already queued as errands), what
-    it still holds goes back to the front of its queues, and it is forgotten. Or only the
-    unstarted rest of its batch goes back (an idle sibling can run it, or the worker stops)."""
+    """A consuming child is gone: after its task's ending (already queued as errands) and
+    the results and acks it had not settled, what it still holds goes back to the front of
+    its queues, and it is forgotten. Or only the unstarted rest of its batch goes back (an
+    idle sibling can run it, or the worker stops), or nothing (``tags == []``)."""
     broker = worker.app.broker
 
     def run() -> None:
+        if event.records:  # what the child finished and had not stored yet
+            worker.app.backend.store_encoded(event.records)  # type: ignore[attr-defined]
         broker.ack(event.consumer, event.ack)
-        if event.tags is not None:
+        if event.tags == []:
+            count = 0  # an early ack the main process sends for a child
+        elif event.tags is not None:
             count = broker.requeue(event.consumer, event.tags)
         else:
             count = broker.unregister(event.consumer)

@@ -88,7 +88,8 @@ class Released:
 
     consumer: str
     ack: list[str] = field(default_factory=list)
-    tags: list[str] | None = None  # only these go back (a child's unstarted batch)
+    tags: list[str] | None = None  # only these go back (a child's unstarted batch); [] none
+    records: list[tuple[str, bytes]] = field(default_factory=list)  # stored before the acks
 
 
 Event = Done | Lost | Results | Wake | Released

@@ -17,7 +17,7 @@ from dataclasses import dataclass
 
 from .sharedclock import SharedClock
 
-SLOT_SIZE = 16384
+SLOT_SIZE = 24576
 # sequence, flags, started (monotonic clock, shared by every process), wall-clock start,
 # then the lengths of the tag, the queue and the message
 _HEADER = struct.Struct("<IIddHHI")
@@ -25,7 +25,13 @@ _SEQ = struct.Struct("<I")
 _FLAGS = struct.Struct("<II")
 BATCH_ROOM = 4096  # the tags of the messages a child reserved and has not started
 _BATCH = struct.Struct("<HH")  # how many tags, how many bytes they take
-ROOM = SLOT_SIZE - _HEADER.size - BATCH_ROOM
+# What a child finished and has not yet stored and acknowledged in Redis (that happens with
+# its next round trip): results and acks the main process settles if the child dies first.
+SETTLE_ROOM = 8192
+_SETTLE = struct.Struct("<II")  # how many entries, how many bytes they take
+_ENTRY = struct.Struct("<cHI")  # kind, then the lengths of its two parts
+RECORD, ACK = b"R", b"A"
+ROOM = SLOT_SIZE - _HEADER.size - BATCH_ROOM - SETTLE_ROOM
 
 BUSY = 1
 ACKS_LATE = 2
@@ -150,7 +156,31 @@ class Slots:
         return int(_BATCH.unpack_from(self.memory, self._batch_offset(position))[0])
 
     def _batch_offset(self, position: int) -> int:
-        return (position + 1) * SLOT_SIZE - BATCH_ROOM
+        return (position + 1) * SLOT_SIZE - SETTLE_ROOM - BATCH_ROOM
+
+    def _settle_offset(self, position: int) -> int:
+        return (position + 1) * SLOT_SIZE - SETTLE_ROOM
+
+    def unsettled(self, position: int) -> tuple[list[tuple[str, bytes]], list[str]]:
+        """What the child at ``position`` finished and had not settled: the records to
+        store, then the tags to acknowledge (main process, once the child is gone)."""
+        offset = self._settle_offset(position)
+        count, size = _SETTLE.unpack_from(self.memory, offset)
+        raw = bytes(self.memory[offset + _SETTLE.size : offset + _SETTLE.size + size])
+        records: list[tuple[str, bytes]] = []
+        acks: list[str] = []
+        at = 0
+        for _ in range(count):
+            kind, first, second = _ENTRY.unpack_from(raw, at)
+            at += _ENTRY.size
+            name = raw[at : at + first].decode()
+            data = raw[at + first : at + first + second]
+            at += first + second
+            if kind == RECORD:
+                records.append((name, data))
+            else:
+                acks.append(name)
+        return records, acks
 
     def _batch(self, position: int) -> list[str]:
         offset = self._batch_offset(position)
@@ -201,6 +231,32 @@ class Slots:
             self.memory[offset + _BATCH.size : offset + _BATCH.size + len(raw)] = raw
             _BATCH.pack_into(self.memory, offset, kept, len(raw))
         return tags[kept:]
+
+    def keep(self, position: int, records: list[tuple[str, bytes]], acks: list[str]) -> bool:
+        """Note results and acks this child will settle with its next round trip, for the
+        main process to settle if the child dies first. False when they do not fit: the
+        child must settle them now. The count is written last, so a child killed half-way
+        leaves the entries before intact."""
+        parts = []
+        for task_id, data in records:
+            name = task_id.encode()
+            parts.append(_ENTRY.pack(RECORD, len(name), len(data)) + name + data)
+        for tag in acks:
+            name = tag.encode()
+            parts.append(_ENTRY.pack(ACK, len(name), 0) + name)
+        raw = b"".join(parts)
+        offset = self._settle_offset(position)
+        count, size = _SETTLE.unpack_from(self.memory, offset)
+        if _SETTLE.size + size + len(raw) > SETTLE_ROOM:
+            return False
+        start = offset + _SETTLE.size + size
+        self.memory[start : start + len(raw)] = raw
+        _SETTLE.pack_into(self.memory, offset, count + len(records) + len(acks), size + len(raw))
+        return True
+
+    def settled(self, position: int) -> None:
+        """Everything noted with :meth:`keep` is in Redis now."""
+        _SETTLE.pack_into(self.memory, self._settle_offset(position), 0, 0)
 
     def claim(self, position: int, tag: str) -> bool:
         """Take ``tag`` out of this child's batch to start it; False when the main process

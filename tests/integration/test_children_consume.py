@@ -9,14 +9,25 @@ from __future__ import annotations
 
 import os
 from collections.abc import Iterator
+from typing import Any
 
 import pytest
 import redis
 
 from minicelery import Celery
+from minicelery.exceptions import WorkerLostError
+from minicelery.redislayer.keys import KeySchema
 from minicelery.result import AsyncResult
-from tests.helpers import CHILDREN_CONSUME_ENV, WorkerFactory, wait_until
-from tests.integration.apps.basic import add, record, sleep, sleep_late
+from tests.helpers import CHILDREN_CONSUME_ENV, WorkerFactory, kill_pid, wait_until
+from tests.integration.apps.basic import (
+    add,
+    die,
+    record,
+    record_and_sleep,
+    record_late,
+    sleep,
+    sleep_late,
+)
 from tests.integration.test_retries_and_time_limits import (  # noqa: F401 - run again here
     retries_app,
     test_hard_time_limit_kills_and_replaces_the_child,
@@ -135,3 +146,48 @@ def test_autoscale_grows_for_a_childs_unstarted_batch(
     # The new child took the batch over: both ran while the first task still runs.
     assert [r.get(timeout=1.5) for r in behind] == [0, 1]
     assert busy.get(timeout=10) == "busy"
+
+
+@pytest.mark.parametrize("recorder", [record, record_late], ids=["early ack", "acks_late"])
+def test_what_a_killed_child_ran_is_stored_and_not_run_again(
+    app: Celery, worker_factory: WorkerFactory, client: redis.Redis, runs: str, recorder: Any
+) -> None:
+    """A child stores and acknowledges what it ran with its next round trip; killed first,
+    the main process does both from what the child noted in its slot."""
+    first = recorder.delay(runs, "first")
+    doomed = die.delay("kill")
+    wait_until(lambda: queued(client, app.conf.key_prefix) == 2, timeout=10)
+    worker_factory(concurrency=1)  # its one child reserves both at once
+    with pytest.raises(WorkerLostError):
+        doomed.get(timeout=15)
+    assert first.get(timeout=10) == 1
+    assert record.delay(runs, "after").get(timeout=10) == 2
+    assert client.lrange(runs, 0, -1) == [b"first", b"after"], "ran again"
+    wait_until(lambda: hold_sizes(client, app.conf.key_prefix) == 0, timeout=10)
+
+
+def test_a_running_task_without_acks_late_is_acknowledged_for_its_child(
+    app: Celery, worker_factory: WorkerFactory, client: redis.Redis, runs: str
+) -> None:
+    """The child acknowledges it only after it ran; the main process does so once it has
+    run for a moment, so a worker killed meanwhile does not have it run again."""
+    prefix = app.conf.key_prefix
+    quick_recovery = {"MC_TEST_LOST_TIMEOUT": "1", "MC_TEST_HEARTBEAT": "0.2"}
+    first = worker_factory(concurrency=1, env=quick_recovery)
+    record_and_sleep.delay(runs, "long", 30)
+    wait_until(lambda: client.llen(runs) == 1, timeout=10)
+    wait_until(lambda: hold_sizes(client, prefix) == 0, timeout=5, message="never acknowledged")
+    children = first.children()
+    first.kill()
+    first.wait_exit(timeout=10)
+    for child in children:
+        kill_pid(child)
+    worker_factory(concurrency=1, env=quick_recovery)
+
+    def first_forgotten() -> bool:
+        members = client.zrange(KeySchema(prefix).consumers, 0, -1)
+        return not any(f":{first.pid}:".encode() in m for m in members)
+
+    wait_until(first_forgotten, timeout=10, message="the dead worker's holds not recovered")
+    assert record.delay(runs, "after").get(timeout=10) == 2
+    assert client.lrange(runs, 0, -1) == [b"long", b"after"]

@@ -61,6 +61,19 @@ def record(key: str, value: str) -> int:
     return int(own_redis().rpush(key, value))
 
 
+@app.task(acks_late=True)
+def record_late(key: str, value: str) -> int:
+    return int(own_redis().rpush(key, value))
+
+
+@app.task
+def record_and_sleep(key: str, value: str, seconds: float) -> str:
+    """Records that it started, then sleeps: a long task whose runs can be counted."""
+    own_redis().rpush(key, value)
+    time.sleep(seconds)
+    return value
+
+
 @app.task
 def pid() -> int:
     return os.getpid()
