@@ -33,9 +33,8 @@ Methodology
   (both apps have the Redis result backend configured).
 * **No-op drain**: the same with ``N`` truly no-op tasks (``noop.delay()``); completion is
   seen by polling ``DBSIZE`` every 20 ms until the result keys of all ``N`` tasks exist
-  (Celery leaves one key per task, minicelery two: the record and its short-lived
-  notification list; the few other keys make it stop a handful of tasks early, under
-  0.1% of the run). One cheap command per poll, and no extra work inside the tasks,
+  (each system leaves one key per task, its record; the few other keys make it stop a
+  handful of tasks early, under 0.1% of the run). One cheap command per poll, and no extra work inside the tasks,
   whose per-task INCR above costs a fast worker proportionally more than a slow one.
 * **Round-trip latency**: a second worker (``-c 2 -P prefork``) on an empty
   queue; 50 warm-up calls, then ``--latency-n`` timed calls of
@@ -505,8 +504,8 @@ def measure_drain(system: str, server: RedisServer, n: int, metrics: Metrics) ->
 
 
 # Result-backend keys each finished task leaves: Celery's celery-task-meta-<id>; minicelery's
-# record plus its short-lived notification list.
-KEYS_PER_RESULT = {"celery": 1, "minicelery": 2}
+# record (its notification stream is written only while a client waits on the task).
+KEYS_PER_RESULT = {"celery": 1, "minicelery": 1}
 DBSIZE_POLL = 0.02
 
 

@@ -18,6 +18,7 @@ from ..serialization import codec_for
 from .base import Meta, OnMessage, ResultBackend, encode_meta
 
 NOTIFY_SECONDS = 60  # how long a task's record stream outlives its last record
+WAITING_MS = 10_000  # a waiter's flag lives this long, renewed every blocking slice
 
 
 def _stream_entries(reply: Any) -> Iterator[tuple[Any, bytes]]:
@@ -102,7 +103,7 @@ class RedisBackend(ResultBackend):
         hold, tags = ack
         keys: list[str] = []
         for task_id, _ in records:
-            keys += (self.key(task_id), self.notify_key(task_id))
+            keys += (self.key(task_id), self.notify_key(task_id), self.keys.result_waiting(task_id))
         if tags:
             keys.append(hold)
         args = [self.expires, self._success_marker, NOTIFY_SECONDS, len(tags),
@@ -151,8 +152,9 @@ class RedisBackend(ResultBackend):
         expired unseen (a waiter stalled for a minute) cannot make it wait forever."""
         deadline = None if timeout is None else time.monotonic() + timeout
         key, stream = self.key(task_id), self.notify_key(task_id)
+        waiting = ("SET", self.keys.result_waiting(task_id), 1, "PX", WAITING_MS)
         with translate_errors("wait for result"):
-            last_id, data = self._latest(key, stream)
+            last_id, data = self._latest(key, stream, waiting)
             meta = self._meta_of(task_id, data)
             yield meta, data is not None
             while meta["status"] not in states.READY_STATES:
@@ -163,8 +165,8 @@ class RedisBackend(ResultBackend):
                     )
                 block_ms = max(int(min(remaining, 1.0) * 1000), 1)
                 reply = self.fast.execute("XREAD", "BLOCK", block_ms, "STREAMS", stream, last_id)
-                if reply is None:
-                    latest = self._meta_of(task_id, self.fast.execute("GET", key))
+                if reply is None:  # the flag is renewed with this look at the record
+                    latest = self._meta_of(task_id, self.fast.pipeline([waiting, ("GET", key)])[1])
                     if latest["status"] in states.READY_STATES:
                         meta = latest
                         yield meta, True
@@ -176,12 +178,13 @@ class RedisBackend(ResultBackend):
                     if meta["status"] in states.READY_STATES:
                         return
 
-    def _latest(self, key: str, stream: str) -> tuple[Any, Any]:
-        """The newest record and where its stream stands, in one round trip: the stream's
-        last entry when it has one (a record and its entry are written together), else
-        the stored record (the stream expired, or nothing was written yet)."""
-        latest, data = self.fast.pipeline(
-            [("XREVRANGE", stream, "+", "-", "COUNT", 1), ("GET", key)]
+    def _latest(self, key: str, stream: str, waiting: tuple[Any, ...]) -> tuple[Any, Any]:
+        """Flag the task as waited on, then the newest record and where its stream stands,
+        in one round trip: the stream's last entry when it has one (a record and its entry
+        are written together), else the stored record (the stream expired, or nothing was
+        written yet, or it was written before the flag: then this reads it)."""
+        _, latest, data = self.fast.pipeline(
+            [waiting, ("XREVRANGE", stream, "+", "-", "COUNT", 1), ("GET", key)]
         )
         if latest:
             entry_id, fields = latest[0]
@@ -193,7 +196,9 @@ class RedisBackend(ResultBackend):
 
     def forget(self, task_id: str) -> None:
         with translate_errors("forget result"):
-            self.client.delete(self.key(task_id), self.notify_key(task_id))
+            self.client.delete(
+                self.key(task_id), self.notify_key(task_id), self.keys.result_waiting(task_id)
+            )
 
     def save_group(self, group_id: str, value: Any) -> None:
         with translate_errors("save group"):

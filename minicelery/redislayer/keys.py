@@ -125,6 +125,10 @@ class KeySchema:
         """Every record of a task, in order, for clients waiting on it."""
         return f"{self._p}result:{{{task_id}}}:stream"
 
+    def result_waiting(self, task_id: str) -> str:
+        """Set while a client waits on a task: only then are its records streamed."""
+        return f"{self._p}result:{{{task_id}}}:waiting"
+
     def group(self, group_id: str) -> str:
         """A saved ``GroupResult``."""
         return f"{self._p}group:{{{group_id}}}"

@@ -1,23 +1,26 @@
 -- Store task result records, and acknowledge the messages they finish, in one call: a
 -- worker's main process sends everything it has gathered at once (one reply instead of
 -- one per record, and an ack can never land before its result).
--- KEYS: each record's key and stream key, in pairs; then the hold to acknowledge in, when
--- ARGV[4] > 0. ARGV: expiry in seconds (0 = none), the success marker, the stream's
--- lifetime in seconds, the number of tags to acknowledge, the expiry of FAILURE records
--- and the failure marker (found as the success marker is), each record's data, the tags.
+-- KEYS: each record's key, stream key and waiting flag, in threes; then the hold to
+-- acknowledge in, when ARGV[4] > 0. ARGV: expiry in seconds (0 = none), the success
+-- marker, the stream's lifetime in seconds, the number of tags to acknowledge, the expiry
+-- of FAILURE records and the failure marker (found as the success marker is), each
+-- record's data, the tags.
 -- A record is not stored over a SUCCESS already there (ARGV[2] is how "status: SUCCESS"
 -- looks right after the opening bytes of a serialized record, whose first field is always
 -- status; msgpack's map header takes 1 to 5 bytes): a redelivered task must never turn a
--- stored success into something else. Each record is also appended to its stream (kept
+-- stored success into something else. While a client waits on the task (its flag is set
+-- before it first reads the record), each record is also appended to its stream (kept
 -- ARGV[3] seconds, about the last 100 records), which waiting clients read with XREAD
--- BLOCK: each of them sees every record, in order. Returns how many records were stored.
+-- BLOCK: each of them sees every record, in order. No one waiting, no stream: a stream
+-- costs Redis about 4 KB and several microseconds. Returns how many records were stored.
 local expires, marker, keep = tonumber(ARGV[1]), ARGV[2], ARGV[3]
 local acks = tonumber(ARGV[4])
 local failure_expires, failure_marker = tonumber(ARGV[5]), ARGV[6]
-local records = (#KEYS - (acks > 0 and 1 or 0)) / 2
+local records = (#KEYS - (acks > 0 and 1 or 0)) / 3
 local stored = 0
 for i = 1, records do
-  local key, stream, data = KEYS[2 * i - 1], KEYS[2 * i], ARGV[6 + i]
+  local key, stream, waiting, data = KEYS[3 * i - 2], KEYS[3 * i - 1], KEYS[3 * i], ARGV[6 + i]
   local current = redis.call('GET', key)
   local at = current and string.find(current, marker, 1, true)
   if not (at and at <= 6) then
@@ -28,8 +31,10 @@ for i = 1, records do
     else
       redis.call('SET', key, data)
     end
-    redis.call('XADD', stream, 'MAXLEN', '~', '100', '*', 'r', data)
-    redis.call('EXPIRE', stream, keep)
+    if redis.call('EXISTS', waiting) == 1 then
+      redis.call('XADD', stream, 'MAXLEN', '~', '100', '*', 'r', data)
+      redis.call('EXPIRE', stream, keep)
+    end
     stored = stored + 1
   end
 end
