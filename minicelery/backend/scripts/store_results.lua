@@ -19,15 +19,19 @@ local acks = tonumber(ARGV[4])
 local failure_expires, failure_marker = tonumber(ARGV[5]), ARGV[6]
 local records = (#KEYS - (acks > 0 and 1 or 0)) / 3
 local stored = 0
+local px, failure_px = math.floor(expires * 1000), math.floor(failure_expires * 1000)
 for i = 1, records do
   local key, stream, waiting, data = KEYS[3 * i - 2], KEYS[3 * i - 1], KEYS[3 * i], ARGV[6 + i]
   local current = redis.call('GET', key)
   local at = current and string.find(current, marker, 1, true)
   if not (at and at <= 6) then
-    local failed = string.find(data, failure_marker, 1, true)
-    local ttl = (failed and failed <= 6) and failure_expires or expires
+    local ttl = px
+    if failure_px ~= px then
+      local failed = string.find(data, failure_marker, 1, true)
+      ttl = (failed and failed <= 6) and failure_px or px
+    end
     if ttl > 0 then
-      redis.call('SET', key, data, 'PX', math.floor(ttl * 1000))
+      redis.call('SET', key, data, 'PX', ttl)
     else
       redis.call('SET', key, data)
     end

@@ -1,17 +1,20 @@
 -- Reserve up to ARGV[2] messages for consumer ARGV[1], highest priority first, moving each
 -- into the consumer's hold (KEYS[1]) in the same atomic step, so a crash loses nothing.
 -- KEYS: hold, seq, consumers (heartbeats), then per queue 12 keys: its 10 priority lists
--- (0..9), the set of its non-empty levels, and its wake list. ARGV[3...] are tags to
--- acknowledge first, so a busy worker acknowledges and reserves in one round trip.
+-- (0..9), the set of its non-empty levels, and its wake list. ARGV[3] is 1 when this
+-- reserve is to count as the consumer's heartbeat; ARGV[4...] are tags to acknowledge
+-- first, so a busy worker acknowledges and reserves in one round trip.
 local hold, seq = KEYS[1], KEYS[2]
 local want = tonumber(ARGV[2])
-if #ARGV > 2 then
-  redis.call('HDEL', hold, unpack(ARGV, 3))
+if #ARGV > 3 then
+  redis.call('HDEL', hold, unpack(ARGV, 4))
 end
--- Reserving counts as a heartbeat: a consumer that holds messages is always known, so they
--- can be recovered if it dies.
-local now = redis.call('TIME')
-redis.call('ZADD', KEYS[3], now[1] + now[2] / 1000000, ARGV[1])
+-- A reserve counts as a heartbeat (at least once a second, and always the first): a
+-- consumer that holds messages is always known, so they can be recovered if it dies.
+if ARGV[3] == '1' then
+  local now = redis.call('TIME')
+  redis.call('ZADD', KEYS[3], now[1] + now[2] / 1000000, ARGV[1])
+end
 local taken = {}  -- list_key, entry prefix, payload, ...
 
 local function levels_of(base, levels_key)
