@@ -40,6 +40,7 @@ NOT_BEFORE_THE_FORK = [
     "minicelery.redislayer.embedded",
     "hashlib",  # OpenSSL, loaded by the embedded Redis's database naming
     "decimal",  # the json/msgpack codecs' Decimal support
+    "random",  # autoretry's backoff jitter
     "redis",
     "asyncio",
 ]
