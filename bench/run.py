@@ -47,7 +47,8 @@ Methodology
   is logged). Celery counts chord parts with its Redis backend's own chord support.
 * **Idle RSS**: after the latency run the worker is left idle for 2 s, then the
   resident set sizes of its whole process tree (main process plus pool
-  children) are summed (psutil, or ``/proc`` if psutil is missing).
+  children) are summed (psutil, or ``/proc`` if psutil is missing). minicelery's modules
+  are compiled to bytecode first, as Celery's were when pip installed it.
 * Workers are started with ``-l info`` only so that the "ready." line is
   printed; the Celery app silences its per-task INFO records so that it does the
   same logging work as at ``-l warning`` (Celery additionally runs with
@@ -60,6 +61,7 @@ Methodology
 from __future__ import annotations
 
 import argparse
+import compileall
 import contextlib
 import datetime as dt
 import json
@@ -577,6 +579,15 @@ def measure_chord(system: str, server: RedisServer, n: int, metrics: Metrics) ->
     )
 
 
+def compile_bytecode() -> None:
+    """Compile minicelery's and the bench apps' modules, as pip compiled Celery's when it
+    installed it: where ``PYTHONDONTWRITEBYTECODE`` is set, a source checkout would compile
+    every module from source in every worker start, which costs start-up time and about
+    3.5 MiB of idle RSS over a worker's four processes."""
+    for folder in ("minicelery", "bench"):
+        compileall.compile_dir(REPO_ROOT / folder, quiet=1)
+
+
 def preflight(system: str, server: RedisServer, metrics: Metrics) -> None:
     """Check that the app module imports and the worker CLI exists before measuring."""
     db = DB_NUMBER[system]
@@ -776,6 +787,7 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
 def main(argv: Sequence[str] | None = None) -> int:
     args = parse_args(argv)
     systems = [args.only] if args.only else list(SYSTEMS)
+    compile_bytecode()
     try:
         with redis_server() as server:
             rounds = measure(systems, server, args)

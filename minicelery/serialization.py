@@ -5,10 +5,8 @@ from __future__ import annotations
 
 import base64
 import datetime as dt
-import decimal
 import importlib
 import json
-import pickle
 import threading
 import uuid
 from collections.abc import Callable, Collection
@@ -45,13 +43,23 @@ def _encode_extra(obj: Any) -> Any:
         return {"__type__": "time", "__value__": obj.isoformat()}
     if isinstance(obj, uuid.UUID):
         return {"__type__": "uuid", "__value__": str(obj)}
-    if isinstance(obj, decimal.Decimal):
-        return {"__type__": "decimal", "__value__": str(obj)}
     if isinstance(obj, bytes):
         return {"__type__": "bytes", "__value__": base64.b64encode(obj).decode("ascii")}
     if isinstance(obj, (set, frozenset)):
         return list(obj)
+    # Imported here, last: decimal (a C library) costs every worker process a third of a
+    # megabyte, and only a task that passes a Decimal needs it.
+    import decimal
+
+    if isinstance(obj, decimal.Decimal):
+        return {"__type__": "decimal", "__value__": str(obj)}
     raise TypeError(f"Object of type {type(obj).__name__} is not serializable")
+
+
+def _decode_decimal(value: str) -> Any:
+    import decimal  # as in _encode_extra: only where a Decimal travels
+
+    return decimal.Decimal(value)
 
 
 _DECODERS: dict[str, Callable[[str], Any]] = {
@@ -59,7 +67,7 @@ _DECODERS: dict[str, Callable[[str], Any]] = {
     "date": dt.date.fromisoformat,
     "time": dt.time.fromisoformat,
     "uuid": uuid.UUID,
-    "decimal": decimal.Decimal,
+    "decimal": _decode_decimal,
     "bytes": base64.b64decode,
 }
 
@@ -116,14 +124,27 @@ def _msgpack_loads(data: bytes) -> Any:
     return msgpack.unpackb(data, raw=False, object_hook=_decode_extra, strict_map_key=False)
 
 
+# pickle is imported by the opt-in pickle codec only, at its first use: the json and msgpack
+# codecs never need it, and every worker process would carry it.
 def _pickle_dumps(obj: Any) -> bytes:
-    return pickle.dumps(obj, protocol=pickle.HIGHEST_PROTOCOL)
+    import pickle
+
+    try:
+        return pickle.dumps(obj, protocol=pickle.HIGHEST_PROTOCOL)
+    except pickle.PicklingError as exc:
+        raise SerializationError(f"cannot serialize with pickle: {exc}") from exc
+
+
+def _pickle_loads(data: bytes) -> Any:
+    import pickle
+
+    return pickle.loads(data)
 
 
 CODECS: dict[str, Codec] = {
     "json": Codec("json", "application/json", _json_dumps, _json_loads),
     "msgpack": Codec("msgpack", "application/x-msgpack", _msgpack_dumps, _msgpack_loads),
-    "pickle": Codec("pickle", "application/x-python-serialize", _pickle_dumps, pickle.loads),
+    "pickle": Codec("pickle", "application/x-python-serialize", _pickle_dumps, _pickle_loads),
 }
 _BY_CONTENT_TYPE = {codec.content_type: codec for codec in CODECS.values()}
 
@@ -146,7 +167,7 @@ def dumps(obj: Any, serializer: str) -> tuple[str, bytes]:
     codec = codec_for(serializer)
     try:
         return codec.content_type, codec.dumps(obj)
-    except (TypeError, ValueError, OverflowError, pickle.PicklingError) as exc:
+    except (TypeError, ValueError, OverflowError) as exc:
         raise SerializationError(f"cannot serialize with {codec.name}: {exc}") from exc
 
 

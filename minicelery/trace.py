@@ -7,7 +7,6 @@ from __future__ import annotations
 import datetime as dt
 import logging
 import os
-import random
 import time
 import traceback as tb_module
 from dataclasses import dataclass, field
@@ -190,6 +189,8 @@ def backoff_countdown(task: Task[Any, Any], retries: int) -> float:
     base = 1.0 if task.retry_backoff is True else float(task.retry_backoff)
     countdown = min(task.retry_backoff_max, base * (2**retries))
     if task.retry_jitter:
+        import random  # only autoretry's backoff needs it, in every worker process otherwise
+
         countdown = random.randrange(int(countdown) + 1) if countdown >= 1 else countdown
     return float(countdown)
 

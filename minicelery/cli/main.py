@@ -17,6 +17,7 @@ from .. import __version__
 from ..app import Celery
 from ..exceptions import MiniceleryError
 from .app_loader import AppNotFound, find_app
+from .lazy import LazyGroup
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -69,7 +70,7 @@ class State:
         return self._app
 
 
-@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.group(cls=LazyGroup, context_settings={"help_option_names": ["-h", "--help"]})
 @click.option(
     "-A",
     "--app",
@@ -308,18 +309,4 @@ def dead_purge(state: State) -> None:
 
 def main(argv: list[str] | None = None, app: Celery | None = None) -> None:
     """The console script; ``app`` is given when an app starts its own command line."""
-    from .beat import beat
-    from .dashboard import dashboard
-    from .events import events
-    from .inspect import control, inspect, status
-    from .multi import multi
-    from .tools import report, shell
-    from .upgrade import upgrade
-    from .worker import worker
-
-    cli.add_command(worker)
-    cli.add_command(beat)
-    cli.add_command(events)
-    for command in (inspect, control, status, multi, shell, report, dashboard, upgrade):
-        cli.add_command(command)
     cli.main(args=argv, prog_name="minicelery", obj=State(None, None, None, app))
