@@ -34,8 +34,9 @@ Methodology
 * **No-op drain**: the same with ``N`` truly no-op tasks (``noop.delay()``); completion is
   seen by polling ``DBSIZE`` every 20 ms until the result keys of all ``N`` tasks exist
   (each system leaves one key per task, its record; the few other keys make it stop a
-  handful of tasks early, under 0.1% of the run). One cheap command per poll, and no extra work inside the tasks,
-  whose per-task INCR above costs a fast worker proportionally more than a slow one.
+  handful of tasks early, under 0.1% of the run). One cheap command per poll, and no
+  extra work inside the tasks, whose per-task INCR above costs a fast worker
+  proportionally more than a slow one.
 * **Round-trip latency**: a second worker (``-c 2 -P prefork``) on an empty
   queue; 50 warm-up calls, then ``--latency-n`` timed calls of
   ``noop.delay().get(timeout=10)`` one at a time; p50 and p99 (nearest rank).
