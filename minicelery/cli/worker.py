@@ -116,9 +116,10 @@ def banner(app: Celery, worker: WorkController, broker_url: str, backend_url: st
     "-E", "--task-events", is_flag=True, help="Send task events (for monitors: minicelery events)."
 )
 @click.option(
-    "--children-consume",
-    is_flag=True,
-    help="Prefork children reserve, store and acknowledge by themselves (beyond Celery).",
+    "--children-consume/--no-children-consume",
+    default=None,
+    help="Prefork children reserve, store and acknowledge by themselves (beyond Celery; "
+    "the setting worker_children_consume).",
 )
 @click.option("-D", "--detach", is_flag=True, help="Run in the background, as a daemon.")
 @click.option("--workdir", help="Change to this directory before loading the app.")
@@ -148,7 +149,7 @@ def worker(
     umask: int | None,
     beat: bool = False,
     task_events: bool = False,
-    children_consume: bool = False,
+    children_consume: bool | None = None,
     **celery_flags: Any,
 ) -> None:
     """Start a worker."""
@@ -157,8 +158,8 @@ def worker(
     app = state.app
     if task_events:
         app.conf.worker_send_task_events = True
-    if children_consume:
-        app.conf.worker_children_consume = True
+    if children_consume is not None:
+        app.conf.worker_children_consume = children_consume
     if flags.include:
         app.conf.include = (*app.conf.include, *flags.includes())
     daemon.start(files, detach, umask)  # with --detach, only the daemon returns
