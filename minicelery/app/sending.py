@@ -10,11 +10,12 @@ from typing import TYPE_CHECKING, Any, cast
 
 from .. import _state, signals
 from ..broker import OutgoingMessage
-from ..message import TaskMessage, build_message
+from ..message import MessageOptions, TaskMessage, build_message
 from ..registry import TaskRegistry
 from ..result import AsyncResult
 from ..routing import lookup_route
 from ..task import Task as BaseTask
+from ..utils import uuid
 from .connections import Connections
 
 if TYPE_CHECKING:
@@ -40,6 +41,10 @@ class Sending(Connections):
     ) -> AsyncResult:
         """Send a task by name; the caller need not have the task's code."""
         task: BaseTask[Any, Any] | None = options.pop("task", None) or self.tasks.get(name)
+        if task is not None and _plain(options, countdown, eta, task_id, expires):
+            sent = self._send_plain(name, args, kwargs, task)
+            if sent is not None:
+                return sent
         args, kwargs = list(args or ()), dict(kwargs or {})
         message, queue, priority = self.prepare_message(
             name,
@@ -66,6 +71,43 @@ class Sending(Connections):
         ):
             # Sent from inside a task: one of its children (``AsyncResult.children``).
             request.__dict__.setdefault("children", []).append(result)
+        return result
+
+    def _send_plain(
+        self, name: str, args: Any, kwargs: Any, task: BaseTask[Any, Any]
+    ) -> AsyncResult | None:
+        """``delay()``'s common case, the same message as :meth:`prepare_message` builds in
+        a third of its time: no options, no routes, no publish signal receivers, not sent
+        from a running task. None when this send needs the general path."""
+        conf = self.conf
+        request = _state.current_request()
+        if (
+            (request is not None and not request.called_directly)
+            or conf.task_routes
+            or conf.task_send_sent_event
+            or task.expires is not None
+            or signals.before_task_publish.has_receivers()
+            or signals.after_task_publish.has_receivers()
+        ):
+            return None
+        queue = task.queue if task.queue is not None else conf.task_default_queue
+        priority = task.priority if task.priority is not None else conf.task_default_priority
+        ignore_result = task.option("ignore_result")
+        ignore_result = None if ignore_result is None else bool(ignore_result)
+        options = MessageOptions(
+            task_id=uuid(),
+            queue=queue,
+            serializer=task.option("serializer"),
+            priority=priority,
+            time_limit=task.time_limit,
+            soft_time_limit=task.soft_time_limit,
+            ignore_result=ignore_result,
+        )
+        message = build_message(name, list(args or ()), dict(kwargs or {}), options)
+        self.broker.publish([OutgoingMessage(queue, message.encode(), priority or 0)])
+        self.queues_used.add(queue)
+        result = AsyncResult(options.task_id, task_name=name, app=cast("Celery", self))
+        result.ignored = bool(ignore_result)
         return result
 
     def prepare_message(
@@ -125,6 +167,18 @@ class Sending(Connections):
             exchange="",
             routing_key=queue,
         )
+
+
+#: What ``apply_async`` passes on to ``send_task`` whether given or not (None when not).
+_ALWAYS_PASSED = frozenset({"link", "link_error", "shadow"})
+
+
+def _plain(options: dict[str, Any], *times: Any) -> bool:
+    """Whether a send has no options: ``countdown``, ``eta``, ``task_id``, ``expires`` (in
+    ``times``) and ``options`` all unset (an explicit ``time_limit=None`` is an option)."""
+    if any(value is not None for value in times):
+        return False
+    return all(value is None and key in _ALWAYS_PASSED for key, value in options.items())
 
 
 def _body_of(message: TaskMessage, signal: signals.Signal) -> Any:
