@@ -41,7 +41,14 @@ class Sending(Connections):
     ) -> AsyncResult:
         """Send a task by name; the caller need not have the task's code."""
         task: BaseTask[Any, Any] | None = options.pop("task", None) or self.tasks.get(name)
-        if task is not None and _plain(options, countdown, eta, task_id, expires):
+        if (
+            task is not None
+            and countdown is None
+            and eta is None
+            and task_id is None
+            and expires is None
+            and _plain(options)
+        ):
             sent = self._send_plain(name, args, kwargs, task)
             if sent is not None:
                 return sent
@@ -103,8 +110,8 @@ class Sending(Connections):
             soft_time_limit=task.soft_time_limit,
             ignore_result=ignore_result,
         )
-        message = build_message(name, list(args or ()), dict(kwargs or {}), options)
-        self.broker.publish([OutgoingMessage(queue, message.encode(), priority or 0)])
+        message = build_message(name, tuple(args or ()), dict(kwargs or {}), options)
+        self.broker.publish_now(queue, message.encode(), priority)
         self.queues_used.add(queue)
         result = AsyncResult(options.task_id, task_name=name, app=cast("Celery", self))
         result.ignored = bool(ignore_result)
@@ -173,12 +180,13 @@ class Sending(Connections):
 _ALWAYS_PASSED = frozenset({"link", "link_error", "shadow"})
 
 
-def _plain(options: dict[str, Any], *times: Any) -> bool:
-    """Whether a send has no options: ``countdown``, ``eta``, ``task_id``, ``expires`` (in
-    ``times``) and ``options`` all unset (an explicit ``time_limit=None`` is an option)."""
-    if any(value is not None for value in times):
-        return False
-    return all(value is None and key in _ALWAYS_PASSED for key, value in options.items())
+def _plain(options: dict[str, Any]) -> bool:
+    """Whether ``options`` are only what ``apply_async`` always passes, all None (an
+    explicit ``time_limit=None`` is an option: it clears the task's limit)."""
+    for key, value in options.items():
+        if value is not None or key not in _ALWAYS_PASSED:
+            return False
+    return True
 
 
 def _body_of(message: TaskMessage, signal: signals.Signal) -> Any:

@@ -65,7 +65,8 @@ class RedisBroker(DeadLetterStore, Broker):
 
     def publish(self, messages: Sequence[OutgoingMessage]) -> None:
         if len(messages) == 1 and (messages[0].eta is None or messages[0].eta <= time.time()):
-            self._publish_one(messages[0])
+            msg = messages[0]
+            self.publish_now(msg.queue, msg.data, msg.priority)
             return
 
         def run() -> None:
@@ -89,12 +90,12 @@ class RedisBroker(DeadLetterStore, Broker):
 
         self._call("publish", run)
 
-    def _publish_one(self, msg: OutgoingMessage) -> None:
+    def publish_now(self, queue: str, data: bytes, priority: int | None = 0) -> None:
         """The common case, one EVALSHA: a pipeline would add a SCRIPT EXISTS round trip."""
-        priority = _clamp(msg.priority)
-        keys = self._publish_keys(msg.queue, priority)
+        level = _clamp(priority)
+        keys = self._publish_keys(queue, level)
         try:
-            self.fast.evalsha(self._publish, keys, (msg.data, priority))
+            self.fast.evalsha(self._publish, keys, (data, level))
         except RedisError as exc:  # no context manager: it showed on every delay()
             raise translated("publish", exc) from exc
 
