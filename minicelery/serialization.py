@@ -120,11 +120,16 @@ def pack_frame(obj: Any) -> bytes:
     """msgpack for the library's own frames (message envelopes, pool reports): plain types
     only, with a packer kept per thread, since ``msgpack.packb`` builds a new one on
     every call and that showed on every ``delay()`` and every task a child reports."""
+    return frame_packer().pack(obj)  # type: ignore[no-any-return]
+
+
+def frame_packer() -> msgpack.Packer:
+    """This thread's packer of :func:`pack_frame`, for a caller packing several values."""
     try:
-        packer = _packers.packer
+        packer: msgpack.Packer = _packers.packer
     except AttributeError:
         packer = _packers.packer = msgpack.Packer(use_bin_type=True)
-    return packer.pack(obj)  # type: ignore[no-any-return]
+    return packer
 
 
 def _msgpack_encode_extra(obj: Any) -> Any:

@@ -10,13 +10,13 @@ from typing import TYPE_CHECKING, Any, cast
 
 from .. import _state, signals
 from ..broker import OutgoingMessage
-from ..message import MessageOptions, TaskMessage, build_message
+from ..message import TaskMessage, build_message
 from ..registry import TaskRegistry
 from ..result import AsyncResult
 from ..routing import lookup_route
 from ..task import Task as BaseTask
-from ..utils import uuid
 from .connections import Connections
+from .plain import plain_options, send_plain
 
 if TYPE_CHECKING:
     from .base import Celery
@@ -47,9 +47,9 @@ class Sending(Connections):
             and eta is None
             and task_id is None
             and expires is None
-            and _plain(options)
+            and plain_options(options)
         ):
-            sent = self._send_plain(name, args, kwargs, task)
+            sent = send_plain(cast("Celery", self), name, args, kwargs, task)
             if sent is not None:
                 return sent
         args, kwargs = list(args or ()), dict(kwargs or {})
@@ -78,43 +78,6 @@ class Sending(Connections):
         ):
             # Sent from inside a task: one of its children (``AsyncResult.children``).
             request.__dict__.setdefault("children", []).append(result)
-        return result
-
-    def _send_plain(
-        self, name: str, args: Any, kwargs: Any, task: BaseTask[Any, Any]
-    ) -> AsyncResult | None:
-        """``delay()``'s common case, the same message as :meth:`prepare_message` builds in
-        a third of its time: no options, no routes, no publish signal receivers, not sent
-        from a running task. None when this send needs the general path."""
-        conf = self.conf
-        request = _state.current_request()
-        if (
-            (request is not None and not request.called_directly)
-            or conf.task_routes
-            or conf.task_send_sent_event
-            or task.expires is not None
-            or signals.before_task_publish.has_receivers()
-            or signals.after_task_publish.has_receivers()
-        ):
-            return None
-        queue = task.queue if task.queue is not None else conf.task_default_queue
-        priority = task.priority if task.priority is not None else conf.task_default_priority
-        ignore_result = task.option("ignore_result")
-        ignore_result = None if ignore_result is None else bool(ignore_result)
-        options = MessageOptions(
-            task_id=uuid(),
-            queue=queue,
-            serializer=task.option("serializer"),
-            priority=priority,
-            time_limit=task.time_limit,
-            soft_time_limit=task.soft_time_limit,
-            ignore_result=ignore_result,
-        )
-        message = build_message(name, tuple(args or ()), dict(kwargs or {}), options)
-        self.broker.publish_now(queue, message.encode(), priority)
-        self.queues_used.add(queue)
-        result = AsyncResult(options.task_id, task_name=name, app=cast("Celery", self))
-        result.ignored = bool(ignore_result)
         return result
 
     def prepare_message(
@@ -174,19 +137,6 @@ class Sending(Connections):
             exchange="",
             routing_key=queue,
         )
-
-
-#: What ``apply_async`` passes on to ``send_task`` whether given or not (None when not).
-_ALWAYS_PASSED = frozenset({"link", "link_error", "shadow"})
-
-
-def _plain(options: dict[str, Any]) -> bool:
-    """Whether ``options`` are only what ``apply_async`` always passes, all None (an
-    explicit ``time_limit=None`` is an option: it clears the task's limit)."""
-    for key, value in options.items():
-        if value is not None or key not in _ALWAYS_PASSED:
-            return False
-    return True
 
 
 def _body_of(message: TaskMessage, signal: signals.Signal) -> Any:

@@ -10,7 +10,8 @@ from typing import Any
 import pytest
 
 from minicelery import Celery, signals
-from minicelery.message import TaskMessage, decode_message
+from minicelery.app.plain import envelope
+from minicelery.message import MessageOptions, TaskMessage, build_message, decode_message
 
 # Headers that differ between two sends of the same call.
 PER_SEND = ("id", "root_id")
@@ -144,3 +145,28 @@ def test_a_task_sent_from_a_running_task_has_its_parent(app: Celery) -> None:
     assert message.id == result.get()
     assert message.headers["parent_id"] == "the-parent"
     assert message.headers["root_id"] == "the-parent"
+
+
+ENVELOPE_CASES: list[tuple[str, tuple[Any, ...], dict[str, Any], dict[str, Any]]] = [
+    ("proj.add", (), {}, {}),
+    ("proj.add", (2, "thr\u00e9e", None), {"k": [1.5, {"deep": True}]}, {"priority": 9}),
+    ("proj.big", ("x" * 70_000,), {"y": "z" * 300}, {"serializer": "msgpack"}),  # long sizes
+    ("t\u00e2che.\u2603", tuple(range(20)), {}, {"time_limit": 3.5, "soft_time_limit": 2}),
+    ("proj.ignored", (1,), {}, {"ignore_result": True, "queue": "other"}),
+    ("proj.unknown", (1,), {}, {"ignore_result": None}),
+    ("proj.100%done %b %s", ("50%",), {}, {}),  # a % in the constant bytes
+    ("\x00" * 36, (1,), {}, {}),  # a name holding the id's stand-in: no template, same bytes
+]
+
+
+@pytest.mark.parametrize(("name", "args", "kwargs", "fields"), ENVELOPE_CASES)
+def test_the_packed_envelope_is_byte_for_byte_the_built_message(
+    name: str, args: tuple[Any, ...], kwargs: dict[str, Any], fields: dict[str, Any]
+) -> None:
+    fields = {"queue": "celery", **fields}
+    for task_id in ("6f1c2a0e-3b7d-4c59-9e1a-2f4b8d6c0a17", "00000000-0000-4000-8000-000000000000"):
+        options = MessageOptions(task_id=task_id, **fields)
+        assert (
+            envelope(name, args, kwargs, options)
+            == build_message(name, args, kwargs, options).encode()
+        )
