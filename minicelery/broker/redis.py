@@ -92,7 +92,7 @@ class RedisBroker(DeadLetterStore, Broker):
 
     def publish_now(self, queue: str, data: bytes, priority: int | None = 0) -> None:
         """The common case, one EVALSHA: a pipeline would add a SCRIPT EXISTS round trip."""
-        level = _clamp(priority)
+        level = _clamp(priority) if priority else 0
         keys = self._publish_keys(queue, level)
         try:
             self.fast.evalsha(self._publish, keys, (data, level))
