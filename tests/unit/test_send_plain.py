@@ -11,6 +11,7 @@ import pytest
 
 from minicelery import Celery, signals
 from minicelery.app.plain import envelope
+from minicelery.exceptions import OperationalError
 from minicelery.message import MessageOptions, TaskMessage, build_message, decode_message
 
 # Headers that differ between two sends of the same call.
@@ -170,3 +171,15 @@ def test_the_packed_envelope_is_byte_for_byte_the_built_message(
             envelope(name, args, kwargs, options)
             == build_message(name, args, kwargs, options).encode()
         )
+
+
+def test_a_message_redis_refuses_raises_at_the_call(app: Celery) -> None:
+    @app.task(name="proj.refused")
+    def refused(x: Any) -> Any:
+        return x
+
+    app.broker.client.set(app.broker.keys.queue("celery", 0), b"not a list")
+    with pytest.raises(OperationalError, match="publish: Redis error"):
+        refused.delay(1)
+    with pytest.raises(OperationalError, match="publish: Redis error"):
+        refused.apply_async((1,), priority=0)  # the general path says the same
