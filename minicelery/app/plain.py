@@ -87,13 +87,14 @@ def envelope(
     """The encoded message ``build_message(name, args, kwargs, options).encode()`` gives,
     for options with nothing but a task id, queue, serializer, priority, ignore_result and
     time limits set."""
+    # The body first: what cannot be serialized is named as build_message names it.
+    _, body = encode_body(args, kwargs, options.embed, options.serializer)
     template = _template(
         name, options.queue, options.serializer, options.priority, options.ignore_result,
         options.time_limit, options.soft_time_limit, origin(),
     )  # fmt: skip
     if template is None:
         return build_message(name, args, kwargs, options).encode()
-    _, body = encode_body(args, kwargs, options.embed, options.serializer)
     pack = frame_packer().pack
     packed = (pack(options.task_id), pack(safe_repr(args)), pack(safe_repr(kwargs)), pack(body))
     form, pick = template

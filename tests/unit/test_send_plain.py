@@ -11,7 +11,7 @@ import pytest
 
 from minicelery import Celery, signals
 from minicelery.app.plain import envelope
-from minicelery.exceptions import OperationalError
+from minicelery.exceptions import OperationalError, SerializationError
 from minicelery.message import MessageOptions, TaskMessage, build_message, decode_message
 
 # Headers that differ between two sends of the same call.
@@ -183,3 +183,24 @@ def test_a_message_redis_refuses_raises_at_the_call(app: Celery) -> None:
         refused.delay(1)
     with pytest.raises(OperationalError, match="publish: Redis error"):
         refused.apply_async((1,), priority=0)  # the general path says the same
+
+
+@pytest.mark.parametrize("serializer", [None, "yaml"])
+def test_what_cannot_be_sent_is_named_as_the_general_path_names_it(
+    app: Celery, serializer: str | None
+) -> None:
+    @app.task(name="proj.unsendable", serializer=serializer)
+    def unsendable(x: Any) -> Any:
+        return x
+
+    errors = []
+    for send in (
+        lambda: unsendable.delay(object()),
+        lambda: unsendable.apply_async((object(),), priority=0),
+    ):
+        with pytest.raises(SerializationError) as caught:
+            send()
+        errors.append(str(caught.value))
+    assert errors[0] == errors[1]
+    assert "positional argument 0 (object)" in errors[0]
+    assert app.broker.queue_sizes(["celery"]) == {"celery": 0}
