@@ -95,7 +95,7 @@ class RedisBroker(DeadLetterStore, Broker):
         level = _clamp(priority) if priority else 0
         keys = self._publish_keys(queue, level)
         try:
-            self.fast.evalsha(self._publish, keys, (data, level))
+            self.fast.evalsha(self._publish, keys, (data, level), same_keys=True)
         except RedisError as exc:  # no context manager: it showed on every delay()
             raise translated("publish", exc) from exc
 

@@ -155,21 +155,28 @@ class FastPath:
             return list(pipe.execute(raise_on_error=False))
 
     def evalsha(
-        self, script: Any, keys: Sequence[Any], args: Sequence[Any], retry: bool = True
+        self,
+        script: Any,
+        keys: Sequence[Any],
+        args: Sequence[Any],
+        retry: bool = True,
+        same_keys: bool = False,
     ) -> Any:
-        """Run a script by its SHA. With ``keys`` a tuple, the command up to its arguments is
-        packed once per script and keys (a publish sends the same few again and again)."""
+        """Run a script by its SHA. ``same_keys``: these keys come again and again (a
+        publish to one queue), so the command up to its arguments is packed once for them."""
         try:
-            return self._evalsha(script.sha, keys, args, retry)
+            return self._evalsha(script.sha, keys, args, retry, same_keys)
         except NoScriptError:
             # A restarted or flushed Redis forgot the script: load it again, once.
             script.sha = self.client.script_load(script.script)
-            return self._evalsha(script.sha, keys, args, retry)
+            return self._evalsha(script.sha, keys, args, retry, same_keys)
 
-    def _evalsha(self, sha: str, keys: Sequence[Any], args: Sequence[Any], retry: bool) -> Any:
+    def _evalsha(
+        self, sha: str, keys: Sequence[Any], args: Sequence[Any], retry: bool, same_keys: bool
+    ) -> Any:
         packed = None
-        if type(keys) is tuple:
-            packed = script_head(sha, keys, len(args)) + pack_args(args)
+        if same_keys:
+            packed = script_head(sha, tuple(keys), len(args)) + pack_args(args)
         return self.execute("EVALSHA", sha, len(keys), *keys, *args, retry=retry, packed=packed)
 
 

@@ -54,7 +54,7 @@ def test_a_script_call_packed_from_its_head_is_the_whole_command() -> None:
     assert pack_head(7, ("EVALSHA", sha, 2, *keys)) + pack_args(args) == expected
 
 
-def test_a_script_redis_forgot_runs_again_with_keys_given_as_a_tuple(
+def test_a_publish_runs_again_after_redis_forgot_its_script(
     broker: RedisBroker,
 ) -> None:
     broker.publish([OutgoingMessage("celery", b"first")])
