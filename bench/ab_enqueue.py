@@ -109,19 +109,25 @@ def raw_socket(server: RedisServer, n: int, packed: bytes) -> float:
 def redis_py(server: RedisServer, n: int, sha: str, args: Sequence[bytes | str | int]) -> float:
     client = server.client(DB)
     evalsha = client.evalsha
-    evalsha(sha, *args)
+    numkeys, rest = int(args[0]), args[1:]
+    evalsha(sha, numkeys, *rest)
     start = time.perf_counter()
     for _ in range(n):
-        evalsha(sha, *args)
+        evalsha(sha, numkeys, *rest)
     return n / (time.perf_counter() - start)
 
 
-def variant_rate(src: Path, server: RedisServer, n: int, system: str = "minicelery") -> float:
+def variant_rate(
+    src: Path, server: RedisServer, n: int, system: str = "minicelery"
+) -> tuple[float, float | None]:
+    """Calls per second and the client's CPU microseconds per call."""
     out = subprocess.run(
         [sys.executable, "-m", "bench.client", system, "enqueue", "-n", str(n)],
         cwd=src, env=_env(src, server.url(DB)), check=True, capture_output=True, timeout=600,
     ).stdout  # fmt: skip
-    return float(json.loads(out.splitlines()[-1])["rate"])
+    result = json.loads(out.splitlines()[-1])
+    cpu = result.get("cpu_seconds")  # absent from a tree whose client does not report it
+    return float(result["rate"]), None if cpu is None else 1e6 * float(cpu) / n
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -133,11 +139,15 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--celery", action="store_true", help="Celery's client too")
     args = parser.parse_args(argv)
     rows: dict[str, list[float]] = {}
+    cpus: dict[str, list[float]] = {}
     with redis_server() as server:
         sha, call = publish_call(server)
         packed = _packed("EVALSHA", sha, *call)
-        script = ["evalsha", sha, *(str(a) for a in call[:4]), "x" * len(call[4]), "0"]
-        phases: list[tuple[str, Callable[[], float]]] = []
+        message = call[4]
+        assert isinstance(message, bytes)
+        payload = "x" * len(message)  # redis-benchmark takes text: a payload of the same size
+        script = ["evalsha", sha, *(str(a) for a in call[:4]), payload, "0"]
+        phases: list[tuple[str, Callable[[], float | tuple[float, float | None]]]] = []
         if not args.no_floor:
             phases += [
                 ("lpush", lambda: redis_benchmark(server, args.n, [])),
@@ -157,13 +167,18 @@ def main(argv: Sequence[str] | None = None) -> int:
             for name, measure in order:
                 server.client(DB).flushdb()
                 load = _load()
-                rate = measure()
+                measured = measure()
+                rate, cpu = measured if isinstance(measured, tuple) else (measured, None)
                 rows.setdefault(name, []).append(rate)
-                print(f"round {round_no + 1} {name:>10}: {rate:9,.0f}/s "
-                      f"({1e6 / rate:5.1f} us/call)  load {load:.2f}", flush=True)  # fmt: skip
+                if cpu is not None:
+                    cpus.setdefault(name, []).append(cpu)
+                shown = "" if cpu is None else f", client CPU {cpu:5.1f} us/call"
+                line = f"{name:>10}: {rate:9,.0f}/s ({1e6 / rate:5.1f} us/call{shown})"
+                print(f"round {round_no + 1} {line}  load {load:.2f}", flush=True)
     for name, rates in rows.items():
         median = statistics.median(rates)
-        print(f"median {name:>10}: {median:9,.0f}/s ({1e6 / median:5.1f} us/call)")
+        shown = f", client CPU {statistics.median(cpus[name]):5.1f} us/call" if name in cpus else ""
+        print(f"median {name:>10}: {median:9,.0f}/s ({1e6 / median:5.1f} us/call{shown})")
     return 0
 
 
