@@ -215,6 +215,8 @@ _SIMPLE = (int, float, bool, type(None))
 
 def safe_repr(value: Any) -> str:
     """A bounded repr for ``argsrepr``/``kwargsrepr``; plain ``repr`` when that is cheap."""
+    if not value:
+        return repr(value)
     items = value.values() if isinstance(value, dict) else value
     if len(items) <= 8 and all(
         isinstance(v, _SIMPLE) or (isinstance(v, str) and len(v) <= 64) for v in items

@@ -86,7 +86,32 @@ def _decode_extra(obj: dict[str, Any]) -> Any:
 _JSON_ENCODER = json.JSONEncoder(default=_encode_extra, separators=(",", ":"))
 
 
+def _c_encoder() -> Callable[[Any, int], Any] | None:
+    """The C encoder under ``_JSON_ENCODER``, built once and without a circular-reference
+    check: JSONEncoder builds one per call (with a fresh map of the containers it enters),
+    a third of what encoding a task's arguments costs. A circular structure ends in
+    RecursionError there, and is then encoded again by the checking encoder, which says
+    what is wrong. None without the C accelerator."""
+    make = getattr(json.encoder, "c_make_encoder", None)
+    if make is None:
+        return None
+    ascii_text = json.encoder.encode_basestring_ascii
+    # markers, default, encoder, indent, separators, sort_keys, skipkeys, allow_nan
+    encoder: Callable[[Any, int], Any] = make(
+        None, _encode_extra, ascii_text, None, ":", ",", False, False, True
+    )
+    return encoder
+
+
+_C_ENCODE = _c_encoder()
+
+
 def _json_dumps(obj: Any) -> bytes:
+    if _C_ENCODE is not None:
+        try:
+            return "".join(_C_ENCODE(obj, 0)).encode()
+        except RecursionError:
+            pass
     return _JSON_ENCODER.encode(obj).encode()
 
 
@@ -103,11 +128,16 @@ def pack_frame(obj: Any) -> bytes:
     """msgpack for the library's own frames (message envelopes, pool reports): plain types
     only, with a packer kept per thread, since ``msgpack.packb`` builds a new one on
     every call and that showed on every ``delay()`` and every task a child reports."""
+    return frame_packer().pack(obj)  # type: ignore[no-any-return]
+
+
+def frame_packer() -> msgpack.Packer:
+    """This thread's packer of :func:`pack_frame`, for a caller packing several values."""
     try:
-        packer = _packers.packer
+        packer: msgpack.Packer = _packers.packer
     except AttributeError:
         packer = _packers.packer = msgpack.Packer(use_bin_type=True)
-    return packer.pack(obj)  # type: ignore[no-any-return]
+    return packer
 
 
 def _msgpack_encode_extra(obj: Any) -> Any:

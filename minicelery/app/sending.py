@@ -16,6 +16,7 @@ from ..result import AsyncResult
 from ..routing import lookup_route
 from ..task import Task as BaseTask
 from .connections import Connections
+from .plain import plain_options, send_plain
 
 if TYPE_CHECKING:
     from .base import Celery
@@ -40,6 +41,17 @@ class Sending(Connections):
     ) -> AsyncResult:
         """Send a task by name; the caller need not have the task's code."""
         task: BaseTask[Any, Any] | None = options.pop("task", None) or self.tasks.get(name)
+        if (
+            task is not None
+            and countdown is None
+            and eta is None
+            and task_id is None
+            and expires is None
+            and plain_options(options)
+        ):
+            sent = send_plain(cast("Celery", self), name, args, kwargs, task)
+            if sent is not None:
+                return sent
         args, kwargs = list(args or ()), dict(kwargs or {})
         message, queue, priority = self.prepare_message(
             name,

@@ -53,6 +53,11 @@ class Broker(ABC):
     def publish(self, messages: Sequence[OutgoingMessage]) -> None:
         """Enqueue (or schedule) messages in as few round trips as possible."""
 
+    def publish_now(self, queue: str, data: bytes, priority: int | None = 0) -> None:
+        """Enqueue one message now: :meth:`publish` without the list around it (``delay()``
+        calls this once per task)."""
+        self.publish([OutgoingMessage(queue, data, priority or 0)])
+
     @abstractmethod
     def reserve(
         self, consumer: str, queues: Sequence[str], count: int, ack: Sequence[str] = ()

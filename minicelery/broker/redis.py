@@ -15,7 +15,7 @@ from collections.abc import Callable, Sequence
 from typing import Any, TypeVar
 
 from ..exceptions import OperationalError
-from ..redislayer.errors import NoScriptError, translate_errors
+from ..redislayer.errors import NoScriptError, RedisError, translate_errors, translated
 from ..redislayer.keys import PRIORITIES, KeySchema
 from ..redislayer.scripts import register
 from ..redislayer.wire import FastPath, Held, Lane, get_connection, pack_commands
@@ -67,12 +67,8 @@ class RedisBroker(DeadLetterStore, Broker):
 
     def publish(self, messages: Sequence[OutgoingMessage]) -> None:
         if len(messages) == 1 and (messages[0].eta is None or messages[0].eta <= time.time()):
-            # The common case, one command: a pipeline would add a SCRIPT EXISTS round trip.
             msg = messages[0]
-            priority = _clamp(msg.priority)
-            keys = self._publish_keys(msg.queue, priority)
-            args = [msg.data, priority]
-            self._call("publish", lambda: self.fast.evalsha(self._publish, keys, args))
+            self.publish_now(msg.queue, msg.data, msg.priority)
             return
 
         def run() -> None:
@@ -95,6 +91,15 @@ class RedisBroker(DeadLetterStore, Broker):
             pipe.execute()
 
         self._call("publish", run)
+
+    def publish_now(self, queue: str, data: bytes, priority: int | None = 0) -> None:
+        """The common case, one EVALSHA: a pipeline would add a SCRIPT EXISTS round trip."""
+        level = _clamp(priority) if priority else 0
+        keys = self._publish_keys(queue, level)
+        try:
+            self.fast.evalsha(self._publish, keys, (data, level), same_keys=True)
+        except RedisError as exc:  # no context manager: it showed on every delay()
+            raise translated("publish", exc) from exc
 
     @functools.lru_cache(maxsize=64)  # noqa: B019 - a broker lives as long as its app
     def _queue_keys(self, queues: tuple[str, ...]) -> list[str]:

@@ -18,12 +18,22 @@ ResponseError = redis.ResponseError
 NoScriptError = redis.exceptions.NoScriptError
 
 
+#: Every error redis-py raises (what :func:`translated` takes).
+RedisError = redis.RedisError
+
+
 @contextmanager
 def translate_errors(what: str) -> Iterator[None]:
     """Turn redis-py's errors into :class:`OperationalError` naming ``what`` failed."""
     try:
         yield
-    except REDIS_ERRORS as exc:
-        raise OperationalError(f"{what}: Redis is unreachable ({exc})") from exc
     except redis.RedisError as exc:
-        raise OperationalError(f"{what}: Redis error ({exc})") from exc
+        raise translated(what, exc) from exc
+
+
+def translated(what: str, exc: Exception) -> OperationalError:
+    """The :class:`OperationalError` for redis-py's ``exc`` (raise it ``from exc``); a hot
+    path catches :data:`RedisError` itself rather than pay for a context manager."""
+    if isinstance(exc, REDIS_ERRORS):
+        return OperationalError(f"{what}: Redis is unreachable ({exc})")
+    return OperationalError(f"{what}: Redis error ({exc})")

@@ -6,12 +6,13 @@ from __future__ import annotations
 
 import collections
 import contextlib
+import functools
 import logging
 import os
 import socket
 import threading
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 from .errors import REDIS_ERRORS, NoScriptError, ResponseError, translate_errors
@@ -28,20 +29,45 @@ def pack_commands(commands: Sequence[Sequence[Any]]) -> bytes:
     append = out.append
     for args in commands:
         append(b"*%d\r\n" % len(args))
-        for arg in args:
-            kind = type(arg)  # exact types first: they are nearly all there is
-            if kind is str:
-                data = arg.encode()
-            elif kind is bytes:
-                data = arg
-            elif kind is int or kind is float:
-                data = repr(arg).encode()
-            else:
-                data = _encode_other(arg)
-            append(b"$%d\r\n" % len(data))
-            append(data)
-            append(b"\r\n")
+        _pack_into(append, args)
     return b"".join(out)
+
+
+def pack_head(total: int, args: Sequence[Any]) -> bytes:
+    """The start of one command of ``total`` arguments, the first of them ``args``: a
+    caller sending the same command with new last arguments each time (a publish: new
+    message, same script and keys) packs the rest once and only appends the new ones."""
+    return b"*%d\r\n%b" % (total, pack_args(args))
+
+
+def pack_args(args: Sequence[Any]) -> bytes:
+    """Arguments of a command without its header (the part of it after :func:`pack_head`)."""
+    out: list[bytes] = []
+    _pack_into(out.append, args)
+    return b"".join(out)
+
+
+def _pack_into(append: Callable[[bytes], None], args: Sequence[Any]) -> None:
+    for arg in args:
+        kind = type(arg)  # exact types first: they are nearly all there is
+        if kind is str:
+            data = arg.encode()
+        elif kind is bytes:
+            data = arg
+        elif kind is int or kind is float:
+            data = repr(arg).encode()
+        else:
+            data = _encode_other(arg)
+        append(b"$%d\r\n" % len(data))
+        append(data)
+        append(b"\r\n")
+
+
+@functools.lru_cache(maxsize=1024)
+def script_head(sha: str, keys: tuple[Any, ...], nargs: int) -> bytes:
+    """``EVALSHA sha numkeys keys...`` packed, as the head of a command with ``nargs``
+    arguments after the keys."""
+    return pack_head(3 + len(keys) + nargs, ("EVALSHA", sha, len(keys), *keys))
 
 
 def _encode_other(arg: Any) -> bytes:
@@ -94,12 +120,13 @@ class FastPath:
             held = self._local.held = Held(self.client.connection_pool, get_connection(self.client))
         return held.connection
 
-    def execute(self, *args: Any, retry: bool = True) -> Any:
+    def execute(self, *args: Any, retry: bool = True, packed: bytes | None = None) -> Any:
         """Run one command; ``retry=False`` for one that must not run twice (a reserve whose
-        reply was lost may already have taken messages)."""
+        reply was lost may already have taken messages). ``packed``: the command already in
+        wire format (``args`` are still needed, for a retry through the client)."""
         connection = self._connection()
         try:
-            connection.send_packed_command([pack_commands((args,))])
+            connection.send_packed_command([packed or pack_commands((args,))])
             return connection.read_response()
         except REDIS_ERRORS:
             connection.disconnect()
@@ -128,14 +155,29 @@ class FastPath:
             return list(pipe.execute(raise_on_error=False))
 
     def evalsha(
-        self, script: Any, keys: Sequence[Any], args: Sequence[Any], retry: bool = True
+        self,
+        script: Any,
+        keys: Sequence[Any],
+        args: Sequence[Any],
+        retry: bool = True,
+        same_keys: bool = False,
     ) -> Any:
+        """Run a script by its SHA. ``same_keys``: these keys come again and again (a
+        publish to one queue), so the command up to its arguments is packed once for them."""
         try:
-            return self.execute("EVALSHA", script.sha, len(keys), *keys, *args, retry=retry)
+            return self._evalsha(script.sha, keys, args, retry, same_keys)
         except NoScriptError:
             # A restarted or flushed Redis forgot the script: load it again, once.
             script.sha = self.client.script_load(script.script)
-            return self.execute("EVALSHA", script.sha, len(keys), *keys, *args, retry=retry)
+            return self._evalsha(script.sha, keys, args, retry, same_keys)
+
+    def _evalsha(
+        self, sha: str, keys: Sequence[Any], args: Sequence[Any], retry: bool, same_keys: bool
+    ) -> Any:
+        packed = None
+        if same_keys:
+            packed = script_head(sha, tuple(keys), len(args)) + pack_args(args)
+        return self.execute("EVALSHA", sha, len(keys), *keys, *args, retry=retry, packed=packed)
 
 
 class Lane:

@@ -76,6 +76,19 @@ def test_json_is_plain_json_for_plain_values() -> None:
     assert json.loads(data) == [[1, "a"], {"k": None}, {}]
 
 
+def test_json_bytes_are_what_the_standard_encoder_writes() -> None:
+    values = [[1, -2.5, float("nan"), float("inf"), '\u00e9\u2603"\n', None, True], {"k": {}}, {}]
+    standard = json.dumps(values, separators=(",", ":")).encode()
+    assert dumps(values, "json") == (JSON, standard)
+
+
+def test_a_circular_structure_is_named_in_the_serialization_error() -> None:
+    looped: list[Any] = [1]
+    looped.append({"again": looped})
+    with pytest.raises(SerializationError, match="Circular reference"):
+        dumps([looped, {}, {}], "json")
+
+
 @pytest.mark.parametrize("serializer", ["json", "msgpack"])
 def test_unserializable_value_raises_serialization_error(serializer: str) -> None:
     with pytest.raises(SerializationError, match=serializer):

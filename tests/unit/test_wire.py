@@ -7,7 +7,9 @@ from typing import Any
 import pytest
 from redis.connection import Connection
 
-from minicelery.redislayer.wire import pack_commands
+from minicelery.broker import OutgoingMessage
+from minicelery.broker.redis import RedisBroker
+from minicelery.redislayer.wire import pack_args, pack_commands, pack_head, script_head
 
 COMMANDS: list[tuple[Any, ...]] = [
     ("EVALSHA", "f" * 40, 3, "{p}:q:celery:0", "{p}:wake:celery", b"\x00\xff\r\n", 0, 9),
@@ -43,3 +45,19 @@ class Name(str):
 def test_subclasses_of_text_and_bytes_pack_like_their_base() -> None:
     command = ("SET", Name("key"), bytearray(b"value"))
     assert pack_commands([command]) == b"".join(Connection().pack_command(*command))
+
+
+def test_a_script_call_packed_from_its_head_is_the_whole_command() -> None:
+    sha, keys, args = "f" * 40, ("{p}:q:celery:0", "{p}:wake:celery"), (b"\x00\r\n", 9)
+    expected = b"".join(Connection().pack_command("EVALSHA", sha, 2, *keys, *args))
+    assert script_head(sha, keys, len(args)) + pack_args(args) == expected
+    assert pack_head(7, ("EVALSHA", sha, 2, *keys)) + pack_args(args) == expected
+
+
+def test_a_publish_runs_again_after_redis_forgot_its_script(
+    broker: RedisBroker,
+) -> None:
+    broker.publish([OutgoingMessage("celery", b"first")])
+    broker.client.script_flush()  # what a restarted Redis has forgotten
+    broker.publish([OutgoingMessage("celery", b"second")])
+    assert [d.data for d in broker.reserve("c", ["celery"], 10)] == [b"first", b"second"]
