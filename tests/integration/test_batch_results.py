@@ -3,9 +3,7 @@ task has run, while a later one of the same reserve still runs, and it survives 
 one's child being killed at its hard time limit.
 
 The messages are queued before the worker starts, so one reserve takes them together (one
-slot, a prefetch window of four). In the children-consume mode a child stores its results
-with its next round trip, after the rest of its batch: both promises are broken there, and
-marked so until that mode keeps them.
+slot, a prefetch window of four), as they are in a busy worker.
 """
 
 from __future__ import annotations
@@ -16,16 +14,10 @@ import pytest
 
 from minicelery import Celery, states
 from minicelery.exceptions import TimeLimitExceeded
-from tests.helpers import WorkerFactory, children_consume
+from tests.helpers import WorkerFactory
 
 BASIC = "tests.integration.apps.basic"
 ONE_RESERVE = ["--prefetch-multiplier", "4"]
-
-pytestmark = pytest.mark.xfail(
-    children_consume(),
-    reason="a consuming child stores a batch's results only after the whole batch",
-    strict=True,
-)
 
 
 def test_a_result_is_readable_while_a_later_task_of_its_reserve_runs(
