@@ -267,8 +267,11 @@ class Unanswered:
             return
         try:
             while select.select([sock], [], [], 0)[0]:
-                if not sock.recv(65536):  # Redis closed the connection
+                received = len(sock.recv(65536))
+                if not received:  # Redis closed the connection
                     self.close()
+                    return
+                if received < 65536:  # all there was: no second look
                     return
         except (OSError, ValueError):  # ValueError: select() on a closed socket
             self.close()
