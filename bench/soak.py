@@ -2,14 +2,17 @@
 restarts Redis and freezes it; then every task is accounted for. Run from the repository root::
 
     python -m bench.soak [--tasks 10000] [--seed 1] [--workers 2] [--concurrency 2]
-                         [--hang-min 10 --hang-max 60 | --no-hangs] [--json]
+                         [--hang-min 10 --hang-max 60 | --no-hangs] [--children-consume]
+                         [--json]
 
 A private ``redis-server`` (AOF, ``appendfsync always``) runs on a free loopback port; workers
-are ``minicelery -A bench.soak_app worker -P prefork`` started through the CLI. Tasks are sent
-at ``--rate`` per second, a seeded mix of early-ack, ``acks_late`` and
-``reject_on_worker_lost`` tasks, short and longer sleeps, deliberate failures, and tasks over
-their hard or soft time limit. Each task writes its executions to a per-process file (see
-``bench.soak_app``), so executions are counted without trusting the result backend. Once
+are ``minicelery -A bench.soak_app worker -P prefork`` started through the CLI (with
+``--children-consume``, the workers run in that mode: their children reserve, acknowledge and
+store by themselves). Tasks are sent at ``--rate`` per second, a seeded mix of early-ack,
+``acks_late`` and ``reject_on_worker_lost`` tasks, short and longer sleeps, deliberate
+failures, and tasks over their hard or soft time limit. Each task writes its executions to a
+per-process file (see ``bench.soak_app``), so executions are counted without trusting the
+result backend. Once
 everything is sent (or ``--duration-cap`` is reached) the driver stops and the soak waits for
 results until none has come for a while (longer than ``worker_lost_timeout``), or
 ``--drain-timeout``. ``bench.soak_report`` says what counts as lost, as an allowed or a
@@ -56,6 +59,7 @@ class SoakConfig:
     plan: ChaosPlan = field(default_factory=ChaosPlan)
     workdir: Path | None = None
     keep: bool = False
+    children_consume: bool = False  # the workers' --children-consume
 
 
 @dataclass
@@ -144,7 +148,8 @@ def run_soak(config: SoakConfig) -> dict[str, Any]:
            "MC_SOAK_PREFIX": "soak", "MC_SOAK_RUNS_DIR": str(runs_dir),
            "MC_SOAK_HEARTBEAT": str(config.heartbeat),
            "MC_SOAK_LOST_TIMEOUT": str(config.lost_timeout)}  # fmt: skip
-    workers = Workers(config.workers, config.concurrency, env, workdir)
+    mode = ("--children-consume",) if config.children_consume else ()
+    workers = Workers(config.workers, config.concurrency, env, workdir, mode)
     driver = ChaosDriver(config.plan, server, workers)
     began = time.monotonic()
     try:
@@ -193,6 +198,7 @@ def _run(config: SoakConfig, server: DurableRedis, workers: Workers, driver: Cha
     _write_manifest(runs_dir.parent / "tasks.tsv", sent.specs, results, runs)
     extra = {
         "seed": config.seed, "workers": config.workers, "concurrency": config.concurrency,
+        "children_consume": config.children_consume,
         "wall_s": round(time.monotonic() - began, 1), "send_s": round(sent.seconds, 1),
         "drain_s": round(drain_s, 1), "publish_retried": len(sent.resent),
         "worker_restarts": driver.log.counts.get("restart", 0),
@@ -237,6 +243,7 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     add("--max-events", type=int, default=None, help="stop the chaos after this many events")
     add("--heartbeat", type=float, default=2.0, help="worker_heartbeat_interval")
     add("--lost-timeout", type=float, default=10.0, help="worker_lost_timeout")
+    add("--children-consume", action="store_true", help="start the workers with --children-consume")
     add("--workdir", type=Path, default=None, help="keep every file of the run here")
     add("--keep", action="store_true", help="keep the run's files even if all went well")
     add("--json", action="store_true", help="print the report as JSON")
@@ -251,7 +258,7 @@ def config_from(args: argparse.Namespace) -> SoakConfig:
         tasks=args.tasks, seed=args.seed, rate=args.rate, duration_cap=args.duration_cap,
         drain_timeout=args.drain_timeout, workers=args.workers, concurrency=args.concurrency,
         heartbeat=args.heartbeat, lost_timeout=args.lost_timeout, plan=plan,
-        workdir=args.workdir, keep=args.keep,
+        workdir=args.workdir, keep=args.keep, children_consume=args.children_consume,
     )  # fmt: skip
 
 

@@ -10,7 +10,7 @@ import signal
 import subprocess
 import threading
 import time
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 import redis
@@ -109,8 +109,10 @@ class Workers:
     killed one is replaced under the same node name. Every incarnation is kept for the final
     cleanup and its output."""
 
-    def __init__(self, count: int, concurrency: int, env: Mapping[str, str], logdir: Path) -> None:
+    def __init__(self, count: int, concurrency: int, env: Mapping[str, str], logdir: Path,
+                 extra_args: Sequence[str] = ()) -> None:  # fmt: skip
         self.concurrency = concurrency
+        self.extra_args = tuple(extra_args)  # worker options of the run's mode
         self.env = dict(env)
         self.logdir = logdir
         self.names = [f"soak{i + 1}@%h" for i in range(count)]
@@ -126,7 +128,7 @@ class Workers:
     def _spawn(self, name: str) -> ManagedProcess:
         argv = minicelery_argv(
             "-A", APP_MODULE, "worker", "-l", "info",
-            "-P", "prefork", "-c", str(self.concurrency), "-n", name,
+            "-P", "prefork", "-c", str(self.concurrency), "-n", name, *self.extra_args,
         )  # fmt: skip
         worker = ManagedProcess(argv, env=self.env, label=f"worker {name}")
         self.every.append(worker)

@@ -219,7 +219,8 @@ def summary(
 
 def table(report: dict[str, Any]) -> str:
     """The report as a Markdown table."""
-    lines = ["| | |", "|---|---:|", f"| sent | {report['sent']:,} |"]
+    mode = "children consume" if report.get("children_consume") else "classic"
+    lines = ["| | |", "|---|---:|", f"| worker mode | {mode} |", f"| sent | {report['sent']:,} |"]
     lines += [f"| result {name} | {count:,} |" for name, count in report["outcomes"].items()]
     lines += [f"| {label} | {report['verdicts'][key]:,} |" for label, key in ROWS]
     chaos = report["chaos"]

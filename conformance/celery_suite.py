@@ -5,6 +5,7 @@ redis-server of its own, and print a per-file table of outcomes side by side.
     python -m conformance.celery_suite                     # minicelery, whole suite
     python -m conformance.celery_suite --against celery    # Celery 5.7 (the bench extra)
     python -m conformance.celery_suite -k chord test_canvas.py --timeout 30
+    python -m conformance.celery_suite --children-consume  # that mode of the worker
 
 Results are kept per implementation in the cache directory (and with ``--save``), so a
 run of one side is shown next to the last run of the other.
@@ -26,7 +27,7 @@ from collections.abc import Iterator, Sequence
 from contextlib import contextmanager, suppress
 from pathlib import Path
 
-from . import report
+from . import plugin, report
 from .fetch import CELERY_VERSION, FetchError, default_cache, suite_dir
 from .plugin import NOT_APPLICABLE
 
@@ -149,6 +150,8 @@ def run(against: str, suite: Path, args: argparse.Namespace) -> report.Results:
             "PYTHONPATH": os.pathsep.join(filter(None, [str(REPO), os.environ.get("PYTHONPATH")])),
         }
         env.pop("NO_WORKER", None)
+        if args.children_consume:
+            env[plugin.CHILDREN_CONSUME] = "1"
         # Tests start ``celery`` commands: those of this interpreter's environment.
         env["PATH"] = os.pathsep.join([str(Path(sys.executable).parent), env.get("PATH", "")])
         if against == "minicelery":
@@ -200,7 +203,15 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser.add_argument("--save", type=Path, help="also write the results (JSON) here")
     parser.add_argument("--compare", type=Path, help="results (JSON) of the other side")
     parser.add_argument("--quiet", action="store_true", help="hide pytest's own output")
-    return parser.parse_args(argv)
+    parser.add_argument(
+        "--children-consume",
+        action="store_true",
+        help="run minicelery's session worker in the children-consume mode",
+    )
+    args = parser.parse_args(argv)
+    if args.children_consume and args.against != "minicelery":
+        parser.error("--children-consume is a mode of minicelery's worker")
+    return args
 
 
 def other_side(against: str, cache: Path, compare: Path | None) -> tuple[str, report.Results]:
@@ -235,6 +246,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         "timeout": args.timeout,
     }
     meta["shard"] = args.shard
+    meta["children_consume"] = args.children_consume
     if args.save:
         report.save(results, args.save, meta)
     # The cache keeps the latest outcome of every test run on this side, subsets included.

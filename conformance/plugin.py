@@ -1,13 +1,18 @@
 """A pytest plugin for conformance runs (on either implementation): it caps every test's
 timeout, so one hung test cannot stall the run, and leaves out the test files that need a
-backend or transport other than Redis (reported as n/a)."""
+backend or transport other than Redis (reported as n/a). With ``CONFORMANCE_CHILDREN_CONSUME=1``
+the suite's session worker runs in minicelery's children-consume mode."""
 
 from __future__ import annotations
 
 import os
+from collections.abc import Generator
 from pathlib import Path
+from typing import Any
 
 import pytest
+
+CHILDREN_CONSUME = "CONFORMANCE_CHILDREN_CONSUME"
 
 #: Files of Celery's integration suite that need another result backend or transport.
 NOT_APPLICABLE = {
@@ -15,6 +20,18 @@ NOT_APPLICABLE = {
     "test_cache_backend.py": "memcached result backend",
     "test_database_backend.py": "SQL database result backend",
 }
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_fixture_setup(fixturedef: pytest.FixtureDef[Any]) -> Generator[None, Any, None]:
+    """Add ``worker_children_consume`` to the suite's ``celery_config`` (a dict its app and
+    session worker are built from) when the run asks for that mode."""
+    outcome = yield
+    if fixturedef.argname != "celery_config" or os.environ.get(CHILDREN_CONSUME) != "1":
+        return
+    config = outcome.get_result()
+    if isinstance(config, dict):
+        config["worker_children_consume"] = True
 
 
 def pytest_ignore_collect(collection_path: Path, config: pytest.Config) -> bool | None:

@@ -529,6 +529,17 @@ def run_cli(
 CHILDREN_CONSUME_ENV = "MC_TEST_CHILDREN_CONSUME"
 
 
+def children_consume() -> bool:
+    """True when this run's prefork workers consume in their children (the env switch)."""
+    return os.environ.get(CHILDREN_CONSUME_ENV) == "1"
+
+
+def mode_args(pool: str = "prefork") -> tuple[str, ...]:
+    """The worker options of this run's mode: ``--children-consume`` for a prefork worker
+    when the switch is on. Every test that starts a worker by its own argv adds these."""
+    return ("--children-consume",) if children_consume() and pool == "prefork" else ()
+
+
 class WorkerFactory:
     """Starts ``python -m minicelery worker`` subprocesses and cleans them all up."""
 
@@ -565,9 +576,8 @@ class WorkerFactory:
     ) -> ManagedProcess:
         number = next(self._counter)
         name = name or f"w{number}-{uuid.uuid4().hex[:6]}@%h"
-        consume = os.environ.get(CHILDREN_CONSUME_ENV) == "1"
-        if consume and pool == "prefork" and self.argv_builder is minicelery_argv:
-            extra_args = ("--children-consume", *extra_args)
+        if self.argv_builder is minicelery_argv:
+            extra_args = (*mode_args(pool), *extra_args)
         argv = self.argv_builder(
             "-A", app_module, "worker", "-l", "info",
             "-c", str(concurrency), "-P", pool, "-n", name, *extra_args,

@@ -9,6 +9,7 @@ import contextlib
 import functools
 import logging
 import os
+import select
 import socket
 import threading
 import time
@@ -299,16 +300,22 @@ class Unanswered:
             return False
 
     def drain(self) -> None:
-        """Read and drop the replies that have arrived, without blocking."""
+        """Read and drop the replies that have arrived, without blocking. The socket has
+        redis-py's timeout, and a Python socket with a timeout waits for data before every
+        ``recv`` (``MSG_DONTWAIT`` or not): only a socket ``select`` found readable is read,
+        or a child with nothing to drop would wait out the whole timeout."""
         sock = self.sock
         if sock is None:
             return
         try:
-            while len(sock.recv(65536, socket.MSG_DONTWAIT)) == 65536:
-                pass
-        except BlockingIOError:
-            return
-        except OSError:
+            while select.select([sock], [], [], 0)[0]:
+                received = len(sock.recv(65536))
+                if not received:  # Redis closed the connection
+                    self.close()
+                    return
+                if received < 65536:  # all there was: no second look
+                    return
+        except (OSError, ValueError):  # ValueError: select() on a closed socket
             self.close()
 
     def close(self) -> None:

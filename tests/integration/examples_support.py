@@ -28,6 +28,7 @@ from tests.helpers import (
     free_port,
     kill_pid,
     minicelery_argv,
+    mode_args,
     pid_alive,
     proc_start_time,
     wait_until,
@@ -96,7 +97,7 @@ def example_env(server: RedisServer, db: int, **extra: str) -> Iterator[dict[str
 def start_worker(folder: Path, app: str, env: Mapping[str, str], *args: str) -> ManagedProcess:
     """``minicelery -A <app> worker -l INFO -c 2 <args>`` in ``folder``, once it is ready."""
     worker = ManagedProcess(
-        minicelery_argv("-A", app, "worker", "-l", "INFO", "-c", "2", *args),
+        minicelery_argv("-A", app, "worker", "-l", "INFO", "-c", "2", *mode_args(), *args),
         cwd=folder,
         env=env,
         label=f"worker of {folder.name}",

@@ -149,16 +149,18 @@ def test_reserved_messages_of_a_killed_worker_run_elsewhere_exactly_once(
     key_prefix: str,
 ) -> None:
     hang_key, runs_key = f"{key_prefix}:hang", f"{key_prefix}:runs"
-    # One pool slot and a prefetch window of four: while the slot runs a long acks_late task,
-    # A reserves more messages that it cannot start (how many at once is A's business).
-    worker_a = worker_factory(
-        PROPS, concurrency=1, extra_args=["--prefetch-multiplier", "4"], env=FAST_RECOVERY
-    )
+    # One pool slot and a prefetch window of four, the messages queued before A starts: A
+    # reserves the long acks_late task and more that it cannot start while the slot runs it
+    # (how many is A's business; a child that consumes by itself reserves only between
+    # tasks, so they must be there when it takes the long one).
     hung = props.hang_once_late.delay(hang_key, "hang", 60)
-    wait_until(lambda: redis_client.llen(hang_key) == 1, message=worker_a.describe)
     values = [f"r{i}" for i in range(6)]
     for value in values:
         props.record.delay(runs_key, value)
+    worker_a = worker_factory(
+        PROPS, concurrency=1, extra_args=["--prefetch-multiplier", "4"], env=FAST_RECOVERY
+    )
+    wait_until(lambda: redis_client.llen(hang_key) == 1, message=worker_a.describe)
     wait_until(
         lambda: layout.held() >= 2 and layout.held() + layout.queued() == 1 + len(values),
         message=lambda: f"{layout.describe()}\n{worker_a.describe()}",

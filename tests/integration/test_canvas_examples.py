@@ -10,7 +10,7 @@ from collections.abc import Iterator
 
 import pytest
 
-from tests.helpers import REPO_ROOT, ManagedProcess, RedisServer, minicelery_argv
+from tests.helpers import REPO_ROOT, ManagedProcess, RedisServer, minicelery_argv, mode_args
 
 FOLDER = REPO_ROOT / "examples" / "canvas"
 EXAMPLE_DB = 11  # the example uses the default key prefix: a database of its own
@@ -59,7 +59,7 @@ def example_env(redis_server: RedisServer) -> Iterator[dict[str, str]]:
 
 def test_canvas_example_prints_the_guides_results(example_env: dict[str, str]) -> None:
     worker = ManagedProcess(
-        minicelery_argv("-A", "tasks", "worker", "-l", "INFO", "-c", "2"),
+        minicelery_argv("-A", "tasks", "worker", "-l", "INFO", "-c", "2", *mode_args()),
         cwd=FOLDER,
         env=example_env,
         label="example canvas",

@@ -16,7 +16,7 @@ import pytest
 
 from conformance.fetch import FetchError, default_cache, suite_dir
 from tests.conftest import _running_in_ci
-from tests.helpers import RedisServer
+from tests.helpers import RedisServer, children_consume
 
 REPO = Path(__file__).resolve().parents[2]
 FILES = ["test_tasks.py", "test_inspect.py"]
@@ -36,9 +36,10 @@ def test_a_slice_of_celerys_integration_suite_passes(redis_server: RedisServer) 
         suite_dir(default_cache())
     except FetchError as exc:
         pytest.skip(f"Celery's sdist could not be fetched (no network?): {exc}")
+    mode = ["--children-consume"] if children_consume() else []
     done = subprocess.run(
         [sys.executable, "-m", "conformance.celery_suite", "--quiet", "--timeout", "30",
-         "-k", SELECTION, *FILES],
+         "-k", SELECTION, *mode, *FILES],
         cwd=REPO,
         capture_output=True,
         text=True,

@@ -23,7 +23,7 @@ from minicelery.worker.control import (
     control_command,
     inspect_command,
 )
-from tests.helpers import RedisServer, wait_until
+from tests.helpers import RedisServer, children_consume, wait_until
 
 
 @control_command(args=[("queue", str)], visible=False)
@@ -49,7 +49,7 @@ def app(redis_server: RedisServer, key_prefix: str) -> Iterator[Celery]:
     test_app = TestApp(
         "contrib-it",
         config={"broker_url": redis_server.url, "result_backend": redis_server.url,
-                "key_prefix": key_prefix},
+                "key_prefix": key_prefix, "worker_children_consume": children_consume()},
     )  # fmt: skip
     with setup_default_app(test_app):
         yield test_app

@@ -17,6 +17,7 @@ from tests.helpers import (
     ManagedProcess,
     RedisServer,
     minicelery_argv,
+    mode_args,
     pid_alive,
     wait_until,
 )
@@ -60,7 +61,7 @@ def run_python(code: str, cwd: Path, env: dict[str, str]) -> str:
 
 def start_worker(app: str, cwd: Path, env: dict[str, str]) -> ManagedProcess:
     worker = ManagedProcess(
-        minicelery_argv("-A", app, "worker", "-l", "INFO", "-c", "2"),
+        minicelery_argv("-A", app, "worker", "-l", "INFO", "-c", "2", *mode_args()),
         cwd=cwd,
         env=env,
         label=f"example {app}",
@@ -107,7 +108,7 @@ def test_proj_app_start_runs_the_worker(example_env: dict[str, str]) -> None:
     """``python -m proj.celery worker`` goes through ``app.start()`` like Celery's guide."""
     folder = EXAMPLES / "proj"
     worker = ManagedProcess(
-        [sys.executable, "-m", "proj.celery", "worker", "-c", "1", "-l", "INFO"],
+        [sys.executable, "-m", "proj.celery", "worker", "-c", "1", "-l", "INFO", *mode_args()],
         cwd=folder,
         env=example_env,
         label="proj app.start",

@@ -27,6 +27,7 @@ from tests.helpers import (
     WorkerFactory,
     descendant_pids,
     kill_pid,
+    mode_args,
     pid_alive,
     pointed_at,
     pool_pids,
@@ -143,7 +144,8 @@ def detach(
     """``worker --detach`` with its pidfile and log file in ``tmp_path``."""
     return cli(
         "-A", LIFECYCLE, "worker", "--detach", "-l", "info", "-c", "1", "-n", f"{name}@%h",
-        "--pidfile", str(tmp_path / "%n.pid"), "--logfile", str(tmp_path / "%n%I.log"), *extra,
+        "--pidfile", str(tmp_path / "%n.pid"), "--logfile", str(tmp_path / "%n%I.log"),
+        *mode_args(), *extra,
         timeout=TIMEOUT,
     )  # fmt: skip
 
@@ -251,7 +253,7 @@ def test_workdir_umask_and_relative_names(
 
     done = cli(
         "-A", LIFECYCLE, "worker", "--detach", "-c", "1", "-n", "d1@%h",
-        "--workdir", str(tmp_path), "--umask", "077",
+        "--workdir", str(tmp_path), "--umask", "077", *mode_args(),
         "--pidfile", "w-%n.pid", "--logfile", "%h-%n%I.log", timeout=TIMEOUT,
     )  # fmt: skip
 
@@ -271,7 +273,8 @@ def test_workdir_umask_and_relative_names(
 
 def multi_args(tmp_path: Path, *nodes: str) -> tuple[str, ...]:
     return (*nodes, "-A", LIFECYCLE, "-l", "info",
-            f"--pidfile={tmp_path}/%n.pid", f"--logfile={tmp_path}/%n%I.log")  # fmt: skip
+            f"--pidfile={tmp_path}/%n.pid", f"--logfile={tmp_path}/%n%I.log",
+            *mode_args())  # fmt: skip
 
 
 def test_multi_start_stopwait_with_per_node_options(

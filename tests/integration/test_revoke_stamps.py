@@ -1,6 +1,6 @@
-"""``revoke_by_stamped_headers`` on a real worker: a task sent right after the revocation
-(without waiting for the workers' replies) is revoked, every time, although the command and
-the task reach the worker on different connections."""
+"""``revoke_by_stamped_headers`` (and ``revoke`` by id) on a real worker: a task sent right
+after the revocation (without waiting for the workers' replies) is revoked, every time,
+although the command and the task reach the worker on different connections."""
 
 from __future__ import annotations
 
@@ -33,6 +33,18 @@ def test_a_task_sent_right_after_its_stamp_is_revoked_never_runs(
         assert kept.apply_async().get(timeout=10) == f"kept-{attempt}"
     ran = {label.decode().partition("@")[0] for label in client.lrange(runs, 0, -1)}
     assert ran == {f"kept-{n}" for n in range(100)}
+
+
+def test_a_task_sent_right_after_its_id_is_revoked_never_runs(
+    capp: Celery, worker_factory: WorkerFactory, client: redis.Redis, runs: str
+) -> None:
+    worker_factory(app_module="tests.integration.apps.control", concurrency=1)
+    for attempt in range(100):
+        task_id = str(uuid.uuid4())
+        capp.control.revoke(task_id)
+        with pytest.raises(TaskRevokedError):
+            record.apply_async((runs, f"doomed-{attempt}"), task_id=task_id).get(timeout=10)
+    assert client.lrange(runs, 0, -1) == []
 
 
 def test_the_control_command_revokes_by_stamp(

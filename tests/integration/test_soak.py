@@ -19,6 +19,7 @@ import pytest
 
 from bench.soak import SoakConfig, run_soak
 from bench.soak_chaos import ChaosPlan
+from tests.helpers import children_consume
 
 TASKS = 300
 # Its schedule (a hang first, then a Redis restart, a worker kill, a child kill) meets the
@@ -33,7 +34,7 @@ def _config(workdir: Path) -> SoakConfig:
     return SoakConfig(
         tasks=TASKS, seed=SEED, rate=30.0, duration_cap=60.0, drain_timeout=25.0,
         workers=2, concurrency=2, heartbeat=0.5, lost_timeout=3.0, plan=plan,
-        workdir=workdir,
+        workdir=workdir, children_consume=children_consume(),
     )  # fmt: skip
 
 

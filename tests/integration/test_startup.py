@@ -20,6 +20,7 @@ from tests.helpers import (
     find_redis_server_bin,
     free_port,
     minicelery_argv,
+    mode_args,
     run_cli,
 )
 
@@ -96,7 +97,8 @@ def test_a_client_gives_up_after_max_retries(late_redis: RedisServer) -> None:
 @pytest.mark.parametrize("command", ["worker", "beat"])
 def test_sigterm_stops_a_program_waiting_for_redis(late_redis: RedisServer, command: str) -> None:
     factory = WorkerFactory(late_redis.url, "late")
-    argv = minicelery_argv("-A", STARTUP, command, "-l", "info")
+    mode = mode_args() if command == "worker" else ()
+    argv = minicelery_argv("-A", STARTUP, command, "-l", "info", *mode)
     process = ManagedProcess(argv, cwd=REPO_ROOT, env=factory.env(), label=command)
     try:
         process.wait_for_line("Trying again in 1.00 seconds", timeout=15)
