@@ -6,7 +6,7 @@ endings would, with its results kept for the child's next round trip.
 A task without ``acks_late`` is acknowledged with that round trip too, not by a command of
 its own as it starts: the main process reads from the slot which task a child runs, and
 acknowledges it for the child if the child dies while it runs, or once it has run for a
-moment (:data:`~.direct.EARLY_ACK_AFTER`), so it does not run again while the worker
+moment (:data:`~.direct.SETTLE_AFTER`), so it does not run again while the worker
 lives."""
 
 from __future__ import annotations

@@ -42,10 +42,11 @@ logger = logging.getLogger(__name__)
 
 GROW_ROOM = 16  # children pool_grow may add beyond the pool's size at start
 STEAL_AFTER = 0.025  # seconds a task runs before its child's unstarted messages may move
-# Seconds a task without acks_late runs before the main process acknowledges it for its
-# child (which acknowledges it after it ran, with its results): beyond that, a worker killed
-# while the task runs does not have it run again elsewhere.
-EARLY_ACK_AFTER = 0.1
+# Seconds a task runs before the main process settles for its child: acknowledges it if
+# it has no acks_late, stores and acknowledges what the child ran before it (all of which
+# the child does only after the task, with its next round trip).
+SETTLE_AFTER = 0.1
+BUSY_LOOK = 0.25  # seconds between looks at the slots while a child runs a task
 
 
 class ConsumingPool(PreforkPool):
@@ -72,7 +73,7 @@ class ConsumingPool(PreforkPool):
         self.limits_disabled = bool(app.conf.worker_disable_rate_limits)
         self.positions: dict[int, int] = {}  # pid -> slot position
         self._hold_ids: tuple[str, ...] = ()
-        self._early_acked: dict[int, str] = {}  # child pid -> the tag acknowledged for it
+        self._settled: dict[int, str] = {}  # child pid -> the running tag settled for it
         self.revoked: set[str] = set()
         self._revoked_news: collections.deque[str] = collections.deque()
         self._opened = False  # INIT frames are sent once the worker is up
@@ -220,7 +221,7 @@ class ConsumingPool(PreforkPool):
         job = child.job
         if job is not None and not job.acks_late:
             ack.append(job.delivery.tag)
-        self._early_acked.pop(child.pid, None)
+        self._settled.pop(child.pid, None)
         consumer = self.consumer_of(child)
         events = super()._reap(child, timed_out)
         self._hold_ids = tuple(self.consumer_of(c) for c in self.children.values())
@@ -243,36 +244,46 @@ class ConsumingPool(PreforkPool):
         return [Released(self.consumer_of(child), tags=tags)] if tags else []
 
     def next_deadline(self) -> float | None:
-        due = [d for d in (super().next_deadline(), self._rebalance_at(), self._early_ack_at())
+        due = [d for d in (super().next_deadline(), self._rebalance_at(), self._settle_at())
                if d is not None]  # fmt: skip
         return min(due) if due else None
 
-    def _running_early(self) -> list[tuple[Child, str, float]]:
-        """Children running a task without ``acks_late`` whose ack this process has not
-        sent: (child, tag, when the task started)."""
+    def _running(self) -> list[tuple[Child, Running]]:
+        """What each child that runs a task runs, as its slot says."""
         found = []
         for child in list(self.children.values()):
             position = self.positions.get(child.pid)
             running = self.slots.read(position) if position is not None else None
-            if (running is not None and not running.acks_late
-                    and self._early_acked.get(child.pid) != running.tag):  # fmt: skip
-                found.append((child, running.tag, running.started))
+            if running is not None:
+                found.append((child, running))
         return found
 
-    def _early_ack_at(self) -> float | None:
-        due = [started + EARLY_ACK_AFTER for _, _, started in self._running_early()]
-        return max(min(due), time.monotonic() + 0.01) if due else None
+    def _settle_at(self) -> float | None:
+        """When a running task will have run SETTLE_AFTER; while any child runs one, at
+        least every BUSY_LOOK: the child may have moved on to a longer task since."""
+        running = self._running()
+        if not running:
+            return None
+        now = time.monotonic()
+        due = [r.started + SETTLE_AFTER for c, r in running if self._settled.get(c.pid) != r.tag]
+        return max(min([*due, now + BUSY_LOOK]), now + 0.01)
 
-    def _ack_early(self) -> list[Event]:
-        """Acknowledge for its child a task without ``acks_late`` that has run for
-        EARLY_ACK_AFTER: the child acknowledges only with its next round trip, after the
-        task, and a worker killed meanwhile must not have the task run again elsewhere."""
+    def _settle_for_children(self) -> list[Event]:
+        """For a child whose task has run SETTLE_AFTER: acknowledge that task if it has no
+        ``acks_late`` (the child would only after it ran; a worker killed meanwhile must
+        not have it run again elsewhere), and store and acknowledge what the child ran
+        before it in its batch (their results are not held back by a long task)."""
         events: list[Event] = []
         now = time.monotonic()
-        for child, tag, started in self._running_early():
-            if now - started >= EARLY_ACK_AFTER:
-                self._early_acked[child.pid] = tag
-                events.append(Released(self.consumer_of(child), [tag], tags=[]))
+        for child, running in self._running():
+            if now - running.started < SETTLE_AFTER or self._settled.get(child.pid) == running.tag:
+                continue
+            self._settled[child.pid] = running.tag
+            records, acks = self.slots.unsettled(self.positions[child.pid])
+            if not running.acks_late:
+                acks.append(running.tag)
+            if records or acks:
+                events.append(Released(self.consumer_of(child), acks, tags=[], records=records))
         return events
 
     def _rebalance_at(self) -> float | None:
@@ -349,7 +360,7 @@ class ConsumingPool(PreforkPool):
         events = super().wait(timeout, waker, watch)
         if self._rebalance_at() is not None:
             events.extend(self._rebalance())
-        events.extend(self._ack_early())
+        events.extend(self._settle_for_children())
         return events
 
     def grow(self, n: int) -> int:

@@ -28,7 +28,9 @@ _BATCH = struct.Struct("<HH")  # how many tags, how many bytes they take
 # What a child finished and has not yet stored and acknowledged in Redis (that happens with
 # its next round trip): results and acks the main process settles if the child dies first.
 SETTLE_ROOM = 8192
-_SETTLE = struct.Struct("<II")  # how many entries, how many bytes they take
+# Times the child settled (cleared) the area, then how many entries, how many bytes they take
+_SETTLE = struct.Struct("<III")
+_FILLED = struct.Struct("<II")
 _ENTRY = struct.Struct("<cHI")  # kind, then the lengths of its two parts
 RECORD, ACK = b"R", b"A"
 ROOM = SLOT_SIZE - _HEADER.size - BATCH_ROOM - SETTLE_ROOM
@@ -163,10 +165,13 @@ class Slots:
 
     def unsettled(self, position: int) -> tuple[list[tuple[str, bytes]], list[str]]:
         """What the child at ``position`` finished and had not settled: the records to
-        store, then the tags to acknowledge (main process, once the child is gone)."""
+        store, then the tags to acknowledge. Read by the main process once the child is
+        gone, or while it runs a long task (then nothing, if it settled meanwhile)."""
         offset = self._settle_offset(position)
-        count, size = _SETTLE.unpack_from(self.memory, offset)
+        generation, count, size = _SETTLE.unpack_from(self.memory, offset)
         raw = bytes(self.memory[offset + _SETTLE.size : offset + _SETTLE.size + size])
+        if _SETTLE.unpack_from(self.memory, offset)[0] != generation:
+            return [], []  # settled by the child while being read
         records: list[tuple[str, bytes]] = []
         acks: list[str] = []
         at = 0
@@ -246,17 +251,20 @@ class Slots:
             parts.append(_ENTRY.pack(ACK, len(name), 0) + name)
         raw = b"".join(parts)
         offset = self._settle_offset(position)
-        count, size = _SETTLE.unpack_from(self.memory, offset)
+        _, count, size = _SETTLE.unpack_from(self.memory, offset)
         if _SETTLE.size + size + len(raw) > SETTLE_ROOM:
             return False
         start = offset + _SETTLE.size + size
         self.memory[start : start + len(raw)] = raw
-        _SETTLE.pack_into(self.memory, offset, count + len(records) + len(acks), size + len(raw))
+        count += len(records) + len(acks)
+        _FILLED.pack_into(self.memory, offset + 4, count, size + len(raw))
         return True
 
     def settled(self, position: int) -> None:
         """Everything noted with :meth:`keep` is in Redis now."""
-        _SETTLE.pack_into(self.memory, self._settle_offset(position), 0, 0)
+        offset = self._settle_offset(position)
+        generation = _SETTLE.unpack_from(self.memory, offset)[0]
+        _SETTLE.pack_into(self.memory, offset, (generation + 1) & _MASK, 0, 0)
 
     def claim(self, position: int, tag: str) -> bool:
         """Take ``tag`` out of this child's batch to start it; False when the main process

@@ -10,7 +10,7 @@ import pytest
 
 from minicelery.worker.buckets import Deferred, SharedBuckets
 from minicelery.worker.sharedclock import SharedClock
-from minicelery.worker.slots import ROOM, Slots
+from minicelery.worker.slots import ROOM, SETTLE_ROOM, Slots
 
 
 def test_a_slot_says_what_its_child_runs_until_cleared() -> None:
@@ -34,6 +34,27 @@ def test_a_message_too_big_for_its_slot_is_marked_truncated() -> None:
     slots.write(position, "1", "q", b"x" * (ROOM + 1), flags=0)
     running = slots.read(position)
     assert running is not None and running.truncated and running.data == b""
+
+
+def test_what_a_child_ran_and_did_not_settle_is_read_back_in_order() -> None:
+    slots = Slots(2)
+    position = slots.allocate()
+    assert slots.keep(position, [("t1", b"r1")], ["1"])
+    assert slots.keep(position, [("t2", b"r2"), ("t2", b"r2b")], [])
+    assert slots.unsettled(position) == ([("t1", b"r1"), ("t2", b"r2"), ("t2", b"r2b")], ["1"])
+    assert slots.unsettled(1 - position) == ([], [])  # another child's slot
+    slots.settled(position)
+    assert slots.unsettled(position) == ([], [])
+    assert slots.keep(position, [], ["2"])
+    assert slots.unsettled(position) == ([], ["2"])
+
+
+def test_results_too_big_for_the_slot_are_refused_and_left_to_the_child() -> None:
+    slots = Slots(1)
+    position = slots.allocate()
+    assert slots.keep(position, [("t1", b"small")], ["1"])
+    assert not slots.keep(position, [("t2", b"x" * SETTLE_ROOM)], ["2"])
+    assert slots.unsettled(position) == ([("t1", b"small")], ["1"])  # kept as it was
 
 
 def test_a_released_slot_is_handed_out_again_cleared() -> None:
