@@ -66,6 +66,8 @@ class ChildTasks:
     make_events: Callable[[], WorkerEvents]
     consumer_id: str
     hold_unknown: bool
+    totals: dict[str, int]  # tasks started by name, published in the slot after round trips
+    totals_changed = False
     settle_now = False  # what ran could not be noted in the slot: settle before going on
 
     def _give_back(self, tags: list[str]) -> None:
@@ -159,6 +161,8 @@ class ChildTasks:
         self.slots.clear(self.position)
         self.slots.count_one(self.position)
         self.done += 1
+        self.totals[verdict.message.task] = self.totals.get(verdict.message.task, 0) + 1
+        self.totals_changed = True
         acked = self._settle(delivery, verdict, state, requeue, dead_reason)
         self._keep(self.relay.take(), [delivery.tag] if acked else [])
 

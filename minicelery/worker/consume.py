@@ -89,6 +89,7 @@ class ChildConsumer(ChildTasks):
         self.hold_unknown = False  # a reply was lost: the hold may have messages we never saw
         self.failures = 0
         self.done = 0
+        self.totals: dict[str, int] = {}
         self._mail_seen = 0
 
     # -- life -----------------------------------------------------------------------------
@@ -170,6 +171,9 @@ class ChildConsumer(ChildTasks):
         self.records, self.acks = [], []
         self.slots.settled(self.position)
         self.settle_now = False
+        if self.totals_changed:
+            self.slots.write_totals(self.position, self.totals)
+            self.totals_changed = False
         return deliveries
 
     def _stores(self) -> list[tuple[tuple[Any, ...], Any]]:

@@ -126,6 +126,9 @@ class ConsumingPool(PreforkPool):
     def processed(self) -> int:
         return self.slots.processed()
 
+    def task_totals(self) -> dict[str, int]:
+        return self.slots.task_totals()
+
     def hold_ids(self) -> tuple[str, ...]:
         return self._hold_ids  # read by the heartbeat thread: a tuple, replaced whole
 

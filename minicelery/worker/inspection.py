@@ -4,6 +4,7 @@ the registered tasks with their attributes. Each handler runs in the worker's ma
 
 from __future__ import annotations
 
+import collections
 import logging
 import os
 import resource
@@ -185,7 +186,7 @@ def report(worker: WorkController, **kwargs: Any) -> dict[str, str]:
         f"node     -> {worker.hostname} pid:{os.getpid()} "
         f"uptime:{int(time.time() - worker.started_at)}s "
         f"max-concurrency:{worker.pool.info().get('max-concurrency', '')} "
-        f"tasks:{dict(worker.totals)}"
+        f"tasks:{dict(worker.totals + collections.Counter(worker.pool.task_totals()))}"
     )
     return {"ok": f"{node}\n{worker.app.bugreport()}"}
 
@@ -223,7 +224,7 @@ def stats(worker: WorkController, **kwargs: Any) -> dict[str, Any]:
         "pid": os.getpid(),
         "clock": str(worker.clock.value),
         "uptime": int(time.time() - worker.started_at),
-        "total": dict(worker.totals),
+        "total": dict(worker.totals + collections.Counter(worker.pool.task_totals())),
         "pool": {**worker.pool.info(), "max-tasks-per-child": worker.max_tasks_per_child},
         "prefetch_count": worker.prefetch,
         "broker": {"transport": "redis"},

@@ -204,6 +204,10 @@ class Pool(ABC):
         """Tasks the slots ran that the main process did not see end (consuming children)."""
         return 0
 
+    def task_totals(self) -> dict[str, int]:
+        """Those tasks by name (``inspect stats``' total)."""
+        return {}
+
     def hold_ids(self) -> tuple[str, ...]:
         """Consumer ids the worker keeps alive besides its own (consuming children)."""
         return ()

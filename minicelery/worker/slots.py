@@ -9,11 +9,14 @@ sequence odd, writes, makes it even; a reader that saw it odd or changed reads a
 
 from __future__ import annotations
 
+import collections
 import mmap
 import multiprocessing
 import struct
 import time
 from dataclasses import dataclass
+
+import msgpack
 
 from .sharedclock import SharedClock
 
@@ -43,6 +46,8 @@ LOCK_WAIT = 0.05  # seconds the main process waits for a slot's lock (held for m
 _MASK = 0xFFFFFFFF
 _COUNT = struct.Struct("<Q")
 ID_SIZE = 64  # room for the id of the task a child runs (a UUID takes 36)
+TOTALS_SIZE = 4096
+_TOTALS = struct.Struct("<II")  # sequence, length
 
 
 @dataclass
@@ -88,6 +93,10 @@ class Slots:
         # attempt still runs in a sibling waits for that attempt to end.
         self.ids = mmap.mmap(-1, count * ID_SIZE)
         self.clock = SharedClock()  # the logical clock of every event the worker sends
+        # How many tasks of each name each position's child started (msgpack, under a
+        # sequence lock), and those of the children gone before: ``inspect stats``' total.
+        self.totals = mmap.mmap(-1, count * TOTALS_SIZE)
+        self.retired_totals: collections.Counter[str] = collections.Counter()
 
     # -- main process ---------------------------------------------------------------------
     def allocate(self) -> int:
@@ -117,6 +126,8 @@ class Slots:
         """A child left: keep its count, and zero its position's for the next child."""
         self.retired += int(_COUNT.unpack_from(self.counts, position * _COUNT.size)[0])
         _COUNT.pack_into(self.counts, position * _COUNT.size, 0)
+        self.retired_totals.update(self.read_totals(position))
+        _TOTALS.pack_into(self.totals, position * TOTALS_SIZE, 0, 0)
         # The task it ran is no one's now: a retry (or its requeued message) must not wait.
         self.ids[position * ID_SIZE : (position + 1) * ID_SIZE] = bytes(ID_SIZE)
 
@@ -313,6 +324,39 @@ class Slots:
                 return True
             at = self.ids.find(raw, at + 1)
         return False
+
+    def task_totals(self) -> dict[str, int]:
+        """Tasks started by every child so far, by name (main process)."""
+        totals = collections.Counter(self.retired_totals)
+        for position in range(self.count):
+            totals.update(self.read_totals(position))
+        return dict(totals)
+
+    def read_totals(self, position: int) -> dict[str, int]:
+        offset = position * TOTALS_SIZE
+        for _ in range(_READ_TRIES):
+            before, size = _TOTALS.unpack_from(self.totals, offset)
+            raw = bytes(self.totals[offset + _TOTALS.size : offset + _TOTALS.size + size])
+            if before & 1 or _TOTALS.unpack_from(self.totals, offset)[0] != before:
+                time.sleep(0)
+                continue
+            return dict(msgpack.unpackb(raw)) if size else {}
+        return {}
+
+    def write_totals(self, position: int, totals: dict[str, int]) -> None:
+        """This child's tasks by name so far (child; the largest counts if they do not
+        all fit)."""
+        raw = msgpack.packb(totals)
+        if len(raw) > TOTALS_SIZE - _TOTALS.size:
+            top = sorted(totals.items(), key=lambda item: -item[1])
+            while top and len(raw) > TOTALS_SIZE - _TOTALS.size:
+                top = top[: len(top) // 2]
+                raw = msgpack.packb(dict(top))
+        offset = position * TOTALS_SIZE
+        (seq,) = _SEQ.unpack_from(self.totals, offset)
+        _SEQ.pack_into(self.totals, offset, (seq + 1) & _MASK)
+        self.totals[offset + _TOTALS.size : offset + _TOTALS.size + len(raw)] = raw
+        _TOTALS.pack_into(self.totals, offset, (seq + 2) & _MASK, len(raw))
 
     def count_one(self, position: int) -> None:
         """This child ran one more task."""

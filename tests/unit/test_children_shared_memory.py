@@ -57,6 +57,22 @@ def test_results_too_big_for_the_slot_are_refused_and_left_to_the_child() -> Non
     assert slots.unsettled(position) == ([("t1", b"small")], ["1"])  # kept as it was
 
 
+def test_task_totals_add_up_the_live_children_and_those_gone() -> None:
+    slots = Slots(2)
+    first, second = slots.allocate(), slots.allocate()
+    slots.write_totals(first, {"add": 2, "mul": 1})
+    slots.write_totals(second, {"add": 1})
+    assert slots.task_totals() == {"add": 3, "mul": 1}
+    slots.retire_count(first)  # that child left: its counts stay
+    slots.write_totals(second, {"add": 5})
+    assert slots.task_totals() == {"add": 7, "mul": 1}
+    many = {f"task{i}": i for i in range(1000)}  # more names than fit: the largest stay
+    slots.write_totals(second, many)
+    kept = slots.read_totals(second)
+    assert kept and all(many[name] == count for name, count in kept.items())
+    assert min(kept.values()) > 500
+
+
 def test_a_released_slot_is_handed_out_again_cleared() -> None:
     slots = Slots(1)
     position = slots.allocate()
