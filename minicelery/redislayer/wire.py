@@ -8,6 +8,7 @@ import collections
 import contextlib
 import logging
 import os
+import select
 import socket
 import threading
 import time
@@ -257,15 +258,20 @@ class Unanswered:
             return False
 
     def drain(self) -> None:
-        """Read and drop the replies that have arrived, without blocking."""
+        """Read and drop the replies that have arrived, without blocking.
+
+        Readiness is asked of select() first: a socket with a timeout (redis-py's
+        ``socket_timeout``) makes Python wait up to that timeout for data before any
+        ``recv``, MSG_DONTWAIT or not, so a drain with nothing to read would stall the
+        child for the whole timeout."""
         sock = self.sock
         if sock is None:
             return
         try:
-            while len(sock.recv(65536, socket.MSG_DONTWAIT)) == 65536:
-                pass
-        except BlockingIOError:
-            return
+            while select.select([sock], [], [], 0)[0]:
+                if not sock.recv(65536):
+                    self.close()  # Redis closed the connection
+                    return
         except OSError:
             self.close()
 

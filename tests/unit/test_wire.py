@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import socket
+import time
 from typing import Any
 
 import pytest
 from redis.connection import Connection
 
-from minicelery.redislayer.wire import pack_commands
+from minicelery.redislayer.wire import Unanswered, pack_commands
 
 COMMANDS: list[tuple[Any, ...]] = [
     ("EVALSHA", "f" * 40, 3, "{p}:q:celery:0", "{p}:wake:celery", b"\x00\xff\r\n", 0, 9),
@@ -43,3 +45,61 @@ class Name(str):
 def test_subclasses_of_text_and_bytes_pack_like_their_base() -> None:
     command = ("SET", Name("key"), bytearray(b"value"))
     assert pack_commands([command]) == b"".join(Connection().pack_command(*command))
+
+
+class _Connection:
+    """A redis-py connection stand-in over one end of a socket pair."""
+
+    def __init__(self, sock: socket.socket) -> None:
+        self.sock = sock
+        self._sock: socket.socket | None = None
+
+    def connect(self) -> None:
+        self._sock = self.sock
+
+    def disconnect(self) -> None:
+        self._sock = None
+
+
+class _Pool:
+    def __init__(self, connection: _Connection) -> None:
+        self.connection = connection
+
+    def get_connection(self) -> _Connection:
+        return self.connection
+
+
+class _Client:
+    def __init__(self, connection: _Connection) -> None:
+        self.connection_pool = _Pool(connection)
+
+
+def test_an_unanswered_drain_never_waits_for_replies() -> None:
+    """A socket timeout (redis-py's ``socket_timeout``) must not turn a drain with
+    nothing to read into a wait of that length (it stalled idle consuming children)."""
+    ours, redis_end = socket.socketpair()
+    with ours, redis_end:
+        ours.settimeout(5.0)
+        lane = Unanswered(_Client(_Connection(ours)))
+        assert lane.send([("HDEL", "{p}:hold:w", "1")])
+        assert redis_end.recv(100).startswith(b"*3\r\n$4\r\nHDEL")
+        redis_end.sendall(b":1\r\n" * 3)
+        started = time.monotonic()
+        lane.drain()  # reads what arrived...
+        lane.drain()  # ...and, with nothing left, returns at once
+        assert time.monotonic() - started < 1.0
+        assert lane.sock is ours
+        ours.setblocking(False)
+        with pytest.raises(BlockingIOError):
+            ours.recv(10)  # every reply was read
+
+
+def test_an_unanswered_drain_drops_a_connection_redis_closed() -> None:
+    ours, redis_end = socket.socketpair()
+    with ours:
+        ours.settimeout(5.0)
+        lane = Unanswered(_Client(_Connection(ours)))
+        assert lane.open()
+        redis_end.close()
+        lane.drain()
+        assert lane.sock is None
