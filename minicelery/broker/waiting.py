@@ -140,9 +140,9 @@ class IdleWait:
             with translate_errors("wait"):
                 if self._before:
                     self._settle_before(connection)
-                if self._blocking:
-                    if not connection.can_read(timeout=0):
+                    if self._blocking and not connection.can_read(timeout=0):
                         return None  # only the replies ahead of the BLPOP have come
+                if self._blocking:
                     connection.read_response()
                     self._blocking = False
                 if self._chained is None:
