@@ -157,9 +157,9 @@ class RedisBackend(ResultBackend):
                 meta = newer
         return meta
 
-    def _wait_each(
-        self, task_id: str, timeout: float | None, on_message: OnMessage | None
-    ) -> Meta:
+    def _wait_each(self, task_id: str, timeout: float | None, on_message: OnMessage | None) -> Meta:
+        """The wait in two steps (:meth:`iter_meta`), after the first look lost its
+        connection: the ordinary client's commands reconnect, with backoff."""
         for meta, stored in self.iter_meta(task_id, timeout):
             if on_message is not None and stored:
                 on_message(meta)
