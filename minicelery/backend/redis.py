@@ -10,21 +10,22 @@ from typing import Any
 
 from .. import states
 from ..exceptions import TimeoutError
-from ..redislayer.errors import REDIS_ERRORS, translate_errors
+from ..redislayer.errors import translate_errors
 from ..redislayer.keys import KeySchema
 from ..redislayer.scripts import register
 from ..redislayer.wire import FastPath
 from ..serialization import codec_for
 from .base import Meta, OnMessage, ResultBackend, encode_meta
-from .waiting import first_look, stream_entries
 
 NOTIFY_SECONDS = 60  # how long a task's record stream outlives its last record
 
 
-def _block_ms(deadline: float | None) -> int:
-    """How long the next blocking read may last: a second at most (see ``iter_meta``)."""
-    remaining = 1.0 if deadline is None else deadline - time.monotonic()
-    return max(int(min(remaining, 1.0) * 1000), 1)
+def _stream_entries(reply: Any) -> Iterator[tuple[Any, bytes]]:
+    """``(entry id, record)`` from an XREAD reply (a map under RESP3, a list under RESP2)."""
+    streams = reply.values() if isinstance(reply, dict) else (entries for _, entries in reply)
+    for entries in streams:
+        for entry_id, fields in entries:
+            yield entry_id, fields[1]
 
 
 def _pending(task_id: str) -> Meta:
@@ -133,42 +134,12 @@ class RedisBackend(ResultBackend):
     def wait_for(
         self, task_id: str, timeout: float | None, on_message: OnMessage | None = None
     ) -> Meta:
-        """Wait for a ready record: :func:`.waiting.first_look` reads the record and starts
-        the blocking read of its stream in one write, then :meth:`_follow` goes on."""
-        deadline = None if timeout is None else time.monotonic() + timeout
-        key, stream = self.key(task_id), self.notify_key(task_id)
-        with translate_errors("wait for result"):
-            try:
-                last_id, records = first_look(
-                    self.fast.connection(), key, stream, _block_ms(deadline), self._ready
-                )
-            except REDIS_ERRORS:  # the ordinary path reconnects, with backoff
-                return self._wait_each(task_id, timeout, on_message)
-            meta = _pending(task_id)
-            for data in records:
-                meta = self._meta_of(task_id, data)
-                if on_message is not None and data is not None:
-                    on_message(meta)
-                if meta["status"] in states.READY_STATES:
-                    return meta
-            for newer, _ in self._follow(task_id, last_id, meta, deadline, timeout):
-                if on_message is not None:
-                    on_message(newer)
-                meta = newer
-        return meta
-
-    def _wait_each(self, task_id: str, timeout: float | None, on_message: OnMessage | None) -> Meta:
-        """The wait in two steps (:meth:`iter_meta`), after the first look lost its
-        connection: the ordinary client's commands reconnect, with backoff."""
         for meta, stored in self.iter_meta(task_id, timeout):
             if on_message is not None and stored:
                 on_message(meta)
             if meta["status"] in states.READY_STATES:
                 return meta
         raise AssertionError("iter_meta ends only with a ready state")  # pragma: no cover
-
-    def _ready(self, data: Any) -> bool:
-        return self.decode(data).get("status") in states.READY_STATES
 
     def iter_meta(self, task_id: str, timeout: float | None) -> Iterator[tuple[Meta, bool]]:
         """The current record, then each newer one as the worker writes it, until a ready
@@ -179,39 +150,31 @@ class RedisBackend(ResultBackend):
         at most a second, each followed by a read of the record itself, so a stream that
         expired unseen (a waiter stalled for a minute) cannot make it wait forever."""
         deadline = None if timeout is None else time.monotonic() + timeout
+        key, stream = self.key(task_id), self.notify_key(task_id)
         with translate_errors("wait for result"):
-            last_id, data = self._latest(self.key(task_id), self.notify_key(task_id))
+            last_id, data = self._latest(key, stream)
             meta = self._meta_of(task_id, data)
             yield meta, data is not None
-            yield from self._follow(task_id, last_id, meta, deadline, timeout)
-
-    def _follow(
-        self, task_id: str, last_id: Any, meta: Meta, deadline: float | None,
-        timeout: float | None,
-    ) -> Iterator[tuple[Meta, bool]]:  # fmt: skip
-        """The records newer than stream entry ``last_id`` (``meta`` the current one), until
-        a ready one; each blocking read is followed by a read of the record when it ends
-        empty."""
-        key, stream = self.key(task_id), self.notify_key(task_id)
-        while meta["status"] not in states.READY_STATES:
-            if deadline is not None and deadline - time.monotonic() <= 0:
-                raise TimeoutError(
-                    f"The operation timed out ({timeout}s) waiting for task {task_id}"
-                )
-            block_ms = _block_ms(deadline)
-            reply = self.fast.execute("XREAD", "BLOCK", block_ms, "STREAMS", stream, last_id)
-            if reply is None:
-                latest = self._meta_of(task_id, self.fast.execute("GET", key))
-                if latest["status"] in states.READY_STATES:
-                    meta = latest
+            while meta["status"] not in states.READY_STATES:
+                remaining = 1.0 if deadline is None else deadline - time.monotonic()
+                if remaining <= 0:
+                    raise TimeoutError(
+                        f"The operation timed out ({timeout}s) waiting for task {task_id}"
+                    )
+                block_ms = max(int(min(remaining, 1.0) * 1000), 1)
+                reply = self.fast.execute("XREAD", "BLOCK", block_ms, "STREAMS", stream, last_id)
+                if reply is None:
+                    latest = self._meta_of(task_id, self.fast.execute("GET", key))
+                    if latest["status"] in states.READY_STATES:
+                        meta = latest
+                        yield meta, True
+                    continue
+                for entry_id, record in _stream_entries(reply):
+                    last_id = entry_id  # the next read starts after it
+                    meta = self.decode(record)
                     yield meta, True
-                continue
-            for entry_id, record in stream_entries(reply):
-                last_id = entry_id  # the next read starts after it
-                meta = self.decode(record)
-                yield meta, True
-                if meta["status"] in states.READY_STATES:
-                    return
+                    if meta["status"] in states.READY_STATES:
+                        return
 
     def _latest(self, key: str, stream: str) -> tuple[Any, Any]:
         """The newest record and where its stream stands, in one round trip: the stream's

@@ -95,11 +95,6 @@ class FastPath:
             held = self._local.held = Held(self.client.connection_pool, get_connection(self.client))
         return held.connection
 
-    def connection(self) -> Any:
-        """This thread's connection, for a caller that reads its replies itself (and
-        disconnects it if it cannot read them all)."""
-        return self._connection()
-
     def execute(self, *args: Any, retry: bool = True) -> Any:
         """Run one command; ``retry=False`` for one that must not run twice (a reserve whose
         reply was lost may already have taken messages)."""

@@ -1,6 +1,6 @@
-"""``get()``'s wait on a real redis-server: its first look reads the record and starts the
-blocking read of the task's stream in one write; whatever it finds, the connection is left
-with no reply unread."""
+"""``get()``'s wait on a real redis-server: woken by the store, told every newer record and
+no older one, not kept waiting by a ready record whose stream expired, and the connection
+it waited on is left with no reply unread whatever happened."""
 
 from __future__ import annotations
 
