@@ -225,9 +225,6 @@ class Lane:
         self.connection.disconnect()
 
 
-_REPLY_OFF = b"*3\r\n$6\r\nCLIENT\r\n$5\r\nREPLY\r\n$3\r\nOFF\r\n"
-
-
 class Unanswered:
     """A connection for commands nobody waits on (a consuming child's early acks): each is
     written with one send, and the replies are read and dropped in bulk now and then,
@@ -239,21 +236,12 @@ class Unanswered:
         self.sock: socket.socket | None = None
 
     def open(self) -> bool:
-        """Connect (auth, database) through redis-py; False without a real socket.
-
-        Redis is then asked to send no replies at all (CLIENT REPLY OFF): each would cost
-        it a write, and the caller a read, for nothing. A server that refuses (an old
-        Redis, a proxy) answers with an error, dropped like every other reply."""
+        """Connect (auth, database) through redis-py; False without a real socket."""
         if self.sock is None:
             with translate_errors("connect"):
                 self.connection.connect()
             sock = getattr(self.connection, "_sock", None)
             self.sock = sock if isinstance(sock, socket.socket) else None
-            if self.sock is not None:
-                try:
-                    self.sock.sendall(_REPLY_OFF)
-                except OSError:
-                    self.close()
         return self.sock is not None
 
     def send(self, commands: Sequence[Sequence[Any]]) -> bool:

@@ -15,7 +15,6 @@ from minicelery.backend.redis import RedisBackend
 from minicelery.broker import OutgoingMessage
 from minicelery.broker.redis import RedisBroker
 from minicelery.redislayer.connect import client_from_url
-from minicelery.redislayer.wire import Unanswered
 from minicelery.trace import build_meta
 from tests.helpers import RedisServer, wait_until
 
@@ -150,21 +149,3 @@ def test_a_store_sent_ahead_of_a_wait_after_a_redis_restart_is_sent_again(
     assert fd is not None
     assert _finish(waiter, fd) == []  # the reserve was refused too: nothing taken
     assert backend.get_meta("t2")["result"] == 2
-
-
-def test_commands_nobody_waits_on_are_run_and_get_no_replies(
-    brokers: tuple[RedisBroker, ...],
-) -> None:
-    """The early acks' connection: Redis runs what it is sent and writes nothing back."""
-    waiter, sender = brokers
-    sender.publish([OutgoingMessage("celery", b"a"), OutgoingMessage("celery", b"b")])
-    tags = [d.tag for d in waiter.reserve("c1", ["celery"], 4)]
-    lane = Unanswered(waiter.client)
-    try:
-        for tag in tags:
-            assert lane.send([("HDEL", waiter.ack_key("c1"), tag)])
-        wait_until(lambda: sender.held("c1") == [], 5)
-        assert lane.sock is not None
-        assert select.select([lane.sock], [], [], 0.2)[0] == []  # not even an "OK"
-    finally:
-        lane.close()
