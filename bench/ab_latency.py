@@ -10,11 +10,11 @@ own on one private redis-server) and its own client (an interpreter importing th
 ``bench.mc_app``) are started once; after 50 warm-up calls each, round after round, each
 client makes ``n`` timed calls of ``noop.delay().get(timeout=10)``, one at a time, as
 ``bench.run``'s latency phase does, in blocks of ``--block`` calls taking turns with the
-other variants' clients, so that a shared machine's changing load falls on every variant
-alike. Every round's p50/p99 (nearest rank) and the 1-minute load average at its start are
-printed, with the CPU time per call of the client, the worker (main process and children)
-and redis-server (from /proc, Linux only; a busy machine disturbs it less than wall time),
-then each variant's median over the rounds.
+other variants' clients (the order rotated after each block), so that a shared machine's
+changing load falls on every variant alike. Every round's p50/p99 (nearest rank) and the
+1-minute load average at its start are printed, with the CPU time per call of the client,
+the worker (main process and children) and redis-server (from /proc, Linux only; a busy
+machine disturbs it less than wall time), then each variant's median over the rounds.
 """
 
 from __future__ import annotations
@@ -157,9 +157,11 @@ def run(args: argparse.Namespace, server: RedisServer) -> dict[str, list[dict[st
             samples: dict[str, list[float]] = {name: [] for name in clients}
             cpu = {name: dict.fromkeys(("client", "worker", "redis"), 0.0) for name in clients}
             for block in range(0, args.n, args.block):
+                # Rotated, never reversed: with three or more variants a reversal hands the
+                # ones at either end two blocks in a row (warm caches), the middle none.
+                turn = (block // args.block) % len(clients)
                 order = list(clients.items())
-                if (block // args.block) % 2:
-                    order.reverse()
+                order = order[turn:] + order[:turn]
                 for name, client in order:
                     before = cpu_of(pids[name])
                     samples[name] += client.calls(min(args.block, args.n - block))
