@@ -8,7 +8,7 @@ from __future__ import annotations
 from abc import ABC, abstractmethod
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
     from .mailbox import Mailbox
@@ -65,18 +65,12 @@ class Broker(ABC):
         """Block until a message may be available on ``queues`` (or ``timeout``)."""
 
     def wait_start(
-        self,
-        queues: Sequence[str],
-        timeout: float,
-        reserve_for: tuple[str, int] | None = None,
-        before: Sequence[tuple[tuple[Any, ...], Any]] = (),
+        self, queues: Sequence[str], timeout: float, reserve_for: tuple[str, int] | None = None
     ) -> int | None:
         """Start :meth:`wait` without blocking and return a file descriptor that becomes
-        readable when it ends; None if this broker cannot (callers then use ``wait``, and
-        ``before`` was not sent). With ``reserve_for=(consumer, count)`` the reserve that
-        follows a wake-up is chained to the wait, so it runs the moment the wait ends.
-        ``before``: commands of a result backend on the same server (``store_commands``)
-        sent ahead of the wait, confirmed once :meth:`wait_finish` returns."""
+        readable when it ends; None if this broker cannot (callers then use ``wait``). With
+        ``reserve_for=(consumer, count)`` the reserve that follows a wake-up is chained to the
+        wait, so it runs the moment the wait ends."""
         return None
 
     def reserve_start(

@@ -8,6 +8,8 @@ scheduled set, each move one Lua script (``scripts/*.lua``, after ``common.lua``
 from __future__ import annotations
 
 import functools
+import os
+import socket
 import time
 from collections.abc import Callable, Sequence
 from typing import Any, TypeVar
@@ -16,10 +18,9 @@ from ..exceptions import OperationalError
 from ..redislayer.errors import NoScriptError, translate_errors
 from ..redislayer.keys import PRIORITIES, KeySchema
 from ..redislayer.scripts import register
-from ..redislayer.wire import FastPath, Held, Lane
+from ..redislayer.wire import FastPath, Held, Lane, get_connection, pack_commands
 from .base import Broker, Delivery, OutgoingMessage
 from .dead_letters import DeadLetterStore
-from .waiting import IdleWait
 
 SEP = b"\0"
 T = TypeVar("T")
@@ -29,7 +30,7 @@ def _script(client: Any, name: str) -> Any:
     return register(client, "minicelery.broker", name, prelude="common")
 
 
-class RedisBroker(IdleWait, DeadLetterStore, Broker):
+class RedisBroker(DeadLetterStore, Broker):
     """A :class:`Broker` over one Redis client (real, embedded or fake)."""
 
     def __init__(self, client: Any, prefix: str = "minicelery") -> None:
@@ -48,7 +49,6 @@ class RedisBroker(IdleWait, DeadLetterStore, Broker):
         self._chained: tuple[str, ...] | None = None  # queues of a reserve sent after a wait
         self._blocking = False  # whether a BLPOP leads what the waiting connection awaits
         self._reserve_forgotten = False  # Redis answered NOSCRIPT to the last reserve
-        self._before: list[tuple[tuple[Any, ...], Any]] = []  # sent ahead of the wait
 
     def _call(self, what: str, func: Callable[[], T]) -> T:
         with translate_errors(what):
@@ -213,6 +213,56 @@ class RedisBroker(IdleWait, DeadLetterStore, Broker):
         popped = self._call("wait", lambda: self.client.blpop(wake_keys, timeout=seconds))
         return popped is not None
 
+    def wait_start(
+        self, queues: Sequence[str], timeout: float, reserve_for: tuple[str, int] | None = None
+    ) -> int | None:
+        """Send the BLPOP of :meth:`wait` without waiting for its reply; return a file
+        descriptor that becomes readable when it is there, so one select() can watch the
+        broker and a worker's children together. None when the client has no real socket
+        (``memory://``): use :meth:`wait` in a thread instead.
+
+        With ``reserve_for``, the reserve script is sent right behind the BLPOP on the same
+        connection: Redis runs it the moment the BLPOP returns, so a woken worker has its
+        messages without another round trip. If the wait is abandoned after that reserve
+        ran, the messages sit in the consumer's hold like those of any reserve whose reply
+        was lost, and are given back the same way."""
+        wait = (tuple(queues), max(timeout, 0.01))
+        if reserve_for is None or reserve_for[1] <= 0 or not queues:
+            return self._send_waiting(self._packed(wait, None), blocking=True, chained=None)
+        consumer, count = reserve_for
+        packed = self._packed(wait, (self._reserve_ref(), consumer, self._ordered(queues), count))
+        return self._send_waiting(packed, blocking=True, chained=tuple(queues))
+
+    def reserve_start(
+        self, consumer: str, queues: Sequence[str], count: int, ack: Sequence[str] = ()
+    ) -> int | None:
+        """Send a reserve (acknowledging ``ack`` first, in the same script) without waiting
+        for its reply; the returned file descriptor becomes readable when it is there, and
+        :meth:`wait_finish` reads the messages. A busy worker so never stalls its main loop
+        on a reserve round trip. None without a real socket."""
+        reserve = (self._reserve_ref(), consumer, self._ordered(queues), count)
+        if ack:  # tags differ every time: nothing to cache
+            packed = pack_commands([self._reserve_command(*reserve, ack)])
+        else:
+            packed = self._packed(None, reserve)
+        return self._send_waiting(packed, blocking=False, chained=tuple(queues))
+
+    @functools.lru_cache(maxsize=256)  # noqa: B019 - a broker lives as long as its app
+    def _packed(
+        self,
+        wait: tuple[tuple[str, ...], float] | None,
+        reserve: tuple[str, str, tuple[str, ...], int] | None,
+    ) -> bytes:
+        """The wire bytes of a wait ``(queues, timeout)`` and/or a reserve ``(script sha,
+        consumer, queues in order, count)``. A worker sends the same few after every task,
+        and packing the reserve's dozens of keys cost more than sending them."""
+        commands: list[tuple[Any, ...]] = []
+        if wait is not None:
+            commands.append(("BLPOP", *(self.keys.wake(q) for q in wait[0]), wait[1]))
+        if reserve is not None:
+            commands.append(self._reserve_command(*reserve))
+        return pack_commands(commands)
+
     def _reserve_ref(self) -> str:
         """The reserve script's SHA, or "" after Redis forgot it (restarted): the next
         reserve then sends the script itself (EVAL, which caches it again) rather than
@@ -225,6 +275,57 @@ class RedisBroker(IdleWait, DeadLetterStore, Broker):
         keys = self._reserve_keys(consumer, ordered)
         call = ("EVALSHA", sha) if sha else ("EVAL", self._reserve.script)
         return (*call, len(keys), *keys, consumer, max(count, 0), *ack)
+
+    def _send_waiting(
+        self, packed: bytes, blocking: bool, chained: tuple[str, ...] | None
+    ) -> int | None:
+        if self._waiting is None or self._waiting.pid != os.getpid():
+            self._waiting = Held(self.client.connection_pool, get_connection(self.client))
+        connection = self._waiting.connection
+        with translate_errors("wait"):
+            connection.connect()
+            sock = getattr(connection, "_sock", None)
+            if not isinstance(sock, socket.socket):
+                return None
+            self._blocking, self._chained = blocking, chained
+            # No health check: it would PING and wait for the answer (on a worker's loop).
+            connection.send_packed_command([packed], check_health=False)
+        return sock.fileno()
+
+    def wait_finish(self) -> list[Delivery] | None:
+        """Read the replies of :meth:`wait_start` or :meth:`reserve_start`: the messages
+        their reserve took; None when the reserve's reply has not come yet (a wait ended
+        just as Redis stopped answering): watch the same descriptor again, since reading
+        on would block the caller."""
+        assert self._waiting is not None
+        connection = self._waiting.connection
+        try:
+            with translate_errors("wait"):
+                if self._blocking:
+                    connection.read_response()
+                    self._blocking = False
+                if self._chained is None:
+                    return []
+                if not connection.can_read(timeout=0):
+                    return None
+                queues, self._chained = self._chained, None
+                try:
+                    flat = connection.read_response()
+                except NoScriptError:
+                    # A restarted Redis forgot the script: nothing was taken; the next
+                    # reserve sends it again (see _reserve_ref).
+                    self._reserve_forgotten = True
+                    return []
+                self._reserve_forgotten = False
+                return self._deliveries(flat, queues)
+        except OperationalError:
+            connection.disconnect()
+            raise
+
+    def wait_abort(self) -> None:
+        """Give up a started wait (shutting down): its connection is closed, not reused."""
+        if self._waiting is not None:
+            self._waiting.connection.disconnect()
 
     def lane(self) -> Lane | None:
         """A :class:`Lane` on this broker's Redis, or None when its connections have no real

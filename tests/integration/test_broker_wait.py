@@ -1,21 +1,16 @@
 """The idle wait with its chained reserve, on a real redis-server: a woken consumer gets its
-message with the wake-up itself, a wait abandoned after its reserve ran loses nothing, and
-results sent ahead of a wait are stored (and their messages acknowledged) before it blocks."""
+message with the wake-up itself, and a wait abandoned after its reserve ran loses nothing."""
 
 from __future__ import annotations
 
 import select
 from collections.abc import Iterator
-from typing import Any
 
 import pytest
 
-from minicelery import states
-from minicelery.backend.redis import RedisBackend
 from minicelery.broker import OutgoingMessage
 from minicelery.broker.redis import RedisBroker
 from minicelery.redislayer.connect import client_from_url
-from minicelery.trace import build_meta
 from tests.helpers import RedisServer, wait_until
 
 
@@ -107,45 +102,3 @@ def test_a_reserve_started_after_a_redis_restart_reloads_its_script(
     fd = waiter.reserve_start("c1", ["celery"], 4)  # the script is back
     assert fd is not None and select.select([fd], [], [], 5.0)[0] == [fd]
     assert [d.data for d in waiter.wait_finish()] == [b"hello"]
-
-
-def _finish(waiter: RedisBroker, fd: int) -> list[Any]:
-    """Watch ``fd`` and finish the wait, as a consumer's loop does (a first readiness may
-    bring only the replies of what went ahead of the wait)."""
-    while True:
-        assert select.select([fd], [], [], 5.0)[0] == [fd]
-        got = waiter.wait_finish()
-        if got is not None:
-            return got
-
-
-def test_results_sent_ahead_of_a_wait_are_stored_before_it_blocks(
-    brokers: tuple[RedisBroker, ...], redis_server: RedisServer, key_prefix: str
-) -> None:
-    waiter, sender = brokers
-    backend = RedisBackend(waiter.client, key_prefix)
-    backend.store("t0", build_meta("t0", states.SUCCESS, 0))  # its script is known
-    sender.publish([OutgoingMessage("celery", b"done")])
-    tag = waiter.reserve("c1", ["celery"], 4)[0].tag
-    record = backend.encode(build_meta("t1", states.SUCCESS, 1))
-    ahead = backend.store_commands([("t1", record)], (waiter.ack_key("c1"), [tag]))
-    fd = waiter.wait_start(["celery"], 5.0, reserve_for=("c1", 4), before=ahead)
-    assert fd is not None
-    wait_until(lambda: backend.get_meta("t1")["status"] == states.SUCCESS, 5)
-    assert sender.held("c1") == []  # acknowledged with its result, while the wait blocks
-    sender.publish([OutgoingMessage("celery", b"next")])
-    assert [d.data for d in _finish(waiter, fd)] == [b"next"]
-
-
-def test_a_store_sent_ahead_of_a_wait_after_a_redis_restart_is_sent_again(
-    brokers: tuple[RedisBroker, ...], key_prefix: str
-) -> None:
-    waiter, sender = brokers
-    backend = RedisBackend(waiter.client, key_prefix)
-    record = backend.encode(build_meta("t2", states.SUCCESS, 2))
-    ahead = backend.store_commands([("t2", record)])
-    sender.client.script_flush()  # what a restarted Redis has forgotten
-    fd = waiter.wait_start(["celery"], 0.2, reserve_for=("c1", 4), before=ahead)
-    assert fd is not None
-    assert _finish(waiter, fd) == []  # the reserve was refused too: nothing taken
-    assert backend.get_meta("t2")["result"] == 2
