@@ -127,10 +127,11 @@ class RedisBroker(DeadLetterStore, Broker):
         acknowledges ``ack`` first. On one connection, in order: an ack never lands before
         the result it follows. A store Redis refused (its script forgotten) is sent again
         before this returns."""
-        reserve = self._reserve_command(self._reserve_ref(), consumer, self._ordered(queues),
-                                        count, ack)  # fmt: skip
+        call = (self._reserve_ref(), consumer, self._ordered(queues), count)
         commands = [command for command, _ in before]
-        replies = self._call("reserve", lambda: self.fast.pipeline([*commands, reserve]))
+        commands.append(self._reserve_command(*call, ack))
+        packed = pack_commands(commands[:-1]) + self._packed_reserve(*call, tuple(ack))
+        replies = self._call("reserve", lambda: self.fast.pipeline(commands, packed))
         for (command, script), reply in zip(before, replies, strict=False):
             if isinstance(reply, Exception):
                 self._resend(command, script)
@@ -268,6 +269,22 @@ class RedisBroker(DeadLetterStore, Broker):
         reserve then sends the script itself (EVAL, which caches it again) rather than
         have the caller wait for a SCRIPT LOAD."""
         return "" if self._reserve_forgotten else str(self._reserve.sha)
+
+    def _packed_reserve(
+        self, sha: str, consumer: str, ordered: tuple[str, ...], count: int, ack: tuple[str, ...]
+    ) -> bytes:
+        """:meth:`_reserve_command` in wire format, its dozens of keys packed once: only
+        the acknowledged tags differ from one reserve of a consumer to the next."""
+        size, body = self._packed_reserve_body(sha, consumer, ordered, count)
+        tags = pack_commands([ack])[len(b"*%d\r\n" % len(ack)) :] if ack else b""
+        return b"*%d\r\n" % (size + len(ack)) + body + tags
+
+    @functools.lru_cache(maxsize=256)  # noqa: B019 - a broker lives as long as its app
+    def _packed_reserve_body(
+        self, sha: str, consumer: str, ordered: tuple[str, ...], count: int
+    ) -> tuple[int, bytes]:
+        command = self._reserve_command(sha, consumer, ordered, count)
+        return len(command), pack_commands([command])[len(b"*%d\r\n" % len(command)) :]
 
     def _reserve_command(
         self, sha: str, consumer: str, ordered: tuple[str, ...], count: int, ack: Sequence[str] = ()

@@ -9,6 +9,8 @@ from typing import Any
 import pytest
 from redis.connection import Connection
 
+from minicelery.broker.redis import RedisBroker
+from minicelery.redislayer.memory import memory_client
 from minicelery.redislayer.wire import Unanswered, pack_commands
 
 COMMANDS: list[tuple[Any, ...]] = [
@@ -103,3 +105,12 @@ def test_an_unanswered_drain_drops_a_connection_redis_closed() -> None:
         redis_end.close()
         lane.drain()
         assert lane.sock is None
+
+
+@pytest.mark.parametrize("ack", [(), ("7",), tuple(str(n) for n in range(40))])
+def test_a_reserve_packed_from_its_cached_body_is_the_command(ack: tuple[str, ...]) -> None:
+    broker = RedisBroker(memory_client("memory://wire-test"), "p")
+    call = ("f" * 40, "w/1", ("celery", "other"), 4)
+    expected = pack_commands([broker._reserve_command(*call, ack)])
+    assert broker._packed_reserve(*call, ack) == expected
+    assert broker._packed_reserve(*call, ack) == expected  # from the cache this time
