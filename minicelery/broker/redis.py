@@ -21,9 +21,9 @@ from ..redislayer.scripts import register
 from ..redislayer.wire import FastPath, Held, Lane, get_connection, pack_commands
 from .base import Broker, Delivery, OutgoingMessage
 from .dead_letters import DeadLetterStore
+from .reserving import ReserveCommands
 
 SEP = b"\0"
-RESERVE_BEAT_EVERY = 1.0  # seconds between reserves that count as a heartbeat
 T = TypeVar("T")
 
 
@@ -31,7 +31,7 @@ def _script(client: Any, name: str) -> Any:
     return register(client, "minicelery.broker", name, prelude="common")
 
 
-class RedisBroker(DeadLetterStore, Broker):
+class RedisBroker(ReserveCommands, DeadLetterStore, Broker):
     """A :class:`Broker` over one Redis client (real, embedded or fake)."""
 
     def __init__(self, client: Any, prefix: str = "minicelery") -> None:
@@ -101,15 +101,6 @@ class RedisBroker(DeadLetterStore, Broker):
         except RedisError as exc:  # no context manager: it showed on every delay()
             raise translated("publish", exc) from exc
 
-    @functools.lru_cache(maxsize=64)  # noqa: B019 - a broker lives as long as its app
-    def _queue_keys(self, queues: tuple[str, ...]) -> list[str]:
-        keys: list[str] = []
-        for queue in queues:
-            keys.extend(self.keys.queue(queue, p) for p in PRIORITIES)
-            keys.append(self.keys.levels(queue))
-            keys.append(self.keys.wake(queue))
-        return keys
-
     def reserve(
         self, consumer: str, queues: Sequence[str], count: int, ack: Sequence[str] = ()
     ) -> list[Delivery]:
@@ -134,10 +125,12 @@ class RedisBroker(DeadLetterStore, Broker):
         acknowledges ``ack`` first. On one connection, in order: an ack never lands before
         the result it follows. A store Redis refused (its script forgotten) is sent again
         before this returns."""
-        reserve = self._reserve_command(self._reserve_ref(), consumer, self._ordered(queues),
-                                        count, ack, self._beat(consumer))  # fmt: skip
+        call = (self._reserve_ref(), consumer, self._ordered(queues), count)
+        beat = self._beat(consumer)
         commands = [command for command, _ in before]
-        replies = self._call("reserve", lambda: self.fast.pipeline([*commands, reserve]))
+        commands.append(self._reserve_command(*call, ack, beat))
+        packed = pack_commands(commands[:-1]) + self._packed_reserve(*call, tuple(ack), beat)
+        replies = self._call("reserve", lambda: self.fast.pipeline(commands, packed))
         for (command, script), reply in zip(before, replies, strict=False):
             if isinstance(reply, Exception):
                 self._resend(command, script)
@@ -180,37 +173,6 @@ class RedisBroker(DeadLetterStore, Broker):
                 queue = self.keys.queue_of(list_key.decode()) or ""
                 found.append(Delivery(tag, queue, data))
         return found
-
-    def _reserve_call(
-        self, consumer: str, queues: Sequence[str], count: int, ack: Sequence[str]
-    ) -> tuple[list[str], list[Any]]:
-        keys = self._reserve_keys(consumer, self._ordered(queues))
-        return [*keys], [consumer, max(count, 0), self._beat(consumer), *ack]
-
-    def _beat(self, consumer: str) -> int:
-        """1 when the next reserve for ``consumer`` is to count as its heartbeat: the first,
-        then one a second. Every consumer is heartbeaten by its worker besides; a ZADD per
-        reserve was a tenth of what Redis spent per message in a drain."""
-        now = time.monotonic()
-        if now - self._beat_at.get(consumer, -RESERVE_BEAT_EVERY) < RESERVE_BEAT_EVERY:
-            return 0
-        self._beat_at[consumer] = now
-        return 1
-
-    def _ordered(self, queues: Sequence[str]) -> tuple[str, ...]:
-        """The queues in the order of the next reserve: rotated each time, so one busy queue
-        cannot starve the others."""
-        self._rotation = (self._rotation + 1) % max(len(queues), 1)
-        return tuple(queues[self._rotation :]) + tuple(queues[: self._rotation])
-
-    @functools.lru_cache(maxsize=256)  # noqa: B019 - a broker lives as long as its app
-    def _reserve_keys(self, consumer: str, ordered: tuple[str, ...]) -> tuple[str, ...]:
-        return (
-            self.keys.hold(consumer),
-            self.keys.seq,
-            self.keys.consumers,
-            *self._queue_keys(ordered),
-        )
 
     def _deliveries(self, flat: list[Any], queues: Sequence[str]) -> list[Delivery]:
         queue_of = self._queue_names(tuple(queues))
@@ -263,36 +225,6 @@ class RedisBroker(DeadLetterStore, Broker):
         else:
             packed = self._packed(None, reserve)
         return self._send_waiting(packed, blocking=False, chained=tuple(queues))
-
-    @functools.lru_cache(maxsize=256)  # noqa: B019 - a broker lives as long as its app
-    def _packed(
-        self,
-        wait: tuple[tuple[str, ...], float] | None,
-        reserve: tuple[str, str, tuple[str, ...], int] | None,
-    ) -> bytes:
-        """The wire bytes of a wait ``(queues, timeout)`` and/or a reserve ``(script sha,
-        consumer, queues in order, count)``. A worker sends the same few after every task,
-        and packing the reserve's dozens of keys cost more than sending them."""
-        commands: list[tuple[Any, ...]] = []
-        if wait is not None:
-            commands.append(("BLPOP", *(self.keys.wake(q) for q in wait[0]), wait[1]))
-        if reserve is not None:
-            commands.append(self._reserve_command(*reserve))
-        return pack_commands(commands)
-
-    def _reserve_ref(self) -> str:
-        """The reserve script's SHA, or "" after Redis forgot it (restarted): the next
-        reserve then sends the script itself (EVAL, which caches it again) rather than
-        have the caller wait for a SCRIPT LOAD."""
-        return "" if self._reserve_forgotten else str(self._reserve.sha)
-
-    def _reserve_command(
-        self, sha: str, consumer: str, ordered: tuple[str, ...], count: int,
-        ack: Sequence[str] = (), beat: int = 1,
-    ) -> tuple[Any, ...]:  # fmt: skip
-        keys = self._reserve_keys(consumer, ordered)
-        call = ("EVALSHA", sha) if sha else ("EVAL", self._reserve.script)
-        return (*call, len(keys), *keys, consumer, max(count, 0), beat, *ack)
 
     def _send_waiting(
         self, packed: bytes, blocking: bool, chained: tuple[str, ...] | None

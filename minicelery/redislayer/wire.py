@@ -135,12 +135,13 @@ class FastPath:
                 raise
             return self.client.execute_command(*args)
 
-    def pipeline(self, commands: Sequence[Sequence[Any]]) -> list[Any]:
+    def pipeline(self, commands: Sequence[Sequence[Any]], packed: bytes | None = None) -> list[Any]:
         """Send ``commands`` in one write and read their replies; an error reply is
-        returned in place (as the exception), not raised."""
+        returned in place (as the exception), not raised. ``packed``: the commands already
+        in wire format (a caller that keeps the unchanging part of them packed)."""
         connection = self._connection()
         try:
-            connection.send_packed_command([pack_commands(commands)])
+            connection.send_packed_command([packed or pack_commands(commands)])
             replies: list[Any] = []
             for _ in commands:
                 try:

@@ -19,8 +19,8 @@ from minicelery import Celery
 from minicelery.exceptions import TimeLimitExceeded
 from minicelery.worker.controller import expand_hostname
 from tests.helpers import ManagedProcess, WorkerFactory, children_consume, wait_until
-from tests.integration.test_worker_lifecycle import queued
 from tests.integration.apps.control import nap, pid, record, sleeper
+from tests.integration.test_worker_lifecycle import queued
 
 APP = "tests.integration.apps.control"
 W1, W2 = expand_hostname("w1@%h"), expand_hostname("w2@%h")

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import socket
+import time
 from typing import Any
 
 import pytest
@@ -9,7 +11,14 @@ from redis.connection import Connection
 
 from minicelery.broker import OutgoingMessage
 from minicelery.broker.redis import RedisBroker
-from minicelery.redislayer.wire import pack_args, pack_commands, pack_head, script_head
+from minicelery.redislayer.memory import memory_client
+from minicelery.redislayer.wire import (
+    Unanswered,
+    pack_args,
+    pack_commands,
+    pack_head,
+    script_head,
+)
 
 COMMANDS: list[tuple[Any, ...]] = [
     ("EVALSHA", "f" * 40, 3, "{p}:q:celery:0", "{p}:wake:celery", b"\x00\xff\r\n", 0, 9),
@@ -61,3 +70,71 @@ def test_a_publish_runs_again_after_redis_forgot_its_script(
     broker.client.script_flush()  # what a restarted Redis has forgotten
     broker.publish([OutgoingMessage("celery", b"second")])
     assert [d.data for d in broker.reserve("c", ["celery"], 10)] == [b"first", b"second"]
+
+
+class _Connection:
+    """A redis-py connection stand-in over one end of a socket pair."""
+
+    def __init__(self, sock: socket.socket) -> None:
+        self.sock = sock
+        self._sock: socket.socket | None = None
+
+    def connect(self) -> None:
+        self._sock = self.sock
+
+    def disconnect(self) -> None:
+        self._sock = None
+
+
+class _Pool:
+    def __init__(self, connection: _Connection) -> None:
+        self.connection = connection
+
+    def get_connection(self) -> _Connection:
+        return self.connection
+
+
+class _Client:
+    def __init__(self, connection: _Connection) -> None:
+        self.connection_pool = _Pool(connection)
+
+
+def test_an_unanswered_drain_never_waits_for_replies() -> None:
+    """A socket timeout (redis-py's ``socket_timeout``) must not turn a drain with
+    nothing to read into a wait of that length (it stalled idle consuming children)."""
+    ours, redis_end = socket.socketpair()
+    with ours, redis_end:
+        ours.settimeout(5.0)
+        lane = Unanswered(_Client(_Connection(ours)))
+        assert lane.send([("HDEL", "{p}:hold:w", "1")])
+        assert redis_end.recv(100).startswith(b"*3\r\n$4\r\nHDEL")
+        redis_end.sendall(b":1\r\n" * 3)
+        started = time.monotonic()
+        lane.drain()  # reads what arrived...
+        lane.drain()  # ...and, with nothing left, returns at once
+        assert time.monotonic() - started < 1.0
+        assert lane.sock is ours
+        ours.setblocking(False)
+        with pytest.raises(BlockingIOError):
+            ours.recv(10)  # every reply was read
+
+
+def test_an_unanswered_drain_drops_a_connection_redis_closed() -> None:
+    ours, redis_end = socket.socketpair()
+    with ours:
+        ours.settimeout(5.0)
+        lane = Unanswered(_Client(_Connection(ours)))
+        assert lane.open()
+        redis_end.close()
+        lane.drain()
+        assert lane.sock is None
+
+
+@pytest.mark.parametrize("ack", [(), ("7",), tuple(str(n) for n in range(40))])
+def test_a_reserve_packed_from_its_cached_body_is_the_command(ack: tuple[str, ...]) -> None:
+    broker = RedisBroker(memory_client("memory://wire-test"), "p")
+    call = ("f" * 40, "w/1", ("celery", "other"), 4)
+    for beat in (1, 0):  # the heartbeat flag is part of the cached body
+        expected = pack_commands([broker._reserve_command(*call, ack, beat)])
+        assert broker._packed_reserve(*call, ack, beat) == expected
+        assert broker._packed_reserve(*call, ack, beat) == expected  # from the cache

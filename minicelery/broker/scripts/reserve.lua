@@ -19,9 +19,10 @@ local taken = {}  -- list_key, entry prefix, payload, ...
 
 local function levels_of(base, levels_key)
   local levels = redis.call('SMEMBERS', levels_key)
-  if #levels == 0 then
-    -- Nothing marked: look at every list once (messages pushed by hand, or by an older
-    -- version), and mark what is there.
+  -- Nothing marked: look at every list once (messages pushed by hand, or by an older
+  -- version), and mark what is there. One EXISTS answers for all ten lists in the usual
+  -- case, an empty queue (an idle consumer's every reserve).
+  if #levels == 0 and redis.call('EXISTS', unpack(KEYS, base + 1, base + 10)) > 0 then
     for prio = 0, 9 do
       if redis.call('LLEN', KEYS[base + 1 + prio]) > 0 then
         redis.call('SADD', levels_key, prio)
