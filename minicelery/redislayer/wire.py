@@ -9,7 +9,6 @@ import contextlib
 import functools
 import logging
 import os
-import select
 import socket
 import threading
 import time
@@ -266,60 +265,3 @@ class Lane:
 
     def close(self) -> None:
         self.connection.disconnect()
-
-
-class Unanswered:
-    """A connection for commands nobody waits on (a consuming child's early acks): each is
-    written with one send, and the replies are read and dropped in bulk now and then,
-    never parsed. A command lost with a broken connection is not sent again:
-    a caller uses this only for what a later command repeats anyway."""
-
-    def __init__(self, client: Any) -> None:
-        self.connection = get_connection(client)
-        self.sock: socket.socket | None = None
-
-    def open(self) -> bool:
-        """Connect (auth, database) through redis-py; False without a real socket."""
-        if self.sock is None:
-            with translate_errors("connect"):
-                self.connection.connect()
-            sock = getattr(self.connection, "_sock", None)
-            self.sock = sock if isinstance(sock, socket.socket) else None
-        return self.sock is not None
-
-    def send(self, commands: Sequence[Sequence[Any]]) -> bool:
-        """Write the commands; False when they could not be (the connection is dropped,
-        and opened again on the next send)."""
-        try:
-            if not self.open():
-                return False
-            assert self.sock is not None
-            self.sock.sendall(pack_commands(commands))
-            return True
-        except _SEND_ERRORS:
-            self.close()
-            return False
-
-    def drain(self) -> None:
-        """Read and drop the replies that have arrived, without blocking. The socket has
-        redis-py's timeout, and a Python socket with a timeout waits for data before every
-        ``recv`` (``MSG_DONTWAIT`` or not): only a socket ``select`` found readable is read,
-        or a child with nothing to drop would wait out the whole timeout."""
-        sock = self.sock
-        if sock is None:
-            return
-        try:
-            while select.select([sock], [], [], 0)[0]:
-                received = len(sock.recv(65536))
-                if not received:  # Redis closed the connection
-                    self.close()
-                    return
-                if received < 65536:  # all there was: no second look
-                    return
-        except (OSError, ValueError):  # ValueError: select() on a closed socket
-            self.close()
-
-    def close(self) -> None:
-        self.sock = None
-        with contextlib.suppress(*REDIS_ERRORS, OSError):
-            self.connection.disconnect()

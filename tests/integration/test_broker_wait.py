@@ -4,7 +4,6 @@ message with the wake-up itself, and a wait abandoned after its reserve ran lose
 from __future__ import annotations
 
 import select
-import time
 from collections.abc import Iterator
 
 import pytest
@@ -12,7 +11,6 @@ import pytest
 from minicelery.broker import OutgoingMessage
 from minicelery.broker.redis import RedisBroker
 from minicelery.redislayer.connect import client_from_url
-from minicelery.redislayer.wire import Unanswered
 from tests.helpers import RedisServer, wait_until
 
 
@@ -104,29 +102,3 @@ def test_a_reserve_started_after_a_redis_restart_reloads_its_script(
     fd = waiter.reserve_start("c1", ["celery"], 4)  # the script is back
     assert fd is not None and select.select([fd], [], [], 5.0)[0] == [fd]
     assert [d.data for d in waiter.wait_finish()] == [b"hello"]
-
-
-def test_draining_an_early_ack_lane_with_no_reply_waiting_returns_at_once(
-    redis_server: RedisServer,
-) -> None:
-    """A consuming child drains its early acks' lane with every round trip, also when no
-    task ran since the last one: with nothing to read, draining must not wait out the
-    socket's timeout (it did, 10 s, before every reserve of an idle child)."""
-    client = redis_server.client(socket_timeout=3.0)
-    lane = Unanswered(client)
-    try:
-        assert lane.open() and lane.sock is not None
-        assert lane.send([("PING",)])
-        wait_until(lambda: select.select([lane.sock], [], [], 0)[0], timeout=5)
-        lane.drain()  # drops the PONG
-        assert not select.select([lane.sock], [], [], 0)[0]
-
-        started = time.monotonic()
-        lane.drain()  # nothing to read
-
-        assert time.monotonic() - started < 0.5
-        assert lane.sock is not None, "the lane's connection was dropped"
-        assert lane.send([("PING",)])
-    finally:
-        lane.close()
-        client.close()

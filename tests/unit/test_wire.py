@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import socket
-import time
 from typing import Any
 
 import pytest
@@ -13,7 +11,6 @@ from minicelery.broker import OutgoingMessage
 from minicelery.broker.redis import RedisBroker
 from minicelery.redislayer.memory import memory_client
 from minicelery.redislayer.wire import (
-    Unanswered,
     pack_args,
     pack_commands,
     pack_head,
@@ -70,64 +67,6 @@ def test_a_publish_runs_again_after_redis_forgot_its_script(
     broker.client.script_flush()  # what a restarted Redis has forgotten
     broker.publish([OutgoingMessage("celery", b"second")])
     assert [d.data for d in broker.reserve("c", ["celery"], 10)] == [b"first", b"second"]
-
-
-class _Connection:
-    """A redis-py connection stand-in over one end of a socket pair."""
-
-    def __init__(self, sock: socket.socket) -> None:
-        self.sock = sock
-        self._sock: socket.socket | None = None
-
-    def connect(self) -> None:
-        self._sock = self.sock
-
-    def disconnect(self) -> None:
-        self._sock = None
-
-
-class _Pool:
-    def __init__(self, connection: _Connection) -> None:
-        self.connection = connection
-
-    def get_connection(self) -> _Connection:
-        return self.connection
-
-
-class _Client:
-    def __init__(self, connection: _Connection) -> None:
-        self.connection_pool = _Pool(connection)
-
-
-def test_an_unanswered_drain_never_waits_for_replies() -> None:
-    """A socket timeout (redis-py's ``socket_timeout``) must not turn a drain with
-    nothing to read into a wait of that length (it stalled idle consuming children)."""
-    ours, redis_end = socket.socketpair()
-    with ours, redis_end:
-        ours.settimeout(5.0)
-        lane = Unanswered(_Client(_Connection(ours)))
-        assert lane.send([("HDEL", "{p}:hold:w", "1")])
-        assert redis_end.recv(100).startswith(b"*3\r\n$4\r\nHDEL")
-        redis_end.sendall(b":1\r\n" * 3)
-        started = time.monotonic()
-        lane.drain()  # reads what arrived...
-        lane.drain()  # ...and, with nothing left, returns at once
-        assert time.monotonic() - started < 1.0
-        assert lane.sock is ours
-        ours.setblocking(False)
-        with pytest.raises(BlockingIOError):
-            ours.recv(10)  # every reply was read
-
-
-def test_an_unanswered_drain_drops_a_connection_redis_closed() -> None:
-    ours, redis_end = socket.socketpair()
-    with ours:
-        ours.settimeout(5.0)
-        lane = Unanswered(_Client(_Connection(ours)))
-        assert lane.open()
-        redis_end.close()
-        lane.drain()
-        assert lane.sock is None
 
 
 @pytest.mark.parametrize("ack", [(), ("7",), tuple(str(n) for n in range(40))])
