@@ -48,6 +48,7 @@ class RedisBroker(ReserveCommands, DeadLetterStore, Broker):
         self.fast = FastPath(client)
         self._waiting: Held | None = None
         self._chained: tuple[str, ...] | None = None  # queues of a reserve sent after a wait
+        self._chained_acks: tuple[str, tuple[str, ...]] = ("", ())  # what it acknowledges
         self._blocking = False  # whether a BLPOP leads what the waiting connection awaits
         self._reserve_forgotten = False  # Redis answered NOSCRIPT to the last reserve
         self._beat_at: dict[str, float] = {}  # consumer -> when a reserve last beat for it
@@ -137,6 +138,7 @@ class RedisBroker(ReserveCommands, DeadLetterStore, Broker):
         flat = replies[-1]
         if isinstance(flat, NoScriptError):
             self._reserve_forgotten = True  # nothing taken; the next reserve sends the script
+            self.ack(consumer, ack)  # the script that was to acknowledge them did not run
             return []
         if isinstance(flat, Exception):
             raise OperationalError(f"reserve: Redis error ({flat})")
@@ -224,7 +226,9 @@ class RedisBroker(ReserveCommands, DeadLetterStore, Broker):
             packed = pack_commands([self._reserve_command(*reserve, ack, self._beat(consumer))])
         else:
             packed = self._packed(None, reserve)
-        return self._send_waiting(packed, blocking=False, chained=tuple(queues))
+        sent = self._send_waiting(packed, blocking=False, chained=tuple(queues))
+        self._chained_acks = (consumer, tuple(ack))
+        return sent
 
     def _send_waiting(
         self, packed: bytes, blocking: bool, chained: tuple[str, ...] | None
@@ -238,6 +242,7 @@ class RedisBroker(ReserveCommands, DeadLetterStore, Broker):
             if not isinstance(sock, socket.socket):
                 return None
             self._blocking, self._chained = blocking, chained
+            self._chained_acks = ("", ())
             # No health check: it would PING and wait for the answer (on a worker's loop).
             connection.send_packed_command([packed], check_health=False)
         return sock.fileno()
@@ -262,9 +267,10 @@ class RedisBroker(ReserveCommands, DeadLetterStore, Broker):
                 try:
                     flat = connection.read_response()
                 except NoScriptError:
-                    # A restarted Redis forgot the script: nothing was taken; the next
-                    # reserve sends it again (see _reserve_ref).
+                    # A restarted Redis forgot the script: nothing was taken (nor
+                    # acknowledged); the next reserve sends it again (see _reserve_ref).
                     self._reserve_forgotten = True
+                    self.ack(*self._chained_acks)
                     return []
                 self._reserve_forgotten = False
                 return self._deliveries(flat, queues)

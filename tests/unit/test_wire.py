@@ -69,6 +69,19 @@ def test_a_publish_runs_again_after_redis_forgot_its_script(
     assert [d.data for d in broker.reserve("c", ["celery"], 10)] == [b"first", b"second"]
 
 
+def test_a_round_trip_acknowledges_even_when_redis_forgot_the_reserve_script(
+    broker: RedisBroker,
+) -> None:
+    """The reserve script carries a consuming child's acks: a restarted Redis that forgot
+    it must not drop them (the messages would go back to the queue and run twice)."""
+    broker.publish([OutgoingMessage("celery", b"one"), OutgoingMessage("celery", b"two")])
+    tags = [d.tag for d in broker.reserve("c", ["celery"], 10)]
+    broker.client.script_flush()
+    assert broker.settle_and_reserve([], "c", ["celery"], 4, tags) == []
+    assert broker.held("c") == []
+    assert broker.reserve("c", ["celery"], 4) == []  # the script is back, nothing left
+
+
 @pytest.mark.parametrize("ack", [(), ("7",), tuple(str(n) for n in range(40))])
 def test_a_reserve_packed_from_its_cached_body_is_the_command(ack: tuple[str, ...]) -> None:
     broker = RedisBroker(memory_client("memory://wire-test"), "p")
