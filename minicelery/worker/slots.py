@@ -15,6 +15,8 @@ import struct
 import time
 from dataclasses import dataclass
 
+from ..signals import task_received
+from .childreports import Listening, SuccessRings
 from .sharedclock import SharedClock
 
 SLOT_SIZE = 24576
@@ -88,6 +90,8 @@ class Slots:
         # attempt still runs in a sibling waits for that attempt to end.
         self.ids = mmap.mmap(-1, count * ID_SIZE)
         self.clock = SharedClock()  # the logical clock of every event the worker sends
+        self.successes = SuccessRings(count)  # worker.state.successful_requests, per child
+        self.listening = Listening(task_received)  # receivers wait in the main process
 
     # -- main process ---------------------------------------------------------------------
     def allocate(self) -> int:
