@@ -18,7 +18,10 @@ from ..signals import Signal
 RING = 128  # success ids kept per child until the main process merges them
 ENTRY = 80  # bytes per id: its length, then the id (longer ids are not reported)
 _COUNT = struct.Struct("<Q")  # ids a child has written to its ring so far
-_RING_SIZE = _COUNT.size + RING * ENTRY
+# One entry more than RING: the one the child may be writing (not counted yet) is never
+# one of the RING a reader takes.
+_ENTRIES = RING + 1
+_RING_SIZE = _COUNT.size + _ENTRIES * ENTRY
 
 
 class SuccessRings:
@@ -34,18 +37,20 @@ class SuccessRings:
 
     # -- child ----------------------------------------------------------------------------
     def push(self, position: int, task_ids: list[str]) -> None:
-        """Add ``task_ids``; the count moves last, so a reader never sees a half-written id
-        as new (one it reads while overwritten it drops, see :meth:`_take`)."""
+        """Add ``task_ids``; the count moves after each id is written, so a reader never
+        sees a half-written id as new (one overwritten while it read it, it drops: see
+        :meth:`_take`)."""
         base = position * _RING_SIZE
-        (written,) = _COUNT.unpack_from(self.memory, base)
+        memory = self.memory
+        (written,) = _COUNT.unpack_from(memory, base)
         for task_id in task_ids:
             raw = task_id.encode()
             if len(raw) >= ENTRY:
                 continue
-            at = base + _COUNT.size + (written % RING) * ENTRY
-            self.memory[at : at + 1 + len(raw)] = bytes((len(raw),)) + raw
+            at = base + _COUNT.size + (written % _ENTRIES) * ENTRY
+            memory[at : at + 1 + len(raw)] = bytes((len(raw),)) + raw
             written += 1
-        _COUNT.pack_into(self.memory, base, written)
+            _COUNT.pack_into(memory, base, written)
 
     # -- main process ---------------------------------------------------------------------
     def take(self, positions: Sequence[int]) -> list[str]:
@@ -73,7 +78,7 @@ class SuccessRings:
         self._seen[position] = written
         found = []
         for n in range(start, written):
-            at = (n % RING) * ENTRY
+            at = (n % _ENTRIES) * ENTRY
             found.append(raw[at + 1 : at + 1 + raw[at]].decode())
         return found
 
