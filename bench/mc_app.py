@@ -8,13 +8,22 @@ from typing import Any
 
 from bench.probe import record_done, redis_url
 from minicelery import Celery
-from minicelery.signals import after_setup_logger
+from minicelery.signals import after_setup_logger, task_received
 
 URL = redis_url()
 
 app = Celery("bench", broker=URL, backend=URL)
 # The A/B drain's switch for the children that consume by themselves (one worker setting).
 app.conf.worker_children_consume = os.environ.get("MC_CHILDREN_CONSUME") == "1"
+
+
+def _heard(**_: Any) -> None:
+    """A no-op ``task_received`` receiver (``MC_TASK_RECEIVED=1``): what one costs, e.g. the
+    main process's turn for each task in the children-consume mode."""
+
+
+if os.environ.get("MC_TASK_RECEIVED") == "1":
+    task_received.connect(_heard)
 
 # Per-task INFO records ("Task ... received/succeeded") are silenced so that a
 # worker started with ``-l info`` (needed for its "ready." line) does the same

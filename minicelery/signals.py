@@ -23,6 +23,7 @@ class Signal:
         self.name = name
         self.providing_args = providing_args or frozenset()
         self._receivers: list[tuple[Any, Any]] = []
+        self._watchers: list[Any] = []  # weak references to callables told of each connect
 
     def connect(
         self,
@@ -49,6 +50,19 @@ class Signal:
         if weak:
             ref = weakref.WeakMethod(receiver) if hasattr(receiver, "__func__") else _weak(receiver)
         self._receivers.append(((key, sender), ref))
+        for watcher in list(self._watchers):
+            told = watcher()
+            if told is not None:
+                told()
+
+    def watch(self, callback: Callable[[], None]) -> None:
+        """Call ``callback`` (held weakly) right after each receiver connects: a worker whose
+        children run tasks hears at once that receivers wait in its main process."""
+        ref = weakref.WeakMethod(callback) if hasattr(callback, "__func__") else _weak(callback)
+        self._watchers.append(ref)
+
+    def unwatch(self, callback: Callable[[], None]) -> None:
+        self._watchers = [w for w in self._watchers if w() not in (None, callback)]
 
     def _entries(self) -> list[tuple[Any, Any, Any]]:
         return [(key, sender, ref) for (key, sender), ref in self._receivers]
@@ -64,6 +78,10 @@ class Signal:
     def has_receivers(self) -> bool:
         """Whether anything is connected (a sender may skip building costly arguments)."""
         return bool(self._receivers)
+
+    def has_live_receivers(self) -> bool:
+        """Whether a receiver is connected and not yet garbage-collected."""
+        return any(ref() is not None for _, ref in list(self._receivers))
 
     def send(self, sender: Any = None, **named: Any) -> list[tuple[Receiver, Any]]:
         """Call every receiver for ``sender``; a failing receiver is logged, not raised."""

@@ -101,15 +101,17 @@ def vet(
 
 def admit(app: Celery, delivery: Delivery, accept: frozenset[str], limits: Limits,
           revoked: set[str], running: Callable[[str], bool] = lambda task_id: False,
+          received: Callable[[Delivery], None] = lambda delivery: None,
           ) -> Admitted | Refused | Wait | None:  # fmt: skip
     """Admitted, Refused, WAIT (``running(task id)`` is true), or None for a revoked
-    message (discarded here: REVOKED)."""
+    message (discarded here: REVOKED). ``received`` has ``task_received`` sent, where
+    Celery sends it: in the worker's main process."""
     checked = vet(app, delivery.data, accept, running=running)
     if not isinstance(checked, tuple):
         return checked
     message, task = checked
     job_logger.info("Task %s[%s] received", message.task, message.id)
-    signals.task_received.send(sender=None, request=message)
+    received(delivery)
     if message.id in revoked:
         discard_revoked(app, task, message, delivery.queue, accept)
         return None

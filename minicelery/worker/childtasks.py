@@ -42,6 +42,8 @@ logger = logging.getLogger("minicelery.worker.consume")
 
 LIMITED = b"T"  # child -> main: the task in the slot has time limits [hard, soft]
 UNLIMITED = b"t"  # child -> main: that task has ended
+RECEIVED = b"Q"  # child -> main: send task_received for this message (then HEARD)
+HEARD = b"H"  # main -> child: the main process's task_received receivers have run
 HOLD_BACK = 0.005  # seconds between looks at whether a retry's last attempt has ended
 
 
@@ -59,6 +61,7 @@ class ChildTasks:
     revoked: set[str]
     records: list[tuple[str, bytes]]
     acks: list[str]
+    succeeded: list[str]  # ids of tasks that ended SUCCESS, reported once stored
     dead: list[tuple[Delivery, DeadLetter]]
     done: int
     events: WorkerEvents | None  # with -E: this child sends its tasks' events itself
@@ -72,6 +75,18 @@ class ChildTasks:
 
     def _give_back(self, tags: list[str]) -> None:
         raise NotImplementedError
+
+    def _await_heard(self) -> None:
+        raise NotImplementedError
+
+    def _received(self, delivery: Delivery) -> None:
+        """``task_received`` is Celery's main process's signal: when receivers wait there
+        (connected after this child was forked, or before: they are called there only),
+        have it call them, and wait until it has, so they hear of the task before it
+        runs, as in Celery. Nothing crosses the pipe when no receiver is connected."""
+        if self.slots.listening.on():
+            self.conn.send_bytes(RECEIVED + delivery.data)
+            self._await_heard()
 
     def _redeliver(self, delivery: Delivery, data: bytes) -> None:
         """Back to the front of its queue marked ``redelivered`` (``Reject(requeue=True)``).
@@ -93,7 +108,7 @@ class ChildTasks:
     def _run_one(self, delivery: Delivery) -> None:
         settings = self.settings
         verdict = admit(self.app, delivery, settings.accept, settings.limits, self.revoked,
-                        self._running_elsewhere)  # fmt: skip
+                        self._running_elsewhere, self._received)  # fmt: skip
         if isinstance(verdict, Wait):
             self.deferred.add(HOLD_BACK, delivery, None)
             return
@@ -163,6 +178,8 @@ class ChildTasks:
         self.done += 1
         self.totals[verdict.message.task] = self.totals.get(verdict.message.task, 0) + 1
         self.totals_changed = True
+        if state == states.SUCCESS:
+            self.succeeded.append(verdict.message.id)
         acked = self._settle(delivery, verdict, state, requeue, dead_reason)
         self._keep(self.relay.take(), [delivery.tag] if acked else [])
 

@@ -26,7 +26,7 @@ from . import child as child_process
 from .buckets import Deferred, SharedBuckets
 from .channel import Channel
 from .childintake import Limits
-from .childtasks import ChildTasks
+from .childtasks import HEARD, ChildTasks
 from .slots import Slots
 
 if TYPE_CHECKING:
@@ -84,6 +84,7 @@ class ChildConsumer(ChildTasks):
         self.revoked: set[str] = set(settings.revoked)
         self.records: list[tuple[str, bytes]] = []  # stored with the next round trip
         self.acks: list[str] = []  # acknowledged right after those records
+        self.succeeded: list[str] = []
         self.dead: list[tuple[Delivery, DeadLetter]] = []
         self.stopping = False
         self.hold_unknown = False  # a reply was lost: the hold may have messages we never saw
@@ -170,6 +171,9 @@ class ChildConsumer(ChildTasks):
             self.failures = 0
         self.records, self.acks = [], []
         self.slots.settled(self.position)
+        if self.succeeded:  # stored now: the main process may count them
+            self.slots.successes.push(self.position, self.succeeded)
+            self.succeeded = []
         self.settle_now = False
         if self.totals_changed:
             self.slots.write_totals(self.position, self.totals)
@@ -259,6 +263,20 @@ class ChildConsumer(ChildTasks):
             self.stopping = True  # the main process is gone
             return
         self._handle(frames)
+
+    def _await_heard(self) -> None:
+        """Wait for the main process to have run its ``task_received`` receivers, doing
+        what it asks meanwhile; a main process gone (EOF) is not waited for."""
+        try:
+            while True:
+                frame = self.conn.recv_bytes()
+                if frame == HEARD:
+                    break
+                self._handle([frame])
+        except (EOFError, OSError):
+            self.stopping = True
+            return
+        self._handle(self.conn.buffered())  # read with it: _poll_pipe looks at the socket
 
     def _handle(self, frames: list[bytes]) -> None:
         for frame in frames:

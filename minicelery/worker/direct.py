@@ -20,19 +20,20 @@ from typing import TYPE_CHECKING, Any
 
 import msgpack
 
+from .. import signals
 from ..broker import Delivery
 from ..exceptions import MessageError
 from ..message import decode_message
 from .buckets import SharedBuckets
 from .channel import Channel
 from .child import READY, STOP
-from .childtasks import LIMITED, UNLIMITED
+from .childtasks import HEARD, LIMITED, RECEIVED, UNLIMITED
 from .consume import CONFIG, INIT, REVOKE, ConsumeSettings
 from .consuming import consume_main
 from .pool import Event, Job, Released, Waker
 from .prefork import Child, PreforkPool, _kill
 from .slots import Running, Slots
-from .state import parse_rate
+from .state import parse_rate, successful_requests
 
 if TYPE_CHECKING:
     from ..app import Celery
@@ -78,6 +79,7 @@ class ConsumingPool(PreforkPool):
         self._revoked_news: collections.deque[str] = collections.deque()
         self._opened = False  # INIT frames are sent once the worker is up
         self._config: dict[str, Any] = {"queues": settings.queues, "limits": {}}
+        self._sender: Any = None  # the worker: task_received's sender, as in the classic pool
 
     def _child_life(self, conn: Channel, index: int, inherited: list[Channel]) -> int:
         for other in inherited:
@@ -104,6 +106,7 @@ class ConsumingPool(PreforkPool):
 
     def attach(self, worker: WorkController) -> None:
         """Follow the worker's revoked set and rate limits (the remote commands change)."""
+        self._sender = worker
         worker.revoked.on_add = self.forward_revoked
         self.forward_revoked(worker.revoked.ids())
         worker.limiter.on_forget = self.rate_changed
@@ -117,11 +120,24 @@ class ConsumingPool(PreforkPool):
     def _open(self) -> None:
         """The worker is up (its revoked set loaded): the children may start consuming."""
         self._opened = True
+        self.slots.listening.start()
+        successful_requests.feeds.append(self._successes)
         for name in list(self.app.tasks):
             self.rate_changed(name)
         self._flush_revoked()
         for child in list(self.children.values()):
             self._send_init(child)
+
+    def _successes(self) -> list[str]:
+        """Ids of the tasks the children stored SUCCESS for since the last look."""
+        return self.slots.successes.take(tuple(self.positions.values()))
+
+    def _announce(self, child: Child, data: bytes) -> None:
+        """Send ``task_received`` for a message a child admitted, then let it go on."""
+        with contextlib.suppress(MessageError):
+            signals.task_received.send(sender=self._sender, request=decode_message(data))
+        with contextlib.suppress(OSError):  # died: its channel's end says so
+            child.conn.send_bytes(HEARD)
 
     def processed(self) -> int:
         return self.slots.processed()
@@ -206,6 +222,8 @@ class ConsumingPool(PreforkPool):
             child.soft_sent = False
         elif frame[:1] == UNLIMITED:
             child.job = None
+        elif frame[:1] == RECEIVED:
+            self._announce(child, frame[1:])
         return []
 
     def _reap(self, child: Child, timed_out: bool = False) -> list[Event]:
@@ -218,6 +236,8 @@ class ConsumingPool(PreforkPool):
         ack: list[str] = []
         if position is not None:
             self.slots.retire_count(position)
+            for task_id in self.slots.successes.reset(position):
+                successful_requests.add(task_id)
             records, ack = self.slots.unsettled(position)
         if position is not None and self.slots.usable(position):
             self.slots.release(position)  # read: its replacement may have it
@@ -324,7 +344,13 @@ class ConsumingPool(PreforkPool):
         if cold:
             for child in list(self.children.values()):
                 _kill(child.pid, signal.SIGKILL)
-        return super().stop(cold)
+        events = super().stop(cold)
+        if self._opened:
+            successful_requests.merge()
+            with contextlib.suppress(ValueError):
+                successful_requests.feeds.remove(self._successes)
+            self.slots.listening.stop()
+        return events
 
     def reconfigure(self, change: dict[str, Any]) -> None:
         """Send a remote command's change to every child, and to every child forked later
@@ -360,7 +386,9 @@ class ConsumingPool(PreforkPool):
             self._open()
         elif self._revoked_news:
             self._flush_revoked()
+        self.slots.listening.refresh()
         events = super().wait(timeout, waker, watch)
+        successful_requests.merge()
         if self._rebalance_at() is not None:
             events.extend(self._rebalance())
         events.extend(self._settle_for_children())

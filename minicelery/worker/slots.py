@@ -18,6 +18,8 @@ from dataclasses import dataclass
 
 import msgpack
 
+from ..signals import task_received
+from .childreports import Listening, SuccessRings
 from .sharedclock import SharedClock
 
 SLOT_SIZE = 24576
@@ -97,6 +99,8 @@ class Slots:
         # sequence lock), and those of the children gone before: ``inspect stats``' total.
         self.totals = mmap.mmap(-1, count * TOTALS_SIZE)
         self.retired_totals: collections.Counter[str] = collections.Counter()
+        self.successes = SuccessRings(count)  # worker.state.successful_requests, per child
+        self.listening = Listening(task_received)  # receivers wait in the main process
 
     # -- main process ---------------------------------------------------------------------
     def allocate(self) -> int:

@@ -10,6 +10,7 @@ from __future__ import annotations
 import heapq
 import itertools
 import re
+import threading
 import time
 from collections.abc import Callable, Iterable, Mapping
 from typing import TYPE_CHECKING, Any
@@ -96,17 +97,36 @@ class RecentIds:
     def __init__(self, maxlen: int) -> None:
         self.maxlen = maxlen
         self._ids: dict[str, None] = {}
+        # Where ids come from besides ``add``, merged when the set is read: a worker whose
+        # children run tasks reads theirs from shared memory (see ``worker.childreports``).
+        self.feeds: list[Callable[[], list[str]]] = []
+        self._lock = threading.Lock()  # the worker's loop and a reader's thread both add
 
     def add(self, task_id: str) -> None:
+        with self._lock:
+            self._add(task_id)
+
+    def _add(self, task_id: str) -> None:
         self._ids.pop(task_id, None)
         self._ids[task_id] = None
         while len(self._ids) > self.maxlen:
             del self._ids[next(iter(self._ids))]
 
+    def merge(self) -> None:
+        """Add what the feeds have gathered since the last look."""
+        with self._lock:
+            for feed in list(self.feeds):
+                for task_id in feed():
+                    self._add(task_id)
+
     def __contains__(self, task_id: object) -> bool:
+        if self.feeds:
+            self.merge()
         return task_id in self._ids
 
     def __len__(self) -> int:
+        if self.feeds:
+            self.merge()
         return len(self._ids)
 
 

@@ -164,3 +164,31 @@ def test_successful_requests_lists_a_success_once_its_result_is_stored(app: Cele
             meta = app.backend.get_task_meta(result.id)  # type: ignore[attr-defined]
             assert (meta["status"], meta["result"]) == (status, value)
     assert bad.id not in successful_requests
+
+
+def test_task_received_reaches_receivers_connected_after_the_worker_started(app: Celery) -> None:
+    """Celery sends ``task_received`` in the worker's main process, before the task runs:
+    a receiver the test process connects once the children exist hears of each task by the
+    time its result is ready, once, and one disconnected (or collected) hears nothing."""
+    from minicelery.signals import task_received
+
+    @app.task
+    def add(x: int, y: int) -> int:
+        return x + y
+
+    with start_worker(app, pool="prefork", concurrency=1, perform_ping_check=False):
+        assert add.delay(1, 1).get(timeout=10) == 2  # the children are up and consuming
+        heard: list[tuple[str, int, Any, int]] = []
+
+        def on_received(request: Any, sender: Any = None, **kwargs: Any) -> None:
+            heard.append((request.id, os.getpid(), request.args, request.replaced_task_nesting))
+
+        task_received.connect(on_received)
+        try:
+            first = add.delay(2, 3)
+            assert first.get(timeout=10) == 5
+            assert heard == [(first.id, os.getpid(), [2, 3], 0)]
+        finally:
+            task_received.disconnect(on_received)
+        assert add.delay(4, 5).get(timeout=10) == 9
+        assert [entry[0] for entry in heard] == [first.id]
