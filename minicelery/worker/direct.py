@@ -46,8 +46,8 @@ STEAL_AFTER = 0.025  # seconds a task runs before its child's unstarted messages
 # Seconds a task runs before the main process settles for its child: acknowledges it if
 # it has no acks_late, stores and acknowledges what the child ran before it (all of which
 # the child does only after the task, with its next round trip).
-SETTLE_AFTER = 0.1
-BUSY_LOOK = 0.25  # seconds between looks at the slots while a child runs a task
+SETTLE_AFTER = 0.02
+BUSY_LOOK = 0.05  # seconds between looks at the slots while a child runs a task
 
 
 class ConsumingPool(PreforkPool):

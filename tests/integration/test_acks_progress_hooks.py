@@ -33,6 +33,7 @@ from tests.helpers import (
     ManagedProcess,
     RedisServer,
     WorkerFactory,
+    children_consume,
     kill_pid,
     pointed_at,
     wait_until,
@@ -209,6 +210,10 @@ def test_whole_worker_killed_mid_task(
     runs = f"{key_prefix}:runs"
     result = task.delay(runs, LONG)
     wait_entries(redis_client, runs, 1, first)
+    if not runs_again and children_consume():
+        # A consuming child's task is acknowledged by the main process once it has run a
+        # few milliseconds (not by a command of its own as it starts): wait for that ack.
+        wait_until(lambda: pending_messages(redis_client, key_prefix) == 0, timeout=5)
     children = first.children()
     first.kill()  # the main process: its children die with it
     first.wait_exit(timeout=10)
