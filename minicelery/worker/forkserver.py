@@ -33,6 +33,7 @@ logger = logging.getLogger(__name__)
 PR_SET_PDEATHSIG = 1
 PR_SET_NAME = 15
 PR_SET_CHILD_SUBREAPER = 36
+PR_GET_CHILD_SUBREAPER = 37
 PROCESS_NAME = "mc-forkserver"
 _PID = struct.Struct("!q")
 EXIT_ORPHANED = 5  # a child whose main process died before it started
@@ -51,6 +52,17 @@ def _prctl(option: int, value: int | bytes) -> bool:
         return bool(libc.prctl(option, value, 0, 0, 0) == 0)
     except (OSError, AttributeError):
         return False
+
+
+def _is_subreaper() -> bool:
+    """Whether this process already adopts its orphaned descendants."""
+    flag = ctypes.c_int(0)
+    try:
+        libc = ctypes.CDLL(None, use_errno=True)
+        libc.prctl(PR_GET_CHILD_SUBREAPER, ctypes.byref(flag), 0, 0, 0)
+    except (OSError, AttributeError):
+        return False
+    return bool(flag.value)
 
 
 def name_process(name: str) -> None:
@@ -78,9 +90,11 @@ class ForkServer:
         self.pid = 0
         self._sock: socket.socket | None = None
         self._lock = threading.Lock()  # one request at a time (remote control, main loop)
+        self._was_subreaper = False
 
     def start(self) -> None:
         """Fork the server; call before this process starts any thread."""
+        self._was_subreaper = _is_subreaper()
         if not _prctl(PR_SET_CHILD_SUBREAPER, 1):
             raise OSError("cannot become a child subreaper")
         ours, theirs = socket.socketpair()
@@ -126,6 +140,10 @@ class ForkServer:
         self._sock = None
         with contextlib.suppress(ChildProcessError):
             os.waitpid(self.pid, 0)
+        if not self._was_subreaper:
+            # A worker embedded in another program (a test's) leaves it as it was: else
+            # the program would adopt, and never reap, every orphan of its descendants.
+            _prctl(PR_SET_CHILD_SUBREAPER, 0)
 
 
 def _serve(sock: socket.socket, child_main: ChildMain) -> int:

@@ -11,6 +11,7 @@ from pathlib import Path
 import pytest
 
 from minicelery import Celery
+from minicelery.worker import forkserver
 from tests.helpers import (
     FORK_SERVER_NAME,
     ManagedProcess,
@@ -133,3 +134,20 @@ def test_children_do_not_outlive_their_main_process(
     worker.wait_exit(10)
     wait_until(lambda: all(process_name(c) is None for c in children), 5,
                message="a child outlived its main process")  # fmt: skip
+
+
+def test_a_fork_server_gives_its_process_back_as_it_was() -> None:
+    """A worker embedded in another program (a test's) makes that program the subreaper
+    of the children while it runs, and no longer once it stops: else the program adopts,
+    and never reaps, the orphans of every process it starts later (a daemon's double
+    fork ends up its child)."""
+    before = forkserver._is_subreaper()
+    server = forkserver.ForkServer(lambda channel, index: 0)
+    server.start()
+    try:
+        assert forkserver._is_subreaper()
+        assert process_name(server.pid) is not None
+    finally:
+        server.stop()
+    assert forkserver._is_subreaper() is before
+    assert process_name(server.pid) is None  # reaped
