@@ -14,7 +14,7 @@ URL = redis_url()
 
 app = Celery("bench", broker=URL, backend=URL)
 # The A/B drain's switch for the children that consume by themselves (one worker setting).
-app.conf.worker_children_consume = os.environ.get("MC_CHILDREN_CONSUME") == "1"
+app.conf.worker_children_consume = os.environ.get("MC_CHILDREN_CONSUME", "1") == "1"
 
 
 def _heard(**_: Any) -> None:

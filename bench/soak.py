@@ -2,13 +2,14 @@
 restarts Redis and freezes it; then every task is accounted for. Run from the repository root::
 
     python -m bench.soak [--tasks 10000] [--seed 1] [--workers 2] [--concurrency 2]
-                         [--hang-min 10 --hang-max 60 | --no-hangs] [--children-consume]
+                         [--hang-min 10 --hang-max 60 | --no-hangs] [--classic]
                          [--json]
 
 A private ``redis-server`` (AOF, ``appendfsync always``) runs on a free loopback port; workers
 are ``minicelery -A bench.soak_app worker -P prefork`` started through the CLI (with
-``--children-consume``, the workers run in that mode: their children reserve, acknowledge and
-store by themselves). Tasks are sent at ``--rate`` per second, a seeded mix of early-ack,
+``--classic``, with ``--no-children-consume``: the main process reserves and hands tasks to
+the children, which otherwise reserve, acknowledge and store by themselves). Tasks are sent
+at ``--rate`` per second, a seeded mix of early-ack,
 ``acks_late`` and ``reject_on_worker_lost`` tasks, short and longer sleeps, deliberate
 failures, and tasks over their hard or soft time limit. Each task writes its executions to a
 per-process file (see ``bench.soak_app``), so executions are counted without trusting the
@@ -59,7 +60,7 @@ class SoakConfig:
     plan: ChaosPlan = field(default_factory=ChaosPlan)
     workdir: Path | None = None
     keep: bool = False
-    children_consume: bool = False  # the workers' --children-consume
+    children_consume: bool = True  # the workers' --children-consume (else the classic pool)
 
 
 @dataclass
@@ -148,7 +149,7 @@ def run_soak(config: SoakConfig) -> dict[str, Any]:
            "MC_SOAK_PREFIX": "soak", "MC_SOAK_RUNS_DIR": str(runs_dir),
            "MC_SOAK_HEARTBEAT": str(config.heartbeat),
            "MC_SOAK_LOST_TIMEOUT": str(config.lost_timeout)}  # fmt: skip
-    mode = ("--children-consume",) if config.children_consume else ()
+    mode = ("--children-consume",) if config.children_consume else ("--no-children-consume",)
     workers = Workers(config.workers, config.concurrency, env, workdir, mode)
     driver = ChaosDriver(config.plan, server, workers)
     began = time.monotonic()
@@ -243,7 +244,7 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     add("--max-events", type=int, default=None, help="stop the chaos after this many events")
     add("--heartbeat", type=float, default=2.0, help="worker_heartbeat_interval")
     add("--lost-timeout", type=float, default=10.0, help="worker_lost_timeout")
-    add("--children-consume", action="store_true", help="start the workers with --children-consume")
+    add("--classic", action="store_true", help="start the workers with --no-children-consume")
     add("--workdir", type=Path, default=None, help="keep every file of the run here")
     add("--keep", action="store_true", help="keep the run's files even if all went well")
     add("--json", action="store_true", help="print the report as JSON")
@@ -258,7 +259,7 @@ def config_from(args: argparse.Namespace) -> SoakConfig:
         tasks=args.tasks, seed=args.seed, rate=args.rate, duration_cap=args.duration_cap,
         drain_timeout=args.drain_timeout, workers=args.workers, concurrency=args.concurrency,
         heartbeat=args.heartbeat, lost_timeout=args.lost_timeout, plan=plan,
-        workdir=args.workdir, keep=args.keep, children_consume=args.children_consume,
+        workdir=args.workdir, keep=args.keep, children_consume=not args.classic,
     )  # fmt: skip
 
 

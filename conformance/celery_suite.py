@@ -5,7 +5,7 @@ redis-server of its own, and print a per-file table of outcomes side by side.
     python -m conformance.celery_suite                     # minicelery, whole suite
     python -m conformance.celery_suite --against celery    # Celery 5.7 (the bench extra)
     python -m conformance.celery_suite -k chord test_canvas.py --timeout 30
-    python -m conformance.celery_suite --children-consume  # that mode of the worker
+    python -m conformance.celery_suite --classic  # minicelery's classic prefork pool
 
 Results are kept per implementation in the cache directory (and with ``--save``), so a
 run of one side is shown next to the last run of the other.
@@ -150,8 +150,7 @@ def run(against: str, suite: Path, args: argparse.Namespace) -> report.Results:
             "PYTHONPATH": os.pathsep.join(filter(None, [str(REPO), os.environ.get("PYTHONPATH")])),
         }
         env.pop("NO_WORKER", None)
-        if args.children_consume:
-            env[plugin.CHILDREN_CONSUME] = "1"
+        env[plugin.CHILDREN_CONSUME] = "0" if args.classic else "1"
         # Tests start ``celery`` commands: those of this interpreter's environment.
         env["PATH"] = os.pathsep.join([str(Path(sys.executable).parent), env.get("PATH", "")])
         if against == "minicelery":
@@ -204,13 +203,13 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser.add_argument("--compare", type=Path, help="results (JSON) of the other side")
     parser.add_argument("--quiet", action="store_true", help="hide pytest's own output")
     parser.add_argument(
-        "--children-consume",
+        "--classic",
         action="store_true",
-        help="run minicelery's session worker in the children-consume mode",
+        help="run minicelery's session worker with the classic pool (no children-consume)",
     )
     args = parser.parse_args(argv)
-    if args.children_consume and args.against != "minicelery":
-        parser.error("--children-consume is a mode of minicelery's worker")
+    if args.classic and args.against != "minicelery":
+        parser.error("--classic is a mode of minicelery's worker")
     return args
 
 
@@ -246,7 +245,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         "timeout": args.timeout,
     }
     meta["shard"] = args.shard
-    meta["children_consume"] = args.children_consume
+    meta["children_consume"] = not args.classic
     if args.save:
         report.save(results, args.save, meta)
     # The cache keeps the latest outcome of every test run on this side, subsets included.

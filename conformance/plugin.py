@@ -1,7 +1,7 @@
 """A pytest plugin for conformance runs (on either implementation): it caps every test's
 timeout, so one hung test cannot stall the run, and leaves out the test files that need a
-backend or transport other than Redis (reported as n/a). With ``CONFORMANCE_CHILDREN_CONSUME=1``
-the suite's session worker runs in minicelery's children-consume mode."""
+backend or transport other than Redis (reported as n/a). With ``CONFORMANCE_CHILDREN_CONSUME=0``
+the suite's session worker runs minicelery's classic prefork pool (no children-consume)."""
 
 from __future__ import annotations
 
@@ -24,14 +24,14 @@ NOT_APPLICABLE = {
 
 @pytest.hookimpl(hookwrapper=True)
 def pytest_fixture_setup(fixturedef: pytest.FixtureDef[Any]) -> Generator[None, Any, None]:
-    """Add ``worker_children_consume`` to the suite's ``celery_config`` (a dict its app and
-    session worker are built from) when the run asks for that mode."""
+    """Set ``worker_children_consume`` in the suite's ``celery_config`` (a dict its app and
+    session worker are built from): off when the run asks for the classic pool."""
     outcome = yield
-    if fixturedef.argname != "celery_config" or os.environ.get(CHILDREN_CONSUME) != "1":
+    if fixturedef.argname != "celery_config":
         return
     config = outcome.get_result()
     if isinstance(config, dict):
-        config["worker_children_consume"] = True
+        config["worker_children_consume"] = os.environ.get(CHILDREN_CONSUME, "1") == "1"
 
 
 def pytest_ignore_collect(collection_path: Path, config: pytest.Config) -> bool | None:

@@ -262,7 +262,7 @@ DEFAULTS: dict[str, tuple[Any, Validator]] = {
     # Beyond Celery: writes Redis may owe a worker (results, acks...) before it stops taking work.
     "worker_unsent_limit": (10000, _positive_int),
     # Beyond Celery: prefork children reserve, store and acknowledge by themselves.
-    "worker_children_consume": (False, _bool),
+    "worker_children_consume": (True, _bool),
     "beat_schedule": ({}, _mapping),
     "beat_max_loop_interval": (0, _seconds),  # 0: the scheduler's own (300 s)
     "beat_schedule_filename": ("celerybeat-schedule", _str),  # unused: beat state is in Redis

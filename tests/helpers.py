@@ -525,19 +525,23 @@ def run_cli(
     )
 
 
-# Set to 1 to run every prefork worker of the integration tests with --children-consume.
+# Set to 0 to run every prefork worker of the integration tests with --no-children-consume
+# (the classic pool: the main process reserves and hands each task to a child).
 CHILDREN_CONSUME_ENV = "MC_TEST_CHILDREN_CONSUME"
 
 
 def children_consume() -> bool:
-    """True when this run's prefork workers consume in their children (the env switch)."""
-    return os.environ.get(CHILDREN_CONSUME_ENV) == "1"
+    """True when this run's prefork workers consume in their children (the default; the
+    env switch set to 0 runs the classic pool)."""
+    return os.environ.get(CHILDREN_CONSUME_ENV, "1") != "0"
 
 
 def mode_args(pool: str = "prefork") -> tuple[str, ...]:
-    """The worker options of this run's mode: ``--children-consume`` for a prefork worker
-    when the switch is on. Every test that starts a worker by its own argv adds these."""
-    return ("--children-consume",) if children_consume() and pool == "prefork" else ()
+    """The worker options of this run's mode, for a prefork worker: ``--children-consume``
+    or ``--no-children-consume``. Every test that starts a worker by its own argv adds them."""
+    if pool != "prefork":
+        return ()
+    return ("--children-consume",) if children_consume() else ("--no-children-consume",)
 
 
 class WorkerFactory:

@@ -36,7 +36,7 @@ def test_a_slice_of_celerys_integration_suite_passes(redis_server: RedisServer) 
         suite_dir(default_cache())
     except FetchError as exc:
         pytest.skip(f"Celery's sdist could not be fetched (no network?): {exc}")
-    mode = ["--children-consume"] if children_consume() else []
+    mode = [] if children_consume() else ["--classic"]
     done = subprocess.run(
         [sys.executable, "-m", "conformance.celery_suite", "--quiet", "--timeout", "30",
          "-k", SELECTION, *mode, *FILES],
