@@ -27,6 +27,15 @@ def _encode(method: str, arguments: dict[str, Any], destination: Any, ticket: An
     return data
 
 
+def _stamps(arguments: dict[str, Any]) -> dict[str, Any] | None:
+    """The stamps a ``revoke_by_stamped_headers`` revokes (``{name: value(s)}``, or the
+    command line's ``["name=value", ...]``), for the revoke news."""
+    headers = arguments.get("headers")
+    if isinstance(headers, (list, tuple)):
+        headers = dict(str(item).split("=", 1) for item in headers if "=" in str(item))
+    return dict(headers) if isinstance(headers, dict) and headers else None
+
+
 def _destination(value: str | Sequence[str] | None) -> list[str] | None:
     if value is None:
         return None
@@ -82,7 +91,9 @@ class Control:
         targets = _destination(destination)
         ticket = uuid.uuid4().hex if reply else None
         keep_for = float(self.app.conf.worker_revoke_expires)
-        listeners = mailbox.publish(_encode(command, arguments, targets, ticket), revoke, keep_for)
+        encoded = _encode(command, arguments, targets, ticket)
+        stamps = _stamps(arguments) if command == "revoke_by_stamped_headers" else None
+        listeners = mailbox.publish(encoded, revoke, keep_for, stamps)
         if ticket is None:
             return None
         if limit is None and targets is not None:

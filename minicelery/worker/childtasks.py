@@ -36,6 +36,7 @@ if TYPE_CHECKING:
     from .buckets import Deferred, SharedBuckets
     from .channel import Channel
     from .consume import ConsumeSettings
+    from .revokenews import RevokeNews
     from .slots import Slots
 
 logger = logging.getLogger("minicelery.worker.consume")
@@ -57,6 +58,7 @@ class ChildTasks:
     buckets: SharedBuckets
     deferred: Deferred
     revoked: set[str]
+    news: RevokeNews
     records: list[tuple[str, bytes]]
     acks: list[str]
     dead: list[tuple[Delivery, DeadLetter]]
@@ -91,7 +93,7 @@ class ChildTasks:
     def _run_one(self, delivery: Delivery) -> None:
         settings = self.settings
         verdict = admit(self.app, delivery, settings.accept, settings.limits, self.revoked,
-                        self._running_elsewhere)  # fmt: skip
+                        self._running_elsewhere, self.news.stamps)  # fmt: skip
         if isinstance(verdict, Wait):
             self.deferred.add(HOLD_BACK, delivery, None)
             return

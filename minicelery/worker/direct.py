@@ -27,12 +27,12 @@ from .buckets import SharedBuckets
 from .channel import Channel
 from .child import READY, STOP
 from .childtasks import LIMITED, UNLIMITED
-from .consume import CONFIG, INIT, REVOKE, ConsumeSettings
+from .consume import CONFIG, INIT, REVOKE, STAMPS, ConsumeSettings
 from .consuming import consume_main
 from .pool import Event, Job, Released, Waker
 from .prefork import Child, PreforkPool, _kill
 from .slots import Running, Slots
-from .state import parse_rate
+from .state import parse_rate, revoked_stamps
 
 if TYPE_CHECKING:
     from ..app import Celery
@@ -97,8 +97,11 @@ class ConsumingPool(PreforkPool):
         return child
 
     def _send_init(self, child: Child) -> None:
-        """Let a child start consuming: its slot, and the ids revoked so far."""
-        init = INIT + msgpack.packb([self.positions[child.pid], sorted(self.revoked), self._config])
+        """Let a child start consuming: its slot, and the ids and stamps revoked so far."""
+        revoked = sorted(self.revoked)
+        init = INIT + msgpack.packb(
+            [self.positions[child.pid], revoked, self._config, revoked_stamps], default=str
+        )
         with contextlib.suppress(OSError):  # died already: its channel's end says so
             child.conn.send_bytes(init)
 
@@ -340,6 +343,16 @@ class ConsumingPool(PreforkPool):
         """Tell every child (and every child forked from now on) these ids are revoked:
         queued here (the remote-control thread may call this), sent by the main loop."""
         self._revoked_news.extend(task_ids)
+
+    def forward_stamps(self, headers: dict[str, Any]) -> None:
+        """Tell every child these stamps are revoked (children forked from now on have them
+        with the rest in their start-up frame). Called by the main loop's command."""
+        if not self._opened:
+            return
+        frame = STAMPS + msgpack.packb(headers, default=str)
+        for child in list(self.children.values()):
+            with contextlib.suppress(OSError):
+                child.conn.send_bytes(frame)
 
     def _flush_revoked(self) -> None:
         news = [self._revoked_news.popleft() for _ in range(len(self._revoked_news))]

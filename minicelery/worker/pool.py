@@ -200,6 +200,10 @@ class Pool(ABC):
         """Tell slots that check revokes themselves (consuming children) of these ids."""
         return None
 
+    def forward_stamps(self, headers: dict[str, Any]) -> None:
+        """Tell those slots of these revoked stamps (``{stamp name: value or values}``)."""
+        return None
+
     def processed(self) -> int:
         """Tasks the slots ran that the main process did not see end (consuming children)."""
         return 0
