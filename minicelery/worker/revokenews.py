@@ -31,21 +31,25 @@ class RevokeNews:
         self.revoked = revoked
         self.stamps: dict[str, list[Any]] = {}
         self.cursor = f"{int((time.time() - LOOKBACK) * 1000)}-0"
+        self._after: list[tuple[tuple[Any, ...], Any]] = []  # for this cursor
         try:
             self.mailbox: Any = broker.mailbox()
         except NotImplementedError:  # a broker without remote control has no news either
             self.mailbox = None
+        else:
+            self._after = [(self.mailbox.news_command(self.cursor), self.read)]
 
     def after_reserve(self) -> list[tuple[tuple[Any, ...], Any]]:
         """The command to send right behind a reserve, with what reads its reply: an empty
         reply (nothing to do) unless a revoke came since the last read."""
-        if self.mailbox is None:
-            return []
-        return [(self.mailbox.news_command(self.cursor), self.read)]
+        return self._after
 
     def read(self, reply: Any) -> None:
         """Take the revokes of a news reply."""
+        if not reply:  # the common case, once per round trip
+            return
         self.cursor, ids, stamps = self.mailbox.news(self.cursor, reply)
+        self._after = [(self.mailbox.news_command(self.cursor), self.read)]
         self.revoked.update(ids)
         self.add_stamps(stamps)
 
