@@ -84,19 +84,19 @@ class Mailbox:
         command: bytes,
         revoke: Sequence[str] = (),
         keep_for: float = 0,
-        stamps: dict[str, Any] | None = None,
+        news: dict[str, Any] | None = None,
     ) -> int:
         """Broadcast ``command``; ids in ``revoke`` are added to the revoked set in the same
-        transaction, so a worker that starts later still skips them. Those ids, or the
-        revoked ``stamps``, also go to the revoke news. Returns how many workers were
-        listening."""
+        transaction, so a worker that starts later still skips them. Those ids, or ``news``
+        (revoked stamps: ``{"stamps": ..., "to": hostnames or None, "id": ...}``), also go
+        to the revoke news. Returns how many workers were listening."""
         now = time.time()
         with translate_errors("sending a remote control command"):
             pipe = self.client.pipeline(transaction=True)
             if revoke:
                 pipe.zadd(self.revoked_key, {task_id: now + keep_for for task_id in revoke})
                 pipe.zremrangebyscore(self.revoked_key, "-inf", now)
-            news = {"ids": list(revoke)} if revoke else {"stamps": stamps} if stamps else None
+            news = {"ids": list(revoke)} if revoke else news
             if news is not None:
                 entry = {"v": msgpack.packb(news, default=str)}
                 pipe.xadd(self.news_key, entry, maxlen=NEWS_KEPT, approximate=True)
@@ -123,17 +123,17 @@ class Mailbox:
         with translate_errors("reading the revoke news"):
             return self.client.execute_command(*self.news_command(cursor))
 
-    def news(self, cursor: str, reply: Any) -> tuple[str, list[str], dict[str, Any]]:
-        """Read ``news_command``'s reply: the cursor after it, the ids revoked, the stamps
-        revoked (``{stamp name: [values]}``)."""
+    def news(self, cursor: str, reply: Any) -> tuple[str, list[str], list[dict[str, Any]]]:
+        """Read ``news_command``'s reply: the cursor after it, the ids revoked, and the
+        stamp revokes (as ``publish`` took them, with ``at``: when Redis added them)."""
         ids: list[str] = []
-        stamps: dict[str, Any] = {}
+        stamps: list[dict[str, Any]] = []
         for entry_id, fields in reply or ():
             cursor = entry_id.decode() if isinstance(entry_id, bytes) else str(entry_id)
             news = msgpack.unpackb(_field(fields, b"v") or b"\x80")
             ids.extend(news.get("ids") or ())
-            for name, values in (news.get("stamps") or {}).items():
-                stamps.setdefault(name, []).extend(_as_list(values))
+            if news.get("stamps"):
+                stamps.append({**news, "at": int(cursor.partition("-")[0]) / 1000})
         return cursor, ids, stamps
 
     def listen(self) -> Listener:
@@ -193,7 +193,3 @@ def _field(fields: Any, name: bytes) -> Any:
         return fields.get(name)
     pairs = list(fields or ())
     return dict(zip(pairs[::2], pairs[1::2], strict=False)).get(name)
-
-
-def _as_list(value: Any) -> list[Any]:
-    return list(value) if isinstance(value, (list, tuple)) else [value]

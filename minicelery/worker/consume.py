@@ -37,7 +37,7 @@ logger = logging.getLogger(__name__)
 
 INIT = b"I"  # main -> child: [slot position, revoked task ids, config, revoked stamps]
 REVOKE = b"X"  # main -> child: [task ids revoked since]
-STAMPS = b"S"  # main -> child: {stamp name: values} revoked since
+STAMPS = b"S"  # main -> child: [{stamp name: values} revoked now, news ids obeyed since]
 CONFIG = b"C"  # main -> child: a remote command's change (queues, time limits)
 HANG = 2.0  # seconds beyond a wait's own timeout before Redis counts as hung
 MAX_BACKOFF = 5.0
@@ -84,7 +84,7 @@ class ChildConsumer(ChildTasks):
         self.consumer_id = f"{settings.consumer_id}/{index}"
         self.broker: Any = app.broker
         self.revoked: set[str] = set(settings.revoked)
-        self.news = RevokeNews(self.broker, self.revoked)
+        self.news = RevokeNews(self.broker, self.revoked, settings.hostname)
         self.records: list[tuple[str, bytes]] = []  # stored with the next round trip
         self.acks: list[str] = []  # acknowledged right after those records
         self.dead: list[tuple[Delivery, DeadLetter]] = []
@@ -104,7 +104,7 @@ class ChildConsumer(ChildTasks):
         position, revoked, config, stamps = msgpack.unpackb(frame[1:])
         self.position = int(position)
         self.revoked.update(revoked)
-        self.news.add_stamps(stamps)
+        self.news.forward(stamps)
         self._reconfigure(config)
         # Frames sent right behind the first (a stop, revokes) may have been read with it.
         self._handle(self.conn.buffered())
@@ -270,7 +270,7 @@ class ChildConsumer(ChildTasks):
             elif frame[:1] == REVOKE:
                 self.revoked.update(msgpack.unpackb(frame[1:]))
             elif frame[:1] == STAMPS:
-                self.news.add_stamps(msgpack.unpackb(frame[1:]))
+                self.news.forward(*msgpack.unpackb(frame[1:]))
             elif frame[:1] == CONFIG:
                 self._reconfigure(msgpack.unpackb(frame[1:]))
 

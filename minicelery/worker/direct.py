@@ -76,6 +76,9 @@ class ConsumingPool(PreforkPool):
         self._settled: dict[int, str] = {}  # child pid -> the running tag settled for it
         self.revoked: set[str] = set()
         self._revoked_news: collections.deque[str] = collections.deque()
+        self._obeyed: list[str] = []  # news ids of the stamp revokes obeyed since the last
+        self._stamps_version = 0  # of the revoked stamps last sent
+        self._wake: Any = None
         self._opened = False  # INIT frames are sent once the worker is up
         self._config: dict[str, Any] = {"queues": settings.queues, "limits": {}}
 
@@ -98,9 +101,9 @@ class ConsumingPool(PreforkPool):
 
     def _send_init(self, child: Child) -> None:
         """Let a child start consuming: its slot, and the ids and stamps revoked so far."""
-        revoked = sorted(self.revoked)
+        revoked, stamps = sorted(self.revoked), dict(revoked_stamps)
         init = INIT + msgpack.packb(
-            [self.positions[child.pid], revoked, self._config, revoked_stamps], default=str
+            [self.positions[child.pid], revoked, self._config, stamps], default=str
         )
         with contextlib.suppress(OSError):  # died already: its channel's end says so
             child.conn.send_bytes(init)
@@ -109,6 +112,7 @@ class ConsumingPool(PreforkPool):
         """Follow the worker's revoked set and rate limits (the remote commands change)."""
         worker.revoked.on_add = self.forward_revoked
         self.forward_revoked(worker.revoked.ids())
+        self._wake = revoked_stamps.on_change = worker.waker.wake  # any thread may change them
         worker.limiter.on_forget = self.rate_changed
 
     def rate_changed(self, name: str) -> None:
@@ -321,6 +325,8 @@ class ConsumingPool(PreforkPool):
     def stop(self, cold: bool = False) -> list[Event]:
         """A cold stop kills every child (what they held goes back); a warm one asks them."""
         self._stopping = True
+        if revoked_stamps.on_change == self._wake:  # its pipe is closed soon after
+            revoked_stamps.on_change = None
         if cold:
             for child in list(self.children.values()):
                 _kill(child.pid, signal.SIGKILL)
@@ -344,12 +350,18 @@ class ConsumingPool(PreforkPool):
         queued here (the remote-control thread may call this), sent by the main loop."""
         self._revoked_news.extend(task_ids)
 
-    def forward_stamps(self, headers: dict[str, Any]) -> None:
-        """Tell every child these stamps are revoked (children forked from now on have them
-        with the rest in their start-up frame). Called by the main loop's command."""
-        if not self._opened:
-            return
-        frame = STAMPS + msgpack.packb(headers, default=str)
+    def forward_stamps(self, headers: dict[str, Any], news_id: str | None = None) -> None:
+        """The main loop obeyed a revoke by stamps: the children hear of it (and that it
+        was obeyed, by its news id) with the revoked stamps' next change."""
+        if news_id:
+            self._obeyed.append(news_id)
+
+    def _flush_stamps(self) -> None:
+        """Send every child the revoked stamps now (the whole set: code in this process may
+        have cleared it) and the news ids obeyed since the last time."""
+        self._stamps_version = revoked_stamps.version
+        obeyed, self._obeyed = self._obeyed, []
+        frame = STAMPS + msgpack.packb([dict(revoked_stamps), obeyed], default=str)
         for child in list(self.children.values()):
             with contextlib.suppress(OSError):
                 child.conn.send_bytes(frame)
@@ -370,6 +382,8 @@ class ConsumingPool(PreforkPool):
             self._open()
         elif self._revoked_news:
             self._flush_revoked()
+        if self._opened and (self._obeyed or revoked_stamps.version != self._stamps_version):
+            self._flush_stamps()
         events = super().wait(timeout, waker, watch)
         if self._rebalance_at() is not None:
             events.extend(self._rebalance())

@@ -200,8 +200,9 @@ class Pool(ABC):
         """Tell slots that check revokes themselves (consuming children) of these ids."""
         return None
 
-    def forward_stamps(self, headers: dict[str, Any]) -> None:
-        """Tell those slots of these revoked stamps (``{stamp name: value or values}``)."""
+    def forward_stamps(self, headers: dict[str, Any], news_id: str | None = None) -> None:
+        """Tell those slots of these revoked stamps (``{stamp name: value or values}``; the
+        revoke's ``news_id``, when its client gave one, says which revoke it was)."""
         return None
 
     def processed(self) -> int:

@@ -74,3 +74,21 @@ def test_the_news_starts_a_little_before_the_child(app: Celery) -> None:
 
 def _id_of(delivery: Delivery) -> str:
     return decode_message(delivery.data).id
+
+
+def test_the_main_process_word_replaces_what_the_news_said(app: Celery) -> None:
+    news = RevokeNews(app.broker, set(), "w@host")
+    app.control.revoke_by_stamped_headers({"batch": "a"})
+    app.control.revoke_by_stamped_headers({"batch": "elsewhere"}, destination=["other@host"])
+    news.catch_up()
+    assert news.stamps == {"batch": ["a"]}  # not the revoke for another worker
+    (news_id,) = news.heard
+    news.forward({}, [news_id])  # obeyed, then cleared in the main process
+    assert news.stamps == {}
+    app.control.revoke_by_stamped_headers({"batch": "b"})
+    early = RevokeNews(app.broker, set(), "w@host")
+    early.forward({"batch": ["a"]}, [news_id])  # its word came before it read the news
+    early.catch_up()
+    assert early.stamps == {"batch": ["a", "b"]}
+    early.forward({}, [])
+    assert early.stamps == {"batch": ["b"]}  # "b": not obeyed yet, still counts
