@@ -27,6 +27,20 @@ def _encode(method: str, arguments: dict[str, Any], destination: Any, ticket: An
     return data
 
 
+def _stamp_news(
+    command: str, arguments: dict[str, Any], targets: list[str] | None
+) -> dict[str, Any] | None:
+    """The revoke news of a ``revoke_by_stamped_headers``: the stamps it revokes
+    (``{name: value(s)}``, or the command line's ``["name=value", ...]``), for whom, and an
+    id of its own."""
+    headers = arguments.get("headers") if command == "revoke_by_stamped_headers" else None
+    if isinstance(headers, (list, tuple)):
+        headers = dict(str(item).split("=", 1) for item in headers if "=" in str(item))
+    if not isinstance(headers, dict) or not headers:
+        return None
+    return {"stamps": dict(headers), "to": targets, "id": uuid.uuid4().hex}
+
+
 def _destination(value: str | Sequence[str] | None) -> list[str] | None:
     if value is None:
         return None
@@ -82,7 +96,11 @@ class Control:
         targets = _destination(destination)
         ticket = uuid.uuid4().hex if reply else None
         keep_for = float(self.app.conf.worker_revoke_expires)
-        listeners = mailbox.publish(_encode(command, arguments, targets, ticket), revoke, keep_for)
+        news = _stamp_news(command, arguments, targets)
+        if news is not None:  # the worker says which it obeyed (see worker.revokenews)
+            arguments = {**arguments, "news_id": news["id"]}
+        encoded = _encode(command, arguments, targets, ticket)
+        listeners = mailbox.publish(encoded, revoke, keep_for, news)
         if ticket is None:
             return None
         if limit is None and targets is not None:

@@ -2,8 +2,10 @@
 per-command list, and the revoked-task set that outlives any one worker.
 
 Keys (see :mod:`minicelery.redislayer.keys`): the command channel, one reply list per command
-that expects replies, and a sorted set of revoked task ids scored by when they may be
-forgotten.
+that expects replies, a sorted set of revoked task ids scored by when they may be
+forgotten, and a stream of every revoke (ids or stamps) for the prefork children that
+consume by themselves: they read it after each reserve, so a task revoked before it was
+sent never runs although the command reaches their worker on another connection.
 """
 
 from __future__ import annotations
@@ -14,10 +16,14 @@ import time
 from collections.abc import Sequence
 from typing import Any
 
+import msgpack
+
 from ..redislayer.errors import translate_errors
 from ..redislayer.keys import KeySchema
 
 REPLY_TTL = 60  # seconds a reply list outlives its command, for a slow or absent client
+NEWS_KEPT = 1000  # revokes the news stream keeps (about: trimmed when Redis finds it cheap)
+NEWS_READ = 100  # revokes read per round trip (the rest with the next)
 
 
 class Listener:
@@ -67,21 +73,33 @@ class Mailbox:
         self.client = client
         self.channel = keys.control
         self.revoked_key = keys.revoked
+        self.news_key = keys.revoke_news
         self._keys = keys
 
     def reply_key(self, ticket: str) -> str:
         return self._keys.reply(ticket)
 
-    def publish(self, command: bytes, revoke: Sequence[str] = (), keep_for: float = 0) -> int:
+    def publish(
+        self,
+        command: bytes,
+        revoke: Sequence[str] = (),
+        keep_for: float = 0,
+        news: dict[str, Any] | None = None,
+    ) -> int:
         """Broadcast ``command``; ids in ``revoke`` are added to the revoked set in the same
-        transaction, so a worker that starts later still skips them. Returns how many workers
-        were listening."""
+        transaction, so a worker that starts later still skips them. Those ids, or ``news``
+        (revoked stamps: ``{"stamps": ..., "to": hostnames or None, "id": ...}``), also go
+        to the revoke news. Returns how many workers were listening."""
         now = time.time()
         with translate_errors("sending a remote control command"):
             pipe = self.client.pipeline(transaction=True)
             if revoke:
                 pipe.zadd(self.revoked_key, {task_id: now + keep_for for task_id in revoke})
                 pipe.zremrangebyscore(self.revoked_key, "-inf", now)
+            news = {"ids": list(revoke)} if revoke else news
+            if news is not None:
+                entry = {"v": msgpack.packb(news, default=str)}
+                pipe.xadd(self.news_key, entry, maxlen=NEWS_KEPT, approximate=True)
             pipe.publish(self.channel, command)
             listeners: int = pipe.execute()[-1]
         return listeners
@@ -93,6 +111,30 @@ class Mailbox:
                 self.revoked_key, time.time(), "+inf", withscores=True
             )
         return {task_id.decode(): float(score) for task_id, score in pairs}
+
+    def news_command(self, cursor: str) -> tuple[Any, ...]:
+        """The command that reads the revokes after ``cursor`` (a news entry's id, or
+        ``<ms>-0`` for those since a time): an empty reply when there are none."""
+        ms, _, seq = cursor.partition("-")
+        return ("XRANGE", self.news_key, f"{ms}-{int(seq or 0) + 1}", "+", "COUNT", NEWS_READ)
+
+    def news_since(self, cursor: str) -> Any:
+        """The reply of ``news_command`` (read it with :meth:`news`)."""
+        with translate_errors("reading the revoke news"):
+            return self.client.execute_command(*self.news_command(cursor))
+
+    def news(self, cursor: str, reply: Any) -> tuple[str, list[str], list[dict[str, Any]]]:
+        """Read ``news_command``'s reply: the cursor after it, the ids revoked, and the
+        stamp revokes (as ``publish`` took them, with ``at``: when Redis added them)."""
+        ids: list[str] = []
+        stamps: list[dict[str, Any]] = []
+        for entry_id, fields in reply or ():
+            cursor = entry_id.decode() if isinstance(entry_id, bytes) else str(entry_id)
+            news = msgpack.unpackb(_field(fields, b"v") or b"\x80")
+            ids.extend(news.get("ids") or ())
+            if news.get("stamps"):
+                stamps.append({**news, "at": int(cursor.partition("-")[0]) / 1000})
+        return cursor, ids, stamps
 
     def listen(self) -> Listener:
         return Listener(self.client, self.channel)
@@ -143,3 +185,11 @@ class Mailbox:
         if scheduled:
             sizes["(scheduled)"] = int(scheduled)
         return sizes
+
+
+def _field(fields: Any, name: bytes) -> Any:
+    """A stream entry's field, from redis-py's dict or the raw ``[name, value, ...]``."""
+    if isinstance(fields, dict):
+        return fields.get(name)
+    pairs = list(fields or ())
+    return dict(zip(pairs[::2], pairs[1::2], strict=False)).get(name)

@@ -120,22 +120,28 @@ class RedisBroker(ReserveCommands, DeadLetterStore, Broker):
         queues: Sequence[str],
         count: int,
         ack: Sequence[str] = (),
+        after: Sequence[tuple[tuple[Any, ...], Callable[[Any], None]]] = (),
     ) -> list[Delivery]:
         """One round trip for a prefork child that consumes by itself: the commands
         ``before`` (a result backend's ``store_commands`` on this Redis), then a reserve that
-        acknowledges ``ack`` first. On one connection, in order: an ack never lands before
-        the result it follows. A store Redis refused (its script forgotten) is sent again
-        before this returns."""
+        acknowledges ``ack`` first, then the commands ``after`` (each reply to its callback).
+        On one connection, in order: an ack never lands before the result it follows. A
+        store Redis refused (its script forgotten) is sent again before this returns."""
         call = (self._reserve_ref(), consumer, self._ordered(queues), count)
         beat = self._beat(consumer)
-        commands = [command for command, _ in before]
-        commands.append(self._reserve_command(*call, ack, beat))
-        packed = pack_commands(commands[:-1]) + self._packed_reserve(*call, tuple(ack), beat)
+        reserve = self._reserve_command(*call, ack, beat)
+        commands = [*(command for command, _ in before), reserve, *(c for c, _ in after)]
+        packed = (pack_commands([c for c, _ in before])
+                  + self._packed_reserve(*call, tuple(ack), beat)
+                  + pack_commands([c for c, _ in after]))  # fmt: skip
         replies = self._call("reserve", lambda: self.fast.pipeline(commands, packed))
+        for (_, read), reply in zip(after, replies[len(before) + 1 :], strict=True):
+            if not isinstance(reply, Exception):
+                read(reply)
         for (command, script), reply in zip(before, replies, strict=False):
             if isinstance(reply, Exception):
                 self._resend(command, script)
-        flat = replies[-1]
+        flat = replies[len(before)]
         if isinstance(flat, NoScriptError):
             self._reserve_forgotten = True  # nothing taken; the next reserve sends the script
             self.ack(consumer, ack)  # the script that was to acknowledge them did not run
@@ -337,9 +343,8 @@ class RedisBroker(ReserveCommands, DeadLetterStore, Broker):
         return int(self._call("move_due", lambda: self._move_due(keys=keys, args=[now, limit])))
 
     def next_due(self) -> float | None:
-        first = self._call(
-            "next_due", lambda: self.client.zrange(self.keys.scheduled, 0, 0, withscores=True)
-        )
+        key = self.keys.scheduled
+        first = self._call("next_due", lambda: self.client.zrange(key, 0, 0, withscores=True))
         return float(first[0][1]) if first else None
 
     def wait_schedule_change(self, timeout: float) -> None:
@@ -352,9 +357,7 @@ class RedisBroker(ReserveCommands, DeadLetterStore, Broker):
             keys = [self.keys.queue(q, p) for q in queues for p in PRIORITIES]
             for key in keys:
                 pipe.llen(key)
-            pipe.delete(
-                *keys, *(self.keys.wake(q) for q in queues), *(self.keys.levels(q) for q in queues)
-            )
+            pipe.delete(*keys, *map(self.keys.wake, queues), *map(self.keys.levels, queues))
             return sum(int(n) for n in pipe.execute()[:-1])
 
         return self._call("purge", run)

@@ -22,6 +22,7 @@ Under the prefix ``p`` (the ``key_prefix`` setting, ``minicelery`` by default)::
     p:chord:{group}       hash    header index -> finished part;  ...:claim  who sends the body;
                                   ...:added  parts added to the header while it runs
     p:revoked             zset    revoked task id -> when it may be forgotten
+    {p:revoked}:news      stream  every revoke (ids, or stamps), read by consuming children
     p:control             channel remote-control commands;  p:reply:<ticket>  their replies
     p:events              stream  monitoring events
     p:lease:{name}        string  the beat lease (holder, with a TTL)
@@ -72,6 +73,7 @@ class KeySchema:
         self.dead_letters = f"{{{prefix}}}:dead"
         self.dead_index = f"{{{prefix}}}:dead:index"
         self.revoked = p + "revoked"
+        self.revoke_news = f"{{{self.revoked}}}:news"  # the revoked set's Cluster slot
         self.control = p + "control"
         self.events = p + "events"
         dashboard = f"{{{prefix}:dashboard}}:"  # one tag: the history changes in one MULTI

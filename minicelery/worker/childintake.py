@@ -6,7 +6,7 @@ acknowledgement options and time limits, in Celery's order of precedence."""
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -17,6 +17,7 @@ from ..message import TaskMessage, decode_message
 from ..serialization import exception_to_dict
 from ..trace import build_meta, workflow_abandoned
 from .executor import make_request
+from .state import matching_stamps
 
 if TYPE_CHECKING:
     from ..app import Celery
@@ -102,17 +103,19 @@ def vet(
 def admit(app: Celery, delivery: Delivery, accept: frozenset[str], limits: Limits,
           revoked: set[str], running: Callable[[str], bool] = lambda task_id: False,
           received: Callable[[Delivery], None] = lambda delivery: None,
+          stamps: Mapping[str, Any] | None = None,
           ) -> Admitted | Refused | Wait | None:  # fmt: skip
     """Admitted, Refused, WAIT (``running(task id)`` is true), or None for a revoked
-    message (discarded here: REVOKED). ``received`` has ``task_received`` sent, where
-    Celery sends it: in the worker's main process."""
+    message, by its id or by one of its ``stamps`` (discarded here: REVOKED).
+    ``received`` has ``task_received`` sent, where Celery sends it: in the worker's main
+    process."""
     checked = vet(app, delivery.data, accept, running=running)
     if not isinstance(checked, tuple):
         return checked
     message, task = checked
     job_logger.info("Task %s[%s] received", message.task, message.id)
     received(delivery)
-    if message.id in revoked:
+    if message.id in revoked or revoked_by_stamp(message, stamps):
         discard_revoked(app, task, message, delivery.queue, accept)
         return None
     hard, soft = sent_limits(message.headers.get("timelimit"))
@@ -124,6 +127,14 @@ def admit(app: Celery, delivery: Delivery, accept: frozenset[str], limits: Limit
         hard=first_limit(hard, task.time_limit, limits.hard, app.conf.task_time_limit),
         soft=first_limit(soft, task.soft_time_limit, limits.soft, app.conf.task_soft_time_limit),
     )
+
+
+def revoked_by_stamp(message: TaskMessage, stamps: Mapping[str, Any] | None) -> bool:
+    """Whether ``message`` carries a revoked stamp (``revoke_by_stamped_headers``), as the
+    main process's gate checks it."""
+    if not stamps or not message.stamped_headers:
+        return False
+    return bool(matching_stamps(message.stamps, stamps))
 
 
 def discard_revoked(

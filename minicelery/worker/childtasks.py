@@ -36,6 +36,7 @@ if TYPE_CHECKING:
     from .buckets import Deferred, SharedBuckets
     from .channel import Channel
     from .consume import ConsumeSettings
+    from .revokenews import RevokeNews
     from .slots import Slots
 
 logger = logging.getLogger("minicelery.worker.consume")
@@ -59,6 +60,7 @@ class ChildTasks:
     buckets: SharedBuckets
     deferred: Deferred
     revoked: set[str]
+    news: RevokeNews
     records: list[tuple[str, bytes]]
     acks: list[str]
     succeeded: list[str]  # ids of tasks that ended SUCCESS, reported once stored
@@ -108,7 +110,7 @@ class ChildTasks:
     def _run_one(self, delivery: Delivery) -> None:
         settings = self.settings
         verdict = admit(self.app, delivery, settings.accept, settings.limits, self.revoked,
-                        self._running_elsewhere, self._received)  # fmt: skip
+                        self._running_elsewhere, self._received, self.news.stamps)  # fmt: skip
         if isinstance(verdict, Wait):
             self.deferred.add(HOLD_BACK, delivery, None)
             return

@@ -118,6 +118,7 @@ def revoke_by_stamped_headers(
     if isinstance(headers, list):
         headers = dict(item.split("=", 1) for item in headers)
     revoke_stamps(headers)
+    worker.pool.forward_stamps(headers, kwargs.get("news_id"))
     if not terminate:
         return {"ok": f"headers {headers} flagged as revoked, but not terminated"}
     signum = signal_number(signal)

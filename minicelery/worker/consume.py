@@ -27,6 +27,7 @@ from .buckets import Deferred, SharedBuckets
 from .channel import Channel
 from .childintake import Limits
 from .childtasks import HEARD, ChildTasks
+from .revokenews import RevokeNews
 from .slots import Slots
 
 if TYPE_CHECKING:
@@ -34,8 +35,9 @@ if TYPE_CHECKING:
 
 logger = logging.getLogger(__name__)
 
-INIT = b"I"  # main -> child: [slot position, revoked task ids]
+INIT = b"I"  # main -> child: [slot position, revoked task ids, config, revoked stamps]
 REVOKE = b"X"  # main -> child: [task ids revoked since]
+STAMPS = b"S"  # main -> child: [{stamp name: values} revoked now, news ids obeyed since]
 CONFIG = b"C"  # main -> child: a remote command's change (queues, time limits)
 HANG = 2.0  # seconds beyond a wait's own timeout before Redis counts as hung
 MAX_BACKOFF = 5.0
@@ -82,6 +84,7 @@ class ChildConsumer(ChildTasks):
         self.consumer_id = f"{settings.consumer_id}/{index}"
         self.broker: Any = app.broker
         self.revoked: set[str] = set(settings.revoked)
+        self.news = RevokeNews(self.broker, self.revoked, settings.hostname)
         self.records: list[tuple[str, bytes]] = []  # stored with the next round trip
         self.acks: list[str] = []  # acknowledged right after those records
         self.succeeded: list[str] = []
@@ -100,9 +103,10 @@ class ChildConsumer(ChildTasks):
         frame = self.conn.recv_bytes()
         if frame[:1] != INIT:
             return False
-        position, revoked, config = msgpack.unpackb(frame[1:])
+        position, revoked, config, stamps = msgpack.unpackb(frame[1:])
         self.position = int(position)
         self.revoked.update(revoked)
+        self.news.forward(stamps)
         self._reconfigure(config)
         # Frames sent right behind the first (a stop, revokes) may have been read with it.
         self._handle(self.conn.buffered())
@@ -160,8 +164,9 @@ class ChildConsumer(ChildTasks):
                 self.events.dispatcher.flush()  # keeps them through an outage
             stores = self._stores()
             deliveries: list[Delivery] = self.broker.settle_and_reserve(
-                stores, self.consumer_id, self.settings.queues, count, self.acks
-            )
+                stores, self.consumer_id, self.settings.queues, count, self.acks,
+                self.news.after_reserve(),
+            )  # fmt: skip
         except OperationalError as exc:
             self.hold_unknown = self.hold_unknown or count > 0
             self._failed(exc)
@@ -237,6 +242,8 @@ class ChildConsumer(ChildTasks):
                     raise OperationalError("wait: Redis did not answer")
                 if fd in ready:
                     got = self.broker.wait_finish()
+                    if got:
+                        self.news.catch_up()  # a revoke before the wake-up is known
                     if got is not None:
                         return list(got)
         except OperationalError as exc:
@@ -284,6 +291,8 @@ class ChildConsumer(ChildTasks):
                 self.stopping = True
             elif frame[:1] == REVOKE:
                 self.revoked.update(msgpack.unpackb(frame[1:]))
+            elif frame[:1] == STAMPS:
+                self.news.forward(*msgpack.unpackb(frame[1:]))
             elif frame[:1] == CONFIG:
                 self._reconfigure(msgpack.unpackb(frame[1:]))
 

@@ -28,12 +28,12 @@ from .buckets import SharedBuckets
 from .channel import Channel
 from .child import READY, STOP
 from .childtasks import HEARD, LIMITED, RECEIVED, UNLIMITED
-from .consume import CONFIG, INIT, REVOKE, ConsumeSettings
+from .consume import CONFIG, INIT, REVOKE, STAMPS, ConsumeSettings
 from .consuming import consume_main
 from .pool import Event, Job, Released, Waker
 from .prefork import Child, PreforkPool, _kill
 from .slots import Running, Slots
-from .state import parse_rate, successful_requests
+from .state import parse_rate, revoked_stamps, successful_requests
 
 if TYPE_CHECKING:
     from ..app import Celery
@@ -77,6 +77,9 @@ class ConsumingPool(PreforkPool):
         self._settled: dict[int, str] = {}  # child pid -> the running tag settled for it
         self.revoked: set[str] = set()
         self._revoked_news: collections.deque[str] = collections.deque()
+        self._obeyed: list[str] = []  # news ids of the stamp revokes obeyed since the last
+        self._stamps_version = 0  # of the revoked stamps last sent
+        self._wake: Any = None
         self._opened = False  # INIT frames are sent once the worker is up
         self._config: dict[str, Any] = {"queues": settings.queues, "limits": {}}
         self._sender: Any = None  # the worker: task_received's sender, as in the classic pool
@@ -99,8 +102,11 @@ class ConsumingPool(PreforkPool):
         return child
 
     def _send_init(self, child: Child) -> None:
-        """Let a child start consuming: its slot, and the ids revoked so far."""
-        init = INIT + msgpack.packb([self.positions[child.pid], sorted(self.revoked), self._config])
+        """Let a child start consuming: its slot, and the ids and stamps revoked so far."""
+        revoked, stamps = sorted(self.revoked), dict(revoked_stamps)
+        init = INIT + msgpack.packb(
+            [self.positions[child.pid], revoked, self._config, stamps], default=str
+        )
         with contextlib.suppress(OSError):  # died already: its channel's end says so
             child.conn.send_bytes(init)
 
@@ -109,6 +115,7 @@ class ConsumingPool(PreforkPool):
         self._sender = worker
         worker.revoked.on_add = self.forward_revoked
         self.forward_revoked(worker.revoked.ids())
+        self._wake = revoked_stamps.on_change = worker.waker.wake  # any thread may change them
         worker.limiter.on_forget = self.rate_changed
 
     def rate_changed(self, name: str) -> None:
@@ -341,6 +348,8 @@ class ConsumingPool(PreforkPool):
     def stop(self, cold: bool = False) -> list[Event]:
         """A cold stop kills every child (what they held goes back); a warm one asks them."""
         self._stopping = True
+        if revoked_stamps.on_change == self._wake:  # its pipe is closed soon after
+            revoked_stamps.on_change = None
         if cold:
             for child in list(self.children.values()):
                 _kill(child.pid, signal.SIGKILL)
@@ -370,6 +379,22 @@ class ConsumingPool(PreforkPool):
         queued here (the remote-control thread may call this), sent by the main loop."""
         self._revoked_news.extend(task_ids)
 
+    def forward_stamps(self, headers: dict[str, Any], news_id: str | None = None) -> None:
+        """The main loop obeyed a revoke by stamps: the children hear of it (and that it
+        was obeyed, by its news id) with the revoked stamps' next change."""
+        if news_id:
+            self._obeyed.append(news_id)
+
+    def _flush_stamps(self) -> None:
+        """Send every child the revoked stamps now (the whole set: code in this process may
+        have cleared it) and the news ids obeyed since the last time."""
+        self._stamps_version = revoked_stamps.version
+        obeyed, self._obeyed = self._obeyed, []
+        frame = STAMPS + msgpack.packb([dict(revoked_stamps), obeyed], default=str)
+        for child in list(self.children.values()):
+            with contextlib.suppress(OSError):
+                child.conn.send_bytes(frame)
+
     def _flush_revoked(self) -> None:
         news = [self._revoked_news.popleft() for _ in range(len(self._revoked_news))]
         self.revoked.update(news)
@@ -387,6 +412,8 @@ class ConsumingPool(PreforkPool):
         elif self._revoked_news:
             self._flush_revoked()
         self.slots.listening.refresh()
+        if self._opened and (self._obeyed or revoked_stamps.version != self._stamps_version):
+            self._flush_stamps()
         events = super().wait(timeout, waker, watch)
         successful_requests.merge()
         if self._rebalance_at() is not None:

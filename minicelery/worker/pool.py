@@ -200,6 +200,11 @@ class Pool(ABC):
         """Tell slots that check revokes themselves (consuming children) of these ids."""
         return None
 
+    def forward_stamps(self, headers: dict[str, Any], news_id: str | None = None) -> None:
+        """Tell those slots of these revoked stamps (``{stamp name: value or values}``; the
+        revoke's ``news_id``, when its client gave one, says which revoke it was)."""
+        return None
+
     def processed(self) -> int:
         """Tasks the slots ran that the main process did not see end (consuming children)."""
         return 0

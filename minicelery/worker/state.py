@@ -134,9 +134,35 @@ class RecentIds:
 #: any) is stored (Celery's ``worker_state.successful_requests``).
 successful_requests = RecentIds(1000)
 
+class RevokedStamps(dict[str, list[Any]]):
+    """A dict whose every change (a revoke, or code that clears it, as Celery's test suite
+    does between cases) bumps ``version`` and calls ``on_change``: a worker whose children
+    consume forwards the whole dict to them then."""
+
+    version = 0
+    on_change: Callable[[], None] | None = None
+
+    def _changed(self) -> None:
+        self.version += 1
+        if self.on_change is not None:
+            self.on_change()
+
+    def __setitem__(self, key: str, value: list[Any]) -> None:
+        super().__setitem__(key, value)
+        self._changed()
+
+    def __delitem__(self, key: str) -> None:
+        super().__delitem__(key)
+        self._changed()
+
+    def clear(self) -> None:
+        super().clear()
+        self._changed()
+
+
 #: Revoked canvas stamps of this process: stamp name -> the values revoked
 #: (``revoke_by_stamped_headers``; Celery's ``worker_state.revoked_stamps``).
-revoked_stamps: dict[str, list[Any]] = {}
+revoked_stamps = RevokedStamps()
 
 
 def _as_list(value: Any) -> list[Any]:
