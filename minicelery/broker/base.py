@@ -8,7 +8,7 @@ from __future__ import annotations
 from abc import ABC, abstractmethod
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from .mailbox import Mailbox
@@ -70,12 +70,14 @@ class Broker(ABC):
         """Block until a message may be available on ``queues`` (or ``timeout``)."""
 
     def wait_start(
-        self, queues: Sequence[str], timeout: float, reserve_for: tuple[str, int] | None = None
-    ) -> int | None:
+        self, queues: Sequence[str], timeout: float, reserve_for: tuple[str, int] | None = None,
+        after: Sequence[tuple[tuple[Any, ...], Any]] = (),
+    ) -> int | None:  # fmt: skip
         """Start :meth:`wait` without blocking and return a file descriptor that becomes
         readable when it ends; None if this broker cannot (callers then use ``wait``). With
         ``reserve_for=(consumer, count)`` the reserve that follows a wake-up is chained to the
-        wait, so it runs the moment the wait ends."""
+        wait, so it runs the moment the wait ends, and the commands ``after`` behind it (each
+        reply to its callback, as :meth:`wait_finish` reads them)."""
         return None
 
     def reserve_start(

@@ -15,7 +15,13 @@ from collections.abc import Callable, Sequence
 from typing import Any, TypeVar
 
 from ..exceptions import OperationalError
-from ..redislayer.errors import NoScriptError, RedisError, translate_errors, translated
+from ..redislayer.errors import (
+    NoScriptError,
+    RedisError,
+    ResponseError,
+    translate_errors,
+    translated,
+)
 from ..redislayer.keys import PRIORITIES, KeySchema
 from ..redislayer.scripts import register
 from ..redislayer.wire import FastPath, Held, Lane, get_connection, pack_commands
@@ -49,6 +55,7 @@ class RedisBroker(ReserveCommands, DeadLetterStore, Broker):
         self._waiting: Held | None = None
         self._chained: tuple[str, ...] | None = None  # queues of a reserve sent after a wait
         self._chained_acks: tuple[str, tuple[str, ...]] = ("", ())  # what it acknowledges
+        self._chained_after: list[tuple[tuple[Any, ...], Any]] = []  # sent behind it
         self._blocking = False  # whether a BLPOP leads what the waiting connection awaits
         self._reserve_forgotten = False  # Redis answered NOSCRIPT to the last reserve
         self._beat_at: dict[str, float] = {}  # consumer -> when a reserve last beat for it
@@ -201,8 +208,9 @@ class RedisBroker(ReserveCommands, DeadLetterStore, Broker):
         return popped is not None
 
     def wait_start(
-        self, queues: Sequence[str], timeout: float, reserve_for: tuple[str, int] | None = None
-    ) -> int | None:
+        self, queues: Sequence[str], timeout: float, reserve_for: tuple[str, int] | None = None,
+        after: Sequence[tuple[tuple[Any, ...], Any]] = (),
+    ) -> int | None:  # fmt: skip
         """Send the BLPOP of :meth:`wait` without waiting for its reply; return a file
         descriptor that becomes readable when it is there, so one select() can watch the
         broker and a worker's children together. None when the client has no real socket
@@ -212,13 +220,17 @@ class RedisBroker(ReserveCommands, DeadLetterStore, Broker):
         connection: Redis runs it the moment the BLPOP returns, so a woken worker has its
         messages without another round trip. If the wait is abandoned after that reserve
         ran, the messages sit in the consumer's hold like those of any reserve whose reply
-        was lost, and are given back the same way."""
+        was lost, and are given back the same way. The commands ``after`` follow that
+        reserve (a consuming child's read of the revoke news: no round trip of its own)."""
         wait = (tuple(queues), max(timeout, 0.01))
         if reserve_for is None or reserve_for[1] <= 0 or not queues:
             return self._send_waiting(self._packed(wait, None), blocking=True, chained=None)
         consumer, count = reserve_for
         packed = self._packed(wait, (self._reserve_ref(), consumer, self._ordered(queues), count))
-        return self._send_waiting(packed, blocking=True, chained=tuple(queues))
+        packed += pack_commands([command for command, _ in after])
+        sent = self._send_waiting(packed, blocking=True, chained=tuple(queues))
+        self._chained_after = list(after)
+        return sent
 
     def reserve_start(
         self, consumer: str, queues: Sequence[str], count: int, ack: Sequence[str] = ()
@@ -249,6 +261,7 @@ class RedisBroker(ReserveCommands, DeadLetterStore, Broker):
                 return None
             self._blocking, self._chained = blocking, chained
             self._chained_acks = ("", ())
+            self._chained_after = []
             # No health check: it would PING and wait for the answer (on a worker's loop).
             connection.send_packed_command([packed], check_health=False)
         return sock.fileno()
@@ -276,13 +289,24 @@ class RedisBroker(ReserveCommands, DeadLetterStore, Broker):
                     # A restarted Redis forgot the script: nothing was taken (nor
                     # acknowledged); the next reserve sends it again (see _reserve_ref).
                     self._reserve_forgotten = True
+                    self._read_chained_after(connection)
                     self.ack(*self._chained_acks)
                     return []
                 self._reserve_forgotten = False
+                self._read_chained_after(connection)
                 return self._deliveries(flat, queues)
         except OperationalError:
             connection.disconnect()
             raise
+
+    def _read_chained_after(self, connection: Any) -> None:
+        after, self._chained_after = self._chained_after, []
+        for _, read in after:
+            try:
+                reply = connection.read_response()
+            except ResponseError:  # an error reply: the callback has nothing to read
+                continue
+            read(reply)
 
     def wait_abort(self) -> None:
         """Give up a started wait (shutting down): its connection is closed, not reused."""

@@ -229,9 +229,9 @@ class ChildConsumer(ChildTasks):
     def _wait(self, room: int, timeout: float) -> list[Delivery]:
         """Block until a wake-up token (and the reserve chained to it) or a stop."""
         try:
-            fd = self.broker.wait_start(
-                self.settings.queues, timeout, reserve_for=(self.consumer_id, room)
-            )
+            fd = self.broker.wait_start(self.settings.queues, timeout,
+                                        reserve_for=(self.consumer_id, room),
+                                        after=self.news.after_reserve())  # fmt: skip
             while True:
                 ready, _, _ = select.select([fd, self.conn.sock], [], [], timeout + HANG)
                 if self.conn.sock in ready:
@@ -241,9 +241,7 @@ class ChildConsumer(ChildTasks):
                 if not ready:
                     raise OperationalError("wait: Redis did not answer")
                 if fd in ready:
-                    got = self.broker.wait_finish()
-                    if got:
-                        self.news.catch_up()  # a revoke before the wake-up is known
+                    got = self.broker.wait_finish()  # the news read behind its reserve too
                     if got is not None:
                         return list(got)
         except OperationalError as exc:
