@@ -40,6 +40,7 @@ REVOKE = b"X"  # main -> child: [task ids revoked since]
 STAMPS = b"S"  # main -> child: [{stamp name: values} revoked now, news ids obeyed since]
 CONFIG = b"C"  # main -> child: a remote command's change (queues, time limits)
 HANG = 2.0  # seconds beyond a wait's own timeout before Redis counts as hung
+AUDIT_FOR = 10.0  # seconds the hold is looked at after Redis comes back
 MAX_BACKOFF = 5.0
 
 
@@ -91,6 +92,8 @@ class ChildConsumer(ChildTasks):
         self.dead: list[tuple[Delivery, DeadLetter]] = []
         self.stopping = False
         self.hold_unknown = False  # a reply was lost: the hold may have messages we never saw
+        self.audit_until = 0.0  # look at the hold now and then until this time (monotonic)
+        self.next_audit = 0.0
         self.failures = 0
         self.done = 0
         self.totals: dict[str, int] = {}
@@ -126,6 +129,7 @@ class ChildConsumer(ChildTasks):
         """Consume until asked to stop (or retired); give back what was not started."""
         try:
             while not self.stopping:
+                self._audit_due()
                 room = self.settings.batch - len(self.deferred)
                 deliveries = self._trip(max(room, 0))
                 if not deliveries and not self.stopping:
@@ -174,6 +178,7 @@ class ChildConsumer(ChildTasks):
         if self.failures:
             logger.warning("Connection to Redis restored")
             self.failures = 0
+            self.audit_until = time.monotonic() + AUDIT_FOR
         self.records, self.acks = [], []
         self.slots.settled(self.position)
         if self.succeeded:  # stored now: the main process may count them
@@ -197,9 +202,19 @@ class ChildConsumer(ChildTasks):
         self.records = []
         return []
 
+    def _audit_due(self) -> None:
+        """For a while after Redis came back, look at the hold once a second (between
+        batches, when it holds only what this child knows of): a reserve sent before the
+        outage on a connection given up since can still run when Redis resumes, after the
+        first look, and its messages would sit in the hold unseen while the child lives."""
+        now = time.monotonic()
+        if now < self.audit_until and now >= self.next_audit:
+            self.next_audit = now + 1.0
+            self.hold_unknown = True
+
     def _give_back_unknown(self) -> None:
         """Give back what the hold has beyond the acks still to send (a lost reply's)."""
-        known = {*self.acks, *self.deferred.tags()}
+        known = {*self.acks, *self.deferred.tags(), *(d.tag for d, _ in self.dead)}
         unknown = [tag for tag in self.broker.held(self.consumer_id) if tag not in known]
         if unknown:
             self.broker.requeue(self.consumer_id, unknown)
