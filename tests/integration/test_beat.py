@@ -38,6 +38,7 @@ EXAMPLE = REPO_ROOT / "examples" / "periodic"
 EXAMPLE_DB = 7  # the example uses the default key prefix: keep it in a database of its own
 TASK = f"{PERIODIC}.record"
 MARK = re.compile(r"sent\. id->\S+ run->([\d.]+)")
+SENT_ID = re.compile(r"sent\. id->(\S+) run->")
 
 
 class Beats:
@@ -84,6 +85,11 @@ def periodic(redis_server: RedisServer, key_prefix: str) -> Iterator[Celery]:
 def marks(beat: ManagedProcess) -> list[float]:
     """The runs ``beat`` sent, by the time each stands for."""
     return [float(m[1]) for line in list(beat.lines) if (m := MARK.search(line))]
+
+
+def sent_ids(beat: ManagedProcess) -> list[str]:
+    """The task ids of the runs ``beat`` logged as sent."""
+    return [m[1] for line in list(beat.lines) if (m := SENT_ID.search(line))]
 
 
 def runs(app: Celery, label: str = "tick") -> list[tuple[float, str]]:
@@ -178,13 +184,15 @@ def test_two_beats_send_each_run_once_and_survive_the_leader_being_killed(
     assert after[0] - killed_at < 0.5 + 3.0  # the lease, plus generous latency
     assert [slots(a, b, interval) for a, b in itertools.pairwise(after)] == [1, 1]
 
-    # Every run sent was executed once by the worker.
-    total = len(set(marks(leader) + marks(survivor)))
-    wait_until(lambda: len(runs(periodic)) >= total, 15)
+    # Every run sent was executed once by the worker. The killed leader may have sent one
+    # more run than it logged (killed between the two): at most one executed unlogged.
+    logged = set(sent_ids(leader) + sent_ids(survivor))
+    wait_until(lambda: logged <= {task_id for _, task_id in runs(periodic)}, 15)
     survivor.terminate()
     assert survivor.wait_exit(10) == 0
-    executed = len(runs(periodic))
-    assert executed == len(set(marks(leader) + marks(survivor)))
+    executed = [task_id for _, task_id in runs(periodic)]
+    assert len(executed) == len(set(executed)), "a run was executed twice"
+    assert len(set(executed) - logged) <= 1, (sorted(set(executed) - logged), sorted(logged))
 
 
 def test_a_restarted_beat_neither_repeats_nor_skips_a_run(
