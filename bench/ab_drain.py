@@ -115,6 +115,13 @@ def run_once(
     }
 
 
+def parse_variant(spec: str) -> tuple[str, Path, dict[str, str]]:
+    """A ``--variant``: ``name=source dir[,VAR=value...]`` (environment for its processes)."""
+    name, _, rest = spec.partition("=")
+    path, *pairs = rest.split(",")
+    return name, Path(path).resolve(), dict(pair.split("=", 1) for pair in pairs)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument(
@@ -125,12 +132,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("-c", type=int, default=2)
     parser.add_argument("--rounds", type=int, default=3)
     args = parser.parse_args(argv)
-    variants = []
-    for spec in args.variant:
-        name, _, rest = spec.partition("=")
-        path, *pairs = rest.split(",")
-        extra = dict(pair.split("=", 1) for pair in pairs)
-        variants.append((name, Path(path).resolve(), extra))
+    variants = [parse_variant(spec) for spec in args.variant]
     rows: dict[str, list[dict[str, float]]] = {name: [] for name, _, _ in variants}
     with redis_server() as server:
         for round_no in range(args.rounds):

@@ -38,7 +38,7 @@ import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
-from bench.ab_drain import _env
+from bench.ab_drain import _env, parse_variant
 from bench.run import RedisServer, redis_server
 
 DB = 1
@@ -156,8 +156,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                 ("redis-py", lambda: redis_py(server, args.n, sha, call)),
             ]
         for spec in args.variant:
-            name, _, path = spec.partition("=")
-            src = Path(path).resolve()
+            name, src, _ = parse_variant(spec)
             phases.append((name, lambda src=src: variant_rate(src, server, args.n)))  # type: ignore[misc]
         if args.celery:
             here = Path(__file__).resolve().parent.parent

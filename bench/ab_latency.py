@@ -30,7 +30,7 @@ import sys
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 
-from bench.ab_drain import _cpu_seconds
+from bench.ab_drain import _cpu_seconds, parse_variant
 from bench.probe import URL_ENV
 from bench.run import OutputWatcher, RedisServer, descendants, redis_server, stop_process
 
@@ -127,12 +127,6 @@ def summary(samples: Sequence[float], load: float, cpu: dict[str, float]) -> dic
 
 def cpu_of(pids: dict[str, list[int]]) -> dict[str, float]:
     return {name: sum(_cpu_seconds(pid) for pid in group) for name, group in pids.items()}
-
-
-def parse_variant(spec: str) -> tuple[str, Path, dict[str, str]]:
-    name, _, rest = spec.partition("=")
-    path, *pairs = rest.split(",")
-    return name, Path(path).resolve(), dict(pair.split("=", 1) for pair in pairs)
 
 
 def run(args: argparse.Namespace, server: RedisServer) -> dict[str, list[dict[str, float]]]:

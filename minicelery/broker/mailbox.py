@@ -118,11 +118,6 @@ class Mailbox:
         ms, _, seq = cursor.partition("-")
         return ("XRANGE", self.news_key, f"{ms}-{int(seq or 0) + 1}", "+", "COUNT", NEWS_READ)
 
-    def news_since(self, cursor: str) -> Any:
-        """The reply of ``news_command`` (read it with :meth:`news`)."""
-        with translate_errors("reading the revoke news"):
-            return self.client.execute_command(*self.news_command(cursor))
-
     def news(self, cursor: str, reply: Any) -> tuple[str, list[str], list[dict[str, Any]]]:
         """Read ``news_command``'s reply: the cursor after it, the ids revoked, and the
         stamp revokes (as ``publish`` took them, with ``at``: when Redis added them)."""

@@ -127,9 +127,7 @@ def release_hold(worker: WorkController, event: Released) -> None:
         if event.records:  # what the child finished and had not stored yet
             worker.app.backend.store_encoded(event.records)  # type: ignore[attr-defined]
         broker.ack(event.consumer, event.ack)
-        if event.tags == []:
-            count = 0  # an early ack the main process sends for a child
-        elif event.tags is not None:
+        if event.tags is not None:  # [] when the main process only settles for a child
             count = broker.requeue(event.consumer, event.tags)
         else:
             count = broker.unregister(event.consumer)

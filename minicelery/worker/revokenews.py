@@ -9,14 +9,9 @@ on the commands before a task starts, to the same end)."""
 
 from __future__ import annotations
 
-import logging
 import time
 from collections.abc import Mapping, Sequence
 from typing import Any
-
-from ..exceptions import OperationalError
-
-logger = logging.getLogger(__name__)
 
 #: Seconds of news before its start a child reads first: revokes its main process may not
 #: have forwarded yet (its host's clock may also lag Redis's by a little).
@@ -73,16 +68,6 @@ class RevokeNews:
                 self.heard[news_id] = (float(news["at"]), dict(news["stamps"]))
         if stamp_news:
             self._merge()
-
-    def catch_up(self) -> None:
-        """Read the news now (messages came with a wake-up, not with a round trip that read
-        it). A Redis that does not answer leaves the forwarded revokes only."""
-        if self.mailbox is None:
-            return
-        try:
-            self.read(self.mailbox.news_since(self.cursor))
-        except OperationalError as exc:
-            logger.debug("Could not read the revoke news: %s", exc)
 
     def forward(self, stamps: Mapping[str, Any], obeyed: Sequence[str] = ()) -> None:
         """The main process's revoked stamps now, and the news ids it obeyed since."""

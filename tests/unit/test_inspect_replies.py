@@ -27,7 +27,7 @@ release = threading.Event()
 def app() -> Iterator[Celery]:
     test_app = TestApp("inspect-replies", config={"MY_API_KEY": "hunter2"})
 
-    @test_app.task(name="t.hold")
+    @test_app.task(name="t.hold", shared=False)
     def hold(n: int, label: str = "") -> int:
         release.wait(10)
         return n
@@ -36,7 +36,7 @@ def app() -> Iterator[Celery]:
     def limited() -> None:
         return None
 
-    @test_app.task(name="t.add")
+    @test_app.task(name="t.add", shared=False)
     def add(x: int, y: int) -> int:
         return x + y
 

@@ -44,11 +44,11 @@ class Recording(StampingVisitor):
 
 @pytest.fixture
 def tasks(celery_app: Celery) -> dict[str, Any]:
-    @celery_app.task(name="t.add")
+    @celery_app.task(name="t.add", shared=False)
     def add(x: int, y: int) -> int:
         return x + y
 
-    @celery_app.task(name="t.xsum")
+    @celery_app.task(name="t.xsum", shared=False)
     def xsum(values: list[int]) -> int:
         return sum(values)
 
