@@ -98,6 +98,8 @@ class ChildConsumer(ChildTasks):
         self.done = 0
         self.totals: dict[str, int] = {}
         self._mail_seen = 0
+        self.dry = False  # the last reserve found the queues empty
+        self.aside: list[tuple[tuple[Any, ...], Any]] = []  # settled ahead of the next wait
 
     # -- life -----------------------------------------------------------------------------
     def start(self) -> bool:
@@ -131,9 +133,11 @@ class ChildConsumer(ChildTasks):
             while not self.stopping:
                 self._audit_due()
                 room = self.settings.batch - len(self.deferred)
-                deliveries = self._trip(max(room, 0))
+                deliveries = [] if self._settle_aside(room) else self._trip(max(room, 0))
                 if not deliveries and not self.stopping:
                     deliveries = self._idle(room)
+                self._settled_aside()
+                self.dry = len(deliveries) < room
                 self._run_batch(deliveries)
                 for delivery, verdict in self.deferred.take_due():
                     self.resume(delivery, verdict)
@@ -179,6 +183,11 @@ class ChildConsumer(ChildTasks):
             logger.warning("Connection to Redis restored")
             self.failures = 0
             self.audit_until = time.monotonic() + AUDIT_FOR
+        self._settled()
+        return deliveries
+
+    def _settled(self) -> None:
+        """Redis has the results and acks: off the slot, and the successes counted."""
         self.records, self.acks = [], []
         self.slots.settled(self.position)
         if self.succeeded:  # stored now: the main process may count them
@@ -188,7 +197,31 @@ class ChildConsumer(ChildTasks):
         if self.totals_changed:
             self.slots.write_totals(self.position, self.totals)
             self.totals_changed = False
-        return deliveries
+
+    def _settle_aside(self, room: int) -> bool:
+        """When the queues ran dry last time, skip the reserve that would find nothing: the
+        results and acks go in the wait's own write, ahead of its BLPOP (whose chained
+        reserve takes what came since). False: settle with a trip of their own."""
+        if not (self.dry and room > 0 and (self.records or self.acks)):
+            return False
+        if self.hold_unknown or self.dead or self.events is not None or self.settle_now:
+            return False
+        self._backend = self._backend or self.relay.real
+        if getattr(self._backend, "client", None) is not self.broker.client:
+            return False
+        hold = self.broker.ack_key(self.consumer_id)
+        self.aside = list(self._backend.store_commands(self.records, (hold, self.acks)))
+        return True
+
+    def _settled_aside(self) -> None:
+        """Once Redis answered what went ahead of the wait, it is settled; unanswered (the
+        wait was given up) or refused, it goes again with the next trip."""
+        if self.aside:
+            self.aside = []
+            if self.broker.confirmed_before():
+                self._settled()
+            else:
+                self.settle_now = True  # the trip loads a forgotten script again
 
     def _stores(self) -> list[tuple[tuple[Any, ...], Any]]:
         if not self.records:
@@ -246,7 +279,8 @@ class ChildConsumer(ChildTasks):
         try:
             fd = self.broker.wait_start(self.settings.queues, timeout,
                                         reserve_for=(self.consumer_id, room),
-                                        after=self.news.after_reserve())  # fmt: skip
+                                        after=self.news.after_reserve(),
+                                        before=self.aside)  # fmt: skip
             while True:
                 ready, _, _ = select.select([fd, self.conn.sock], [], [], timeout + HANG)
                 if self.conn.sock in ready:

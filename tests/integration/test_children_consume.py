@@ -191,3 +191,18 @@ def test_a_running_task_without_acks_late_is_acknowledged_for_its_child(
     wait_until(first_forgotten, timeout=10, message="the dead worker's holds not recovered")
     assert record.delay(runs, "after").get(timeout=10) == 2
     assert client.lrange(runs, 0, -1) == [b"long", b"after"]
+
+
+def test_an_idle_child_settles_with_its_wait_even_after_redis_forgot_the_scripts(
+    app: Celery, worker_factory: WorkerFactory, client: redis.Redis
+) -> None:
+    """A child whose queues ran dry sends its results ahead of its next wait, without a
+    reserve of their own; when Redis has forgotten the store script (restarted, flushed),
+    the refused store goes again with a trip that loads it, and is not lost."""
+    worker_factory(concurrency=1)
+    for n in range(3):
+        client.script_flush()
+        assert add.delay(n, 1).get(timeout=10) == n + 1
+    # The stores went ahead of the waits: the hold is empty once the results are there.
+    keys = KeySchema(app.conf.key_prefix)
+    wait_until(lambda: not any(client.hlen(k) for k in client.keys(keys.hold("*"))), 10)
