@@ -10,7 +10,7 @@ from typing import Any
 
 from .. import states
 from ..exceptions import TimeoutError
-from ..redislayer.errors import translate_errors
+from ..redislayer.errors import NoScriptError, translate_errors
 from ..redislayer.keys import KeySchema
 from ..redislayer.scripts import register
 from ..redislayer.wire import FastPath
@@ -63,6 +63,8 @@ class RedisBackend(ResultBackend):
         self._failure_marker = self._status_marker(states.FAILURE)
         self._store = register(client, "minicelery.backend", "store_results")
         self._chord_part = register(client, "minicelery.backend", "chord_part")
+        self._wait = register(client, "minicelery.backend", "wait_result")
+        self._wait_known = False  # whether Redis has the wait script (else it goes whole)
         self.fast = FastPath(client)
 
     def _status_marker(self, state: str) -> bytes:
@@ -146,52 +148,55 @@ class RedisBackend(ResultBackend):
         """The current record, then each newer one as the worker writes it, until a ready
         one: ``(meta, stored)``, ``stored`` False for the implicit PENDING of no record.
 
-        Records are read from the task's stream with XREAD BLOCK (no polling; every waiter
-        sees every record, never an older one after a newer). Blocking is done in slices of
-        at most a second, each followed by a read of the record itself, so a stream that
-        expired unseen (a waiter stalled for a minute) cannot make it wait forever."""
+        Each round trip flags the task as waited on and brings its stream up to date with
+        ``wait_result.lua``, then reads the stream with XREAD BLOCK behind it: a record
+        already stored comes back at once, a later one as soon as it is written (no polling;
+        every waiter sees every record, never an older one after a newer). Blocking is done
+        in slices of at most a second, each of which renews the flag and re-checks the
+        record, so a stream that expired unseen cannot make it wait forever."""
         deadline = None if timeout is None else time.monotonic() + timeout
-        key, stream = self.key(task_id), self.notify_key(task_id)
-        waiting = ("SET", self.keys.result_waiting(task_id), 1, "PX", WAITING_MS)
+        stream = self.notify_key(task_id)
+        keys = (self.key(task_id), stream, self.keys.result_waiting(task_id))
+        last_id: Any = b"0-0"
+        meta: Meta | None = None
         with translate_errors("wait for result"):
-            last_id, data = self._latest(key, stream, waiting)
-            meta = self._meta_of(task_id, data)
-            yield meta, data is not None
-            while meta["status"] not in states.READY_STATES:
+            while True:
                 remaining = 1.0 if deadline is None else deadline - time.monotonic()
-                if remaining <= 0:
+                if remaining <= 0 and meta is not None:
                     raise TimeoutError(
                         f"The operation timed out ({timeout}s) waiting for task {task_id}"
                     )
-                block_ms = max(int(min(remaining, 1.0) * 1000), 1)
-                # The flag is renewed with every blocking read (no extra round trip).
-                read = ("XREAD", "BLOCK", block_ms, "STREAMS", stream, last_id)
-                reply = self.fast.pipeline([waiting, read])[1]
-                if reply is None:
-                    latest = self._meta_of(task_id, self.fast.execute("GET", key))
-                    if latest["status"] in states.READY_STATES:
-                        meta = latest
-                        yield meta, True
-                    continue
-                for entry_id, record in _stream_entries(reply):
+                block_ms = int(min(remaining, 1.0) * 1000)
+                entries = list(_stream_entries(self._wait_round(keys, block_ms, last_id) or ()))
+                if meta is None:  # the first read: from the current record on
+                    entries = entries[-1:]
+                    if not entries:
+                        meta = _pending(task_id)
+                        yield meta, False
+                for entry_id, record in entries:
                     last_id = entry_id  # the next read starts after it
                     meta = self.decode(record)
                     yield meta, True
                     if meta["status"] in states.READY_STATES:
                         return
 
-    def _latest(self, key: str, stream: str, waiting: tuple[Any, ...]) -> tuple[Any, Any]:
-        """Flag the task as waited on, then the newest record and where its stream stands,
-        in one round trip: the stream's last entry when it has one (a record and its entry
-        are written together), else the stored record (the stream expired, or nothing was
-        written yet, or it was written before the flag: then this reads it)."""
-        _, latest, data = self.fast.pipeline(
-            [waiting, ("XREVRANGE", stream, "+", "-", "COUNT", 1), ("GET", key)]
+    def _wait_round(self, keys: tuple[str, str, str], block_ms: int, last_id: Any) -> Any:
+        """One round trip of :meth:`iter_meta`: the wait script, then the stream's entries
+        after ``last_id`` (waiting up to ``block_ms``; none: do not wait). The script goes
+        whole (EVAL) until Redis is known to have it, so that a read never sits out its
+        block behind a NOSCRIPT."""
+        script = self._wait
+        call = ("EVALSHA", script.sha) if self._wait_known else ("EVAL", script.script)
+        flag = (*call, 3, *keys, WAITING_MS, NOTIFY_SECONDS)
+        block = ("BLOCK", block_ms) if block_ms > 0 else ()
+        flagged, reply = self.fast.pipeline(
+            [flag, ("XREAD", *block, "STREAMS", keys[1], last_id)]
         )
-        if latest:
-            entry_id, fields = latest[0]
-            return entry_id, fields[1]
-        return b"0-0", data
+        self._wait_known = not isinstance(flagged, NoScriptError)
+        for outcome in (flagged, reply):
+            if isinstance(outcome, Exception) and not isinstance(outcome, NoScriptError):
+                raise outcome
+        return None if isinstance(reply, Exception) else reply
 
     def _meta_of(self, task_id: str, data: Any) -> Meta:
         return self.decode(data) if data is not None else _pending(task_id)

@@ -16,7 +16,7 @@ from minicelery.backend.redis import RedisBackend
 from minicelery.exceptions import TimeoutError
 from minicelery.redislayer.connect import client_from_url
 from minicelery.trace import build_meta
-from tests.helpers import RedisServer
+from tests.helpers import RedisServer, wait_until
 
 
 @pytest.fixture
@@ -103,4 +103,30 @@ def test_an_on_message_that_raises_leaves_the_connection_in_step(
 
     with pytest.raises(RuntimeError):
         backend.wait_for("t6", 5, on_message=refuse)
+    _connection_still_in_step(backend)
+
+
+def test_a_record_stored_while_the_waiters_flag_had_lapsed_still_reaches_it(
+    backend: RedisBackend,
+) -> None:
+    """A record stored unstreamed (no flag: it had lapsed) is appended to the stream by the
+    waiter's next round trip, at most a blocking slice later."""
+    backend.store("t7", build_meta("t7", states.STARTED, None))
+    seen: list[str] = []
+
+    def store_unstreamed() -> None:
+        wait_until(lambda: bool(seen), 5)
+        backend.client.delete(backend.keys.result_waiting("t7"))
+        RedisBackend(backend.client, backend.keys.prefix).store(
+            "t7", build_meta("t7", states.SUCCESS, 8)
+        )
+
+    storer = threading.Thread(target=store_unstreamed)
+    storer.start()
+    started = time.monotonic()
+    meta = backend.wait_for("t7", 5, on_message=lambda m: seen.append(m["status"]))
+    storer.join()
+    assert meta["result"] == 8 and seen == [states.STARTED, states.SUCCESS]
+    assert time.monotonic() - started < 2.5
+    assert len(backend.client.xrange(backend.notify_key("t7"))) == 2
     _connection_still_in_step(backend)
