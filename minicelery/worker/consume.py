@@ -190,10 +190,16 @@ class ChildConsumer(ChildTasks):
         """Redis has the results and acks: off the slot, and the successes counted."""
         self.records, self.acks = [], []
         self.slots.settled(self.position)
-        if self.succeeded:  # stored now: the main process may count them
+        self.settle_now = False
+        self._publish_counts()
+
+    def _publish_counts(self) -> None:
+        """What ran, for ``inspect stats`` and ``successful_requests``: in the slot as soon
+        as the results are on their way (a child settling ahead of its wait reads their
+        reply only when the wait is over)."""
+        if self.succeeded:
             self.slots.successes.push(self.position, self.succeeded)
             self.succeeded = []
-        self.settle_now = False
         if self.totals_changed:
             self.slots.write_totals(self.position, self.totals)
             self.totals_changed = False
@@ -211,6 +217,7 @@ class ChildConsumer(ChildTasks):
             return False
         hold = self.broker.ack_key(self.consumer_id)
         self.aside = list(self._backend.store_commands(self.records, (hold, self.acks)))
+        self._publish_counts()
         return True
 
     def _settled_aside(self) -> None:
