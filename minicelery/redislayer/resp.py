@@ -207,7 +207,7 @@ class Connection:
             return None if size < 0 else self._exact(size)
         if kind == b"*":
             count = int(rest)
-            return None if count < 0 else [self._reply() for _ in range(count)]
+            return None if count < 0 else self._array(count)
         if kind == b":":
             return int(rest)
         if kind == b"+":
@@ -215,6 +215,26 @@ class Connection:
         if kind == b"-":
             return reply_error(rest.decode(errors="replace"))
         raise errors.ConnectionLost(f"Protocol error: unexpected reply {line[:40]!r}")
+
+    def _array(self, count: int) -> list[Any]:
+        """``count`` replies: the bulk strings among the first of them read straight from the
+        buffer (a reserve's reply is dozens of them), the rest one by one."""
+        items: list[Any] = []
+        append, buf, pos = items.append, self._buf, self._pos
+        size, find = len(buf), buf.find
+        for _ in range(count):
+            if pos >= size or buf[pos] != 36:  # not b"$"
+                break
+            end = find(b"\r\n", pos)
+            length = int(buf[pos + 1 : end]) if end > 0 else -2
+            stop = end + 2 + length
+            if length < 0 or stop + 2 > size:
+                break  # a nil, or not all in the buffer yet
+            append(buf[end + 2 : stop])
+            pos = stop + 2
+        self._pos = pos
+        items.extend(self._reply() for _ in range(count - len(items)))
+        return items
 
     def _line(self) -> bytes:
         while True:

@@ -73,6 +73,13 @@ def test_large_and_binary_values_round_trip(rc: RespClient, key_prefix: str) -> 
     assert rc.execute_command("STRLEN", f"{key_prefix}:big") == len(big)
 
 
+def test_an_array_longer_than_one_read(rc: RespClient, key_prefix: str) -> None:
+    key = f"{key_prefix}:list"
+    values = [b"%d-" % i + b"v" * (i % 200) for i in range(3000)]  # about 300 kB
+    rc.rpush(key, *values)
+    assert rc.execute_command("LRANGE", key, 0, -1) == values
+
+
 def test_command_methods_shape_replies_as_redis_py(rc: RespClient, key_prefix: str) -> None:
     key = f"{key_prefix}:h"
     assert rc.ping() is True
