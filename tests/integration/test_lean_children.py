@@ -24,11 +24,13 @@ def lean(redis_server: RedisServer, key_prefix: str) -> Iterator[Celery]:
         yield pointed
 
 
-@pytest.mark.parametrize("consume", ["--children-consume", "--no-children-consume"])
+@pytest.mark.parametrize(
+    "mode", [("--children-consume",), ("--no-children-consume",), ("--children-consume", "-E")]
+)
 def test_children_import_no_redis_client(
-    lean: Celery, worker_factory: WorkerFactory, consume: str
+    lean: Celery, worker_factory: WorkerFactory, mode: tuple[str, ...]
 ) -> None:
-    worker = worker_factory("tests.integration.apps.lean", concurrency=2, extra_args=[consume])
+    worker = worker_factory("tests.integration.apps.lean", concurrency=2, extra_args=mode)
     children = set(worker.children())
     results = [loaded.delay(HEAVY) for _ in range(6)]
     for result in results:
