@@ -31,9 +31,7 @@ def startup_backoff(attempt: int) -> float:
     return float(min(30.0, 0.5 * 2**attempt))
 
 
-def client_from_url(
-    url: str, *, retries: int = 3, socket_timeout: float | None = 10.0
-) -> Any:
+def client_from_url(url: str, *, retries: int = 3, socket_timeout: float | None = 10.0) -> Any:
     """A redis-py client for a ``redis://``, ``rediss://`` or ``unix://`` URL, retrying
     connection errors with exponential backoff before giving up. redis-py is imported here,
     on first use, and its errors join those :mod:`.errors` catches."""

@@ -20,115 +20,14 @@ from typing import Any
 
 from . import errors
 from .resp import Connection, Options, Pool
+from .respcommands import CALLBACKS, Commands
 from .wire import pack_commands
-
-Callback = Callable[[Any], Any]
-
-
-def _pairs(reply: Any) -> list[tuple[Any, float]]:
-    return [(reply[i], float(reply[i + 1])) for i in range(0, len(reply), 2)]
-
-
-def _text(reply: Any) -> Any:
-    return reply.decode() if isinstance(reply, bytes) else reply
-
-
-#: Replies shaped as redis-py (RESP2, bytes) shapes them; the rest are returned raw.
-CALLBACKS: dict[str, Callback] = {
-    "PING": lambda r: r == b"PONG",
-    "SET": lambda r: r == b"OK" or (None if r is None else r),
-    "EXPIRE": bool,
-    "PEXPIRE": bool,
-    "BLPOP": lambda r: tuple(r) if r else None,
-    "BRPOP": lambda r: tuple(r) if r else None,
-    "HGETALL": lambda r: dict(zip(r[::2], r[1::2], strict=True)),
-    "SCRIPT LOAD": _text,
-    "SCRIPT EXISTS": lambda r: [bool(x) for x in r],
-}
 
 
 def backoff(failures: int) -> float:
     """Seconds before try ``failures + 1``: 0.1, 0.2, 0.4, ... at most 2 (the policy the
     redis-py client had: exponential, base 0.05 s, cap 2 s)."""
     return float(min(2.0, 0.05 * 2**failures))
-
-
-class Commands:
-    """The command methods ours answers (redis-py's signatures, for what callers use)."""
-
-    def _run(self, args: tuple[Any, ...], name: str | None = None) -> Any:
-        raise NotImplementedError
-
-    def get(self, name: Any) -> Any:
-        return self._run(("GET", name))
-
-    def set(self, name: Any, value: Any, ex: Any = None, px: Any = None, nx: bool = False) -> Any:
-        args: tuple[Any, ...] = ("SET", name, value)
-        args += ("EX", int(ex)) if ex is not None else ()
-        args += ("PX", int(px)) if px is not None else ()
-        return self._run((*args, "NX") if nx else args, "SET")
-
-    def delete(self, *names: Any) -> Any:
-        return self._run(("DEL", *names))
-
-    def exists(self, *names: Any) -> Any:
-        return self._run(("EXISTS", *names))
-
-    def incr(self, name: Any, amount: int = 1) -> Any:
-        return self._run(("INCRBY", name, amount))
-
-    def expire(self, name: Any, time: Any) -> Any:
-        return self._run(("EXPIRE", name, int(time)), "EXPIRE")
-
-    def pexpire(self, name: Any, time: Any) -> Any:
-        return self._run(("PEXPIRE", name, int(time)), "PEXPIRE")
-
-    def lpush(self, name: Any, *values: Any) -> Any:
-        return self._run(("LPUSH", name, *values))
-
-    def rpush(self, name: Any, *values: Any) -> Any:
-        return self._run(("RPUSH", name, *values))
-
-    def ltrim(self, name: Any, start: int, end: int) -> Any:
-        return self._run(("LTRIM", name, start, end))
-
-    def llen(self, name: Any) -> Any:
-        return self._run(("LLEN", name))
-
-    def blpop(self, keys: Any, timeout: float = 0) -> Any:
-        keys = [keys] if isinstance(keys, (str, bytes)) else list(keys)
-        return self._run(("BLPOP", *keys, timeout), "BLPOP")
-
-    def hkeys(self, name: Any) -> Any:
-        return self._run(("HKEYS", name))
-
-    def hget(self, name: Any, key: Any) -> Any:
-        return self._run(("HGET", name, key))
-
-    def hmget(self, name: Any, keys: Any, *args: Any) -> Any:
-        keys = [keys] if isinstance(keys, (str, bytes)) else list(keys)
-        return self._run(("HMGET", name, *keys, *args))
-
-    def hgetall(self, name: Any) -> Any:
-        return self._run(("HGETALL", name), "HGETALL")
-
-    def hdel(self, name: Any, *keys: Any) -> Any:
-        return self._run(("HDEL", name, *keys))
-
-    def zadd(self, name: Any, mapping: dict[Any, Any]) -> Any:
-        flat = [x for member, score in mapping.items() for x in (score, member)]
-        return self._run(("ZADD", name, *flat))
-
-    def zrange(self, name: Any, start: int, end: int, withscores: bool = False) -> Any:
-        if not withscores:
-            return self._run(("ZRANGE", name, start, end))
-        return _pairs(self._run(("ZRANGE", name, start, end, "WITHSCORES")))
-
-    def evalsha(self, sha: str, numkeys: int, *keys_and_args: Any) -> Any:
-        return self._run(("EVALSHA", sha, numkeys, *keys_and_args))
-
-    def ping(self) -> Any:
-        return self._run(("PING",), "PING")
 
 
 class Script:
@@ -227,6 +126,9 @@ class RespClient(Commands):
             raise AttributeError(name)
         return getattr(self.fallback(), name)
 
+    def _other(self, name: str, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
+        return getattr(self.fallback(), name)(*args, **kwargs)
+
 
 def _one(connection: Connection, args: tuple[Any, ...]) -> Any:
     connection.send_packed_command([pack_commands((args,))])
@@ -305,24 +207,31 @@ class Pipeline(Commands):
             raise errors.ReplyError("Watched variable changed.")
         return list(done)
 
-    def __getattr__(self, name: str) -> Any:
-        if name.startswith("_"):
-            raise AttributeError(name)
+    def _moved(self) -> Any:
+        """The redis-py pipeline this one carries on in, what was queued moved to it."""
         if self._fallback is None:
             pipe = self.client.fallback().pipeline(transaction=self.transaction)
             for args, _ in self.commands:
                 pipe.execute_command(*args)
             pipe.scripts.update(self.scripts)
             self._fallback, self.commands, self.scripts = pipe, [], set()
-        method = getattr(self._fallback, name)
+        return self._fallback
+
+    def _other(self, name: str, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
+        result = getattr(self._moved(), name)(*args, **kwargs)
+        return self if result is self._fallback else result
+
+    def __getattr__(self, name: str) -> Any:
+        if name.startswith("_"):
+            raise AttributeError(name)
+        method = getattr(self._moved(), name)
         if not callable(method):
             return method
 
-        def queued(*args: Any, **kwargs: Any) -> Any:
-            result = method(*args, **kwargs)
-            return self if result is self._fallback else result
+        def call(*args: Any, **kwargs: Any) -> Any:
+            return self._other(name, args, kwargs)
 
-        return queued
+        return call
 
 
 def _read(connection: Connection) -> Any:

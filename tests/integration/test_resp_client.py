@@ -198,6 +198,12 @@ def test_what_ours_lacks_goes_to_redis_py(rc: RespClient, key_prefix: str) -> No
     pipe.set(key, 1).sadd(key + "set", "a").incr(key)  # sadd: the rest moves to redis-py
     assert pipe.execute() == [True, 1, 2]
     assert isinstance(redis.ConnectionError(), errors.REDIS_ERRORS)  # its errors are caught
+    # A method of ours called with an option it lacks: that call is redis-py's.
+    assert rc.zadd(key + "z", {"a": 1}, nx=True) == 1 and rc.zadd(key + "z", {"a": 2}, nx=True) == 0
+    assert rc.zrange(key + "z", 0, -1, True, withscores=True) == [(b"a", 1.0)]  # desc
+    pipe = rc.pipeline(transaction=True)
+    pipe.incr(key).zadd(key + "z", {"b": 3}, nx=True).zcard(key + "z")
+    assert pipe.execute() == [3, 1, 2]
 
 
 def test_urls_pick_the_client() -> None:
