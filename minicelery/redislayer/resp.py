@@ -107,9 +107,13 @@ class Connection:
         self._used = time.monotonic()
         handshake = self.options.handshake()
         if handshake:
-            self._sendall(pack_commands(handshake))
-            for _ in handshake:
-                self.read_response()
+            try:
+                self._sendall(pack_commands(handshake))
+                for _ in handshake:
+                    self.read_response()
+            except BaseException:
+                self._drop()  # never left open unauthenticated, or on the wrong database
+                raise
 
     def _open(self) -> socket.socket:
         opts = self.options

@@ -132,6 +132,10 @@ def test_auth_and_select_on_connect(private_server: RedisServer) -> None:
     admin = private_server.client(password="s3cret")
     admin.execute_command("ACL", "SETUSER", "ann", "on", ">pw", "~*", "+@all")
     host = f"127.0.0.1:{private_server.port}"
+    refused = Connection(Options(host="127.0.0.1", port=private_server.port, password="no"))
+    for _ in range(2):  # and not left connected, unauthenticated, the second time
+        with pytest.raises(errors.AuthenticationFailed):
+            refused.send_command("PING")
     with pytest.raises(errors.AuthenticationFailed):
         RespClient("", Options(host="127.0.0.1", port=private_server.port), retries=0).ping()
     for url, db in ((f"redis://:s3cret@{host}/3", 3), (f"redis://ann:pw@{host}?db=5", 5)):
