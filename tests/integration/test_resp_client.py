@@ -17,6 +17,7 @@ from minicelery.redislayer.resp import Connection, Options
 from minicelery.redislayer.respclient import RespClient, options_from_url
 from minicelery.redislayer.wire import FastPath
 from tests.helpers import RedisServer, find_redis_server_bin
+from tests.integration.test_urls import unix_redis  # noqa: F401 - a fixture
 
 
 @pytest.fixture
@@ -145,6 +146,15 @@ def test_auth_and_select_on_connect(private_server: RedisServer) -> None:
         assert private_server.client(db=db, password="s3cret").get("where") == url.encode()
         client.close()
     admin.close()
+
+
+def test_a_unix_socket_with_a_database(unix_redis: Path) -> None:  # noqa: F811
+    client = client_for_url(f"unix://{unix_redis}?db=3")
+    assert isinstance(client, RespClient)
+    client.set("where", "db3")
+    with redis.Redis(unix_socket_path=str(unix_redis), db=3) as check:
+        assert check.get("where") == b"db3"
+    client.close()
 
 
 def test_reconnects_after_the_server_restarts(private_server: RedisServer) -> None:
