@@ -169,6 +169,9 @@ class Connection:
         except OSError as exc:
             self._drop()
             raise errors.ConnectionLost(f"Error while writing to socket. {exc}") from exc
+        except BaseException:
+            self._drop()  # part of a command may be out: what follows would be garbage
+            raise
         self._used = time.monotonic()
 
     def can_read(self, timeout: float | None = 0) -> bool:
@@ -196,7 +199,12 @@ class Connection:
         except OSError as exc:
             self._drop()
             raise errors.ConnectionLost(f"Error while reading from socket: {exc}") from exc
-        except errors.ConnectionLost:
+        except ValueError as exc:  # a length that is no number
+            self._drop()
+            raise errors.ConnectionLost(f"Protocol error: {exc}") from exc
+        except BaseException:
+            # Half a reply read (a protocol error, or a signal handler's exception): the
+            # rest would answer the next command, so the connection goes.
             self._drop()
             raise
         if isinstance(reply, errors.WireError):
