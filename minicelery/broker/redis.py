@@ -15,13 +15,8 @@ from collections.abc import Callable, Sequence
 from typing import Any, TypeVar
 
 from ..exceptions import OperationalError
-from ..redislayer.errors import (
-    NoScriptError,
-    RedisError,
-    ResponseError,
-    translate_errors,
-    translated,
-)
+from ..redislayer import errors
+from ..redislayer.errors import translate_errors, translated
 from ..redislayer.keys import PRIORITIES, KeySchema
 from ..redislayer.scripts import register
 from ..redislayer.wire import FastPath, Held, Lane, get_connection, pack_commands
@@ -107,7 +102,7 @@ class RedisBroker(ReserveCommands, DeadLetterStore, Broker):
         keys = self._publish_keys(queue, level)
         try:
             self.fast.evalsha(self._publish, keys, (data, level), same_keys=True)
-        except RedisError as exc:  # no context manager: it showed on every delay()
+        except errors.RedisError as exc:  # no context manager: it showed on every delay()
             raise translated("publish", exc) from exc
 
     def reserve(
@@ -150,7 +145,7 @@ class RedisBroker(ReserveCommands, DeadLetterStore, Broker):
             if isinstance(reply, Exception):
                 self._resend(command, script)
         flat = replies[len(before)]
-        if isinstance(flat, NoScriptError):
+        if isinstance(flat, errors.NoScriptError):
             self._reserve_forgotten = True  # nothing taken; the next reserve sends the script
             self.ack(consumer, ack)  # the script that was to acknowledge them did not run
             return []
@@ -302,7 +297,7 @@ class RedisBroker(ReserveCommands, DeadLetterStore, Broker):
                 queues, self._chained = self._chained, None
                 try:
                     flat = connection.read_response()
-                except NoScriptError:
+                except errors.NoScriptError:
                     # A restarted Redis forgot the script: nothing was taken (nor
                     # acknowledged); the next reserve sends it again (see _reserve_ref).
                     self._reserve_forgotten = True
@@ -341,7 +336,7 @@ class RedisBroker(ReserveCommands, DeadLetterStore, Broker):
         for _, read in after:
             try:
                 reply = connection.read_response()
-            except ResponseError:  # an error reply: the callback has nothing to read
+            except errors.ResponseError:  # an error reply: the callback has nothing to read
                 continue
             read(reply)
 

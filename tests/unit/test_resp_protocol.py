@@ -1,0 +1,112 @@
+"""Our RESP2 reader on a socket pair: replies split anywhere, protocol errors, and a read
+cut short never leaves its connection behind with half a reply."""
+
+from __future__ import annotations
+
+import socket
+import threading
+from collections.abc import Iterator
+
+import pytest
+
+from minicelery.redislayer import errors
+from minicelery.redislayer.resp import Connection, Options
+
+REPLIES = (
+    b"+OK\r\n:-12\r\n$5\r\nab\r\nc\r\n$-1\r\n*-1\r\n*0\r\n"
+    b"*4\r\n$1\r\nx\r\n*2\r\n:1\r\n$-1\r\n-ERR inner\r\n$0\r\n\r\n"
+    b"-NOSCRIPT No matching script.\r\n-WRONGTYPE Operation\r\n-LOADING busy\r\n"
+)
+
+
+@pytest.fixture
+def pair() -> Iterator[tuple[Connection, socket.socket]]:
+    ours, theirs = socket.socketpair()
+    connection = Connection(Options(socket_timeout=2.0))
+    ours.settimeout(2.0)
+    connection._sock = ours
+    yield connection, theirs
+    connection.disconnect()
+    theirs.close()
+
+
+def read_all(connection: Connection) -> list[object]:
+    found: list[object] = []
+    for _ in range(10):
+        try:
+            found.append(connection.read_response())
+        except errors.WireError as exc:
+            found.append(exc)
+    return found
+
+
+def check(found: list[object]) -> None:
+    assert found[:6] == [b"OK", -12, b"ab\r\nc", None, None, []]
+    nested = found[6]
+    assert isinstance(nested, list) and nested[:2] == [b"x", [1, None]] and nested[3] == b""
+    assert type(nested[2]) is errors.ReplyError and str(nested[2]) == "inner"  # not raised
+    assert type(found[7]) is errors.NoScript and str(found[7]) == "No matching script."
+    assert type(found[8]) is errors.ReplyError and str(found[8]) == "WRONGTYPE Operation"
+    assert type(found[9]) is errors.ServerLoading
+    assert isinstance(found[9], errors.REDIS_ERRORS)
+
+
+def test_replies_in_one_piece(pair: tuple[Connection, socket.socket]) -> None:
+    connection, server = pair
+    server.sendall(REPLIES)
+    check(read_all(connection))
+
+
+def test_replies_split_at_every_byte(pair: tuple[Connection, socket.socket]) -> None:
+    connection, server = pair
+
+    def trickle() -> None:
+        for i in range(len(REPLIES)):
+            server.sendall(REPLIES[i : i + 1])
+
+    sender = threading.Thread(target=trickle)
+    sender.start()
+    found = read_all(connection)
+    sender.join()
+    check(found)
+
+
+def test_a_protocol_error_drops_the_connection(pair: tuple[Connection, socket.socket]) -> None:
+    connection, server = pair
+    server.sendall(b"$x\r\n")
+    with pytest.raises(errors.ConnectionLost, match="Protocol error"):
+        connection.read_response()
+    assert connection._sock is None
+
+
+def test_a_read_cut_short_drops_the_connection(pair: tuple[Connection, socket.socket]) -> None:
+    connection, server = pair
+    server.sendall(b"*2\r\n$1\r\na\r\n")  # the second item never comes
+    timer = threading.Timer(0.1, server.shutdown, (socket.SHUT_WR,))
+    timer.start()
+    with pytest.raises(errors.ConnectionLost, match="closed by server"):
+        connection.read_response()
+    timer.join()
+    assert connection._sock is None
+
+
+def test_an_exception_mid_reply_drops_the_connection(
+    pair: tuple[Connection, socket.socket], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A signal handler's exception in the middle of a reply: the rest of it must not
+    answer the next command sent on this connection."""
+    connection, server = pair
+    server.sendall(b"*2\r\n$1\r\na\r\n")
+    fill = connection._fill
+    calls: list[int] = []
+
+    def interrupted() -> None:
+        calls.append(1)
+        if len(calls) > 1:
+            raise KeyboardInterrupt
+        fill()
+
+    monkeypatch.setattr(connection, "_fill", interrupted)
+    with pytest.raises(KeyboardInterrupt):
+        connection.read_response()
+    assert connection._sock is None
