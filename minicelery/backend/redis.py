@@ -10,7 +10,8 @@ from typing import Any
 
 from .. import states
 from ..exceptions import TimeoutError
-from ..redislayer.errors import NoScriptError, translate_errors
+from ..redislayer import errors
+from ..redislayer.errors import translate_errors
 from ..redislayer.keys import KeySchema
 from ..redislayer.scripts import register
 from ..redislayer.wire import FastPath
@@ -192,9 +193,9 @@ class RedisBackend(ResultBackend):
         flagged, reply = self.fast.pipeline(
             [flag, ("XREAD", *block, "STREAMS", keys[1], last_id)]
         )
-        self._wait_known = not isinstance(flagged, NoScriptError)
+        self._wait_known = not isinstance(flagged, errors.NoScriptError)
         for outcome in (flagged, reply):
-            if isinstance(outcome, Exception) and not isinstance(outcome, NoScriptError):
+            if isinstance(outcome, Exception) and not isinstance(outcome, errors.NoScriptError):
                 raise outcome
         return None if isinstance(reply, Exception) else reply
 

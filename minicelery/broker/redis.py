@@ -321,7 +321,7 @@ class RedisBroker(ReserveCommands, DeadLetterStore, Broker):
         for _ in range(self._before):
             try:
                 connection.read_response()
-            except ResponseError:
+            except errors.ResponseError:
                 refused = True  # a forgotten script: sent again with the next trip
         self._before, self._before_ok = 0, not refused
         return bool(connection.can_read(timeout=0))
