@@ -52,10 +52,13 @@ def describe(result: Any) -> dict[str, Any]:
     A task nobody has picked up yet is ``PENDING`` (as is an unknown id: the result backend
     cannot tell them apart); a failed task's info is its exception.
     """
-    state = result.state
+    # State and info from one read of the backend: ``result.state`` then ``result.info``
+    # would be two, and a task finishing between them would pair PROGRESS with its result.
+    meta = result.backend.get_task_meta(result.id)
+    state = meta["status"]
     if state == "FAILURE":
         return {"state": state, "current": 1, "total": 1, "status": str(result.info)}
-    info = result.info if isinstance(result.info, dict) else {}
+    info = meta["result"] if isinstance(meta["result"], dict) else {}
     report = {
         "state": state,
         "current": info.get("current", 0),
