@@ -196,7 +196,7 @@ class ChildConsumer(ChildTasks):
     def _publish_counts(self) -> None:
         """What ran, for ``inspect stats`` and ``successful_requests``: in the slot as soon
         as the results are on their way (a child settling ahead of its wait reads their
-        reply only when the wait is over)."""
+        reply only when the wait is over, and publishes right after sending them)."""
         if self.succeeded:
             self.slots.successes.push(self.position, self.succeeded)
             self.succeeded = []
@@ -217,7 +217,6 @@ class ChildConsumer(ChildTasks):
             return False
         hold = self.broker.ack_key(self.consumer_id)
         self.aside = list(self._backend.store_commands(self.records, (hold, self.acks)))
-        self._publish_counts()
         return True
 
     def _settled_aside(self) -> None:
@@ -288,6 +287,7 @@ class ChildConsumer(ChildTasks):
                                         reserve_for=(self.consumer_id, room),
                                         after=self.news.after_reserve(),
                                         before=self.aside)  # fmt: skip
+            self._publish_counts()  # once the results are out: off their critical path
             while True:
                 ready, _, _ = select.select([fd, self.conn.sock], [], [], timeout + HANG)
                 if self.conn.sock in ready:
