@@ -9,7 +9,7 @@ from collections.abc import Iterator
 
 import pytest
 
-from minicelery.redislayer import errors
+from minicelery.redislayer import errors, resp
 from minicelery.redislayer.resp import Connection, Options
 
 REPLIES = (
@@ -19,8 +19,15 @@ REPLIES = (
 )
 
 
-@pytest.fixture
-def pair() -> Iterator[tuple[Connection, socket.socket]]:
+@pytest.fixture(params=["hiredis", "python"])
+def pair(
+    request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch
+) -> Iterator[tuple[Connection, socket.socket]]:
+    """A connection reading with hiredis's reader, and one reading with our own parser."""
+    if request.param == "python":
+        monkeypatch.setattr(resp, "READER", None)
+    elif resp.READER is None:
+        pytest.skip("hiredis is not installed")
     ours, theirs = socket.socketpair()
     connection = Connection(Options(socket_timeout=2.0))
     ours.settimeout(2.0)
