@@ -11,7 +11,6 @@ its first use: a worker's main process keeps every feature, its children stay sm
 
 from __future__ import annotations
 
-import hashlib
 import threading
 import time
 import urllib.parse
@@ -30,6 +29,16 @@ def backoff(failures: int) -> float:
     return float(min(2.0, 0.05 * 2**failures))
 
 
+def _sha1_hex(data: bytes) -> str:
+    """SHA1 by CPython's built-in module where there is one: hashlib's OpenSSL binding maps
+    libcrypto, 3.5 MB of a pool child's memory, for one digest per script."""
+    try:
+        from _sha1 import sha1  # type: ignore[import-not-found,unused-ignore]
+    except ImportError:  # pragma: no cover - another Python, or a build without it
+        from hashlib import sha1
+    return str(sha1(data).hexdigest())
+
+
 class Script:
     """A Lua script run with EVALSHA (``.sha``, ``.script``), loaded again if Redis forgot
     it; callable with ``keys``/``args``/``client`` as redis-py's is."""
@@ -37,7 +46,7 @@ class Script:
     def __init__(self, client: RespClient, source: str) -> None:
         self.client = client
         self.script = source
-        self.sha = hashlib.sha1(source.encode()).hexdigest()
+        self.sha = _sha1_hex(source.encode())
 
     def __call__(
         self, keys: Sequence[Any] = (), args: Sequence[Any] = (), client: Any = None
