@@ -3,8 +3,9 @@ client's publish and ``get()`` call, on :mod:`.resp`'s connections, without redi
 
 Ours: ``execute_command`` (any command, raw replies but for those in :data:`CALLBACKS`),
 the command methods of :class:`Commands`, ``pipeline`` (with or without MULTI),
-``register_script``, ``script_load``, ``evalsha``, ``ping``, ``close``. Anything else (an
-admin's ``scan_iter``, ``info``, pub/sub, a pipeline's command not in :class:`Commands`) is
+``register_script``, ``script_load``, ``evalsha``, ``ping``, ``close``, ``pubsub``
+(:mod:`.resppubsub`). Anything else (an admin's ``scan_iter``, ``info``, a pipeline's
+command not in :class:`Commands`) is
 handed to a redis-py client for the same URL and options, made (and redis-py imported) on
 its first use: a worker's main process keeps every feature, its children stay small.
 """
@@ -97,6 +98,17 @@ class RespClient(Commands):
 
     def pipeline(self, transaction: bool = True, **_: Any) -> Pipeline:
         return Pipeline(self, transaction)
+
+    def pubsub(self, **kwargs: Any) -> Any:
+        """A :class:`.resppubsub.PubSub` (only ``ignore_subscribe_messages`` is ours to
+        take; other options get redis-py's)."""
+        if not kwargs.keys() <= {"ignore_subscribe_messages"}:
+            return self.fallback().pubsub(**kwargs)
+        # Imported here: only a worker's main process (remote control) subscribes, and its
+        # children stay without the module.
+        from .resppubsub import PubSub
+
+        return PubSub(self.options, **kwargs)
 
     def register_script(self, source: str) -> Script:
         return Script(self, source)
