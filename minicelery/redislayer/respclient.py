@@ -12,7 +12,6 @@ its first use: a worker's main process keeps every feature, its children stay sm
 
 from __future__ import annotations
 
-import hashlib
 import threading
 import time
 import urllib.parse
@@ -23,6 +22,13 @@ from . import errors
 from .resp import Connection, Options, Pool
 from .respcommands import CALLBACKS, Commands
 from .wire import pack_commands
+
+try:
+    # The interpreter's own SHA-1, not hashlib's: importing hashlib loads OpenSSL, over 3 MB
+    # of memory in every process (a worker's children each) for hashing a few scripts.
+    from _sha1 import sha1  # type: ignore[import-not-found,unused-ignore]
+except ImportError:  # an interpreter without it
+    from hashlib import sha1
 
 
 def backoff(failures: int) -> float:
@@ -38,7 +44,7 @@ class Script:
     def __init__(self, client: RespClient, source: str) -> None:
         self.client = client
         self.script = source
-        self.sha = hashlib.sha1(source.encode()).hexdigest()
+        self.sha = sha1(source.encode()).hexdigest()
 
     def __call__(
         self, keys: Sequence[Any] = (), args: Sequence[Any] = (), client: Any = None
