@@ -8,12 +8,19 @@ from __future__ import annotations
 import time
 import uuid
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 
 from minicelery import Celery
 from minicelery.exceptions import TaskRevokedError
-from tests.helpers import RedisServer, WorkerFactory, pointed_at
+from tests.helpers import (
+    RedisServer,
+    WorkerFactory,
+    find_redis_server_bin,
+    pointed_at,
+    wait_until,
+)
 from tests.integration.apps.lean import app as lean_app
 from tests.integration.apps.lean import loaded
 
@@ -61,3 +68,46 @@ def test_the_main_process_imports_no_redis_client(
     deadline = time.monotonic() + IDLE
     while time.monotonic() < deadline:  # idle: heartbeats, reserve beats, revoke news
         assert main_process_loaded(lean, name) == none
+
+
+@pytest.fixture
+def private_redis(tmp_path: Path) -> Iterator[RedisServer]:
+    """A redis-server of this test's own: restarting the session's would disturb others."""
+    binary = find_redis_server_bin()
+    assert binary, "redis-server is needed"
+    server = RedisServer(binary, tmp_path)
+    server.start()
+    try:
+        yield server
+    finally:
+        server.stop()
+
+
+def test_remote_control_comes_back_after_a_redis_restart(
+    private_redis: RedisServer, key_prefix: str
+) -> None:
+    """The subscription is made again once Redis is back (and still without redis-py): a
+    ping is answered, and a revoke sent after the restart is obeyed."""
+    factory = WorkerFactory(private_redis.url, key_prefix)
+    name = f"lean-{uuid.uuid4().hex[:6]}@localhost"
+    try:
+        with pointed_at(lean_app, private_redis, key_prefix) as app:
+            worker = factory("tests.integration.apps.lean", concurrency=1, name=name)
+            assert app.control.ping(destination=[name], timeout=10) == [{name: {"ok": "pong"}}]
+            private_redis.stop()
+            worker.wait_for_line("Redis is unreachable", timeout=20)
+            private_redis.start()
+            wait_until(
+                lambda: app.control.ping(destination=[name], timeout=1),
+                timeout=30,
+                message=lambda: worker.describe(),
+            )
+            revoked = str(uuid.uuid4())
+            app.control.revoke(revoked)
+            with pytest.raises(TaskRevokedError):
+                loaded.apply_async((HEAVY,), task_id=revoked).get(timeout=20)
+            assert main_process_loaded(app, name) == dict.fromkeys(HEAVY, False)
+    finally:
+        factory.cleanup()
+        if factory.workers:
+            print(factory.report())
