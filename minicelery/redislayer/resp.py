@@ -177,7 +177,7 @@ class Connection:
         if time.monotonic() - self._used < IDLE_CHECK or self._pid != os.getpid():
             return self._pid != os.getpid()
         # Nothing is due on an idle connection: readable means closed (or garbage).
-        return self._buffered() or self._readable(0)
+        return self.buffered() or self._readable(0)
 
     def _sendall(self, data: bytes) -> None:
         assert self._sock is not None
@@ -197,9 +197,9 @@ class Connection:
     def can_read(self, timeout: float | None = 0) -> bool:
         """Whether a reply (or part of one) is there to read, waiting up to ``timeout``."""
         self.connect()
-        return self._buffered() or self._readable(timeout)
+        return self.buffered() or self._readable(timeout)
 
-    def _buffered(self) -> bool:
+    def buffered(self) -> bool:
         """Whether bytes of a reply have been read from the socket and not parsed yet."""
         if self._reader is not None:
             return bool(self._reader.has_data())

@@ -127,7 +127,7 @@ class PubSub:
             with self._lock:
                 connection, _ = self._connected()
                 self._check_health(connection)
-                if connection._pos < len(connection._buf):
+                if connection.buffered():
                     return True
                 sock = connection._sock
                 assert sock is not None  # just connected

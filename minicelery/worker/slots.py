@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import collections
 import mmap
-import multiprocessing
 import struct
 import time
 from dataclasses import dataclass
@@ -20,6 +19,7 @@ import msgpack
 
 from ..signals import task_received
 from .childreports import Listening, SuccessRings
+from .forklock import fork_lock
 from .sharedclock import SharedClock
 
 SLOT_SIZE = 24576
@@ -82,8 +82,7 @@ class Slots:
         # A batch is taken from by two processes (the child starting its next message, the
         # main process giving the rest back): each slot's lock makes that one step. A
         # semaphore taken without contention costs no system call.
-        context = multiprocessing.get_context("fork")
-        self.locks = [context.Lock() for _ in range(count)]
+        self.locks = [fork_lock() for _ in range(count)]
         # Tasks each position's child has run (written by the child alone), and those of
         # the children gone before: the worker's ``processed`` count.
         self.counts = mmap.mmap(-1, count * _COUNT.size)
