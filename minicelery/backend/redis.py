@@ -184,20 +184,29 @@ class RedisBackend(ResultBackend):
     def _wait_round(self, keys: tuple[str, str, str], block_ms: int, last_id: Any) -> Any:
         """One round trip of :meth:`iter_meta`: the wait script, then the stream's entries
         after ``last_id`` (waiting up to ``block_ms``; none: do not wait). The script goes
-        whole (EVAL) until Redis is known to have it, so that a read never sits out its
-        block behind a NOSCRIPT."""
-        script = self._wait
-        call = ("EVALSHA", script.sha) if self._wait_known else ("EVAL", script.script)
-        flag = (*call, 3, *keys, WAITING_MS, NOTIFY_SECONDS)
-        block = ("BLOCK", block_ms) if block_ms > 0 else ()
-        flagged, reply = self.fast.pipeline(
-            [flag, ("XREAD", *block, "STREAMS", keys[1], last_id)]
-        )
-        self._wait_known = not isinstance(flagged, errors.NoScriptError)
-        for outcome in (flagged, reply):
-            if isinstance(outcome, Exception) and not isinstance(outcome, errors.NoScriptError):
-                raise outcome
-        return None if isinstance(reply, Exception) else reply
+        whole (EVAL) until Redis is known to have it; a NOSCRIPT (Redis restarted) drops
+        the connection at once, the blocking read behind it unread, and goes again."""
+        read = ("XREAD", *(("BLOCK", block_ms) if block_ms > 0 else ()), "STREAMS", keys[1],
+                last_id)  # fmt: skip
+        for _ in range(2):
+            script = self._wait
+            call = ("EVALSHA", script.sha) if self._wait_known else ("EVAL", script.script)
+            flag = (*call, 3, *keys, WAITING_MS, NOTIFY_SECONDS)
+            try:
+                flagged, reply = self.fast.pipeline([flag, read],
+                                                    abandon_on=errors.NoScriptError)  # fmt: skip
+            except errors.NoScriptError:
+                self._wait_known = False
+                continue
+            # In place after a reconnect (the pipeline went again through the client).
+            self._wait_known = not isinstance(flagged, errors.NoScriptError)
+            if not self._wait_known:
+                continue
+            for outcome in (flagged, reply):
+                if isinstance(outcome, Exception):
+                    raise outcome
+            return reply
+        return None  # pragma: no cover - EVAL never answers NOSCRIPT
 
     def _meta_of(self, task_id: str, data: Any) -> Meta:
         return self.decode(data) if data is not None else _pending(task_id)

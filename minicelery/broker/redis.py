@@ -12,7 +12,7 @@ import os
 import socket
 import time
 from collections.abc import Callable, Sequence
-from typing import Any, TypeVar
+from typing import Any, TypeVar, cast
 
 from ..exceptions import OperationalError
 from ..redislayer import errors
@@ -51,7 +51,7 @@ class RedisBroker(ReserveCommands, DeadLetterStore, Broker):
         self._chained: tuple[str, ...] | None = None  # queues of a reserve sent after a wait
         self._chained_acks: tuple[str, tuple[str, ...]] = ("", ())  # what it acknowledges
         self._chained_after: list[tuple[tuple[Any, ...], Any]] = []  # sent behind it
-        self._before, self._before_ok = 0, False  # replies due ahead of the wait's; all good
+        self._before, self._before_ok = 0, cast("bool | None", None)  # replies ahead of it
         self._blocking = False  # whether a BLPOP leads what the waiting connection awaits
         self._reserve_forgotten = False  # Redis answered NOSCRIPT to the last reserve
         self._beat_at: dict[str, float] = {}  # consumer -> when a reserve last beat for it
@@ -328,8 +328,12 @@ class RedisBroker(ReserveCommands, DeadLetterStore, Broker):
 
     def confirmed_before(self) -> bool:
         """Whether Redis took everything the last wait sent ahead of its BLPOP."""
-        confirmed, self._before_ok = self._before_ok, False
-        return confirmed
+        confirmed, self._before_ok = self._before_ok, None
+        return confirmed is True
+
+    def refused_before(self) -> bool:
+        """Whether Redis refused (NOSCRIPT) what the wait under way sent ahead of it."""
+        return self._before_ok is False
 
     def _read_chained_after(self, connection: Any) -> None:
         after, self._chained_after = self._chained_after, []

@@ -135,10 +135,16 @@ class FastPath:
                 raise
             return self.client.execute_command(*args)
 
-    def pipeline(self, commands: Sequence[Sequence[Any]], packed: bytes | None = None) -> list[Any]:
+    def pipeline(
+        self, commands: Sequence[Sequence[Any]], packed: bytes | None = None,
+        abandon_on: tuple[type[Exception], ...] = (),
+    ) -> list[Any]:  # fmt: skip
         """Send ``commands`` in one write and read their replies; an error reply is
         returned in place (as the exception), not raised. ``packed``: the commands already
-        in wire format (a caller that keeps the unchanging part of them packed)."""
+        in wire format (a caller that keeps the unchanging part of them packed).
+        ``abandon_on``: errors that, as the first reply, end the pipeline there: the
+        connection is closed rather than wait for the rest (a blocking read behind a
+        script Redis forgot would sit out its block), and the error is raised."""
         connection = self._connection()
         try:
             connection.send_packed_command([packed or pack_commands(commands)])
@@ -147,6 +153,9 @@ class FastPath:
                 try:
                     replies.append(connection.read_response())
                 except errors.ResponseError as exc:
+                    if not replies and isinstance(exc, abandon_on):
+                        connection.disconnect()
+                        raise
                     replies.append(exc)
             return replies
         except errors.REDIS_ERRORS:

@@ -171,6 +171,7 @@ class ChildConsumer(ChildTasks):
             if self.events is not None:
                 self.events.dispatcher.flush()  # keeps them through an outage
             stores = self._stores()
+            self._publish_counts()
             deliveries: list[Delivery] = self.broker.settle_and_reserve(
                 stores, self.consumer_id, self.settings.queues, count, self.acks,
                 self.news.after_reserve(),
@@ -194,9 +195,9 @@ class ChildConsumer(ChildTasks):
         self._publish_counts()
 
     def _publish_counts(self) -> None:
-        """What ran, for ``inspect stats`` and ``successful_requests``: in the slot as soon
-        as the results are on their way (a child settling ahead of its wait reads their
-        reply only when the wait is over, and publishes right after sending them)."""
+        """What ran, for ``inspect stats`` and ``successful_requests``: in the slot before
+        the results leave (a client that has a result may ask for the stats at once; a
+        child settling ahead of its wait reads the reply only when the wait is over)."""
         if self.succeeded:
             self.slots.successes.push(self.position, self.succeeded)
             self.succeeded = []
@@ -216,8 +217,16 @@ class ChildConsumer(ChildTasks):
         if getattr(self._backend, "client", None) is not self.broker.client:
             return False
         hold = self.broker.ack_key(self.consumer_id)
+        self._publish_counts()
         self.aside = list(self._backend.store_commands(self.records, (hold, self.acks)))
         return True
+
+    def _settle_refused(self) -> None:
+        """Redis refused the results sent ahead of the wait (it forgot the store script):
+        settle them now with a trip of their own, which loads it, not when the wait ends."""
+        self.aside = []
+        self.broker.confirmed_before()  # read: not to be taken as confirmed later
+        self._trip(0)
 
     def _settled_aside(self) -> None:
         """Once Redis answered what went ahead of the wait, it is settled; unanswered (the
@@ -287,7 +296,6 @@ class ChildConsumer(ChildTasks):
                                         reserve_for=(self.consumer_id, room),
                                         after=self.news.after_reserve(),
                                         before=self.aside)  # fmt: skip
-            self._publish_counts()  # once the results are out: off their critical path
             while True:
                 ready, _, _ = select.select([fd, self.conn.sock], [], [], timeout + HANG)
                 if self.conn.sock in ready:
@@ -300,6 +308,8 @@ class ChildConsumer(ChildTasks):
                     got = self.broker.wait_finish()  # the news read behind its reserve too
                     if got is not None:
                         return list(got)
+                    if self.aside and self.broker.refused_before():
+                        self._settle_refused()
         except OperationalError as exc:
             self._failed(exc)
         self.broker.wait_abort()  # its chained reserve may have run: the hold is checked

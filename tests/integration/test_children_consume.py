@@ -8,6 +8,7 @@ back when the whole worker dies.
 from __future__ import annotations
 
 import os
+import time
 from collections.abc import Iterator
 from typing import Any
 
@@ -198,11 +199,15 @@ def test_an_idle_child_settles_with_its_wait_even_after_redis_forgot_the_scripts
 ) -> None:
     """A child whose queues ran dry sends its results ahead of its next wait, without a
     reserve of their own; when Redis has forgotten the store script (restarted, flushed),
-    the refused store goes again with a trip that loads it, and is not lost."""
+    the refused store goes again at once with a trip that loads it, and is not lost."""
     worker_factory(concurrency=1)
+    assert add.delay(0, 0).get(timeout=10) == 0
     for n in range(3):
         client.script_flush()
+        started = time.monotonic()
         assert add.delay(n, 1).get(timeout=10) == n + 1
+        # Settled at once with a trip of its own, not when the wait's second is over.
+        assert time.monotonic() - started < 0.6
     # The stores went ahead of the waits: the hold is empty once the results are there.
     keys = KeySchema(app.conf.key_prefix)
     wait_until(lambda: not any(client.hlen(k) for k in client.keys(keys.hold("*"))), 10)

@@ -130,3 +130,18 @@ def test_a_record_stored_while_the_waiters_flag_had_lapsed_still_reaches_it(
     assert time.monotonic() - started < 2.5
     assert len(backend.client.xrange(backend.notify_key("t7"))) == 2
     _connection_still_in_step(backend)
+
+
+def test_a_wait_after_redis_forgot_its_script_does_not_sit_out_its_block(
+    backend: RedisBackend,
+) -> None:
+    """The wait script answered NOSCRIPT (Redis restarted, scripts flushed): the blocking
+    read behind it is abandoned with its connection and the wait goes again at once."""
+    backend.store("t9", build_meta("t9", states.SUCCESS, 1))
+    assert backend.wait_for("t9", 5)["result"] == 1  # the script is known from now on
+    backend.client.script_flush()
+    backend.store("t8", build_meta("t8", states.SUCCESS, 2))
+    started = time.monotonic()
+    assert backend.wait_for("t8", 5)["result"] == 2
+    assert time.monotonic() - started < 0.5
+    _connection_still_in_step(backend)
