@@ -12,7 +12,7 @@ import os
 import socket
 import time
 from collections.abc import Callable, Sequence
-from typing import Any, TypeVar, cast
+from typing import Any, TypeVar
 
 from ..exceptions import OperationalError
 from ..redislayer import errors
@@ -51,7 +51,6 @@ class RedisBroker(ReserveCommands, DeadLetterStore, Broker):
         self._chained: tuple[str, ...] | None = None  # queues of a reserve sent after a wait
         self._chained_acks: tuple[str, tuple[str, ...]] = ("", ())  # what it acknowledges
         self._chained_after: list[tuple[tuple[Any, ...], Any]] = []  # sent behind it
-        self._before, self._before_ok = 0, cast("bool | None", None)  # replies ahead of it
         self._blocking = False  # whether a BLPOP leads what the waiting connection awaits
         self._reserve_forgotten = False  # Redis answered NOSCRIPT to the last reserve
         self._beat_at: dict[str, float] = {}  # consumer -> when a reserve last beat for it
@@ -206,7 +205,6 @@ class RedisBroker(ReserveCommands, DeadLetterStore, Broker):
     def wait_start(
         self, queues: Sequence[str], timeout: float, reserve_for: tuple[str, int] | None = None,
         after: Sequence[tuple[tuple[Any, ...], Any]] = (),
-        before: Sequence[tuple[tuple[Any, ...], Any]] = (),
     ) -> int | None:  # fmt: skip
         """Send the BLPOP of :meth:`wait` without waiting for its reply; return a file
         descriptor that becomes readable when it is there, so one select() can watch the
@@ -218,24 +216,15 @@ class RedisBroker(ReserveCommands, DeadLetterStore, Broker):
         messages without another round trip. If the wait is abandoned after that reserve
         ran, the messages sit in the consumer's hold like those of any reserve whose reply
         was lost, and are given back the same way. The commands ``after`` follow that
-        reserve (a consuming child's read of the revoke news: no round trip of its own).
-        The commands ``before`` go ahead of the BLPOP (a consuming child's results and acks,
-        in the same write): :meth:`confirmed_before` tells whether Redis took them. Their
-        replies do not wake the caller when each is a one-digit integer (the socket's
-        receive low-water mark is set above their size: the BLPOP's reply adds at least
-        five bytes); a longer one only wakes it early."""
+        reserve (a consuming child's read of the revoke news: no round trip of its own)."""
         wait = (tuple(queues), max(timeout, 0.01))
-        head = pack_commands([command for command, _ in before]) if before else b""
         if reserve_for is None or reserve_for[1] <= 0 or not queues:
-            sent = self._send_waiting(head + self._packed(wait, None), True, None, len(before))
-            self._before = len(before)
-            return sent
+            return self._send_waiting(self._packed(wait, None), blocking=True, chained=None)
         consumer, count = reserve_for
         packed = self._packed(wait, (self._reserve_ref(), consumer, self._ordered(queues), count))
         packed += pack_commands([command for command, _ in after])
-        sent = self._send_waiting(head + packed, True, tuple(queues), len(before))
+        sent = self._send_waiting(packed, blocking=True, chained=tuple(queues))
         self._chained_after = list(after)
-        self._before = len(before)
         return sent
 
     def reserve_start(
@@ -255,10 +244,8 @@ class RedisBroker(ReserveCommands, DeadLetterStore, Broker):
         return sent
 
     def _send_waiting(
-        self, packed: bytes, blocking: bool, chained: tuple[str, ...] | None, quiet: int = 0
+        self, packed: bytes, blocking: bool, chained: tuple[str, ...] | None
     ) -> int | None:
-        """Send on the waiting connection; the first ``quiet`` replies (one-digit integers)
-        do not make its descriptor readable."""
         if self._waiting is None or self._waiting.pid != os.getpid():
             self._waiting = Held(self.client.connection_pool, get_connection(self.client))
         connection = self._waiting.connection
@@ -270,8 +257,6 @@ class RedisBroker(ReserveCommands, DeadLetterStore, Broker):
             self._blocking, self._chained = blocking, chained
             self._chained_acks = ("", ())
             self._chained_after = []
-            if quiet:
-                sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVLOWAT, 4 * quiet + 1)
             # No health check: it would PING and wait for the answer (on a worker's loop).
             connection.send_packed_command([packed], check_health=False)
         return sock.fileno()
@@ -285,8 +270,6 @@ class RedisBroker(ReserveCommands, DeadLetterStore, Broker):
         connection = self._waiting.connection
         try:
             with translate_errors("wait"):
-                if self._before and not self._read_before(connection):
-                    return None
                 if self._blocking:
                     connection.read_response()
                     self._blocking = False
@@ -311,30 +294,6 @@ class RedisBroker(ReserveCommands, DeadLetterStore, Broker):
             connection.disconnect()
             raise
 
-    def _read_before(self, connection: Any) -> bool:
-        """Read the replies of the commands sent ahead of a wait; False when the wait's own
-        reply has not come yet (they woke the caller: watch the descriptor again)."""
-        sock = getattr(connection, "_sock", None)
-        if isinstance(sock, socket.socket):
-            sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVLOWAT, 1)
-        refused = False
-        for _ in range(self._before):
-            try:
-                connection.read_response()
-            except errors.ResponseError:
-                refused = True  # a forgotten script: sent again with the next trip
-        self._before, self._before_ok = 0, not refused
-        return bool(connection.can_read(timeout=0))
-
-    def confirmed_before(self) -> bool:
-        """Whether Redis took everything the last wait sent ahead of its BLPOP."""
-        confirmed, self._before_ok = self._before_ok, None
-        return confirmed is True
-
-    def refused_before(self) -> bool:
-        """Whether Redis refused (NOSCRIPT) what the wait under way sent ahead of it."""
-        return self._before_ok is False
-
     def _read_chained_after(self, connection: Any) -> None:
         after, self._chained_after = self._chained_after, []
         for _, read in after:
@@ -346,7 +305,6 @@ class RedisBroker(ReserveCommands, DeadLetterStore, Broker):
 
     def wait_abort(self) -> None:
         """Give up a started wait (shutting down): its connection is closed, not reused."""
-        self._before = 0
         if self._waiting is not None:
             self._waiting.connection.disconnect()
 

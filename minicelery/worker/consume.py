@@ -98,8 +98,6 @@ class ChildConsumer(ChildTasks):
         self.done = 0
         self.totals: dict[str, int] = {}
         self._mail_seen = 0
-        self.dry = False  # the last reserve found the queues empty
-        self.aside: list[tuple[tuple[Any, ...], Any]] = []  # settled ahead of the next wait
 
     # -- life -----------------------------------------------------------------------------
     def start(self) -> bool:
@@ -133,11 +131,9 @@ class ChildConsumer(ChildTasks):
             while not self.stopping:
                 self._audit_due()
                 room = self.settings.batch - len(self.deferred)
-                deliveries = [] if self._settle_aside(room) else self._trip(max(room, 0))
+                deliveries = self._trip(max(room, 0))
                 if not deliveries and not self.stopping:
                     deliveries = self._idle(room)
-                self._settled_aside()
-                self.dry = len(deliveries) < room
                 self._run_batch(deliveries)
                 for delivery, verdict in self.deferred.take_due():
                     self.resume(delivery, verdict)
@@ -196,47 +192,13 @@ class ChildConsumer(ChildTasks):
 
     def _publish_counts(self) -> None:
         """What ran, for ``inspect stats`` and ``successful_requests``: in the slot before
-        the results leave (a client that has a result may ask for the stats at once; a
-        child settling ahead of its wait reads the reply only when the wait is over)."""
+        the results leave (a client that has a result may ask for the stats at once)."""
         if self.succeeded:
             self.slots.successes.push(self.position, self.succeeded)
             self.succeeded = []
         if self.totals_changed:
             self.slots.write_totals(self.position, self.totals)
             self.totals_changed = False
-
-    def _settle_aside(self, room: int) -> bool:
-        """When the queues ran dry last time, skip the reserve that would find nothing: the
-        results and acks go in the wait's own write, ahead of its BLPOP (whose chained
-        reserve takes what came since). False: settle with a trip of their own."""
-        if not (self.dry and room > 0 and (self.records or self.acks)):
-            return False
-        if self.hold_unknown or self.dead or self.events is not None or self.settle_now:
-            return False
-        self._backend = self._backend or self.relay.real
-        if getattr(self._backend, "client", None) is not self.broker.client:
-            return False
-        hold = self.broker.ack_key(self.consumer_id)
-        self._publish_counts()
-        self.aside = list(self._backend.store_commands(self.records, (hold, self.acks)))
-        return True
-
-    def _settle_refused(self) -> None:
-        """Redis refused the results sent ahead of the wait (it forgot the store script):
-        settle them now with a trip of their own, which loads it, not when the wait ends."""
-        self.aside = []
-        self.broker.confirmed_before()  # read: not to be taken as confirmed later
-        self._trip(0)
-
-    def _settled_aside(self) -> None:
-        """Once Redis answered what went ahead of the wait, it is settled; unanswered (the
-        wait was given up) or refused, it goes again with the next trip."""
-        if self.aside:
-            self.aside = []
-            if self.broker.confirmed_before():
-                self._settled()
-            else:
-                self.settle_now = True  # the trip loads a forgotten script again
 
     def _stores(self) -> list[tuple[tuple[Any, ...], Any]]:
         if not self.records:
@@ -294,8 +256,7 @@ class ChildConsumer(ChildTasks):
         try:
             fd = self.broker.wait_start(self.settings.queues, timeout,
                                         reserve_for=(self.consumer_id, room),
-                                        after=self.news.after_reserve(),
-                                        before=self.aside)  # fmt: skip
+                                        after=self.news.after_reserve())  # fmt: skip
             while True:
                 ready, _, _ = select.select([fd, self.conn.sock], [], [], timeout + HANG)
                 if self.conn.sock in ready:
@@ -308,8 +269,6 @@ class ChildConsumer(ChildTasks):
                     got = self.broker.wait_finish()  # the news read behind its reserve too
                     if got is not None:
                         return list(got)
-                    if self.aside and self.broker.refused_before():
-                        self._settle_refused()
         except OperationalError as exc:
             self._failed(exc)
         self.broker.wait_abort()  # its chained reserve may have run: the hold is checked

@@ -194,20 +194,19 @@ def test_a_running_task_without_acks_late_is_acknowledged_for_its_child(
     assert client.lrange(runs, 0, -1) == [b"long", b"after"]
 
 
-def test_an_idle_child_settles_with_its_wait_even_after_redis_forgot_the_scripts(
+def test_a_childs_results_are_stored_at_once_after_redis_forgot_the_scripts(
     app: Celery, worker_factory: WorkerFactory, client: redis.Redis
 ) -> None:
-    """A child whose queues ran dry sends its results ahead of its next wait, without a
-    reserve of their own; when Redis has forgotten the store script (restarted, flushed),
-    the refused store goes again at once with a trip that loads it, and is not lost."""
+    """When Redis has forgotten the store script (restarted, flushed), a child's results
+    are refused once and go again in the same round trip, the script loaded: none is lost,
+    and none waits for the next wait's second."""
     worker_factory(concurrency=1)
     assert add.delay(0, 0).get(timeout=10) == 0
     for n in range(3):
         client.script_flush()
         started = time.monotonic()
         assert add.delay(n, 1).get(timeout=10) == n + 1
-        # Settled at once with a trip of its own, not when the wait's second is over.
         assert time.monotonic() - started < 0.6
-    # The stores went ahead of the waits: the hold is empty once the results are there.
+    # Acknowledged with their results: the hold is empty once the results are there.
     keys = KeySchema(app.conf.key_prefix)
     wait_until(lambda: not any(client.hlen(k) for k in client.keys(keys.hold("*"))), 10)
