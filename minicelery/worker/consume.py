@@ -180,15 +180,10 @@ class ChildConsumer(ChildTasks):
             logger.warning("Connection to Redis restored")
             self.failures = 0
             self.audit_until = time.monotonic() + AUDIT_FOR
-        self._settled()
-        return deliveries
-
-    def _settled(self) -> None:
-        """Redis has the results and acks: off the slot, and the successes counted."""
         self.records, self.acks = [], []
         self.slots.settled(self.position)
         self.settle_now = False
-        self._publish_counts()
+        return deliveries
 
     def _publish_counts(self) -> None:
         """What ran, for ``inspect stats`` and ``successful_requests``: in the slot before

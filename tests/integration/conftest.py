@@ -13,7 +13,15 @@ import pytest
 import redis
 
 from minicelery import Celery
-from tests.helpers import RedisServer, WorkerFactory, pointed_at, run_cli
+from minicelery.redislayer.connect import client_for_url
+from minicelery.redislayer.respclient import RespClient
+from tests.helpers import (
+    RedisServer,
+    WorkerFactory,
+    find_redis_server_bin,
+    pointed_at,
+    run_cli,
+)
 
 INTEGRATION_DIR = Path(__file__).resolve().parent
 
@@ -92,3 +100,28 @@ def runs(key_prefix: str) -> str:
 def client(redis_server: RedisServer) -> redis.Redis:
     """A plain Redis client on the test's server, to look at what tasks recorded."""
     return redis.Redis.from_url(redis_server.url)
+
+
+@pytest.fixture
+def private_redis(tmp_path: Path) -> Iterator[RedisServer]:
+    """A redis-server of the test's own, to restart or set a password on: doing that to the
+    session's would disturb other tests."""
+    binary = find_redis_server_bin()
+    assert binary, "redis-server is needed"
+    server = RedisServer(binary, tmp_path)
+    server.start()
+    try:
+        yield server
+    finally:
+        server.stop()
+
+
+@pytest.fixture
+def rc(redis_server: RedisServer) -> Iterator[RespClient]:
+    """Our own Redis client (what ``redis://`` URLs get) on the test's server."""
+    made = client_for_url(redis_server.url)
+    assert isinstance(made, RespClient)
+    try:
+        yield made
+    finally:
+        made.close()

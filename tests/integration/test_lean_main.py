@@ -8,7 +8,6 @@ from __future__ import annotations
 import time
 import uuid
 from collections.abc import Iterator
-from pathlib import Path
 
 import pytest
 
@@ -17,7 +16,6 @@ from minicelery.exceptions import TaskRevokedError
 from tests.helpers import (
     RedisServer,
     WorkerFactory,
-    find_redis_server_bin,
     pointed_at,
     wait_until,
 )
@@ -68,19 +66,6 @@ def test_the_main_process_imports_no_redis_client(
     deadline = time.monotonic() + IDLE
     while time.monotonic() < deadline:  # idle: heartbeats, reserve beats, revoke news
         assert main_process_loaded(lean, name) == none
-
-
-@pytest.fixture
-def private_redis(tmp_path: Path) -> Iterator[RedisServer]:
-    """A redis-server of this test's own: restarting the session's would disturb others."""
-    binary = find_redis_server_bin()
-    assert binary, "redis-server is needed"
-    server = RedisServer(binary, tmp_path)
-    server.start()
-    try:
-        yield server
-    finally:
-        server.stop()
 
 
 def test_remote_control_comes_back_after_a_redis_restart(

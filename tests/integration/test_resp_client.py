@@ -5,7 +5,6 @@ fork safety, and what it hands to redis-py."""
 from __future__ import annotations
 
 import os
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -16,31 +15,8 @@ from minicelery.redislayer.connect import client_for_url
 from minicelery.redislayer.resp import Connection, Options
 from minicelery.redislayer.respclient import RespClient, options_from_url
 from minicelery.redislayer.wire import FastPath
-from tests.helpers import RedisServer, find_redis_server_bin
+from tests.helpers import RedisServer
 from tests.integration.test_urls import unix_redis  # noqa: F401 - a fixture
-
-
-@pytest.fixture
-def rc(redis_server: RedisServer) -> Iterator[RespClient]:
-    client = client_for_url(redis_server.url)
-    assert isinstance(client, RespClient)
-    try:
-        yield client
-    finally:
-        client.close()
-
-
-@pytest.fixture
-def private_server(tmp_path: Path) -> Iterator[RedisServer]:
-    """A redis-server of the test's own (to restart, or to set a password on)."""
-    binary = find_redis_server_bin()
-    assert binary is not None
-    server = RedisServer(binary, tmp_path)
-    server.start()
-    try:
-        yield server
-    finally:
-        server.stop()
 
 
 def test_replies_of_every_type(rc: RespClient, key_prefix: str) -> None:
@@ -127,23 +103,23 @@ def test_noscript_is_raised_and_a_script_loads_itself_again(
     assert pipe.execute() == [3]  # a pipeline loads what Redis lacks first
 
 
-def test_auth_and_select_on_connect(private_server: RedisServer) -> None:
-    admin = private_server.client()
+def test_auth_and_select_on_connect(private_redis: RedisServer) -> None:
+    admin = private_redis.client()
     admin.config_set("requirepass", "s3cret")
-    admin = private_server.client(password="s3cret")
+    admin = private_redis.client(password="s3cret")
     admin.execute_command("ACL", "SETUSER", "ann", "on", ">pw", "~*", "+@all")
-    host = f"127.0.0.1:{private_server.port}"
-    refused = Connection(Options(host="127.0.0.1", port=private_server.port, password="no"))
+    host = f"127.0.0.1:{private_redis.port}"
+    refused = Connection(Options(host="127.0.0.1", port=private_redis.port, password="no"))
     for _ in range(2):  # and not left connected, unauthenticated, the second time
         with pytest.raises(errors.AuthenticationFailed):
             refused.send_command("PING")
     with pytest.raises(errors.AuthenticationFailed):
-        RespClient("", Options(host="127.0.0.1", port=private_server.port), retries=0).ping()
+        RespClient("", Options(host="127.0.0.1", port=private_redis.port), retries=0).ping()
     for url, db in ((f"redis://:s3cret@{host}/3", 3), (f"redis://ann:pw@{host}?db=5", 5)):
         client = client_for_url(url)
         assert isinstance(client, RespClient)
         client.set("where", url)
-        assert private_server.client(db=db, password="s3cret").get("where") == url.encode()
+        assert private_redis.client(db=db, password="s3cret").get("where") == url.encode()
         client.close()
     admin.close()
 
@@ -157,14 +133,14 @@ def test_a_unix_socket_with_a_database(unix_redis: Path) -> None:  # noqa: F811
     client.close()
 
 
-def test_reconnects_after_the_server_restarts(private_server: RedisServer) -> None:
-    client = client_for_url(private_server.url)
+def test_reconnects_after_the_server_restarts(private_redis: RedisServer) -> None:
+    client = client_for_url(private_redis.url)
     fast = FastPath(client)
     assert client.ping() and fast.execute("SET", "k", "before") == b"OK"
-    private_server.stop()
+    private_redis.stop()
     with pytest.raises(errors.REDIS_ERRORS):
         RespClient("", client.options, retries=0).ping()
-    private_server.start()
+    private_redis.start()
     assert client.ping() is True  # the pooled connection is dead: retried on a new one
     fast.execute("SET", "k", "after")  # its kept connection is dead: the client retries
     assert fast.execute("GET", "k") == b"after"

@@ -7,8 +7,6 @@ from __future__ import annotations
 import dataclasses
 import threading
 import time
-from collections.abc import Iterator
-from pathlib import Path
 
 import pytest
 import redis
@@ -19,30 +17,7 @@ from minicelery.redislayer.connect import client_for_url
 from minicelery.redislayer.keys import KeySchema
 from minicelery.redislayer.respclient import RespClient
 from minicelery.redislayer.resppubsub import PubSub
-from tests.helpers import RedisServer, find_redis_server_bin, wait_until
-
-
-@pytest.fixture
-def rc(redis_server: RedisServer) -> Iterator[RespClient]:
-    client = client_for_url(redis_server.url)
-    assert isinstance(client, RespClient)
-    try:
-        yield client
-    finally:
-        client.close()
-
-
-@pytest.fixture
-def private_server(tmp_path: Path) -> Iterator[RedisServer]:
-    """A redis-server of the test's own, to restart."""
-    binary = find_redis_server_bin()
-    assert binary is not None
-    server = RedisServer(binary, tmp_path)
-    server.start()
-    try:
-        yield server
-    finally:
-        server.stop()
+from tests.helpers import RedisServer, wait_until
 
 
 def listeners(server: RedisServer, channel: str) -> int:
@@ -114,25 +89,25 @@ def test_close_unsubscribes_and_forgets_the_socket(
     assert pubsub.get_message(timeout=0.05) is None
 
 
-def test_a_redis_restart_subscribes_again(private_server: RedisServer) -> None:
-    client = client_for_url(private_server.url)
+def test_a_redis_restart_subscribes_again(private_redis: RedisServer) -> None:
+    client = client_for_url(private_redis.url)
     pubsub = client.pubsub(ignore_subscribe_messages=True)
     pubsub.subscribe("ch")
-    private_server.stop()
+    private_redis.stop()
     with pytest.raises(errors.REDIS_ERRORS):  # Redis away: said, not hidden
         pubsub.get_message(timeout=1)
-    private_server.start()
+    private_redis.start()
     assert pubsub.get_message(timeout=0.2) is None  # reconnects and subscribes again
-    wait_until(lambda: listeners(private_server, "ch") == 1)
-    with private_server.client() as publisher:
+    wait_until(lambda: listeners(private_redis, "ch") == 1)
+    with private_redis.client() as publisher:
         publisher.publish("ch", b"after")
     assert pubsub.get_message(timeout=5)["data"] == b"after"  # type: ignore[index]
     # A restart between two reads: noticed on the next read, which subscribes again.
-    private_server.stop()
-    private_server.start()
-    with private_server.client() as publisher:
+    private_redis.stop()
+    private_redis.start()
+    with private_redis.client() as publisher:
         wait_until(lambda: pubsub.get_message(timeout=0.05) is None and listeners(
-            private_server, "ch") == 1)  # fmt: skip
+            private_redis, "ch") == 1)  # fmt: skip
         publisher.publish("ch", b"again")
     assert pubsub.get_message(timeout=5)["data"] == b"again"  # type: ignore[index]
     pubsub.close()
