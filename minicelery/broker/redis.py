@@ -136,7 +136,8 @@ class RedisBroker(ReserveCommands, DeadLetterStore, Broker):
         packed = (pack_commands([c for c, _ in before])
                   + self._packed_reserve(*call, tuple(ack), beat)
                   + pack_commands([c for c, _ in after]))  # fmt: skip
-        replies = self._call("reserve", lambda: self.fast.pipeline(commands, packed))
+        # Never sent again: the caller is told, and looks at its hold once Redis answers.
+        replies = self._call("reserve", lambda: self.fast.pipeline(commands, packed, retry=False))
         for (_, read), reply in zip(after, replies[len(before) + 1 :], strict=True):
             if not isinstance(reply, Exception):
                 read(reply)

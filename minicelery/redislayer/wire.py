@@ -137,14 +137,17 @@ class FastPath:
 
     def pipeline(
         self, commands: Sequence[Sequence[Any]], packed: bytes | None = None,
-        abandon_on: tuple[type[Exception], ...] = (),
+        abandon_on: tuple[type[Exception], ...] = (), retry: bool = True,
     ) -> list[Any]:  # fmt: skip
         """Send ``commands`` in one write and read their replies; an error reply is
         returned in place (as the exception), not raised. ``packed``: the commands already
         in wire format (a caller that keeps the unchanging part of them packed).
         ``abandon_on``: errors that, as the first reply, end the pipeline there: the
         connection is closed rather than wait for the rest (a blocking read behind a
-        script Redis forgot would sit out its block), and the error is raised."""
+        script Redis forgot would sit out its block), and the error is raised.
+        ``retry=False`` for commands that must not run twice: a reply that timed out may
+        still come from a Redis that hung, and the commands run then, on the connection
+        given up (a reserve sent again would take a second batch nobody runs)."""
         connection = self._connection()
         try:
             connection.send_packed_command([packed or pack_commands(commands)])
@@ -160,6 +163,8 @@ class FastPath:
             return replies
         except errors.REDIS_ERRORS:
             connection.disconnect()
+            if not retry:
+                raise
             pipe = self.client.pipeline(transaction=False)
             for command in commands:
                 pipe.execute_command(*command)
