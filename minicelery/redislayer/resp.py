@@ -106,6 +106,7 @@ class Connection:
         self._reader = _new_reader()
         self._pid = os.getpid()
         self._used = 0.0  # when it last sent
+        self._poll: Any = None  # a select.poll of the socket, for await_reply
 
     def connect(self) -> None:
         if self._sock is not None and self._pid == os.getpid():
@@ -155,6 +156,7 @@ class Connection:
         never touches its parent's connections beyond its own copy of the descriptor)."""
         sock, self._sock = self._sock, None
         self._buf, self._pos = b"", 0
+        self._poll = None
         self._reader = _new_reader()
         if sock is not None:
             sock.close()
@@ -212,6 +214,27 @@ class Connection:
         except (OSError, ValueError) as exc:
             self._drop()
             raise errors.ConnectionLost(f"Error while reading from socket: {exc}") from exc
+
+    def await_reply(self, budget: float) -> None:
+        """Look for the reply to a command just sent, without sleeping, for up to ``budget``
+        seconds (then :meth:`read_response` sleeps until it comes). For a reply due within
+        tens of microseconds (a publish): a process asleep in ``recv`` is woken only after
+        the reply lands, and on a virtual machine whose idle CPUs halt that wake-up alone
+        can take longer than Redis took to answer. Costs at most ``budget`` of CPU."""
+        if self._sock is None or self.buffered():
+            return
+        try:
+            poll = self._poll
+            if poll is None:
+                poll = self._poll = select.poll()
+                poll.register(self._sock, select.POLLIN)
+            ready, clock = poll.poll, time.perf_counter
+            deadline = clock() + budget
+            while not ready(0) and clock() < deadline:
+                pass
+        except BaseException:
+            self._drop()  # a signal handler's exception: the reply would answer the next call
+            raise
 
     def read_response(self, **_: Any) -> Any:
         """The next reply; an error reply is raised (as :mod:`.errors` classes)."""

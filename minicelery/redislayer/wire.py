@@ -121,13 +121,21 @@ class FastPath:
             held = self._local.held = Held(self.client.connection_pool, get_connection(self.client))
         return held.connection
 
-    def execute(self, *args: Any, retry: bool = True, packed: bytes | None = None) -> Any:
+    def execute(
+        self, *args: Any, retry: bool = True, packed: bytes | None = None, spin: float = 0.0
+    ) -> Any:
         """Run one command; ``retry=False`` for one that must not run twice (a reserve whose
         reply was lost may already have taken messages). ``packed``: the command already in
-        wire format (``args`` are still needed, for a retry through the client)."""
+        wire format (``args`` are still needed, for a retry through the client). ``spin``:
+        seconds to look for the reply without sleeping first (a connection of ours only,
+        see ``resp.Connection.await_reply``), for a command Redis answers at once."""
         connection = self._connection()
         try:
             connection.send_packed_command([packed or pack_commands((args,))])
+            if spin:
+                wait = getattr(connection, "await_reply", None)
+                if wait is not None:
+                    wait(spin)
             return connection.read_response()
         except errors.REDIS_ERRORS:
             connection.disconnect()
@@ -172,23 +180,33 @@ class FastPath:
         args: Sequence[Any],
         retry: bool = True,
         same_keys: bool = False,
+        spin: float = 0.0,
     ) -> Any:
         """Run a script by its SHA. ``same_keys``: these keys come again and again (a
-        publish to one queue), so the command up to its arguments is packed once for them."""
+        publish to one queue), so the command up to its arguments is packed once for them.
+        ``spin``: as for :meth:`execute`."""
         try:
-            return self._evalsha(script.sha, keys, args, retry, same_keys)
+            return self._evalsha(script.sha, keys, args, retry, same_keys, spin)
         except errors.NoScriptError:
             # A restarted or flushed Redis forgot the script: load it again, once.
             script.sha = self.client.script_load(script.script)
-            return self._evalsha(script.sha, keys, args, retry, same_keys)
+            return self._evalsha(script.sha, keys, args, retry, same_keys, spin)
 
     def _evalsha(
-        self, sha: str, keys: Sequence[Any], args: Sequence[Any], retry: bool, same_keys: bool
+        self,
+        sha: str,
+        keys: Sequence[Any],
+        args: Sequence[Any],
+        retry: bool,
+        same_keys: bool,
+        spin: float,
     ) -> Any:
         packed = None
         if same_keys:
             packed = script_head(sha, tuple(keys), len(args)) + pack_args(args)
-        return self.execute("EVALSHA", sha, len(keys), *keys, *args, retry=retry, packed=packed)
+        return self.execute(
+            "EVALSHA", sha, len(keys), *keys, *args, retry=retry, packed=packed, spin=spin
+        )
 
 
 class Lane:

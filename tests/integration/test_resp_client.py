@@ -5,6 +5,8 @@ fork safety, and what it hands to redis-py."""
 from __future__ import annotations
 
 import os
+import signal
+import time
 from pathlib import Path
 
 import pytest
@@ -156,6 +158,54 @@ def test_a_silent_server_raises_our_timeout(redis_server: RedisServer, key_prefi
     assert connection._sock is None  # dropped: a late reply must not answer the next command
     with pytest.raises(errors.REDIS_ERRORS):
         RespClient("", options, retries=1).blpop([f"{key_prefix}:empty"], timeout=1)
+
+
+def test_await_reply_returns_when_the_reply_is_there_or_the_budget_is_spent(
+    redis_server: RedisServer,
+) -> None:
+    connection = Connection(Options(host="127.0.0.1", port=redis_server.port))
+    connection.send_command("PING")
+    started = time.monotonic()
+    connection.await_reply(5.0)
+    assert time.monotonic() - started < 2.0  # the reply came: no need to spend 5 s
+    assert connection.buffered() or connection.can_read(0)
+    assert connection.read_response() == b"PONG"
+    started = time.monotonic()
+    connection.await_reply(0.05)  # nothing was sent: nothing comes
+    assert time.monotonic() - started >= 0.05
+    connection.send_command("PING")  # the connection is as it was
+    assert connection.read_response() == b"PONG"
+
+
+def test_a_signal_during_await_reply_drops_the_connection(redis_server: RedisServer) -> None:
+    connection = Connection(Options(host="127.0.0.1", port=redis_server.port))
+    connection.send_command("BLPOP", "await-reply:none", 1)  # a reply not due for 1 s
+
+    def interrupt(signum: int, frame: object) -> None:
+        raise KeyboardInterrupt
+
+    previous = signal.signal(signal.SIGALRM, interrupt)
+    signal.setitimer(signal.ITIMER_REAL, 0.05)
+    try:
+        with pytest.raises(KeyboardInterrupt):
+            connection.await_reply(5.0)
+    finally:
+        signal.setitimer(signal.ITIMER_REAL, 0)
+        signal.signal(signal.SIGALRM, previous)
+    assert connection._sock is None  # the BLPOP's late reply must not answer the next command
+    connection.send_command("PING")
+    assert connection.read_response() == b"PONG"
+
+
+@pytest.mark.parametrize("ours", [True, False])
+def test_a_fast_path_command_that_spins_on_either_client(
+    rc: RespClient, redis_server: RedisServer, key_prefix: str, ours: bool
+) -> None:
+    client = rc if ours else redis.Redis(port=redis_server.port)
+    fast = FastPath(client)
+    assert fast.execute("RPUSH", f"{key_prefix}:spun", "a", spin=0.01) == 1
+    assert fast.execute("RPUSH", f"{key_prefix}:spun", "b", spin=0.01) == 2
+    client.close()
 
 
 def test_a_forked_child_never_uses_its_parents_sockets(rc: RespClient) -> None:
