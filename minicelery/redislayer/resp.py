@@ -20,7 +20,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from . import errors
-from .wire import pack_commands
+from .wire import current_pid, pack_commands
 
 _hiredis: Any
 try:
@@ -30,6 +30,9 @@ except ImportError:  # pragma: no cover - installed with redis[hiredis]
 
 #: The reader class used for new connections (None: our own parser); tests switch it.
 READER: Any = None if _hiredis is None else _hiredis.Reader
+
+#: Gives the CPU to another runnable process, if any (where the platform can).
+_yield_cpu: Any = getattr(os, "sched_yield", lambda: None)
 
 CHUNK = 65536  # bytes asked of the socket per read
 IDLE_CHECK = 30.0  # seconds idle after which a connection looks for a close before a send
@@ -109,7 +112,7 @@ class Connection:
         self._poll: Any = None  # a select.poll of the socket, for await_reply
 
     def connect(self) -> None:
-        if self._sock is not None and self._pid == os.getpid():
+        if self._sock is not None and self._pid == current_pid():
             return
         self._drop()
         self._pid = os.getpid()
@@ -176,8 +179,8 @@ class Connection:
         self.send_packed_command([pack_commands((args,))])
 
     def _stale(self) -> bool:
-        if time.monotonic() - self._used < IDLE_CHECK or self._pid != os.getpid():
-            return self._pid != os.getpid()
+        if time.monotonic() - self._used < IDLE_CHECK or self._pid != current_pid():
+            return self._pid != current_pid()
         # Nothing is due on an idle connection: readable means closed (or garbage).
         return self.buffered() or self._readable(0)
 
@@ -215,12 +218,25 @@ class Connection:
             self._drop()
             raise errors.ConnectionLost(f"Error while reading from socket: {exc}") from exc
 
+    def round_trip(self, packed: bytes, spin: float = 0.0) -> Any:
+        """Send one command (in wire format) and read its reply, as ``send_packed_command``
+        then ``read_response`` do, in one call for the hot path (a publish); ``spin``:
+        seconds of :meth:`await_reply` between them."""
+        if self._sock is None or self._stale():
+            self.send_packed_command([packed])  # (re)connects
+        else:
+            self._sendall(packed)
+        if spin:
+            self.await_reply(spin)
+        return self.read_response()
+
     def await_reply(self, budget: float) -> None:
         """Look for the reply to a command just sent, without sleeping, for up to ``budget``
         seconds (then :meth:`read_response` sleeps until it comes). For a reply due within
         tens of microseconds (a publish): a process asleep in ``recv`` is woken only after
         the reply lands, and on a virtual machine whose idle CPUs halt that wake-up alone
-        can take longer than Redis took to answer. Costs at most ``budget`` of CPU."""
+        can take longer than Redis took to answer. Costs at most ``budget`` of CPU, and
+        yields it at each look: a Redis (or anything else) waiting for this CPU runs first."""
         if self._sock is None or self.buffered():
             return
         try:
@@ -231,7 +247,7 @@ class Connection:
             ready, clock = poll.poll, time.perf_counter
             deadline = clock() + budget
             while not ready(0) and clock() < deadline:
-                pass
+                _yield_cpu()
         except BaseException:
             self._drop()  # a signal handler's exception: the reply would answer the next call
             raise

@@ -21,6 +21,29 @@ from .errors import translate_errors
 logger = logging.getLogger(__name__)
 
 
+class _Process:
+    """This process's id, kept current by a fork hook: ``os.getpid()`` is a system call,
+    and a command on the hot path asked for it five times."""
+
+    pid = os.getpid()
+
+
+def _forked() -> None:
+    _Process.pid = os.getpid()
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_forked)
+else:  # pragma: no cover - every platform that forks has it
+    _Process.pid = -1  # never matches: each check falls back to the system call
+
+
+def current_pid() -> int:
+    """``os.getpid()`` without the system call (after a fork, the child's own)."""
+    pid = _Process.pid
+    return pid if pid >= 0 else os.getpid()
+
+
 def pack_commands(commands: Sequence[Sequence[Any]]) -> bytes:
     """Commands in Redis's wire format, as redis-py would write them (UTF-8 text, numbers
     as their repr) in a fraction of its time: packing a publish's EVALSHA cost redis-py more
@@ -117,7 +140,7 @@ class FastPath:
 
     def _connection(self) -> Any:
         held: Held | None = getattr(self._local, "held", None)
-        if held is None or held.pid != os.getpid():
+        if held is None or held.pid != current_pid():
             held = self._local.held = Held(self.client.connection_pool, get_connection(self.client))
         return held.connection
 
@@ -128,14 +151,13 @@ class FastPath:
         reply was lost may already have taken messages). ``packed``: the command already in
         wire format (``args`` are still needed, for a retry through the client). ``spin``:
         seconds to look for the reply without sleeping first (a connection of ours only,
-        see ``resp.Connection.await_reply``), for a command Redis answers at once."""
+        see ``resp.Connection.round_trip``), for a command Redis answers at once."""
         connection = self._connection()
         try:
+            round_trip = getattr(connection, "round_trip", None)  # ours has it, redis-py's not
+            if round_trip is not None:
+                return round_trip(packed or pack_commands((args,)), spin)
             connection.send_packed_command([packed or pack_commands((args,))])
-            if spin:
-                wait = getattr(connection, "await_reply", None)
-                if wait is not None:
-                    wait(spin)
             return connection.read_response()
         except errors.REDIS_ERRORS:
             connection.disconnect()

@@ -16,7 +16,7 @@ from minicelery.redislayer import errors
 from minicelery.redislayer.connect import client_for_url
 from minicelery.redislayer.resp import Connection, Options
 from minicelery.redislayer.respclient import RespClient, options_from_url
-from minicelery.redislayer.wire import FastPath
+from minicelery.redislayer.wire import FastPath, current_pid
 from tests.helpers import RedisServer
 from tests.integration.test_urls import unix_redis  # noqa: F401 - a fixture
 
@@ -229,6 +229,26 @@ def test_a_forked_child_never_uses_its_parents_sockets(rc: RespClient) -> None:
     os.waitpid(child, 0)
     assert len(ids) == 2 and parent_id not in ids
     assert int(rc.execute_command("CLIENT", "ID")) == parent_id  # the parent's still works
+
+
+def test_a_forked_child_takes_a_fast_path_connection_of_its_own(rc: RespClient) -> None:
+    fast = FastPath(rc)
+    parent_id = int(fast.execute("CLIENT", "ID", spin=0.01))
+    read, write = os.pipe()
+    child = os.fork()
+    if child == 0:  # pragma: no cover - the child reports through the pipe
+        try:
+            os.write(
+                write, f"{current_pid() == os.getpid()} {fast.execute('CLIENT', 'ID')}".encode()
+            )
+        finally:
+            os._exit(0)
+    os.close(write)
+    same_pid, child_id = os.read(read, 100).decode().split()
+    os.close(read)
+    os.waitpid(child, 0)
+    assert same_pid == "True" and int(child_id) != parent_id
+    assert int(fast.execute("CLIENT", "ID")) == parent_id  # the parent's is still its own
 
 
 def test_what_ours_lacks_goes_to_redis_py(rc: RespClient, key_prefix: str) -> None:
