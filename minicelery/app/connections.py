@@ -12,6 +12,7 @@ from ..backend import ResultBackend, backend_from_url
 from ..broker import Broker, broker_from_url
 from ..config import Settings, validate_url
 from ..exceptions import ImproperlyConfigured
+from ..redislayer.wire import current_pid
 
 if TYPE_CHECKING:
     from .base import Celery
@@ -42,9 +43,7 @@ class Connections:
         """``(broker_url, result_backend)`` after defaults: the settings, the environment,
         then the embedded Redis when it is installed."""
         broker = self.conf.broker_url or validate_url(BROKER_ENV, os.environ.get(BROKER_ENV))
-        backend = self.conf.result_backend or validate_url(
-            BACKEND_ENV, os.environ.get(BACKEND_ENV)
-        )
+        backend = self.conf.result_backend or validate_url(BACKEND_ENV, os.environ.get(BACKEND_ENV))
         if broker is None:
             # Imported only here: it loads hashlib (OpenSSL), subprocess and tempfile, which
             # a worker with a configured broker would otherwise carry in every process.
@@ -63,7 +62,7 @@ class Connections:
         return broker, backend
 
     def _open(self) -> tuple[Broker, ResultBackend]:
-        pid = os.getpid()
+        pid = current_pid()  # asked on every delay(): without a system call
         if self._connections is None or self._connections[0] != pid:
             # A forked child must never share its parent's sockets: open its own.
             broker_url, backend_url = self.resolved_urls()

@@ -110,6 +110,7 @@ class Connection:
         self._pid = os.getpid()
         self._used = 0.0  # when it last sent
         self._poll: Any = None  # a select.poll of the socket, for await_reply
+        self._ready = False  # await_reply saw bytes to read: no poll before reading them
 
     def connect(self) -> None:
         if self._sock is not None and self._pid == current_pid():
@@ -159,7 +160,7 @@ class Connection:
         never touches its parent's connections beyond its own copy of the descriptor)."""
         sock, self._sock = self._sock, None
         self._buf, self._pos = b"", 0
-        self._poll = None
+        self._poll, self._ready = None, False
         self._reader = _new_reader()
         if sock is not None:
             sock.close()
@@ -187,7 +188,7 @@ class Connection:
     def _sendall(self, data: bytes) -> None:
         assert self._sock is not None
         try:
-            self._sock.sendall(data)
+            _write(self._sock, data)
         except TimeoutError as exc:
             self._drop()
             raise errors.ReplyTimeout("Timeout writing to socket") from exc
@@ -246,8 +247,11 @@ class Connection:
                 poll.register(self._sock, select.POLLIN)
             ready, clock = poll.poll, time.perf_counter
             deadline = clock() + budget
-            while not ready(0) and clock() < deadline:
+            while not ready(0):
+                if clock() >= deadline:
+                    return
                 _yield_cpu()
+            self._ready = True
         except BaseException:
             self._drop()  # a signal handler's exception: the reply would answer the next call
             raise
@@ -362,7 +366,11 @@ class Connection:
 
     def _fill(self) -> None:
         assert self._sock is not None
-        chunk = self._sock.recv(CHUNK)
+        if self._ready:
+            self._ready = False
+            chunk = _read_ready(self._sock)
+        else:
+            chunk = self._sock.recv(CHUNK)
         if not chunk:
             raise errors.ConnectionLost("Connection closed by server.")
         if self._reader is not None:
@@ -370,6 +378,26 @@ class Connection:
             return
         self._buf = self._buf[self._pos :] + chunk if self._pos < len(self._buf) else chunk
         self._pos = 0
+
+
+def _write(sock: socket.socket, data: bytes) -> None:
+    """``sock.sendall(data)`` without the poll a socket with a timeout makes before each
+    send: a command is written at once unless the socket's buffer is full."""
+    try:
+        sent = os.write(sock.fileno(), data)
+    except BlockingIOError:
+        sent = 0
+    if sent < len(data):
+        sock.sendall(memoryview(data)[sent:])
+
+
+def _read_ready(sock: socket.socket) -> bytes:
+    """What a socket seen readable holds, read without the poll ``sock.recv`` makes first
+    on a socket with a timeout."""
+    try:
+        return os.read(sock.fileno(), CHUNK)
+    except BlockingIOError:  # seen readable, and yet not: read as usual
+        return sock.recv(CHUNK)
 
 
 class Pool:

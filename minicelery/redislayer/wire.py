@@ -32,16 +32,13 @@ def _forked() -> None:
     _Process.pid = os.getpid()
 
 
-if hasattr(os, "register_at_fork"):
+if hasattr(os, "register_at_fork"):  # absent only where there is no fork either
     os.register_at_fork(after_in_child=_forked)
-else:  # pragma: no cover - every platform that forks has it
-    _Process.pid = -1  # never matches: each check falls back to the system call
 
 
 def current_pid() -> int:
     """``os.getpid()`` without the system call (after a fork, the child's own)."""
-    pid = _Process.pid
-    return pid if pid >= 0 else os.getpid()
+    return _Process.pid
 
 
 def pack_commands(commands: Sequence[Sequence[Any]]) -> bytes:
@@ -91,6 +88,30 @@ def script_head(sha: str, keys: tuple[Any, ...], nargs: int) -> bytes:
     """``EVALSHA sha numkeys keys...`` packed, as the head of a command with ``nargs``
     arguments after the keys."""
     return pack_head(3 + len(keys) + nargs, ("EVALSHA", sha, len(keys), *keys))
+
+
+@functools.lru_cache(maxsize=1024)
+def script_form(sha: str, keys: tuple[Any, ...], nargs: int) -> bytes:
+    """The whole command as a %-format of its arguments' lengths and values (see
+    :func:`bulk_values`): one formatting per call instead of packing piece by piece."""
+    return script_head(sha, keys, nargs).replace(b"%", b"%%") + b"$%d\r\n%b\r\n" * nargs
+
+
+def bulk_values(args: Sequence[Any]) -> tuple[Any, ...]:
+    """``len(data), data`` of each argument as Redis gets it, for :func:`script_form`."""
+    out: list[Any] = []
+    for arg in args:
+        kind = type(arg)
+        if kind is bytes:
+            data = arg
+        elif kind is str:
+            data = arg.encode()
+        elif kind is int or kind is float:
+            data = repr(arg).encode()
+        else:
+            data = _encode_other(arg)
+        out += (len(data), data)
+    return tuple(out)
 
 
 def _encode_other(arg: Any) -> bytes:
@@ -152,12 +173,15 @@ class FastPath:
         wire format (``args`` are still needed, for a retry through the client). ``spin``:
         seconds to look for the reply without sleeping first (a connection of ours only,
         see ``resp.Connection.round_trip``), for a command Redis answers at once."""
+        return self._request(packed or pack_commands((args,)), args, retry, spin)
+
+    def _request(self, packed: bytes, args: tuple[Any, ...], retry: bool, spin: float) -> Any:
         connection = self._connection()
         try:
             round_trip = getattr(connection, "round_trip", None)  # ours has it, redis-py's not
             if round_trip is not None:
-                return round_trip(packed or pack_commands((args,)), spin)
-            connection.send_packed_command([packed or pack_commands((args,))])
+                return round_trip(packed, spin)
+            connection.send_packed_command([packed])
             return connection.read_response()
         except errors.REDIS_ERRORS:
             connection.disconnect()
@@ -223,12 +247,11 @@ class FastPath:
         same_keys: bool,
         spin: float,
     ) -> Any:
-        packed = None
-        if same_keys:
-            packed = script_head(sha, tuple(keys), len(args)) + pack_args(args)
-        return self.execute(
-            "EVALSHA", sha, len(keys), *keys, *args, retry=retry, packed=packed, spin=spin
-        )
+        command = ("EVALSHA", sha, len(keys), *keys, *args)
+        if not same_keys:
+            return self._request(pack_commands((command,)), command, retry, spin)
+        packed = script_form(sha, tuple(keys), len(args)) % bulk_values(args)
+        return self._request(packed, command, retry, spin)
 
 
 class Lane:
