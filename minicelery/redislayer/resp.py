@@ -34,6 +34,12 @@ READER: Any = None if _hiredis is None else _hiredis.Reader
 #: Gives the CPU to another runnable process, if any (where the platform can).
 _yield_cpu: Any = getattr(os, "sched_yield", lambda: None)
 
+#: Seconds a yield of the CPU took beyond which another process ran meanwhile, and
+#: replies waited for by :meth:`Connection.await_reply` without sleeping after it.
+YIELDED = 5e-6
+CROWDED = 3  # such replies in a row after which ...
+SPIN_PAUSE = 100  # ... this many are waited for asleep
+
 CHUNK = 65536  # bytes asked of the socket per read
 IDLE_CHECK = 30.0  # seconds idle after which a connection looks for a close before a send
 
@@ -111,6 +117,8 @@ class Connection:
         self._used = 0.0  # when it last sent
         self._poll: Any = None  # a select.poll of the socket, for await_reply
         self._ready = False  # await_reply saw bytes to read: no poll before reading them
+        self._spin_pause = 0  # replies still to wait for asleep (see await_reply)
+        self._crowded = 0  # replies in a row that came while another process had the CPU
 
     def connect(self) -> None:
         if self._sock is not None and self._pid == current_pid():
@@ -237,24 +245,46 @@ class Connection:
         tens of microseconds (a publish): a process asleep in ``recv`` is woken only after
         the reply lands, and on a virtual machine whose idle CPUs halt that wake-up alone
         can take longer than Redis took to answer. Costs at most ``budget`` of CPU, and
-        yields it at each look: a Redis (or anything else) waiting for this CPU runs first."""
+        yields it at each look: a Redis (or anything else) waiting for this CPU runs first,
+        and when one did, the next :data:`SPIN_PAUSE` replies are waited for asleep."""
         if self._sock is None or self.buffered():
             return
+        if self._spin_pause:
+            self._spin_pause -= 1
+            return
         try:
-            poll = self._poll
-            if poll is None:
-                poll = self._poll = select.poll()
-                poll.register(self._sock, select.POLLIN)
-            ready, clock = poll.poll, time.perf_counter
-            deadline = clock() + budget
-            while not ready(0):
-                if clock() >= deadline:
-                    return
-                _yield_cpu()
-            self._ready = True
+            self._ready = self._look(budget)
         except BaseException:
             self._drop()  # a signal handler's exception: the reply would answer the next call
             raise
+
+    def _look(self, budget: float) -> bool:
+        """Whether the socket became readable within ``budget`` seconds of looking."""
+        poll = self._poll
+        if poll is None:
+            assert self._sock is not None
+            poll = self._poll = select.poll()
+            poll.register(self._sock, select.POLLIN)
+        ready, clock = poll.poll, time.perf_counter
+        now = clock()
+        deadline, crowded = now + budget, False
+        while not ready(0):
+            if now >= deadline:
+                return False
+            _yield_cpu()
+            before, now = now, clock()
+            crowded = crowded or now - before > YIELDED
+        self._note_crowding(crowded)
+        return True
+
+    def _note_crowding(self, crowded: bool) -> None:
+        """After :data:`CROWDED` replies in a row that came while another process had this
+        CPU (Redis on the same one, which answers only while this process waits, so that
+        waiting asleep costs less; or a busy neighbour), wait for the next ones asleep. A
+        lone long yield (an interrupt, a passing process) is no such sign."""
+        self._crowded = self._crowded + 1 if crowded else 0
+        if self._crowded >= CROWDED:
+            self._crowded, self._spin_pause = 0, SPIN_PAUSE
 
     def read_response(self, **_: Any) -> Any:
         """The next reply; an error reply is raised (as :mod:`.errors` classes)."""

@@ -14,7 +14,7 @@ import redis
 
 from minicelery.redislayer import errors
 from minicelery.redislayer.connect import client_for_url
-from minicelery.redislayer.resp import Connection, Options
+from minicelery.redislayer.resp import CROWDED, SPIN_PAUSE, Connection, Options
 from minicelery.redislayer.respclient import RespClient, options_from_url
 from minicelery.redislayer.wire import FastPath, current_pid
 from tests.helpers import RedisServer
@@ -174,6 +174,23 @@ def test_await_reply_returns_when_the_reply_is_there_or_the_budget_is_spent(
     connection.await_reply(0.05)  # nothing was sent: nothing comes
     assert time.monotonic() - started >= 0.05
     connection.send_command("PING")  # the connection is as it was
+    assert connection.read_response() == b"PONG"
+
+
+def test_replies_that_came_while_another_process_ran_are_then_awaited_asleep(
+    redis_server: RedisServer,
+) -> None:
+    connection = Connection(Options(host="127.0.0.1", port=redis_server.port))
+    for _ in range(CROWDED - 1):
+        connection._note_crowding(True)
+    connection._note_crowding(False)  # not in a row: a passing process, no sign
+    assert connection._spin_pause == 0
+    for _ in range(CROWDED):
+        connection._note_crowding(True)
+    assert connection._spin_pause == SPIN_PAUSE
+    connection.send_command("PING")
+    connection.await_reply(5.0)  # returns at once: the reply is read asleep
+    assert connection._spin_pause == SPIN_PAUSE - 1 and not connection._ready
     assert connection.read_response() == b"PONG"
 
 
