@@ -43,7 +43,9 @@ class Connections:
         """``(broker_url, result_backend)`` after defaults: the settings, the environment,
         then the embedded Redis when it is installed."""
         broker = self.conf.broker_url or validate_url(BROKER_ENV, os.environ.get(BROKER_ENV))
-        backend = self.conf.result_backend or validate_url(BACKEND_ENV, os.environ.get(BACKEND_ENV))
+        backend = self.conf.result_backend or validate_url(
+            BACKEND_ENV, os.environ.get(BACKEND_ENV)
+        )
         if broker is None:
             # Imported only here: it loads hashlib (OpenSSL), subprocess and tempfile, which
             # a worker with a configured broker would otherwise carry in every process.
