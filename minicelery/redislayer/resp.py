@@ -20,6 +20,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from . import errors
+from .respwait import CHUNK, Lookout, read_ready, write
 from .wire import current_pid, pack_commands
 
 _hiredis: Any
@@ -31,16 +32,6 @@ except ImportError:  # pragma: no cover - installed with redis[hiredis]
 #: The reader class used for new connections (None: our own parser); tests switch it.
 READER: Any = None if _hiredis is None else _hiredis.Reader
 
-#: Gives the CPU to another runnable process, if any (where the platform can).
-_yield_cpu: Any = getattr(os, "sched_yield", lambda: None)
-
-#: Seconds a yield of the CPU took beyond which another process ran meanwhile, and
-#: replies waited for by :meth:`Connection.await_reply` without sleeping after it.
-YIELDED = 5e-6
-CROWDED = 3  # such replies in a row after which ...
-SPIN_PAUSE = 100  # ... this many are waited for asleep
-
-CHUNK = 65536  # bytes asked of the socket per read
 IDLE_CHECK = 30.0  # seconds idle after which a connection looks for a close before a send
 
 
@@ -115,10 +106,8 @@ class Connection:
         self._reader = _new_reader()
         self._pid = os.getpid()
         self._used = 0.0  # when it last sent
-        self._poll: Any = None  # a select.poll of the socket, for await_reply
+        self._lookout = Lookout()
         self._ready = False  # await_reply saw bytes to read: no poll before reading them
-        self._spin_pause = 0  # replies still to wait for asleep (see await_reply)
-        self._crowded = 0  # replies in a row that came while another process had the CPU
 
     def connect(self) -> None:
         if self._sock is not None and self._pid == current_pid():
@@ -168,7 +157,8 @@ class Connection:
         never touches its parent's connections beyond its own copy of the descriptor)."""
         sock, self._sock = self._sock, None
         self._buf, self._pos = b"", 0
-        self._poll, self._ready = None, False
+        self._lookout.forget()
+        self._ready = False
         self._reader = _new_reader()
         if sock is not None:
             sock.close()
@@ -196,7 +186,7 @@ class Connection:
     def _sendall(self, data: bytes) -> None:
         assert self._sock is not None
         try:
-            _write(self._sock, data)
+            write(self._sock, data)
         except TimeoutError as exc:
             self._drop()
             raise errors.ReplyTimeout("Timeout writing to socket") from exc
@@ -241,50 +231,15 @@ class Connection:
 
     def await_reply(self, budget: float) -> None:
         """Look for the reply to a command just sent, without sleeping, for up to ``budget``
-        seconds (then :meth:`read_response` sleeps until it comes). For a reply due within
-        tens of microseconds (a publish): a process asleep in ``recv`` is woken only after
-        the reply lands, and on a virtual machine whose idle CPUs halt that wake-up alone
-        can take longer than Redis took to answer. Costs at most ``budget`` of CPU, and
-        yields it at each look: a Redis (or anything else) waiting for this CPU runs first,
-        and when one did, the next :data:`SPIN_PAUSE` replies are waited for asleep."""
+        seconds (then :meth:`read_response` sleeps until it comes): see
+        :meth:`.respwait.Lookout.look`."""
         if self._sock is None or self.buffered():
             return
-        if self._spin_pause:
-            self._spin_pause -= 1
-            return
         try:
-            self._ready = self._look(budget)
+            self._ready = self._lookout.look(self._sock, budget)
         except BaseException:
             self._drop()  # a signal handler's exception: the reply would answer the next call
             raise
-
-    def _look(self, budget: float) -> bool:
-        """Whether the socket became readable within ``budget`` seconds of looking."""
-        poll = self._poll
-        if poll is None:
-            assert self._sock is not None
-            poll = self._poll = select.poll()
-            poll.register(self._sock, select.POLLIN)
-        ready, clock = poll.poll, time.perf_counter
-        now = clock()
-        deadline, crowded = now + budget, False
-        while not ready(0):
-            if now >= deadline:
-                return False
-            _yield_cpu()
-            before, now = now, clock()
-            crowded = crowded or now - before > YIELDED
-        self._note_crowding(crowded)
-        return True
-
-    def _note_crowding(self, crowded: bool) -> None:
-        """After :data:`CROWDED` replies in a row that came while another process had this
-        CPU (Redis on the same one, which answers only while this process waits, so that
-        waiting asleep costs less; or a busy neighbour), wait for the next ones asleep. A
-        lone long yield (an interrupt, a passing process) is no such sign."""
-        self._crowded = self._crowded + 1 if crowded else 0
-        if self._crowded >= CROWDED:
-            self._crowded, self._spin_pause = 0, SPIN_PAUSE
 
     def read_response(self, **_: Any) -> Any:
         """The next reply; an error reply is raised (as :mod:`.errors` classes)."""
@@ -398,7 +353,7 @@ class Connection:
         assert self._sock is not None
         if self._ready:
             self._ready = False
-            chunk = _read_ready(self._sock)
+            chunk = read_ready(self._sock)
         else:
             chunk = self._sock.recv(CHUNK)
         if not chunk:
@@ -408,26 +363,6 @@ class Connection:
             return
         self._buf = self._buf[self._pos :] + chunk if self._pos < len(self._buf) else chunk
         self._pos = 0
-
-
-def _write(sock: socket.socket, data: bytes) -> None:
-    """``sock.sendall(data)`` without the poll a socket with a timeout makes before each
-    send: a command is written at once unless the socket's buffer is full."""
-    try:
-        sent = os.write(sock.fileno(), data)
-    except BlockingIOError:
-        sent = 0
-    if sent < len(data):
-        sock.sendall(memoryview(data)[sent:])
-
-
-def _read_ready(sock: socket.socket) -> bytes:
-    """What a socket seen readable holds, read without the poll ``sock.recv`` makes first
-    on a socket with a timeout."""
-    try:
-        return os.read(sock.fileno(), CHUNK)
-    except BlockingIOError:  # seen readable, and yet not: read as usual
-        return sock.recv(CHUNK)
 
 
 class Pool:

@@ -14,8 +14,9 @@ import redis
 
 from minicelery.redislayer import errors
 from minicelery.redislayer.connect import client_for_url
-from minicelery.redislayer.resp import CROWDED, SPIN_PAUSE, Connection, Options
+from minicelery.redislayer.resp import Connection, Options
 from minicelery.redislayer.respclient import RespClient, options_from_url
+from minicelery.redislayer.respwait import CROWDED, SPIN_PAUSE
 from minicelery.redislayer.wire import FastPath, current_pid
 from tests.helpers import RedisServer
 from tests.integration.test_urls import unix_redis  # noqa: F401 - a fixture
@@ -181,16 +182,17 @@ def test_replies_that_came_while_another_process_ran_are_then_awaited_asleep(
     redis_server: RedisServer,
 ) -> None:
     connection = Connection(Options(host="127.0.0.1", port=redis_server.port))
+    lookout = connection._lookout
     for _ in range(CROWDED - 1):
-        connection._note_crowding(True)
-    connection._note_crowding(False)  # not in a row: a passing process, no sign
-    assert connection._spin_pause == 0
+        lookout.note_crowding(True)
+    lookout.note_crowding(False)  # not in a row: a passing process, no sign
+    assert lookout.pause == 0
     for _ in range(CROWDED):
-        connection._note_crowding(True)
-    assert connection._spin_pause == SPIN_PAUSE
+        lookout.note_crowding(True)
+    assert lookout.pause == SPIN_PAUSE
     connection.send_command("PING")
     connection.await_reply(5.0)  # returns at once: the reply is read asleep
-    assert connection._spin_pause == SPIN_PAUSE - 1 and not connection._ready
+    assert lookout.pause == SPIN_PAUSE - 1 and not connection._ready
     assert connection.read_response() == b"PONG"
 
 
