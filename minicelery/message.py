@@ -198,16 +198,25 @@ def parse_iso(value: Any) -> dt.datetime | None:
     return parsed if parsed.tzinfo else parsed.replace(tzinfo=dt.timezone.utc)
 
 
-_origin: tuple[int, str] = (0, "")
+_origin = ""
+
+
+def _forget_origin() -> None:
+    global _origin
+    _origin = ""
+
+
+# A forked child makes its own; no getpid() system call on every send to find out.
+if hasattr(os, "register_at_fork"):  # absent only where there is no fork either
+    os.register_at_fork(after_in_child=_forget_origin)
 
 
 def origin() -> str:
     """``pid@host``, as Celery puts in the ``origin`` header (cached per process)."""
     global _origin
-    pid = os.getpid()
-    if _origin[0] != pid:
-        _origin = (pid, f"{pid}@{socket.gethostname()}")
-    return _origin[1]
+    if not _origin:
+        _origin = f"{os.getpid()}@{socket.gethostname()}"
+    return _origin
 
 
 _SIMPLE = (int, float, bool, type(None))

@@ -12,6 +12,7 @@ from ..backend import ResultBackend, backend_from_url
 from ..broker import Broker, broker_from_url
 from ..config import Settings, validate_url
 from ..exceptions import ImproperlyConfigured
+from ..redislayer.wire import current_pid
 
 if TYPE_CHECKING:
     from .base import Celery
@@ -63,7 +64,7 @@ class Connections:
         return broker, backend
 
     def _open(self) -> tuple[Broker, ResultBackend]:
-        pid = os.getpid()
+        pid = current_pid()  # asked on every delay(): without a system call
         if self._connections is None or self._connections[0] != pid:
             # A forked child must never share its parent's sockets: open its own.
             broker_url, backend_url = self.resolved_urls()

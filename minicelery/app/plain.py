@@ -6,7 +6,7 @@ from __future__ import annotations
 import functools
 import operator
 from collections.abc import Callable
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 from .. import _state, signals
 from ..message import MessageOptions, build_message, encode_body, origin, safe_repr
@@ -64,21 +64,30 @@ def send_plain(
     queue = task.queue if task.queue is not None else conf.task_default_queue
     priority = task.priority if task.priority is not None else conf.task_default_priority
     ignore_result = task.option("ignore_result")
-    options = MessageOptions(
-        task_id=uuid(),
-        queue=queue,
-        serializer=task.option("serializer"),
-        priority=priority,
-        time_limit=task.time_limit,
-        soft_time_limit=task.soft_time_limit,
-        ignore_result=None if ignore_result is None else bool(ignore_result),
-    )
-    data = envelope(name, tuple(args or ()), dict(kwargs or {}), options)
+    fields = Fields(
+        queue, task.option("serializer"), priority,
+        None if ignore_result is None else bool(ignore_result),
+        task.time_limit, task.soft_time_limit,
+    )  # fmt: skip
+    task_id = uuid()
+    data = pack_envelope(name, tuple(args or ()), dict(kwargs or {}), task_id, fields)
     app.broker.publish_now(queue, data, priority)
     app.queues_used.add(queue)
-    result = AsyncResult(options.task_id, task_name=name, app=app)
+    result = AsyncResult(task_id, task_name=name, app=app)
     result.ignored = bool(ignore_result)
     return result
+
+
+class Fields(NamedTuple):
+    """What a plain send sets of :class:`~minicelery.message.MessageOptions` beside the
+    task id (a tuple: no dataclass built per ``delay()``)."""
+
+    queue: str
+    serializer: str
+    priority: int | None
+    ignore_result: bool | None
+    time_limit: float | None
+    soft_time_limit: float | None
 
 
 def envelope(
@@ -87,16 +96,24 @@ def envelope(
     """The encoded message ``build_message(name, args, kwargs, options).encode()`` gives,
     for options with nothing but a task id, queue, serializer, priority, ignore_result and
     time limits set."""
-    # The body first: what cannot be serialized is named as build_message names it.
-    _, body = encode_body(args, kwargs, options.embed, options.serializer)
-    template = _template(
-        name, options.queue, options.serializer, options.priority, options.ignore_result,
-        options.time_limit, options.soft_time_limit, origin(),
+    fields = Fields(
+        options.queue, options.serializer, options.priority, options.ignore_result,
+        options.time_limit, options.soft_time_limit,
     )  # fmt: skip
+    return pack_envelope(name, args, kwargs, options.task_id, fields)
+
+
+def pack_envelope(
+    name: str, args: tuple[Any, ...], kwargs: dict[str, Any], task_id: str, fields: Fields
+) -> bytes:
+    """:func:`envelope` of the options ``task_id`` and ``fields``."""
+    # The body first: what cannot be serialized is named as build_message names it.
+    _, body = encode_body(args, kwargs, {}, fields.serializer)
+    template = _template(name, fields, origin())
     if template is None:
-        return build_message(name, args, kwargs, options).encode()
+        return build_message(name, args, kwargs, _options(task_id, fields)).encode()
     pack = frame_packer().pack
-    packed = (pack(options.task_id), pack(safe_repr(args)), pack(safe_repr(kwargs)), pack(body))
+    packed = (pack(task_id), pack(safe_repr(args)), pack(safe_repr(kwargs)), pack(body))
     form, pick = template
     return form % pick(packed)
 
@@ -104,21 +121,12 @@ def envelope(
 @functools.lru_cache(maxsize=256)
 def _template(
     name: str,
-    queue: str,
-    serializer: str,
-    priority: int | None,
-    ignore_result: bool | None,
-    time_limit: float | None,
-    soft_time_limit: float | None,
+    fields: Fields,
     sender: str,  # the origin header (pid@host): a forked child packs its own
 ) -> Template | None:
     """The envelope of such messages packed with stand-ins, cut where they are; None if
     they are not each found where expected (then every send builds its message whole)."""
-    options = MessageOptions(
-        task_id=_ID, queue=queue, serializer=serializer, priority=priority,
-        ignore_result=ignore_result, time_limit=time_limit, soft_time_limit=soft_time_limit,
-    )  # fmt: skip
-    message = build_message(name, (), {}, options)
+    message = build_message(name, (), {}, _options(_ID, fields))
     message.headers.update(argsrepr=_ARGSREPR, kwargsrepr=_KWARGSREPR)
     message.body = _BODY
     packed = message.encode()
@@ -139,3 +147,7 @@ def _template(
         return None
     form = b"%b".join(run.replace(b"%", b"%%") for run in runs)
     return form, operator.itemgetter(*slots)
+
+
+def _options(task_id: str, fields: Fields) -> MessageOptions:
+    return MessageOptions(task_id=task_id, **fields._asdict())

@@ -20,7 +20,8 @@ from dataclasses import dataclass
 from typing import Any
 
 from . import errors
-from .wire import pack_commands
+from .respwait import CHUNK, Lookout, read_ready, write
+from .wire import current_pid, pack_commands
 
 _hiredis: Any
 try:
@@ -31,7 +32,6 @@ except ImportError:  # pragma: no cover - installed with redis[hiredis]
 #: The reader class used for new connections (None: our own parser); tests switch it.
 READER: Any = None if _hiredis is None else _hiredis.Reader
 
-CHUNK = 65536  # bytes asked of the socket per read
 IDLE_CHECK = 30.0  # seconds idle after which a connection looks for a close before a send
 
 
@@ -106,9 +106,11 @@ class Connection:
         self._reader = _new_reader()
         self._pid = os.getpid()
         self._used = 0.0  # when it last sent
+        self._lookout = Lookout()
+        self._ready = False  # await_reply saw bytes to read: no poll before reading them
 
     def connect(self) -> None:
-        if self._sock is not None and self._pid == os.getpid():
+        if self._sock is not None and self._pid == current_pid():
             return
         self._drop()
         self._pid = os.getpid()
@@ -155,6 +157,8 @@ class Connection:
         never touches its parent's connections beyond its own copy of the descriptor)."""
         sock, self._sock = self._sock, None
         self._buf, self._pos = b"", 0
+        self._lookout.forget()
+        self._ready = False
         self._reader = _new_reader()
         if sock is not None:
             sock.close()
@@ -174,15 +178,15 @@ class Connection:
         self.send_packed_command([pack_commands((args,))])
 
     def _stale(self) -> bool:
-        if time.monotonic() - self._used < IDLE_CHECK or self._pid != os.getpid():
-            return self._pid != os.getpid()
+        if time.monotonic() - self._used < IDLE_CHECK or self._pid != current_pid():
+            return self._pid != current_pid()
         # Nothing is due on an idle connection: readable means closed (or garbage).
         return self.buffered() or self._readable(0)
 
     def _sendall(self, data: bytes) -> None:
         assert self._sock is not None
         try:
-            self._sock.sendall(data)
+            write(self._sock, data)
         except TimeoutError as exc:
             self._drop()
             raise errors.ReplyTimeout("Timeout writing to socket") from exc
@@ -212,6 +216,30 @@ class Connection:
         except (OSError, ValueError) as exc:
             self._drop()
             raise errors.ConnectionLost(f"Error while reading from socket: {exc}") from exc
+
+    def round_trip(self, packed: bytes, spin: float = 0.0) -> Any:
+        """Send one command (in wire format) and read its reply, as ``send_packed_command``
+        then ``read_response`` do, in one call for the hot path (a publish); ``spin``:
+        seconds of :meth:`await_reply` between them."""
+        if self._sock is None or self._stale():
+            self.send_packed_command([packed])  # (re)connects
+        else:
+            self._sendall(packed)
+        if spin:
+            self.await_reply(spin)
+        return self.read_response()
+
+    def await_reply(self, budget: float) -> None:
+        """Look for the reply to a command just sent, without sleeping, for up to ``budget``
+        seconds (then :meth:`read_response` sleeps until it comes): see
+        :meth:`.respwait.Lookout.look`."""
+        if self._sock is None or self.buffered():
+            return
+        try:
+            self._ready = self._lookout.look(self._sock, budget)
+        except BaseException:
+            self._drop()  # a signal handler's exception: the reply would answer the next call
+            raise
 
     def read_response(self, **_: Any) -> Any:
         """The next reply; an error reply is raised (as :mod:`.errors` classes)."""
@@ -323,7 +351,11 @@ class Connection:
 
     def _fill(self) -> None:
         assert self._sock is not None
-        chunk = self._sock.recv(CHUNK)
+        if self._ready:
+            self._ready = False
+            chunk = read_ready(self._sock)
+        else:
+            chunk = self._sock.recv(CHUNK)
         if not chunk:
             raise errors.ConnectionLost("Connection closed by server.")
         if self._reader is not None:

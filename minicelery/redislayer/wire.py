@@ -21,6 +21,26 @@ from .errors import translate_errors
 logger = logging.getLogger(__name__)
 
 
+class _Process:
+    """This process's id, kept current by a fork hook: ``os.getpid()`` is a system call,
+    and a command on the hot path asked for it five times."""
+
+    pid = os.getpid()
+
+
+def _forked() -> None:
+    _Process.pid = os.getpid()
+
+
+if hasattr(os, "register_at_fork"):  # absent only where there is no fork either
+    os.register_at_fork(after_in_child=_forked)
+
+
+def current_pid() -> int:
+    """``os.getpid()`` without the system call (after a fork, the child's own)."""
+    return _Process.pid
+
+
 def pack_commands(commands: Sequence[Sequence[Any]]) -> bytes:
     """Commands in Redis's wire format, as redis-py would write them (UTF-8 text, numbers
     as their repr) in a fraction of its time: packing a publish's EVALSHA cost redis-py more
@@ -70,6 +90,30 @@ def script_head(sha: str, keys: tuple[Any, ...], nargs: int) -> bytes:
     return pack_head(3 + len(keys) + nargs, ("EVALSHA", sha, len(keys), *keys))
 
 
+@functools.lru_cache(maxsize=1024)
+def script_form(sha: str, keys: tuple[Any, ...], nargs: int) -> bytes:
+    """The whole command as a %-format of its arguments' lengths and values (see
+    :func:`bulk_values`): one formatting per call instead of packing piece by piece."""
+    return script_head(sha, keys, nargs).replace(b"%", b"%%") + b"$%d\r\n%b\r\n" * nargs
+
+
+def bulk_values(args: Sequence[Any]) -> tuple[Any, ...]:
+    """``len(data), data`` of each argument as Redis gets it, for :func:`script_form`."""
+    out: list[Any] = []
+    for arg in args:
+        kind = type(arg)
+        if kind is bytes:
+            data = arg
+        elif kind is str:
+            data = arg.encode()
+        elif kind is int or kind is float:
+            data = repr(arg).encode()
+        else:
+            data = _encode_other(arg)
+        out += (len(data), data)
+    return tuple(out)
+
+
 def _encode_other(arg: Any) -> bytes:
     if isinstance(arg, (bytes, bytearray)):
         return bytes(arg)
@@ -117,17 +161,27 @@ class FastPath:
 
     def _connection(self) -> Any:
         held: Held | None = getattr(self._local, "held", None)
-        if held is None or held.pid != os.getpid():
+        if held is None or held.pid != current_pid():
             held = self._local.held = Held(self.client.connection_pool, get_connection(self.client))
         return held.connection
 
-    def execute(self, *args: Any, retry: bool = True, packed: bytes | None = None) -> Any:
+    def execute(
+        self, *args: Any, retry: bool = True, packed: bytes | None = None, spin: float = 0.0
+    ) -> Any:
         """Run one command; ``retry=False`` for one that must not run twice (a reserve whose
         reply was lost may already have taken messages). ``packed``: the command already in
-        wire format (``args`` are still needed, for a retry through the client)."""
+        wire format (``args`` are still needed, for a retry through the client). ``spin``:
+        seconds to look for the reply without sleeping first (a connection of ours only,
+        see ``resp.Connection.round_trip``), for a command Redis answers at once."""
+        return self._request(packed or pack_commands((args,)), args, retry, spin)
+
+    def _request(self, packed: bytes, args: tuple[Any, ...], retry: bool, spin: float) -> Any:
         connection = self._connection()
         try:
-            connection.send_packed_command([packed or pack_commands((args,))])
+            round_trip = getattr(connection, "round_trip", None)  # ours has it, redis-py's not
+            if round_trip is not None:
+                return round_trip(packed, spin)
+            connection.send_packed_command([packed])
             return connection.read_response()
         except errors.REDIS_ERRORS:
             connection.disconnect()
@@ -177,23 +231,32 @@ class FastPath:
         args: Sequence[Any],
         retry: bool = True,
         same_keys: bool = False,
+        spin: float = 0.0,
     ) -> Any:
         """Run a script by its SHA. ``same_keys``: these keys come again and again (a
-        publish to one queue), so the command up to its arguments is packed once for them."""
+        publish to one queue), so the command up to its arguments is packed once for them.
+        ``spin``: as for :meth:`execute`."""
         try:
-            return self._evalsha(script.sha, keys, args, retry, same_keys)
+            return self._evalsha(script.sha, keys, args, retry, same_keys, spin)
         except errors.NoScriptError:
             # A restarted or flushed Redis forgot the script: load it again, once.
             script.sha = self.client.script_load(script.script)
-            return self._evalsha(script.sha, keys, args, retry, same_keys)
+            return self._evalsha(script.sha, keys, args, retry, same_keys, spin)
 
     def _evalsha(
-        self, sha: str, keys: Sequence[Any], args: Sequence[Any], retry: bool, same_keys: bool
+        self,
+        sha: str,
+        keys: Sequence[Any],
+        args: Sequence[Any],
+        retry: bool,
+        same_keys: bool,
+        spin: float,
     ) -> Any:
-        packed = None
-        if same_keys:
-            packed = script_head(sha, tuple(keys), len(args)) + pack_args(args)
-        return self.execute("EVALSHA", sha, len(keys), *keys, *args, retry=retry, packed=packed)
+        command = ("EVALSHA", sha, len(keys), *keys, *args)
+        if not same_keys:
+            return self._request(pack_commands((command,)), command, retry, spin)
+        packed = script_form(sha, tuple(keys), len(args)) % bulk_values(args)
+        return self._request(packed, command, retry, spin)
 
 
 class Lane:

@@ -4,12 +4,15 @@ the publish script (restarted, flushed) is served again."""
 
 from __future__ import annotations
 
+import os
+
 import pytest
 import redis
 
 from minicelery import Celery
 from minicelery.exceptions import OperationalError
 from minicelery.message import decode_message
+from minicelery.utils import uuid
 from tests.integration.apps import basic
 
 
@@ -48,3 +51,20 @@ def test_delay_after_redis_forgot_the_publish_script(app: Celery, client: redis.
     basic.add.delay(2, 2)
     basic.add.delay(3, 3)
     assert queue_length(app, client) == 3
+
+
+def test_a_forked_child_never_takes_its_parents_next_task_ids() -> None:
+    uuid()  # the parent has ids drawn ahead
+    read, write = os.pipe()
+    child = os.fork()
+    if child == 0:  # pragma: no cover - the child reports through the pipe
+        try:
+            os.write(write, " ".join(uuid() for _ in range(5)).encode())
+        finally:
+            os._exit(0)
+    os.close(write)
+    theirs = set(os.read(read, 1000).decode().split())
+    os.close(read)
+    os.waitpid(child, 0)
+    ours = {uuid() for _ in range(5)}
+    assert len(theirs) == 5 and not theirs & ours

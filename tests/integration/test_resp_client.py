@@ -5,6 +5,8 @@ fork safety, and what it hands to redis-py."""
 from __future__ import annotations
 
 import os
+import signal
+import time
 from pathlib import Path
 
 import pytest
@@ -14,7 +16,8 @@ from minicelery.redislayer import errors
 from minicelery.redislayer.connect import client_for_url
 from minicelery.redislayer.resp import Connection, Options
 from minicelery.redislayer.respclient import RespClient, options_from_url
-from minicelery.redislayer.wire import FastPath
+from minicelery.redislayer.respwait import CROWDED, SPIN_PAUSE
+from minicelery.redislayer.wire import FastPath, current_pid
 from tests.helpers import RedisServer
 from tests.integration.test_urls import unix_redis  # noqa: F401 - a fixture
 
@@ -158,6 +161,72 @@ def test_a_silent_server_raises_our_timeout(redis_server: RedisServer, key_prefi
         RespClient("", options, retries=1).blpop([f"{key_prefix}:empty"], timeout=1)
 
 
+def test_await_reply_returns_when_the_reply_is_there_or_the_budget_is_spent(
+    redis_server: RedisServer,
+) -> None:
+    connection = Connection(Options(host="127.0.0.1", port=redis_server.port))
+    connection.send_command("PING")
+    started = time.monotonic()
+    connection.await_reply(5.0)
+    assert time.monotonic() - started < 2.0  # the reply came: no need to spend 5 s
+    assert connection.buffered() or connection.can_read(0)
+    assert connection.read_response() == b"PONG"
+    started = time.monotonic()
+    connection.await_reply(0.05)  # nothing was sent: nothing comes
+    assert time.monotonic() - started >= 0.05
+    connection.send_command("PING")  # the connection is as it was
+    assert connection.read_response() == b"PONG"
+
+
+def test_replies_that_came_while_another_process_ran_are_then_awaited_asleep(
+    redis_server: RedisServer,
+) -> None:
+    connection = Connection(Options(host="127.0.0.1", port=redis_server.port))
+    lookout = connection._lookout
+    for _ in range(CROWDED - 1):
+        lookout.note_crowding(True)
+    lookout.note_crowding(False)  # not in a row: a passing process, no sign
+    assert lookout.pause == 0
+    for _ in range(CROWDED):
+        lookout.note_crowding(True)
+    assert lookout.pause == SPIN_PAUSE
+    connection.send_command("PING")
+    connection.await_reply(5.0)  # returns at once: the reply is read asleep
+    assert lookout.pause == SPIN_PAUSE - 1 and not connection._ready
+    assert connection.read_response() == b"PONG"
+
+
+def test_a_signal_during_await_reply_drops_the_connection(redis_server: RedisServer) -> None:
+    connection = Connection(Options(host="127.0.0.1", port=redis_server.port))
+    connection.send_command("BLPOP", "await-reply:none", 1)  # a reply not due for 1 s
+
+    def interrupt(signum: int, frame: object) -> None:
+        raise KeyboardInterrupt
+
+    previous = signal.signal(signal.SIGALRM, interrupt)
+    signal.setitimer(signal.ITIMER_REAL, 0.05)
+    try:
+        with pytest.raises(KeyboardInterrupt):
+            connection.await_reply(5.0)
+    finally:
+        signal.setitimer(signal.ITIMER_REAL, 0)
+        signal.signal(signal.SIGALRM, previous)
+    assert connection._sock is None  # the BLPOP's late reply must not answer the next command
+    connection.send_command("PING")
+    assert connection.read_response() == b"PONG"
+
+
+@pytest.mark.parametrize("ours", [True, False])
+def test_a_fast_path_command_that_spins_on_either_client(
+    rc: RespClient, redis_server: RedisServer, key_prefix: str, ours: bool
+) -> None:
+    client = rc if ours else redis.Redis(port=redis_server.port)
+    fast = FastPath(client)
+    assert fast.execute("RPUSH", f"{key_prefix}:spun", "a", spin=0.01) == 1
+    assert fast.execute("RPUSH", f"{key_prefix}:spun", "b", spin=0.01) == 2
+    client.close()
+
+
 def test_a_forked_child_never_uses_its_parents_sockets(rc: RespClient) -> None:
     connection = rc.connection_pool.get_connection()
     connection.send_command("CLIENT", "ID")
@@ -179,6 +248,26 @@ def test_a_forked_child_never_uses_its_parents_sockets(rc: RespClient) -> None:
     os.waitpid(child, 0)
     assert len(ids) == 2 and parent_id not in ids
     assert int(rc.execute_command("CLIENT", "ID")) == parent_id  # the parent's still works
+
+
+def test_a_forked_child_takes_a_fast_path_connection_of_its_own(rc: RespClient) -> None:
+    fast = FastPath(rc)
+    parent_id = int(fast.execute("CLIENT", "ID", spin=0.01))
+    read, write = os.pipe()
+    child = os.fork()
+    if child == 0:  # pragma: no cover - the child reports through the pipe
+        try:
+            os.write(
+                write, f"{current_pid() == os.getpid()} {fast.execute('CLIENT', 'ID')}".encode()
+            )
+        finally:
+            os._exit(0)
+    os.close(write)
+    same_pid, child_id = os.read(read, 100).decode().split()
+    os.close(read)
+    os.waitpid(child, 0)
+    assert same_pid == "True" and int(child_id) != parent_id
+    assert int(fast.execute("CLIENT", "ID")) == parent_id  # the parent's is still its own
 
 
 def test_what_ours_lacks_goes_to_redis_py(rc: RespClient, key_prefix: str) -> None:

@@ -117,3 +117,26 @@ def test_an_exception_mid_reply_drops_the_connection(
     with pytest.raises(KeyboardInterrupt):
         connection.read_response()
     assert connection._sock is None
+
+
+def test_a_round_trip_that_looks_for_its_reply_reads_it_whole(
+    pair: tuple[Connection, socket.socket],
+) -> None:
+    """The reply is read without the socket's poll once seen: in one piece, or in two with
+    the second likely after the look gave up (either way the reply is whole)."""
+    connection, server = pair
+    ping = b"*1\r\n$4\r\nPING\r\n"
+
+    def answer() -> None:
+        for pieces in ((b"$5\r\nfirst\r\n",), (b"*2\r\n$1\r\na", b"\r\n:7\r\n")):
+            assert server.recv(100) == ping
+            server.sendall(pieces[0])
+            for piece in pieces[1:]:
+                threading.Event().wait(0.02)  # not a synchronisation: any order reads the same
+                server.sendall(piece)
+
+    replier = threading.Thread(target=answer)
+    replier.start()
+    assert connection.round_trip(ping, spin=1.0) == b"first"
+    assert connection.round_trip(ping, spin=0.001) == [b"a", 7]
+    replier.join()

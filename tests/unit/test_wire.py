@@ -11,9 +11,11 @@ from minicelery.broker import OutgoingMessage
 from minicelery.broker.redis import RedisBroker
 from minicelery.redislayer.memory import memory_client
 from minicelery.redislayer.wire import (
+    bulk_values,
     pack_args,
     pack_commands,
     pack_head,
+    script_form,
     script_head,
 )
 
@@ -58,6 +60,18 @@ def test_a_script_call_packed_from_its_head_is_the_whole_command() -> None:
     expected = b"".join(Connection().pack_command("EVALSHA", sha, 2, *keys, *args))
     assert script_head(sha, keys, len(args)) + pack_args(args) == expected
     assert pack_head(7, ("EVALSHA", sha, 2, *keys)) + pack_args(args) == expected
+
+
+@pytest.mark.parametrize(
+    "args",
+    [(b"\x00%s%d\r\n", 9), ("ünï%s", 1.5, -3, Name("n")), (bytearray(b"%b"), memoryview(b"m"))],
+)
+def test_a_script_call_formatted_from_its_form_is_the_whole_command(args: tuple[Any, ...]) -> None:
+    sha, keys = "f" * 40, ("{p}:q:%s:0", "{p}:wake:%d%%")  # a % in a key is no format
+    expected = b"".join(Connection().pack_command("EVALSHA", sha, 2, *keys, *args))
+    assert script_form(sha, keys, len(args)) % bulk_values(args) == expected
+    with pytest.raises(TypeError):
+        bulk_values((None,))
 
 
 def test_a_publish_runs_again_after_redis_forgot_its_script(

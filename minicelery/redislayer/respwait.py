@@ -1,0 +1,90 @@
+"""Waiting for a reply due within microseconds (a publish) without sleeping: the socket is
+looked at for a bounded time, the CPU yielded at each look, and the waiting done asleep
+again while another process is seen to need this CPU. And a socket's writes and reads
+without the poll Python makes before each on a socket with a timeout."""
+
+from __future__ import annotations
+
+import os
+import select
+import socket
+import time
+from typing import Any
+
+#: Gives the CPU to another runnable process, if any (where the platform can).
+_yield_cpu: Any = getattr(os, "sched_yield", lambda: None)
+
+#: Seconds a yield of the CPU took beyond which another process ran meanwhile.
+YIELDED = 5e-6
+CROWDED = 3  # replies in a row that came after such a yield, after which ...
+SPIN_PAUSE = 100  # ... this many are waited for asleep
+
+CHUNK = 65536  # bytes asked of the socket per read
+
+
+class Lookout:
+    """One connection's looking for its replies (see :meth:`look`)."""
+
+    def __init__(self) -> None:
+        self._poll: Any = None  # a select.poll of the socket looked at
+        self.pause = 0  # replies still to wait for asleep
+        self.crowded = 0  # replies in a row that came while another process had the CPU
+
+    def forget(self) -> None:
+        """The socket is closed: the next one is another."""
+        self._poll = None
+
+    def look(self, sock: socket.socket, budget: float) -> bool:
+        """Whether ``sock`` became readable within ``budget`` seconds of looking, False at
+        once while pausing. A process asleep in ``recv`` is woken only after the reply
+        lands, and on a virtual machine whose idle CPUs halt that wake-up alone can take
+        longer than a local Redis took to answer; looking costs at most ``budget`` of CPU,
+        given up at each look to any process waiting for it."""
+        if self.pause:
+            self.pause -= 1
+            return False
+        poll = self._poll
+        if poll is None:
+            poll = self._poll = select.poll()
+            poll.register(sock, select.POLLIN)
+        ready, clock = poll.poll, time.perf_counter
+        now = clock()
+        deadline, crowded = now + budget, False
+        while not ready(0):
+            if now >= deadline:
+                return False
+            _yield_cpu()
+            before, now = now, clock()
+            crowded = crowded or now - before > YIELDED
+        self.note_crowding(crowded)
+        return True
+
+    def note_crowding(self, crowded: bool) -> None:
+        """After :data:`CROWDED` replies in a row that came while another process had this
+        CPU (Redis on the same one, which answers only while this process waits, so that
+        waiting asleep costs less; or a busy neighbour), wait for the next
+        :data:`SPIN_PAUSE` asleep. A lone long yield (an interrupt, a passing process) is
+        no such sign."""
+        self.crowded = self.crowded + 1 if crowded else 0
+        if self.crowded >= CROWDED:
+            self.crowded, self.pause = 0, SPIN_PAUSE
+
+
+def write(sock: socket.socket, data: bytes) -> None:
+    """``sock.sendall(data)`` without the poll a socket with a timeout makes before each
+    send: a command is written at once unless the socket's buffer is full."""
+    try:
+        sent = os.write(sock.fileno(), data)
+    except BlockingIOError:
+        sent = 0
+    if sent < len(data):
+        sock.sendall(memoryview(data)[sent:])
+
+
+def read_ready(sock: socket.socket) -> bytes:
+    """What a socket seen readable holds, read without the poll ``sock.recv`` makes first
+    on a socket with a timeout."""
+    try:
+        return os.read(sock.fileno(), CHUNK)
+    except BlockingIOError:  # seen readable, and yet not: read as usual
+        return sock.recv(CHUNK)
