@@ -18,6 +18,7 @@ _yield_cpu: Any = getattr(os, "sched_yield", lambda: None)
 YIELDED = 5e-6
 CROWDED = 3  # replies in a row that came after such a yield, after which ...
 SPIN_PAUSE = 100  # ... this many are waited for asleep
+LATE = 3  # replies in a row slower than the budget (a Redis across a network): pause too
 
 CHUNK = 65536  # bytes asked of the socket per read
 
@@ -29,6 +30,7 @@ class Lookout:
         self._poll: Any = None  # a select.poll of the socket looked at
         self.pause = 0  # replies still to wait for asleep
         self.crowded = 0  # replies in a row that came while another process had the CPU
+        self.late = 0  # replies in a row that came after the budget was spent
 
     def forget(self) -> None:
         """The socket is closed: the next one is another."""
@@ -52,12 +54,22 @@ class Lookout:
         deadline, crowded = now + budget, False
         while not ready(0):
             if now >= deadline:
+                self._note_late()
                 return False
             _yield_cpu()
             before, now = now, clock()
             crowded = crowded or now - before > YIELDED
+        self.late = 0
         self.note_crowding(crowded)
         return True
+
+    def _note_late(self) -> None:
+        """A reply slower than the budget: after :data:`LATE` in a row (Redis on another
+        machine, whose round trip no look of microseconds covers), wait for the next
+        :data:`SPIN_PAUSE` asleep rather than spend the budget's CPU on each for nothing."""
+        self.late += 1
+        if self.late >= LATE:
+            self.late, self.pause = 0, SPIN_PAUSE
 
     def note_crowding(self, crowded: bool) -> None:
         """After :data:`CROWDED` replies in a row that came while another process had this

@@ -140,3 +140,31 @@ def test_a_round_trip_that_looks_for_its_reply_reads_it_whole(
     assert connection.round_trip(ping, spin=1.0) == b"first"
     assert connection.round_trip(ping, spin=0.001) == [b"a", 7]
     replier.join()
+
+
+def test_replies_slower_than_the_budget_stop_the_looking_for_a_while() -> None:
+    """A Redis across a network answers after any budget of microseconds: after LATE such
+    replies in a row the connection waits asleep for the next SPIN_PAUSE, so a client of a
+    remote Redis does not spend the budget's CPU on every command."""
+    from minicelery.redislayer.respwait import LATE, SPIN_PAUSE, Lookout
+
+    ours, theirs = socket.socketpair()
+    try:
+        lookout = Lookout()
+        for _ in range(LATE - 1):
+            assert not lookout.look(ours, 0.0002)  # nothing written: the budget runs out
+        assert lookout.pause == 0
+        theirs.sendall(b"+OK\r\n")
+        assert lookout.look(ours, 0.5)  # a reply in time: the count starts again
+        ours.recv(16)
+        for _ in range(LATE - 1):
+            assert not lookout.look(ours, 0.0002)
+        assert lookout.pause == 0
+        assert not lookout.look(ours, 0.0002)
+        assert lookout.pause == SPIN_PAUSE
+        theirs.sendall(b"+OK\r\n")
+        assert not lookout.look(ours, 0.5)  # pausing: not looked at, waited for asleep
+        assert lookout.pause == SPIN_PAUSE - 1
+    finally:
+        ours.close()
+        theirs.close()
