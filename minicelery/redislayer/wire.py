@@ -191,7 +191,7 @@ class FastPath:
 
     def pipeline(
         self, commands: Sequence[Sequence[Any]], packed: bytes | None = None,
-        abandon_on: tuple[type[Exception], ...] = (), retry: bool = True,
+        abandon_on: tuple[type[Exception], ...] = (), retry: bool = True, spin: float = 0.0,
     ) -> list[Any]:  # fmt: skip
         """Send ``commands`` in one write and read their replies; an error reply is
         returned in place (as the exception), not raised. ``packed``: the commands already
@@ -201,13 +201,18 @@ class FastPath:
         script Redis forgot would sit out its block), and the error is raised.
         ``retry=False`` for commands that must not run twice: a reply that timed out may
         still come from a Redis that hung, and the commands run then, on the connection
-        given up (a reserve sent again would take a second batch nobody runs)."""
+        given up (a reserve sent again would take a second batch nobody runs).
+        ``spin``: seconds to look for each reply without sleeping first (as for
+        :meth:`execute`)."""
         connection = self._connection()
         try:
             connection.send_packed_command([packed or pack_commands(commands)])
             replies: list[Any] = []
+            look = getattr(connection, "await_reply", None) if spin else None  # ours only
             for _ in commands:
                 try:
+                    if look is not None:
+                        look(spin)
                     replies.append(connection.read_response())
                 except errors.ResponseError as exc:
                     if not replies and isinstance(exc, abandon_on):

@@ -224,6 +224,8 @@ def test_a_fast_path_command_that_spins_on_either_client(
     fast = FastPath(client)
     assert fast.execute("RPUSH", f"{key_prefix}:spun", "a", spin=0.01) == 1
     assert fast.execute("RPUSH", f"{key_prefix}:spun", "b", spin=0.01) == 2
+    pipelined = [("RPUSH", f"{key_prefix}:spun", "c"), ("BLPOP", f"{key_prefix}:none", 0.05)]
+    assert fast.pipeline(pipelined, spin=0.001) == [3, None]  # the second: after the spin
     client.close()
 
 
