@@ -1,0 +1,159 @@
+"""The fork server's life cycle when the worker's app is imported by name (``-A``): a fresh
+interpreter started by exec forks the children, lingers after its last fork, then leaves,
+and a later fork (a crash's replacement, recycling, pool_grow, autoscaling) starts another
+one. A worker whose app cannot be imported by name (``app.worker_main()`` in a script)
+keeps the server forked from its main process. No process outlives a shutdown."""
+
+from __future__ import annotations
+
+import os
+import signal
+import sys
+from collections.abc import Iterator
+
+import pytest
+
+from minicelery import Celery
+from tests.helpers import (
+    ManagedProcess,
+    RedisServer,
+    WorkerFactory,
+    child_pids,
+    descendant_pids,
+    is_fork_server,
+    mode_args,
+    pid_alive,
+    pointed_at,
+    process_name,
+    wait_until,
+)
+from tests.integration.apps.lean import app as lean_app
+from tests.integration.apps.lean import loaded, pid
+
+pytestmark = pytest.mark.skipif(not os.path.isdir("/proc"), reason="Linux only")
+
+LEAN = "tests.integration.apps.lean"
+QUICK = {"MINICELERY_FORK_SERVER_LINGER": "0.5"}  # seconds a server stays after its last fork
+TIMEOUT = 20.0
+
+
+@pytest.fixture
+def lean(redis_server: RedisServer, key_prefix: str) -> Iterator[Celery]:
+    with pointed_at(lean_app, redis_server, key_prefix) as pointed:
+        yield pointed
+
+
+def servers(worker: ManagedProcess) -> list[int]:
+    return [p for p in child_pids(worker.pid) if is_fork_server(p)]
+
+
+def cmdline(pid: int) -> list[str]:
+    with open(f"/proc/{pid}/cmdline", "rb") as handle:
+        return [part.decode() for part in handle.read().split(b"\0") if part]
+
+
+def no_server(worker: ManagedProcess) -> bool:
+    return not servers(worker)
+
+
+def test_children_come_from_an_exec_server_that_leaves_when_idle(
+    lean: Celery, worker_factory: WorkerFactory
+) -> None:
+    """The first server is a fresh interpreter: its children never imported the command
+    line (click), which the main process did. After its linger only main + children are
+    left, and the children still run tasks."""
+    worker = worker_factory(LEAN, concurrency=2, env=QUICK)
+    children = set(worker.children())
+    assert len(children) == 2
+    wait_until(lambda: no_server(worker), TIMEOUT, message="the fork server stayed")
+    assert set(child_pids(worker.pid)) == children
+    assert loaded.delay(["click"]).get(timeout=TIMEOUT) == {"click": False}
+    assert {pid.delay().get(timeout=TIMEOUT) for _ in range(6)} <= children
+
+
+def test_the_first_server_is_started_by_exec(lean: Celery, worker_factory: WorkerFactory) -> None:
+    worker = worker_factory(LEAN, concurrency=1)
+    (server,) = servers(worker)
+    assert any("forkboot" in part for part in cmdline(server)), cmdline(server)
+
+
+def test_a_killed_child_is_replaced_by_a_new_server(
+    lean: Celery, worker_factory: WorkerFactory
+) -> None:
+    worker = worker_factory(LEAN, concurrency=2, env=QUICK)
+    wait_until(lambda: no_server(worker), TIMEOUT, message="the fork server stayed")
+    first = worker.children()
+    victim = first[0]
+    os.kill(victim, signal.SIGKILL)
+    wait_until(lambda: len(worker.children()) == 2 and victim not in worker.children(), TIMEOUT)
+    (replacement,) = set(worker.children()) - set(first)
+    assert process_name(replacement) == "mc-child-3"
+    ran_in = {pid.delay().get(timeout=TIMEOUT) for _ in range(8)}
+    assert victim not in ran_in and ran_in <= set(worker.children())
+    wait_until(lambda: no_server(worker), TIMEOUT, message="the new server stayed")
+
+
+def test_one_task_per_child_recycles_through_one_lingering_server(
+    lean: Celery, worker_factory: WorkerFactory
+) -> None:
+    """``--max-tasks-per-child 1``: a new child per task, all from the server started for
+    the first one (it lingers), not one interpreter per task."""
+    worker = worker_factory(LEAN, concurrency=1, extra_args=["--max-tasks-per-child", "1"])
+    seen = set()
+    started: set[int] = set()
+    for _ in range(5):
+        seen.add(pid.delay().get(timeout=TIMEOUT))
+        started.update(servers(worker))
+    assert len(seen) == 5
+    assert len(started) == 1, started
+
+
+def test_pool_grow_starts_a_server_when_none_runs(
+    lean: Celery, worker_factory: WorkerFactory
+) -> None:
+    worker = worker_factory(LEAN, concurrency=1, env=QUICK)
+    wait_until(lambda: no_server(worker), TIMEOUT, message="the fork server stayed")
+    lean.control.pool_grow(2, reply=True)
+    wait_until(lambda: len(worker.children()) == 3, TIMEOUT)
+    assert {pid.delay().get(timeout=TIMEOUT) for _ in range(9)} <= set(worker.children())
+
+
+def _worker_main_argv(*args: str) -> list[str]:
+    """``app.worker_main([...])`` in a script: the app is the script's, not a name."""
+    rest = list(args[3:])  # drop "-A <module> worker"
+    code = f"from {args[1]} import app; app.worker_main({rest!r})"
+    return [sys.executable, "-c", code]
+
+
+def test_a_worker_started_from_code_keeps_its_forked_server(
+    lean: Celery, redis_server: RedisServer, key_prefix: str
+) -> None:
+    factory = WorkerFactory(redis_server.url, key_prefix, argv_builder=_worker_main_argv)
+    try:
+        worker = factory(LEAN, concurrency=2, extra_args=mode_args(), env=QUICK)
+        (server,) = servers(worker)
+        assert not any("forkboot" in part for part in cmdline(server))
+        victim = worker.children()[0]
+        os.kill(victim, signal.SIGKILL)
+        wait_until(lambda: len(worker.children()) == 2 and victim not in worker.children(),
+                   TIMEOUT)  # fmt: skip
+        assert servers(worker) == [server]  # resident: the same one, past any linger
+        assert {pid.delay().get(timeout=TIMEOUT) for _ in range(4)} <= set(worker.children())
+    finally:
+        factory.cleanup()
+
+
+@pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGQUIT], ids=["warm", "cold"])
+def test_no_process_is_left_when_stopped_while_a_server_starts(
+    lean: Celery, worker_factory: WorkerFactory, sig: int
+) -> None:
+    worker = worker_factory(LEAN, concurrency=2, env=QUICK)
+    wait_until(lambda: no_server(worker), TIMEOUT, message="the fork server stayed")
+    victim = worker.children()[0]
+    os.kill(victim, signal.SIGKILL)
+    booting = wait_until(lambda: servers(worker), TIMEOUT)  # the replacement's server
+    family = [*descendant_pids(worker.pid)]
+    worker.send_signal(sig)
+    assert worker.wait_exit(TIMEOUT) == 0
+    wait_until(lambda: not any(pid_alive(p) for p in [*family, *booting]), TIMEOUT,
+               message="a process outlived its worker")  # fmt: skip
