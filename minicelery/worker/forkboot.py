@@ -64,13 +64,20 @@ def _recv_exactly(sock: socket.socket, size: int) -> bytes:
     return bytes(data)
 
 
+def install_hooks(modules: list[str]) -> None:
+    """Install the import hooks of editable installs as their ``.pth`` files do (this
+    interpreter runs without ``site``: see ``forkexec.boot_argv``)."""
+    for name in modules:
+        importlib.import_module(name).install()
+
+
 def load_app(source: AppSource) -> Celery:
     """The app as the worker's command line made it (see ``cli.main.State.app`` and the
     worker command)."""
     from ..cli.app_loader import find_app  # imports the app package only, not click
     from ..utils.log import redirect_stdouts, setup_logging
 
-    sys.path[:] = source.path
+    sys.path[:] = [*sys.path[:1], *(p for p in source.path if p != sys.path[0])]
     app = find_app(source.spec)
     if source.config:
         app.config_from_object(source.config)
@@ -114,6 +121,7 @@ def _boot(sock: socket.socket, fds: list[int]) -> tuple[ChildMain, float]:
     from . import sharing
 
     header = pickle.loads(recv_frame(sock))
+    install_hooks(header["hooks"])
     app = load_app(header["source"])
     for name in header["modules"]:  # what pool_restart imported in the servers before
         importlib.import_module(name)

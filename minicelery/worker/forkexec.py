@@ -36,13 +36,40 @@ from .sharing import Shared
 if TYPE_CHECKING:
     from ..app import Celery
 
-# Seconds a server stays after its last request; the variable is for tests, which cannot
-# wait that long to see one leave.
-LINGER = float(os.environ.get("MINICELERY_FORK_SERVER_LINGER", "45"))
+# Seconds a server stays after its last request: recycling (one child per task with
+# max_tasks_per_child=1), a restart or a burst of crashes forks through one server, while
+# an idle worker is back to its main process and children soon. The variable is for tests,
+# which cannot wait that long to see one leave.
+LINGER = float(os.environ.get("MINICELERY_FORK_SERVER_LINGER", "20"))
 BOOT_TIMEOUT = 60.0  # seconds the worker's start waits for its first server
 _PACKAGE_ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-BOOT = (f"import sys; sys.path.insert(0, {_PACKAGE_ROOT!r}); "
-        "from minicelery.worker.forkboot import main; main()")  # fmt: skip
+BOOT = "import sys; sys.path[:] = {path!r}; from minicelery.worker.forkboot import main; main()"
+
+
+def boot_argv(sock: int, fds: list[int]) -> list[str]:
+    """The server's command line: ``-S``, without the ``site`` module, which costs every
+    child megabytes (an editable install's import hook brings pathlib): the server gets
+    this process's ``sys.path`` instead, and the import hooks of editable installs but
+    this package's own (see :func:`.forkboot.install_hooks`)."""
+    path = [_PACKAGE_ROOT, *(p for p in sys.path if p != _PACKAGE_ROOT)]
+    return [sys.executable, "-S", "-c", BOOT.format(path=path), str(sock),
+            ",".join(str(fd) for fd in fds)]  # fmt: skip
+
+
+def import_hooks() -> list[str]:
+    """The modules of the import hooks editable installs put on ``sys.meta_path`` (their
+    ``.pth`` files do, which ``-S`` skips), but the one that maps this package."""
+    found = []
+    for finder in sys.meta_path:
+        module = sys.modules.get(type(finder).__module__)
+        mapping = getattr(module, "MAPPING", None)
+        if module is None or not isinstance(mapping, dict) or not callable(
+            getattr(module, "install", None)
+        ):
+            continue
+        if set(mapping) - {"minicelery"}:
+            found.append(module.__name__)
+    return found
 
 
 _sources: weakref.WeakKeyDictionary[Celery, AppSource] = weakref.WeakKeyDictionary()
@@ -79,8 +106,7 @@ class ExecForkServer(forkserver.ForkServer):
         """Start the server (returns at once: see :meth:`readable`)."""
         ours, theirs = socket.socketpair()
         passed = [theirs.fileno(), *self.shared.fds]
-        argv = [sys.executable, "-c", BOOT, str(theirs.fileno()),
-                ",".join(str(fd) for fd in self.shared.fds)]  # fmt: skip
+        argv = boot_argv(theirs.fileno(), self.shared.fds)
         for fd in passed:
             os.set_inheritable(fd, True)
         try:
@@ -91,6 +117,7 @@ class ExecForkServer(forkserver.ForkServer):
             theirs.close()
         self._sock, self.ready = ours, False
         header = {"source": self.source, "modules": self.modules, "linger": LINGER,
+                  "hooks": import_hooks(),
                   "sizes": self.shared.sizes, "sems": self.shared.sems}  # fmt: skip
         with contextlib.suppress(OSError):  # it died at once: readable() says so
             send_frame(ours, pickle.dumps(header))
