@@ -99,4 +99,6 @@ def _boot_by_exec(pool: PreforkPool, plan: tuple[Any, ...]) -> Any:
                        "the worker keeps one forked from its main process", exc)  # fmt: skip
         return None
     pool.boot = forkexec.ExecForkServer(source, description, shared, [])
-    return sharing.load(description, shared)
+    loaded = sharing.load(description, shared)
+    pool.boot.begin()  # it loads the app while this process builds the rest of the worker
+    return loaded

@@ -204,6 +204,8 @@ class PreforkPool(Pool):
             elif child is None:
                 waker.drain()
             elif child is SERVER and self.spawner is not None:
+                if self._stopping:  # a warm shutdown began: no child is wanted any more
+                    self.spawner.drop()
                 for born in self.spawner.readable():
                     self._add_child(*born)
             elif isinstance(child, Child) and child.pid in self.children:

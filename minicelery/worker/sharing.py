@@ -140,9 +140,11 @@ def describe(objects: Any) -> tuple[bytes, Shared]:
     fds, sizes = [], []
     for index, memory in regions:
         fd = os.memfd_create(f"mc-shared-{index}")
-        os.ftruncate(fd, len(memory))
-        with mmap.mmap(fd, len(memory)) as copy:
-            copy[:] = memory[:]
+        os.ftruncate(fd, len(memory))  # zeroed: pages nobody touches take no memory
+        data = memory[:]
+        if data.strip(b"\0"):
+            with mmap.mmap(fd, len(memory)) as copy:
+                copy[:] = data
         fds.append(fd)
         sizes.append(len(memory))
     sem_fd = os.memfd_create("mc-locks")

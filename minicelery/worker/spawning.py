@@ -57,7 +57,8 @@ class Spawner:
         forkserver.become_subreaper()
         if self.booted is not None:
             try:
-                self.booted.begin()
+                if not self.booted.running:
+                    self.booted.begin()
                 self.booted.wait_ready()
                 self.on_watch(self.booted.fileno(), None)
                 return
@@ -170,9 +171,9 @@ class Spawner:
                 self.on_watch(None, fd)
                 self.booted.stop()  # the next child comes from a server that imports them anew
 
-    def stop(self) -> None:
-        """The pool stops: drop what waits, stop the servers (one still starting is
-        killed), and give the process back as it was."""
+    def drop(self) -> None:
+        """Fork nothing more (the worker shuts down): drop what waits, and stop the exec'd
+        server (one still starting is killed)."""
         for waiting in self.pending:
             waiting.parent_conn.close()
             waiting.child_conn.close()
@@ -180,6 +181,11 @@ class Spawner:
         if self.booted is not None and self.booted.running:
             self.on_watch(None, self.booted.fileno())
             self.booted.stop()
+
+    def stop(self) -> None:
+        """The pool stops: :meth:`drop`, stop the forked server, and give the process back
+        as it was."""
+        self.drop()
         if self.forks is not None:
             self.forks.stop()
         forkserver.restore_subreaper()
