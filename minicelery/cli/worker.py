@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import platform
 import re
 import sys
@@ -45,6 +46,18 @@ def mask_url(url: str | None) -> str:
     return re.sub(r"(://[^:/@]*:)[^@]*@", r"\1**@", url)
 
 
+def platform_name() -> str:
+    """``platform.platform()`` as it reads on Linux, without what it costs there: it runs
+    ``uname -p`` in a subprocess for the processor (blank or the machine again, both left
+    out of the name), which brings the subprocess module into the main process for good."""
+    if not sys.platform.startswith("linux"):
+        return platform.platform()
+    uname = os.uname()
+    libc, version = platform.libc_ver()
+    parts = [uname.sysname, uname.release, uname.machine, "with", libc + version]
+    return "-".join(part.replace(" ", "_").replace("/", "-") for part in parts if part)
+
+
 def banner(app: Celery, worker: WorkController, broker_url: str, backend_url: str | None) -> str:
     tasks = sorted(name for name in app.tasks if not name.startswith("minicelery."))
     task_lines = "\n".join(f"  . {name}" for name in tasks) or "  (none)"
@@ -54,7 +67,7 @@ def banner(app: Celery, worker: WorkController, broker_url: str, backend_url: st
     return f"""
  -------------- {worker.hostname} v{__version__}
 --- ***** -----
--- ******* ---- {platform.platform()} {__import__("datetime").datetime.now():%Y-%m-%d %H:%M:%S}
+-- ******* ---- {platform_name()} {__import__("datetime").datetime.now():%Y-%m-%d %H:%M:%S}
 - *** --- * ---
 - ** ---------- [config]
 - ** ---------- .> app:         {app.main}:{id(app):#x}

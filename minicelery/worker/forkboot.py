@@ -98,6 +98,8 @@ def load_app(source: AppSource) -> Celery:
 
 def child_entry(app: Celery, plan: tuple[Any, ...]) -> ChildMain:
     """What each forked child runs: a consuming child, or a classic one fed by the pool."""
+    import multiprocessing  # noqa: F401  (each child names itself with it: shared, imported once)
+
     from .channel import Channel
 
     if plan[0] == "consume":
