@@ -11,17 +11,13 @@ children it forks hold only what a child needs.
 
 from __future__ import annotations
 
-import signal
+import importlib
+import pickle
+import socket
+import struct
 import sys
-
-signal.signal(signal.SIGINT, signal.SIG_IGN)  # first: Ctrl-C is for the main process
-
-import importlib  # noqa: E402
-import pickle  # noqa: E402
-import socket  # noqa: E402
-import struct  # noqa: E402
-from dataclasses import dataclass, field  # noqa: E402
-from typing import TYPE_CHECKING, Any  # noqa: E402
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from ..app import Celery

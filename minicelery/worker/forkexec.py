@@ -43,7 +43,9 @@ if TYPE_CHECKING:
 LINGER = float(os.environ.get("MINICELERY_FORK_SERVER_LINGER", "20"))
 BOOT_TIMEOUT = 60.0  # seconds the worker's start waits for its first server
 _PACKAGE_ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-BOOT = "import sys; sys.path[:] = {path!r}; from minicelery.worker.forkboot import main; main()"
+# Ctrl-C is for the main process: the server ignores it from its first instruction.
+BOOT = ("import signal, sys; signal.signal(signal.SIGINT, signal.SIG_IGN); "
+        "sys.path[:] = {path!r}; from minicelery.worker.forkboot import main; main()")
 
 
 def boot_argv(sock: int, fds: list[int]) -> list[str]:

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import os
 import signal
+import subprocess
 import sys
 from collections.abc import Iterator
 
@@ -162,3 +163,41 @@ def test_no_process_is_left_when_stopped_while_a_server_starts(
     assert worker.wait_exit(TIMEOUT) == 0
     wait_until(lambda: not any(pid_alive(p) for p in [*family, *booting]), TIMEOUT,
                message="a process outlived its worker")  # fmt: skip
+
+
+def test_importing_the_worker_command_leaves_ctrl_c_alone() -> None:
+    """Only the server ignores SIGINT: a process that imports the worker's modules (the
+    ``events`` command does) still ends on Ctrl-C."""
+    code = ("import signal, minicelery.cli.worker, minicelery.worker.forkboot\n"
+            "assert signal.getsignal(signal.SIGINT) is signal.default_int_handler\n")  # fmt: skip
+    subprocess.run([sys.executable, "-c", code], check=True, timeout=30)
+
+
+OTHER = """
+import sys
+from minicelery.worker import sharing
+fds, sizes, sems = eval(sys.argv[1])
+slots, buckets = sharing.load(sys.stdin.buffer.read(), sharing.Shared(fds, sizes, sems))
+held = not slots.locks[1].acquire(True, 0.05)
+free = slots.locks[0].acquire(True, 0.05)
+seen = buckets._find("t") is not None and slots.clock.forward() == 2
+sys.exit(0 if held and free and seen else 1)
+"""
+
+
+def test_shared_memory_and_locks_reach_a_process_started_by_exec() -> None:
+    """The consuming children's shared state, described: a process started by exec that
+    maps the memory files sees what this one writes, and shares its locks."""
+    from minicelery.worker import sharing
+    from minicelery.worker.buckets import SharedBuckets
+    from minicelery.worker.slots import Slots
+
+    description, shared = sharing.describe((Slots(4), SharedBuckets()))
+    slots, buckets = sharing.load(description, shared)
+    buckets.set_rate("t", 5.0)
+    slots.clock.forward()
+    assert slots.locks[1].acquire(True, 0.1)
+    spec = repr((shared.fds, shared.sizes, shared.sems))
+    subprocess.run([sys.executable, "-c", OTHER, spec], input=description, check=True,
+                   pass_fds=shared.fds, timeout=30)  # fmt: skip
+    assert slots.clock.value == 2
