@@ -143,5 +143,8 @@ def main() -> None:
             send_frame(sock, pickle.dumps({"error": f"{type(exc).__name__}: {exc}"}))
         finally:
             raise SystemExit(1) from None
-    send_frame(sock, pickle.dumps({"ok": True}))
+    try:
+        send_frame(sock, pickle.dumps({"ok": True}))
+    except OSError:  # the main process left while this one started
+        raise SystemExit(0) from None
     raise SystemExit(serve(sock, child_main, linger))

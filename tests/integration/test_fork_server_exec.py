@@ -201,3 +201,4 @@ def test_shared_memory_and_locks_reach_a_process_started_by_exec() -> None:
     subprocess.run([sys.executable, "-c", OTHER, spec], input=description, check=True,
                    pass_fds=shared.fds, timeout=30)  # fmt: skip
     assert slots.clock.value == 2
+    shared.close_fds()
