@@ -12,6 +12,7 @@ children it forks hold only what a child needs.
 from __future__ import annotations
 
 import importlib
+import os
 import pickle
 import socket
 import struct
@@ -147,4 +148,9 @@ def main() -> None:
         send_frame(sock, pickle.dumps({"ok": True}))
     except OSError:  # the main process left while this one started
         raise SystemExit(0) from None
-    raise SystemExit(serve(sock, child_main, linger))
+    code = serve(sock, child_main, linger)
+    # At once, without the interpreter's teardown: the main process reaps this one when
+    # its socket closes, and must not wait for it.
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(code)
