@@ -351,6 +351,8 @@ class PreforkPool(Pool):
         """Retire ``n`` children, idle ones first; busy ones leave after their job."""
         n = min(n, self.concurrency - 1)
         self.concurrency -= n
+        if self.spawner is not None:  # children still waiting for a server go first
+            self.spawner.cancel(self._serving() - self.concurrency)
         serving = sorted(
             (c for c in self.children.values() if not c.retiring), key=lambda c: c.job is not None
         )

@@ -171,6 +171,13 @@ class Spawner:
                 self.on_watch(None, fd)
                 self.booted.stop()  # the next child comes from a server that imports them anew
 
+    def cancel(self, n: int) -> None:
+        """No longer ask for the last ``n`` children still waiting (the pool shrank)."""
+        for waiting in self.pending[len(self.pending) - max(0, n):]:
+            waiting.parent_conn.close()
+            waiting.child_conn.close()
+            self.pending.remove(waiting)
+
     def drop(self) -> None:
         """Fork nothing more (the worker shuts down): drop what waits, and stop the exec'd
         server (one still starting is killed)."""
