@@ -61,13 +61,6 @@ def _recv_exactly(sock: socket.socket, size: int) -> bytes:
     return bytes(data)
 
 
-def install_hooks(modules: list[str]) -> None:
-    """Install the import hooks of editable installs as their ``.pth`` files do (this
-    interpreter runs without ``site``: see ``forkexec.boot_argv``)."""
-    for name in modules:
-        importlib.import_module(name).install()
-
-
 def load_app(source: AppSource) -> Celery:
     """The app as the worker's command line made it (see ``cli.main.State.app`` and the
     worker command)."""
@@ -120,7 +113,6 @@ def _boot(sock: socket.socket, fds: list[int]) -> tuple[ChildMain, float]:
     from . import sharing
 
     header = pickle.loads(recv_frame(sock))
-    install_hooks(header["hooks"])
     app = load_app(header["source"])
     for name in header["modules"]:  # what pool_restart imported in the servers before
         importlib.import_module(name)

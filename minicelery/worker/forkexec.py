@@ -49,29 +49,12 @@ BOOT = ("import signal, sys; signal.signal(signal.SIGINT, signal.SIG_IGN); "
 
 
 def boot_argv(sock: int, fds: list[int]) -> list[str]:
-    """The server's command line: ``-S``, without the ``site`` module, which costs every
-    child megabytes (an editable install's import hook brings pathlib): the server gets
-    this process's ``sys.path`` instead, and the import hooks of editable installs but
-    this package's own (see :func:`.forkboot.install_hooks`)."""
+    """The server's command line: this interpreter, with ``site`` (a ``.pth`` file's import
+    hooks and ``sitecustomize`` apply in the children as they did in this process), then
+    this process's ``sys.path``."""
     path = [_PACKAGE_ROOT, *(p for p in sys.path if p != _PACKAGE_ROOT)]
-    return [sys.executable, "-S", "-c", BOOT.format(path=path), str(sock),
+    return [sys.executable, "-c", BOOT.format(path=path), str(sock),
             ",".join(str(fd) for fd in fds)]  # fmt: skip
-
-
-def import_hooks() -> list[str]:
-    """The modules of the import hooks editable installs put on ``sys.meta_path`` (their
-    ``.pth`` files do, which ``-S`` skips), but the one that maps this package."""
-    found = []
-    for finder in sys.meta_path:
-        module = sys.modules.get(type(finder).__module__)
-        mapping = getattr(module, "MAPPING", None)
-        if module is None or not isinstance(mapping, dict) or not callable(
-            getattr(module, "install", None)
-        ):
-            continue
-        if set(mapping) - {"minicelery"}:
-            found.append(module.__name__)
-    return found
 
 
 _sources: weakref.WeakKeyDictionary[Celery, AppSource] = weakref.WeakKeyDictionary()
@@ -119,7 +102,6 @@ class ExecForkServer(forkserver.ForkServer):
             theirs.close()
         self._sock, self.ready = ours, False
         header = {"source": self.source, "modules": self.modules, "linger": LINGER,
-                  "hooks": import_hooks(),
                   "sizes": self.shared.sizes, "sems": self.shared.sems}  # fmt: skip
         with contextlib.suppress(OSError):  # it died at once: readable() says so
             send_frame(ours, pickle.dumps(header))
