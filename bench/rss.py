@@ -1,9 +1,10 @@
 """Per-process memory of an idle worker: ``python -m bench.rss [--concurrency 2]``.
 
 Starts a private redis-server and ``minicelery -A bench.mc_app worker -c N``, runs a few
-no-op tasks and a ``ping``/``stats``, waits ``--idle`` seconds, then prints each process of
-the worker's tree (main process, fork server, children) with its VmRSS, its PSS (shared
-pages counted once over the processes sharing them).
+no-op tasks and a ``ping``/``stats``, waits for the fork server to leave (it lingers a while
+after its last fork: an idle worker has none), then ``--idle`` seconds, then prints each
+process of the worker's tree (main process, children) with its VmRSS, its PSS (shared pages
+counted once over the processes sharing them).
 Modules are compiled to bytecode first, as an installed package's are. Every process it
 starts it stops, by its own PID.
 """
@@ -78,6 +79,16 @@ def _read(log: IO[bytes]) -> bytes:
     return log.read()
 
 
+def wait_for_no_fork_server(main: int, timeout: float = 120.0) -> None:
+    """Until the worker's fork server has left (a worker that keeps one, started from code,
+    times out here)."""
+    deadline = time.monotonic() + timeout
+    while any(role(p, main) == "fork server" for p in descendants(main)):
+        if time.monotonic() > deadline:
+            raise SystemExit("the fork server did not leave")
+        time.sleep(0.5)  # polling /proc for the lingering server's exit
+
+
 def exercise(url: str, tasks: int) -> None:
     """Round trips through the worker (and a ping, stats) before it idles, as the
     benchmark's latency run does."""
@@ -102,6 +113,7 @@ def main() -> None:
         compileall.compile_dir(REPO_ROOT / folder, quiet=1)
     with redis_server() as server, worker(server.url(0), args.concurrency, args.extra) as proc:
         exercise(server.url(0), args.tasks)
+        wait_for_no_fork_server(proc.pid)
         time.sleep(args.idle)  # the idle spell being measured
         pids = [proc.pid, *descendants(proc.pid)]
         rows = [(role(p, proc.pid), status_kib(p, "VmRSS"), pss_kib(p)) for p in pids]

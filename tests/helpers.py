@@ -122,9 +122,24 @@ def process_name(pid: int) -> str | None:
         return None
 
 
+def is_fork_server(pid: int) -> bool:
+    """Whether ``pid`` is a fork server: named so, or one started by exec that has not
+    named itself yet (its interpreter is still starting; the children it forks, which
+    share its command line, are named before they exist)."""
+    name = process_name(pid)
+    if name is None or name.startswith("mc-child-"):
+        return False
+    if name == FORK_SERVER_NAME:
+        return True
+    try:
+        return b"minicelery.worker.forkboot" in Path(f"/proc/{pid}/cmdline").read_bytes()
+    except (FileNotFoundError, ProcessLookupError):
+        return False
+
+
 def pool_pids(pid: int) -> list[int]:
     """The pool's processes among the children of worker ``pid``: not its fork server."""
-    return [child for child in child_pids(pid) if process_name(child) != FORK_SERVER_NAME]
+    return [child for child in child_pids(pid) if not is_fork_server(child)]
 
 
 def descendant_pids(pid: int) -> list[int]:

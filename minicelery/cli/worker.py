@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import platform
 import re
 import sys
@@ -16,6 +17,8 @@ from ..app import Celery
 from ..utils.log import redirect_stdouts, setup_logging
 from ..utils.sysinfo import AUTO_CONCURRENCY, is_auto_concurrency
 from ..worker.controller import WorkController, WorkerOptions, expand_hostname
+from ..worker.forkboot import AppSource
+from ..worker.forkexec import remember_source
 from . import daemon
 from .flags import CeleryFlags, celery_worker_flags, drop_privileges, pool_option
 from .main import State, friendly_errors
@@ -43,6 +46,18 @@ def mask_url(url: str | None) -> str:
     return re.sub(r"(://[^:/@]*:)[^@]*@", r"\1**@", url)
 
 
+def platform_name() -> str:
+    """``platform.platform()`` as it reads on Linux, without what it costs there: it runs
+    ``uname -p`` in a subprocess for the processor (blank or the machine again, both left
+    out of the name), which brings the subprocess module into the main process for good."""
+    if not sys.platform.startswith("linux"):
+        return platform.platform()
+    uname = os.uname()
+    libc, version = platform.libc_ver()
+    parts = [uname.sysname, uname.release, uname.machine, "with", libc + version]
+    return "-".join(part.replace(" ", "_").replace("/", "-") for part in parts if part)
+
+
 def banner(app: Celery, worker: WorkController, broker_url: str, backend_url: str | None) -> str:
     tasks = sorted(name for name in app.tasks if not name.startswith("minicelery."))
     task_lines = "\n".join(f"  . {name}" for name in tasks) or "  (none)"
@@ -52,7 +67,7 @@ def banner(app: Celery, worker: WorkController, broker_url: str, backend_url: st
     return f"""
  -------------- {worker.hostname} v{__version__}
 --- ***** -----
--- ******* ---- {platform.platform()} {__import__("datetime").datetime.now():%Y-%m-%d %H:%M:%S}
+-- ******* ---- {platform_name()} {__import__("datetime").datetime.now():%Y-%m-%d %H:%M:%S}
 - *** --- * ---
 - ** ---------- [config]
 - ** ---------- .> app:         {app.main}:{id(app):#x}
@@ -164,6 +179,10 @@ def worker(
         app.conf.include = (*app.conf.include, *flags.includes())
     daemon.start(files, detach, umask)  # with --detach, only the daemon returns
     setup_logging(loglevel.upper(), files.logfile, app.conf.worker_hijack_root_logger)
+    if state.app_spec:  # the pool's fork servers load the app again, by this name
+        _remember_source(state, app, loglevel.upper(), files.logfile,
+                         {"task_events": task_events, "children_consume": children_consume,
+                          "include": bool(flags.include)})  # fmt: skip
     drop_privileges(flags.uid, flags.gid)  # after the pidfile and log file are open
     for note in flags.notes():
         click.echo(note, err=True)
@@ -195,6 +214,23 @@ def worker(
         _embed_beat(app)
     controller.install_signal_handlers()
     sys.exit(controller.start())  # the pidfile is removed at exit
+
+
+def _remember_source(
+    state: State, app: Celery, loglevel: str, logfile: str | None, given: dict[str, Any]
+) -> None:
+    """Tell the pool how this command loaded the app and what it changed in its settings:
+    its fork servers, fresh interpreters, do the same."""
+    changed: dict[str, Any] = {}
+    if given["task_events"]:
+        changed["worker_send_task_events"] = True
+    if given["children_consume"] is not None:
+        changed["worker_children_consume"] = given["children_consume"]
+    if given["include"]:
+        changed["include"] = tuple(app.conf.include)
+    assert state.app_spec is not None
+    remember_source(app, AppSource(state.app_spec, state.config, state.broker, state.backend,
+                                   changed, loglevel, logfile, list(sys.path)))  # fmt: skip
 
 
 def _concurrency(value: str | None) -> int | str | None:

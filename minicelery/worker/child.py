@@ -7,7 +7,6 @@ Children ignore SIGINT (the terminal's Ctrl-C is for the main process), turn SIG
 from __future__ import annotations
 
 import logging
-import multiprocessing
 import os
 import signal
 import sys
@@ -102,6 +101,11 @@ def prepare(app: Celery, index: int) -> None:
     signal.signal(signal.SIGCHLD, signal.SIG_DFL)
     signal.signal(signal.SIGUSR1, _soft_limit)
     signal.pthread_sigmask(signal.SIG_SETMASK, set())
+    # Imported here, not by the module: the main process imports this module for its
+    # constants and needs no multiprocessing (its log records say MainProcess without it).
+    # A fork server imports it before it forks, so its children share those pages.
+    import multiprocessing
+
     multiprocessing.current_process().name = f"ForkPoolWorker-{index}"
     # The parent's sockets are not ours: open fresh ones lazily. Keep the inherited objects
     # referenced so their finalizers (an embedded server's shutdown) never run in a child.

@@ -77,6 +77,27 @@ def die_with_parent(parent: int) -> None:
         os._exit(EXIT_ORPHANED)
 
 
+_was_subreaper: bool | None = None  # before become_subreaper(), until restore_subreaper()
+
+
+def become_subreaper() -> None:
+    """Adopt this process's orphaned descendants: the children a fork server forks twice."""
+    global _was_subreaper
+    if _was_subreaper is None:
+        _was_subreaper = _is_subreaper()
+    if not _prctl(PR_SET_CHILD_SUBREAPER, 1):
+        raise OSError("cannot become a child subreaper")
+
+
+def restore_subreaper() -> None:
+    """A worker embedded in another program (a test's) leaves it as it was: else the
+    program would adopt, and never reap, every orphan of its descendants."""
+    global _was_subreaper
+    if _was_subreaper is False:
+        _prctl(PR_SET_CHILD_SUBREAPER, 0)
+    _was_subreaper = None
+
+
 def supported() -> bool:
     """Whether children can be re-parented to the main process (Linux 3.4+)."""
     return sys.platform.startswith("linux")
@@ -90,20 +111,17 @@ class ForkServer:
         self.pid = 0
         self._sock: socket.socket | None = None
         self._lock = threading.Lock()  # one request at a time (remote control, main loop)
-        self._was_subreaper = False
 
     def start(self) -> None:
         """Fork the server; call before this process starts any thread."""
-        self._was_subreaper = _is_subreaper()
-        if not _prctl(PR_SET_CHILD_SUBREAPER, 1):
-            raise OSError("cannot become a child subreaper")
+        become_subreaper()
         ours, theirs = socket.socketpair()
         pid = os.fork()
         if pid == 0:
             ours.close()
             code = 1
             try:
-                code = _serve(theirs, self.child_main)
+                code = serve(theirs, self.child_main)
             finally:
                 os._exit(code)
         theirs.close()
@@ -140,23 +158,22 @@ class ForkServer:
         self._sock = None
         with contextlib.suppress(ChildProcessError):
             os.waitpid(self.pid, 0)
-        if not self._was_subreaper:
-            # A worker embedded in another program (a test's) leaves it as it was: else
-            # the program would adopt, and never reap, every orphan of its descendants.
-            _prctl(PR_SET_CHILD_SUBREAPER, 0)
+        restore_subreaper()
 
 
-def _serve(sock: socket.socket, child_main: ChildMain) -> int:
-    """The server's loop: one request, one reply, until the main process goes away."""
+def serve(sock: socket.socket, child_main: ChildMain, linger: float | None = None) -> int:
+    """The server's loop: one request, one reply, until the main process goes away or,
+    with ``linger``, no request came for that many seconds."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is for the main process
     for signum in (signal.SIGTERM, signal.SIGQUIT, signal.SIGCHLD, signal.SIGUSR1):
         signal.signal(signum, signal.SIG_DFL)
     signal.pthread_sigmask(signal.SIG_SETMASK, set())
     name_process(PROCESS_NAME)
+    sock.settimeout(linger)
     while True:
         try:
             data, fds, _, _ = socket.recv_fds(sock, 65536, 4)
-        except OSError:
+        except OSError:  # the main process is gone, or nothing came for ``linger``
             return 0
         if not data:
             return 0

@@ -3,8 +3,11 @@ with the worker's name and accepted content types, logging each task's outcome."
 
 from __future__ import annotations
 
+import logging
+import pickle
 from typing import TYPE_CHECKING, Any
 
+from . import forkexec, forkserver, sharing
 from .childintake import Limits
 from .consume import ConsumeSettings
 from .direct import ConsumingPool
@@ -16,6 +19,8 @@ from .prefork import PreforkPool
 if TYPE_CHECKING:
     from ..app import Celery
     from .controller import WorkController
+
+logger = logging.getLogger(__name__)
 
 
 def consume_settings(worker: WorkController, multiplier: int) -> ConsumeSettings | None:
@@ -47,7 +52,13 @@ def make_pool(
     max_memory = options.max_memory_per_child or app.conf.worker_max_memory_per_child
     if options.pool == "prefork" and consume is not None:
         size = options.autoscale[1] if options.autoscale else concurrency
-        return ConsumingPool(app, size, consume, max_memory)
+        consuming = ConsumingPool(app, size, consume, max_memory)
+        plan = ("consume", consume, consuming.slots, consuming.buckets)
+        loaded = _boot_by_exec(consuming, plan)
+        if loaded is not None:  # the same pages, now in memory files a server can map
+            _, _, consuming.slots, consuming.buckets = loaded
+            consuming.shared_clock = consuming.slots.clock
+        return consuming
 
     def run_message(
         queue: str, data: bytes, event_fields: bool
@@ -55,13 +66,15 @@ def make_pool(
         return run_logged(app, queue, data, hostname, accept, with_event_fields=event_fields)
 
     if options.pool == "prefork":
-        return PreforkPool(
+        pool = PreforkPool(
             app,
             options.autoscale[1] if options.autoscale else concurrency,
             run_message,
             max_tasks_per_child,
             max_memory,
         )
+        _boot_by_exec(pool, ("classic", hostname, accept, max_memory))
+        return pool
 
     def run_job(job: Job) -> Done:
         state, requeue, dead_reason, info = run_message(
@@ -70,3 +83,22 @@ def make_pool(
         return Done(job, state, requeue, dead_reason, info=info)
 
     return ThreadPool(concurrency, run_job)
+
+
+def _boot_by_exec(pool: PreforkPool, plan: tuple[Any, ...]) -> Any:
+    """Have ``pool``'s children forked by exec'd fork servers when the app can be imported
+    by name (the command line said how it loaded it): returns ``plan`` loaded back from its
+    description (its shared memory now in memory files), or None for the forked server."""
+    source = forkexec.source_of(pool.app)
+    if source is None or not forkserver.supported():
+        return None
+    try:
+        description, shared = sharing.describe(plan)
+    except (pickle.PicklingError, TypeError, AttributeError, OSError) as exc:
+        logger.warning("The pool cannot be described to a fork server started by exec (%s): "
+                       "the worker keeps one forked from its main process", exc)  # fmt: skip
+        return None
+    pool.boot = forkexec.ExecForkServer(source, description, shared, [])
+    loaded = sharing.load(description, shared)
+    pool.boot.begin()  # it loads the app while this process builds the rest of the worker
+    return loaded

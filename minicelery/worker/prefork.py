@@ -19,7 +19,9 @@ import msgpack
 from . import forkserver
 from .channel import Channel
 from .child import DONE, EVENTS, READY, RESULTS, STOP, ChildRunner, child_main, encode_job
+from .forkexec import ExecForkServer
 from .pool import Done, Event, Job, Lost, Pool, Results, Wake, Waker
+from .spawning import Spawner
 
 if TYPE_CHECKING:
     from ..app import Celery
@@ -28,6 +30,7 @@ logger = logging.getLogger(__name__)
 
 KILL_AFTER = 5.0
 WATCHED = object()  # selector data marking the broker connection
+SERVER = object()  # selector data marking the exec'd fork server's socket
 
 
 @dataclass
@@ -66,18 +69,20 @@ class PreforkPool(Pool):
         self._task_counts: dict[int, int] = {}
         self.max_memory_per_child = max_memory_per_child  # KiB, checked by the child itself
         self.relay_events: Callable[[list[bytes]], None] | None = None  # with -E
-        self.forks: forkserver.ForkServer | None = None
+        self.boot: ExecForkServer | None = None  # set when the app can be imported by name
+        self.spawner: Spawner | None = None
 
     def start(self) -> None:
-        """Start the fork server (before the worker starts any thread), then the children."""
-        if forkserver.supported():
-            self.forks = forkserver.ForkServer(self._child_entry)
-            self.forks.start()
+        """Start the first fork server (before the worker starts any thread), then the
+        children."""
+        self.spawner = Spawner(self._child_entry, self._fork_here, self.boot)
+        self.spawner.on_watch = self._watch_server
+        self.spawner.start()
         for _ in range(self.concurrency):
             self._spawn()
 
     def _child_entry(self, sock: socket.socket, index: int) -> int:
-        """A child's life, in a process the fork server forked (and named)."""
+        """A child's life, in a process the forked fork server forked (and named)."""
         return self._child_life(Channel(sock), index, [])
 
     def _child_life(self, conn: Channel, index: int, inherited: list[Channel]) -> int:
@@ -85,35 +90,24 @@ class PreforkPool(Pool):
         return child_main(self.app, conn, index, self.runner, [*inherited],
                           self.max_memory_per_child)  # fmt: skip
 
-    def _spawn(self) -> Child:
-        parent_conn, child_conn = Channel.pair()
+    def _spawn(self) -> None:
+        """Ask for one more child: born now, or when a starting fork server is ready."""
         index = self._next_index
         self._next_index += 1
-        if self.forks is not None:
-            try:
-                pid = self.forks.spawn(index, child_conn.sock)
-            except (OSError, forkserver.ForkRefused) as exc:
-                self._lose_fork_server(exc)
-            else:
-                child_conn.close()
-                return self._add_child(index, pid, parent_conn)
-        return self._fork_here(index, parent_conn, child_conn)
+        assert self.spawner is not None
+        for born in self.spawner.spawn(index):
+            self._add_child(*born)
 
-    def _lose_fork_server(self, exc: BaseException) -> None:
-        """The fork server died (killed, out of memory) or refused: the pool goes on,
-        forking from this process as it did before there was one, rather than stop."""
-        logger.error(
-            "The fork server (pid %d) is gone (%s): children are forked from the main "
-            "process from now on; restart the worker to have one again",
-            self.forks.pid if self.forks else 0,
-            exc,
-        )
-        if self.forks is not None:
-            self.forks.stop()
-        self.forks = None
+    def _watch_server(self, new: int | None, old: int | None) -> None:
+        """Follow the exec'd fork server's socket (``new``), or stop following it."""
+        if old is not None:
+            with contextlib.suppress(KeyError, ValueError):
+                self.selector.unregister(old)
+        if new is not None:
+            self.selector.register(new, selectors.EVENT_READ, SERVER)
 
-    def _fork_here(self, index: int, parent_conn: Channel, child_conn: Channel) -> Child:
-        """Fork a child from this process (where there is no fork server)."""
+    def _fork_here(self, index: int, parent_conn: Channel, child_conn: Channel) -> int:
+        """Fork a child from this process (where there is no fork server); its PID."""
         inherited = [c.conn for c in self.children.values()]
         # Block signals across fork so the child never runs the parent's handlers before it
         # has installed its own.
@@ -134,7 +128,7 @@ class PreforkPool(Pool):
                 os._exit(code)
         signal.pthread_sigmask(signal.SIG_SETMASK, old)
         child_conn.close()
-        return self._add_child(index, pid, parent_conn)
+        return pid
 
     def _add_child(self, index: int, pid: int, parent_conn: Channel) -> Child:
         child = Child(index, pid, parent_conn)
@@ -209,6 +203,11 @@ class PreforkPool(Pool):
                 events.append(Wake(key.fd))
             elif child is None:
                 waker.drain()
+            elif child is SERVER and self.spawner is not None:
+                if self._stopping:  # a warm shutdown began: no child is wanted any more
+                    self.spawner.drop()
+                for born in self.spawner.readable():
+                    self._add_child(*born)
             elif isinstance(child, Child) and child.pid in self.children:
                 events.extend(self._read(child))
         events.extend(self._enforce_time_limits())
@@ -315,6 +314,8 @@ class PreforkPool(Pool):
         any still alive after a grace period."""
         self._stopping = True
         self._watch(())
+        if self.spawner is not None:  # no child is forked from now on
+            self.spawner.stop()
         events: list[Event] = []
         for child in list(self.children.values()):
             if cold and child.job is not None:
@@ -334,12 +335,11 @@ class PreforkPool(Pool):
         for child in list(self.children.values()):  # did not exit in time: escalate
             _kill(child.pid, signal.SIGKILL)
             events.extend(self._reap(child))
-        if self.forks is not None:
-            self.forks.stop()
         return events
 
     def _serving(self) -> int:
-        return sum(not child.retiring for child in self.children.values())
+        waiting = len(self.spawner.pending) if self.spawner is not None else 0
+        return waiting + sum(not child.retiring for child in self.children.values())
 
     def grow(self, n: int) -> int:
         self.concurrency += n
@@ -351,6 +351,8 @@ class PreforkPool(Pool):
         """Retire ``n`` children, idle ones first; busy ones leave after their job."""
         n = min(n, self.concurrency - 1)
         self.concurrency -= n
+        if self.spawner is not None:  # children still waiting for a server go first
+            self.spawner.cancel(self._serving() - self.concurrency)
         serving = sorted(
             (c for c in self.children.values() if not c.retiring), key=lambda c: c.job is not None
         )
@@ -363,8 +365,8 @@ class PreforkPool(Pool):
     def restart(self, modules: Sequence[str] = (), reload: bool = False) -> None:
         """Replace every child, after importing ``modules`` where children are forked
         (re-importing them with ``reload``)."""
-        if self.forks is not None and modules:
-            self.forks.load(list(modules), reload)
+        if self.spawner is not None and modules:
+            self.spawner.load(list(modules), reload)
         for child in list(self.children.values()):
             if not child.retiring:
                 child.retiring = True

@@ -124,6 +124,8 @@ EXCEPTIONS: dict[tuple[str, str], str] = {
     ("app/connections.py", "control"): "app.control, Celery's API on the application",
     ("app/connections.py", "events"): "app.events, Celery's API on the application",
     ("app/base.py", "cli"): "app.start() and app.worker_main() run the command line, as in Celery",
+    ("worker/forkboot.py", "cli"): "the exec'd fork server finds the app as -A did "
+    "(cli/app_loader, which imports no click)",
 }
 
 
