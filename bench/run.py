@@ -46,10 +46,12 @@ Methodology
   from building the chord to ``get()`` returning ``N`` (checked), after a warm-up chord of
   10. Reported as header tasks per second over that whole time (how long sending took
   is logged). Celery counts chord parts with its Redis backend's own chord support.
-* **Idle RSS**: after the latency run the worker is left idle for 2 s, then the
-  resident set sizes of its whole process tree (main process plus pool
-  children) are summed (psutil, or ``/proc`` if psutil is missing). minicelery's modules
-  are compiled to bytecode first, as Celery's were when pip installed it.
+* **Idle RSS**: after the latency run the worker is left idle for 2 s (minicelery's,
+  once its fork server has left: it stays 20 s after its last fork, so the
+  figure is the steady idle state), then the resident set sizes of its whole process
+  tree (main process plus pool children) are summed (psutil, or ``/proc`` if psutil is
+  missing). minicelery's modules are compiled to bytecode first, as Celery's were when
+  pip installed it.
 * Workers are started with ``-l info`` only so that the "ready." line is
   printed; the Celery app silences its per-task INFO records so that it does the
   same logging work as at ``-l warning`` (Celery additionally runs with
@@ -126,6 +128,23 @@ def log(message: str) -> None:
 
 
 # --------------------------------------------------------------------------- processes
+
+
+def wait_for_no_fork_server(pid: int, timeout: float = 90.0) -> None:
+    """Until no descendant of ``pid`` is a fork server (minicelery's leaves 20 s after its
+    last fork; Celery has none)."""
+    deadline = time.monotonic() + timeout
+    while any(_comm(child) == "mc-forkserver" for child in descendants(pid)):
+        if time.monotonic() > deadline:
+            raise BenchError("the fork server did not leave")
+        time.sleep(0.5)  # polling /proc for the lingering server's exit
+
+
+def _comm(pid: int) -> str:
+    try:
+        return Path(f"/proc/{pid}/comm").read_text().strip()
+    except OSError:
+        return ""
 
 
 def descendants(pid: int) -> list[int]:
@@ -551,6 +570,7 @@ def measure_latency_and_rss(system: str, server: RedisServer, n: int, metrics: M
         metrics.p50_ms = 1000 * percentile(samples, 50)
         metrics.p99_ms = 1000 * percentile(samples, 99)
         log(f"{system}: latency ... p50 {metrics.p50_ms:.2f} ms, p99 {metrics.p99_ms:.2f} ms")
+        wait_for_no_fork_server(proc.pid)
         time.sleep(IDLE_SECONDS)
         if proc.poll() is not None:
             raise BenchError(f"{system} worker exited while idle:\n{watcher.text()}")
