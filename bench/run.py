@@ -702,8 +702,8 @@ def _rows(tasks: int, latency_n: int, chord_n: int) -> list[tuple[str, str, str]
         (f"Round-trip latency p50, {latency_n} calls (ms, lower is better)", "p50_ms", "{:.2f}"),
         (f"Round-trip latency p99, {latency_n} calls (ms, lower is better)", "p99_ms", "{:.2f}"),
         (
-            "Idle RSS, the worker's process tree: main, 2 children (and minicelery's fork "
-            "server) (MiB, lower is better)",
+            "Idle RSS, the worker's process tree: main, 2 children (minicelery's fork server "
+            "gone, as at idle) (MiB, lower is better)",
             "rss_mib",
             "{:.1f}",
         ),
