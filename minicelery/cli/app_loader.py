@@ -69,3 +69,17 @@ def find_app(spec: str) -> Celery:
             "attribute 'app' or 'celery' holding an app."
         )
     return app
+
+
+def configure(
+    app: Celery, config: str | None = None, broker: str | None = None, backend: str | None = None
+) -> Celery:
+    """Apply the command line's ``--config``, ``--broker`` and ``--result-backend`` to
+    ``app``: in the worker's main process and in every fork server it starts, alike."""
+    if config:
+        app.config_from_object(config)
+    if broker:
+        app.conf.broker_url = broker
+    if backend:
+        app.conf.result_backend = backend
+    return app

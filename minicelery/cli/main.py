@@ -16,7 +16,7 @@ import click
 from .. import __version__
 from ..app import Celery
 from ..exceptions import MiniceleryError
-from .app_loader import AppNotFound, find_app
+from .app_loader import AppNotFound, configure, find_app
 from .lazy import LazyGroup
 
 F = TypeVar("F", bound=Callable[..., Any])
@@ -56,12 +56,7 @@ class State:
     def app(self) -> Celery:
         if self._app is None:
             app = find_app(self.app_spec) if self.app_spec else Celery("default")
-            if self.config:
-                app.config_from_object(self.config)
-            if self.broker:
-                app.conf.broker_url = self.broker
-            if self.backend:
-                app.conf.result_backend = self.backend
+            configure(app, self.config, self.broker, self.backend)
             self._app = app
             try:  # as Celery's command line: every command sees the app's task modules
                 app.import_modules()

@@ -64,17 +64,11 @@ def _recv_exactly(sock: socket.socket, size: int) -> bytes:
 def load_app(source: AppSource) -> Celery:
     """The app as the worker's command line made it (see ``cli.main.State.app`` and the
     worker command)."""
-    from ..cli.app_loader import find_app  # imports the app package only, not click
+    from ..cli.app_loader import configure, find_app  # the app package only, not click
     from ..utils.log import redirect_stdouts, setup_logging
 
     sys.path[:] = [*sys.path[:1], *(p for p in source.path if p != sys.path[0])]
-    app = find_app(source.spec)
-    if source.config:
-        app.config_from_object(source.config)
-    if source.broker:
-        app.conf.broker_url = source.broker
-    if source.backend:
-        app.conf.result_backend = source.backend
+    app = configure(find_app(source.spec), source.config, source.broker, source.backend)
     for key, value in source.conf.items():
         setattr(app.conf, key, value)
     setup_logging(source.loglevel, source.logfile, app.conf.worker_hijack_root_logger)

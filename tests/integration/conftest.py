@@ -5,6 +5,9 @@ Every test collected below this directory is marked ``integration`` automaticall
 
 from __future__ import annotations
 
+import contextlib
+import os
+import signal
 import subprocess
 from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
@@ -104,8 +107,8 @@ def client(redis_server: RedisServer) -> redis.Redis:
 
 @pytest.fixture
 def private_redis(tmp_path: Path) -> Iterator[RedisServer]:
-    """A redis-server of the test's own, to restart or set a password on: doing that to the
-    session's would disturb other tests."""
+    """A redis-server of the test's own, to restart, stop (SIGSTOP) or set a password on:
+    doing that to the session's would disturb other tests."""
     binary = find_redis_server_bin()
     assert binary, "redis-server is needed"
     server = RedisServer(binary, tmp_path)
@@ -113,6 +116,8 @@ def private_redis(tmp_path: Path) -> Iterator[RedisServer]:
     try:
         yield server
     finally:
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(server.pid, signal.SIGCONT)  # a test that stopped it (SIGSTOP) and failed
         server.stop()
 
 

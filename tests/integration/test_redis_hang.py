@@ -9,30 +9,14 @@ from __future__ import annotations
 import os
 import signal
 import time
-from collections.abc import Iterator
-from pathlib import Path
 
 import pytest
 
 from minicelery import Celery, states
 from minicelery.exceptions import TimeLimitExceeded
-from tests.helpers import RedisServer, WorkerFactory, find_redis_server_bin, pointed_at, wait_until
+from tests.helpers import RedisServer, WorkerFactory, pointed_at, wait_until
 
 HANG = float(os.environ.get("MC_TEST_HANG", "12"))  # seconds Redis is stopped for
-
-
-@pytest.fixture
-def private_redis(tmp_path: Path) -> Iterator[RedisServer]:
-    """A redis-server of this test's own: stopping the session's would hang other tests."""
-    binary = find_redis_server_bin()
-    assert binary, "redis-server is needed"
-    server = RedisServer(binary, tmp_path)
-    server.start()
-    try:
-        yield server
-    finally:
-        os.kill(server.pid, signal.SIGCONT)
-        server.stop()
 
 
 @pytest.mark.timeout(90 + HANG)

@@ -9,38 +9,23 @@ from __future__ import annotations
 import os
 import signal
 import threading
-from collections.abc import Iterator
-from pathlib import Path
 
 import pytest
 
 from minicelery.broker.redis import RedisBroker
 from minicelery.exceptions import OperationalError
 from minicelery.redislayer.respclient import RespClient, options_from_url
-from tests.helpers import RedisServer, find_redis_server_bin
+from tests.helpers import RedisServer
 
 TIMEOUT = 0.3  # the client's socket timeout here (the default is 10 s)
 HANG = 3.0  # how long Redis stays stopped at most: long enough for every retry of old
 
 
-@pytest.fixture
-def stoppable_redis(tmp_path: Path) -> Iterator[RedisServer]:
-    binary = find_redis_server_bin()
-    assert binary, "redis-server is needed"
-    server = RedisServer(binary, tmp_path)
-    server.start()
-    try:
-        yield server
-    finally:
-        os.kill(server.pid, signal.SIGCONT)
-        server.stop()
-
-
 @pytest.mark.timeout(30)
 def test_a_reserve_whose_reply_timed_out_is_not_sent_again(
-    stoppable_redis: RedisServer, key_prefix: str
+    private_redis: RedisServer, key_prefix: str
 ) -> None:
-    url = stoppable_redis.url
+    url = private_redis.url
     options = options_from_url(url, socket_timeout=TIMEOUT)
     assert options is not None
     client = RespClient(url, options)
@@ -57,13 +42,13 @@ def test_a_reserve_whose_reply_timed_out_is_not_sent_again(
             except OperationalError as exc:
                 outcome["error"] = exc
 
-        os.kill(stoppable_redis.pid, signal.SIGSTOP)
+        os.kill(private_redis.pid, signal.SIGSTOP)
         try:
             thread = threading.Thread(target=trip)
             thread.start()
             thread.join(HANG)
         finally:
-            os.kill(stoppable_redis.pid, signal.SIGCONT)
+            os.kill(private_redis.pid, signal.SIGCONT)
         thread.join(10)
         assert not thread.is_alive()
         assert isinstance(outcome.get("error"), OperationalError), outcome
