@@ -40,6 +40,11 @@ class Connections:
     _control: Any = None
     _events: Any = None
 
+    def embedded_noticed_elsewhere(self) -> None:
+        """The worker's main process has said which embedded Redis it uses: the processes
+        it starts by exec (a fork server and its children) do not say it again."""
+        _noticed.add(ELSEWHERE)
+
     def resolved_urls(self) -> tuple[str, str | None]:
         """``(broker_url, result_backend)`` after defaults: the settings, the environment,
         then the embedded Redis when it is installed."""
@@ -152,12 +157,6 @@ class Connections:
             self._connections[1].close()
             self._connections[2].close()
         self._connections = None
-
-
-def embedded_noticed_elsewhere() -> None:
-    """The worker's main process has said which embedded Redis it uses: the processes it
-    starts (a fork server and its children) do not say it again."""
-    _noticed.add(ELSEWHERE)
 
 
 def _notice_embedded(path: Any) -> None:

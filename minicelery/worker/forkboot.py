@@ -64,13 +64,12 @@ def _recv_exactly(sock: socket.socket, size: int) -> bytes:
 def load_app(source: AppSource) -> Celery:
     """The app as the worker's command line made it (see ``cli.main.State.app`` and the
     worker command)."""
-    from ..app.connections import embedded_noticed_elsewhere
     from ..cli.app_loader import configure, find_app  # the app package only, not click
     from ..utils.log import redirect_stdouts, setup_logging
 
-    embedded_noticed_elsewhere()
     sys.path[:] = [*sys.path[:1], *(p for p in source.path if p != sys.path[0])]
     app = configure(find_app(source.spec), source.config, source.broker, source.backend)
+    app.embedded_noticed_elsewhere()
     for key, value in source.conf.items():
         setattr(app.conf, key, value)
     setup_logging(source.loglevel, source.logfile, app.conf.worker_hijack_root_logger)
