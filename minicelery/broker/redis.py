@@ -133,17 +133,19 @@ class RedisBroker(ReserveCommands, DeadLetterStore, Broker):
         """One round trip for a prefork child that consumes by itself: the commands
         ``before`` (a result backend's ``store_commands`` on this Redis), then a reserve that
         acknowledges ``ack`` first, then the commands ``after`` (each reply to its callback).
-        On one connection, in order: an ack never lands before the result it follows. A
+        On one connection, in order: an ack never lands before the result it follows. The
+        stores are written before the rest is packed, two writes of one round trip. A
         store Redis refused (its script forgotten) is sent again before this returns."""
+        if before:  # the results leave first: Redis stores them (and wakes their waiters)
+            # while the reserve is packed.
+            head = pack_commands([command for command, _ in before])
+            self._call("reserve", lambda: self.fast.send_ahead(head))
         call = (self._reserve_ref(), consumer, self._ordered(queues), count)
-        beat = self._beat(consumer)
-        reserve = self._reserve_command(*call, ack, beat)
-        commands = [*(command for command, _ in before), reserve, *(c for c, _ in after)]
-        packed = (pack_commands([c for c, _ in before])
-                  + self._packed_reserve(*call, tuple(ack), beat)
+        packed = (self._packed_reserve(*call, tuple(ack), self._beat(consumer))
                   + pack_commands([c for c, _ in after]))  # fmt: skip
         # Never sent again: the caller is told, and looks at its hold once Redis answers.
-        replies = self._call("reserve", lambda: self.fast.pipeline(commands, packed, retry=False))
+        count_replies = len(before) + 1 + len(after)
+        replies = self._call("reserve", lambda: self.fast.exchange(packed, count_replies))
         for (_, read), reply in zip(after, replies[len(before) + 1 :], strict=True):
             if not isinstance(reply, Exception):
                 read(reply)

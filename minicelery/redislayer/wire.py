@@ -229,6 +229,36 @@ class FastPath:
                 pipe.execute_command(*command)
             return list(pipe.execute(raise_on_error=False))
 
+    def send_ahead(self, packed: bytes) -> None:
+        """Write commands (in wire format) whose replies the next :meth:`exchange` reads
+        before its own: the first part of a round trip, on its way while the rest is
+        built. A connection error closes the connection and is raised."""
+        connection = self._connection()
+        try:
+            connection.send_packed_command([packed])
+        except errors.REDIS_ERRORS:
+            connection.disconnect()
+            raise
+
+    def exchange(self, packed: bytes, replies: int) -> list[Any]:
+        """Write ``packed`` and read ``replies`` replies, those of the commands sent ahead
+        first; an error reply is returned in place. Never sent again: after a connection
+        error (a timeout included) the connection is closed and the error raised, since
+        what was sent may still run (see :meth:`pipeline`'s ``retry``)."""
+        connection = self._connection()
+        try:
+            connection.send_packed_command([packed])
+            got: list[Any] = []
+            for _ in range(replies):
+                try:
+                    got.append(connection.read_response())
+                except errors.ResponseError as exc:
+                    got.append(exc)
+            return got
+        except errors.REDIS_ERRORS:
+            connection.disconnect()
+            raise
+
     def evalsha(
         self,
         script: Any,

@@ -17,7 +17,7 @@ from minicelery.redislayer.connect import client_for_url
 from minicelery.redislayer.resp import Connection, Options
 from minicelery.redislayer.respclient import RespClient, options_from_url
 from minicelery.redislayer.respwait import CROWDED, SPIN_PAUSE
-from minicelery.redislayer.wire import FastPath, current_pid
+from minicelery.redislayer.wire import FastPath, current_pid, pack_commands
 from tests.helpers import RedisServer
 from tests.integration.test_urls import unix_redis  # noqa: F401 - a fixture
 
@@ -297,3 +297,19 @@ def test_urls_pick_the_client() -> None:
     assert options_from_url("redis://h/0?decode_responses=true") is None
     assert options_from_url("rediss://h/0") is None
     assert not isinstance(client_for_url("rediss://127.0.0.1:1/0"), RespClient)
+
+
+@pytest.mark.parametrize("ours", [True, False])
+def test_a_round_trip_in_two_writes_reads_every_reply_in_order(
+    rc: RespClient, redis_server: RedisServer, key_prefix: str, ours: bool
+) -> None:
+    """A child's results are written before the reserve behind them is packed: the
+    replies of both writes come back in order, an error reply in its place."""
+    client = rc if ours else redis.Redis(port=redis_server.port)
+    fast = FastPath(client)
+    key = f"{key_prefix}:two-writes"
+    fast.send_ahead(pack_commands([("SET", key, "a"), ("LPUSH", key, "b")]))
+    replies = fast.exchange(pack_commands([("GET", key), ("DEL", key)]), 4)
+    assert isinstance(replies[1], errors.ResponseError)  # LPUSH on a string: WRONGTYPE
+    assert replies[2:] == [b"a", 1]
+    client.close()
