@@ -191,19 +191,17 @@ class FastPath:
 
     def pipeline(
         self, commands: Sequence[Sequence[Any]], packed: bytes | None = None,
-        abandon_on: tuple[type[Exception], ...] = (), retry: bool = True, spin: float = 0.0,
+        abandon_on: tuple[type[Exception], ...] = (), spin: float = 0.0,
     ) -> list[Any]:  # fmt: skip
         """Send ``commands`` in one write and read their replies; an error reply is
         returned in place (as the exception), not raised. ``packed``: the commands already
         in wire format (a caller that keeps the unchanging part of them packed).
         ``abandon_on``: errors that, as the first reply, end the pipeline there: the
         connection is closed rather than wait for the rest (a blocking read behind a
-        script Redis forgot would sit out its block), and the error is raised.
-        ``retry=False`` for commands that must not run twice: a reply that timed out may
-        still come from a Redis that hung, and the commands run then, on the connection
-        given up (a reserve sent again would take a second batch nobody runs).
-        ``spin``: seconds to look for each reply without sleeping first (as for
-        :meth:`execute`)."""
+        script Redis forgot would sit out its block), and the error is raised. After a
+        connection error the commands go again through the client's retry policy: only
+        commands that may run twice come here (see :meth:`exchange`). ``spin``: seconds to
+        look for each reply without sleeping first (as for :meth:`execute`)."""
         connection = self._connection()
         try:
             connection.send_packed_command([packed or pack_commands(commands)])
@@ -222,8 +220,6 @@ class FastPath:
             return replies
         except errors.REDIS_ERRORS:
             connection.disconnect()
-            if not retry:
-                raise
             pipe = self.client.pipeline(transaction=False)
             for command in commands:
                 pipe.execute_command(*command)
@@ -243,8 +239,10 @@ class FastPath:
     def exchange(self, packed: bytes, replies: int) -> list[Any]:
         """Write ``packed`` and read ``replies`` replies, those of the commands sent ahead
         first; an error reply is returned in place. Never sent again: after a connection
-        error (a timeout included) the connection is closed and the error raised, since
-        what was sent may still run (see :meth:`pipeline`'s ``retry``)."""
+        error (a timeout included) the connection is closed and the error raised: a reply
+        that timed out may still come from a Redis that hung, and the commands run then,
+        on the connection given up (a reserve sent again would take a second batch nobody
+        runs)."""
         connection = self._connection()
         try:
             connection.send_packed_command([packed])
