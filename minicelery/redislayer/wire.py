@@ -205,19 +205,7 @@ class FastPath:
         connection = self._connection()
         try:
             connection.send_packed_command([packed or pack_commands(commands)])
-            replies: list[Any] = []
-            look = getattr(connection, "await_reply", None) if spin else None  # ours only
-            for _ in commands:
-                try:
-                    if look is not None:
-                        look(spin)
-                    replies.append(connection.read_response())
-                except errors.ResponseError as exc:
-                    if not replies and isinstance(exc, abandon_on):
-                        connection.disconnect()
-                        raise
-                    replies.append(exc)
-            return replies
+            return _replies(connection, len(commands), spin, abandon_on)
         except errors.REDIS_ERRORS:
             connection.disconnect()
             pipe = self.client.pipeline(transaction=False)
@@ -246,13 +234,7 @@ class FastPath:
         connection = self._connection()
         try:
             connection.send_packed_command([packed])
-            got: list[Any] = []
-            for _ in range(replies):
-                try:
-                    got.append(connection.read_response())
-                except errors.ResponseError as exc:
-                    got.append(exc)
-            return got
+            return _replies(connection, replies)
         except errors.REDIS_ERRORS:
             connection.disconnect()
             raise
@@ -290,6 +272,27 @@ class FastPath:
             return self._request(pack_commands((command,)), command, retry, spin)
         packed = script_form(sha, tuple(keys), len(args)) % bulk_values(args)
         return self._request(packed, command, retry, spin)
+
+
+def _replies(
+    connection: Any, count: int, spin: float = 0.0,
+    abandon_on: tuple[type[Exception], ...] = (),
+) -> list[Any]:  # fmt: skip
+    """The next ``count`` replies, an error reply in place (see :meth:`FastPath.pipeline`
+    for ``spin`` and ``abandon_on``)."""
+    replies: list[Any] = []
+    look = getattr(connection, "await_reply", None) if spin else None  # ours only
+    for _ in range(count):
+        try:
+            if look is not None:
+                look(spin)
+            replies.append(connection.read_response())
+        except errors.ResponseError as exc:
+            if not replies and isinstance(exc, abandon_on):
+                connection.disconnect()
+                raise
+            replies.append(exc)
+    return replies
 
 
 class Lane:

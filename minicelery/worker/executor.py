@@ -5,6 +5,7 @@ tests call it directly."""
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 from .. import signals, states
@@ -20,7 +21,10 @@ if TYPE_CHECKING:
 
 logger = logging.getLogger("minicelery.worker.job")
 
-__all__ = ["Outcome", "build_meta", "execute_message", "make_request", "run_task", "store_result"]
+__all__ = [
+    "Outcome", "build_meta", "execute_message", "make_request", "message_runner", "run_task",
+    "store_result",
+]  # fmt: skip
 
 
 def make_request(
@@ -145,3 +149,15 @@ def run_logged(
         info = outcome_fields(outcome.state, outcome.runtime, outcome.retval, outcome.exc,
                               outcome.traceback)  # fmt: skip
     return outcome.state, outcome.requeue, outcome.dead_reason, info
+
+
+def message_runner(
+    app: Celery, hostname: str | None, accept: frozenset[str]
+) -> Callable[[str, bytes, bool], tuple[str, bool, str | None, dict[str, Any] | None]]:
+    """:func:`run_logged` for one worker's messages: what a pool calls with a message's
+    queue, its data and whether task events are on (a classic prefork child's runner)."""
+
+    def run(queue: str, data: bytes, event_fields: bool) -> Any:
+        return run_logged(app, queue, data, hostname, accept, with_event_fields=event_fields)
+
+    return run

@@ -94,13 +94,10 @@ def child_entry(app: Celery, plan: tuple[Any, ...]) -> ChildMain:
         return lambda sock, index: consume_main(app, Channel(sock), index, settings, slots,
                                                 buckets)  # fmt: skip
     from .child import child_main
-    from .executor import run_logged
+    from .executor import message_runner
 
     hostname, accept, max_memory = plan[1:]
-
-    def run(queue: str, data: bytes, event_fields: bool) -> Any:
-        return run_logged(app, queue, data, hostname, accept, with_event_fields=event_fields)
-
+    run = message_runner(app, hostname, accept)
     return lambda sock, index: child_main(app, Channel(sock), index, run, [], max_memory)
 
 

@@ -116,14 +116,14 @@ class ExecForkServer(forkserver.ForkServer):
         left (ServerGone); either way it is reaped."""
         assert self._sock is not None
         if self.ready:
-            self._gone()
+            self.stop()
             raise ServerGone(f"the fork server (pid {self.pid}) left")
         try:
             reply: dict[str, Any] = pickle.loads(recv_frame(self._sock))
         except (EOFError, OSError, pickle.UnpicklingError) as exc:
             reply = {"error": f"it exited ({exc})"}
         if "error" in reply:
-            self._gone()
+            self.stop()
             raise BootFailed(reply["error"])
         self.ready = True
 
@@ -141,11 +141,8 @@ class ExecForkServer(forkserver.ForkServer):
         try:
             return super()._request(request, fds)
         except OSError as exc:  # it left (lingered out) just before the request
-            self._gone()
+            self.stop()
             raise ServerGone(str(exc)) from exc
-
-    def _gone(self) -> None:
-        self.stop()
 
     def stop(self) -> None:
         """Close its socket and reap it; one still starting is killed."""

@@ -11,15 +11,24 @@ SEMAPHORE = 1  # _multiprocessing's kind of a plain (non-recursive) semaphore
 _names = itertools.count()
 
 
+def semlock_type() -> Any:
+    """``_multiprocessing.SemLock`` (the class behind multiprocessing's locks), or None on
+    an interpreter without it."""
+    try:
+        from _multiprocessing import SemLock  # type: ignore[import-not-found,unused-ignore]
+    except ImportError:
+        return None
+    return SemLock
+
+
 def fork_lock() -> Any:
     """An unnamed POSIX semaphore of value 1 that forked processes share: what
     ``multiprocessing.get_context("fork").Lock()`` makes, without importing
     ``multiprocessing.synchronize``, which brings tempfile, shutil, bz2, lzma, random and
     subprocess into every process of the worker (1.6 MB of memory in each) for its name
     generator. ``acquire(block, timeout)``, ``release()`` and ``with`` as that lock's."""
-    try:
-        from _multiprocessing import SemLock  # type: ignore[import-not-found,unused-ignore]
-    except ImportError:  # an interpreter without it: the public way
+    SemLock = semlock_type()
+    if SemLock is None:  # an interpreter without it: the public way
         import multiprocessing
 
         return multiprocessing.get_context("fork").Lock()

@@ -11,7 +11,7 @@ from . import forkexec, forkserver, sharing
 from .childintake import Limits
 from .consume import ConsumeSettings
 from .direct import ConsumingPool
-from .executor import run_logged
+from .executor import message_runner
 from .options import WorkerOptions
 from .pool import Done, Job, Pool, ThreadPool
 from .prefork import PreforkPool
@@ -60,10 +60,7 @@ def make_pool(
             consuming.shared_clock = consuming.slots.clock
         return consuming
 
-    def run_message(
-        queue: str, data: bytes, event_fields: bool
-    ) -> tuple[str, bool, str | None, dict[str, Any] | None]:
-        return run_logged(app, queue, data, hostname, accept, with_event_fields=event_fields)
+    run_message = message_runner(app, hostname, accept)
 
     if options.pool == "prefork":
         pool = PreforkPool(

@@ -20,21 +20,13 @@ import threading
 from typing import Any
 
 from .. import signals
+from .forklock import SEMAPHORE, semlock_type
 
 SEM_ROOM = 64  # bytes per semaphore: glibc's sem_t takes 32
-SEMAPHORE = 1  # _multiprocessing's kind of a plain semaphore (forklock's)
 _THREAD_LOCK = type(threading.Lock())
 # The memory of the semaphores made here: a semaphore is a bare address, so its mapping must
 # outlive every semaphore object, in every process (the mappings are never unmapped).
 _semaphore_memory: list[mmap.mmap] = []
-
-
-def _semlock_type() -> Any:
-    try:
-        from _multiprocessing import SemLock  # type: ignore[import-not-found,unused-ignore]
-    except ImportError:  # pragma: no cover - an interpreter without it
-        return None
-    return SemLock
 
 
 def _address(memory: mmap.mmap, offset: int) -> int:
@@ -70,7 +62,7 @@ class Shared:
         if self._sem_memory is None:
             self._sem_memory = mmap.mmap(self.fds[-1], max(1, self.sems) * SEM_ROOM)
             _semaphore_memory.append(self._sem_memory)
-        semlock = _semlock_type()
+        semlock = semlock_type()
         assert semlock is not None
         return semlock._rebuild(_address(self._sem_memory, index * SEM_ROOM),
                                 SEMAPHORE, 1, None)  # fmt: skip
@@ -88,7 +80,7 @@ class _Describer(pickle.Pickler):
         self.regions: dict[int, tuple[int, mmap.mmap]] = {}
         self.sems: dict[int, int] = {}
         self._seen: list[Any] = []  # keeps ids unique while describing
-        self.semlock = _semlock_type()
+        self.semlock = semlock_type()
 
     def persistent_id(self, obj: Any) -> Any:
         if isinstance(obj, mmap.mmap):
