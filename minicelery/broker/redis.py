@@ -230,7 +230,7 @@ class RedisBroker(ReserveCommands, DeadLetterStore, Broker):
         if reserve_for is None or reserve_for[1] <= 0 or not queues:
             return self._send_waiting(self._packed(wait, None), blocking=True, chained=None)
         consumer, count = reserve_for
-        packed = self._packed(wait, (self._reserve_ref(), consumer, self._ordered(queues), count))
+        packed = self._packed(wait, self._reserve_of(consumer, queues, count))
         packed += pack_commands([command for command, _ in after])
         sent = self._send_waiting(packed, blocking=True, chained=tuple(queues))
         self._chained_after = list(after)
@@ -243,9 +243,11 @@ class RedisBroker(ReserveCommands, DeadLetterStore, Broker):
         for its reply; the returned file descriptor becomes readable when it is there, and
         :meth:`wait_finish` reads the messages. A busy worker so never stalls its main loop
         on a reserve round trip. None without a real socket."""
-        reserve = (self._reserve_ref(), consumer, self._ordered(queues), count)
+        reserve = self._reserve_of(consumer, queues, count)
         if ack:  # tags differ every time: nothing to cache
-            packed = pack_commands([self._reserve_command(*reserve, ack, self._beat(consumer))])
+            sha, _, ordered, _, beat = reserve
+            command = self._reserve_command(sha, consumer, ordered, count, ack, beat)
+            packed = pack_commands([command])
         else:
             packed = self._packed(None, reserve)
         sent = self._send_waiting(packed, blocking=False, chained=tuple(queues))

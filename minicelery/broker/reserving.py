@@ -69,17 +69,26 @@ class ReserveCommands:
     def _packed(
         self,
         wait: tuple[tuple[str, ...], float] | None,
-        reserve: tuple[str, str, tuple[str, ...], int] | None,
+        reserve: tuple[str, str, tuple[str, ...], int, int] | None,
     ) -> bytes:
         """The wire bytes of a wait ``(queues, timeout)`` and/or a reserve ``(script sha,
-        consumer, queues in order, count)``. A worker sends the same few after every task,
+        consumer, queues in order, count, beat)``. A worker sends the same few after every task,
         and packing the reserve's dozens of keys cost more than sending them."""
         commands: list[tuple[Any, ...]] = []
         if wait is not None:
             commands.append(("BLPOP", *(self.keys.wake(q) for q in wait[0]), wait[1]))
         if reserve is not None:
-            commands.append(self._reserve_command(*reserve))
+            sha, consumer, ordered, count, beat = reserve
+            commands.append(self._reserve_command(sha, consumer, ordered, count, (), beat))
         return pack_commands(commands)
+
+    def _reserve_of(
+        self, consumer: str, queues: Sequence[str], count: int
+    ) -> tuple[str, str, tuple[str, ...], int, int]:
+        """A reserve as :meth:`_packed` takes it. Whether it counts as a heartbeat is
+        decided like any other's: a reserve chained to every wait beat each time, a TIME
+        and a ZADD in the script that wakes an idle consumer, on its critical path."""
+        return (self._reserve_ref(), consumer, self._ordered(queues), count, self._beat(consumer))
 
     def _reserve_ref(self) -> str:
         """The reserve script's SHA, or "" after Redis forgot it (restarted): the next

@@ -19,6 +19,9 @@ YIELDED = 5e-6
 CROWDED = 3  # replies in a row that came after such a yield, after which ...
 SPIN_PAUSE = 100  # ... this many are waited for asleep
 LATE = 3  # replies in a row slower than the budget (a Redis across a network): pause too
+#: Seconds between the end of one look and the start of the next within which the two
+#: count as one burst of commands (an enqueue loop): only there does crowding pause looking.
+BURST = 200e-6
 
 CHUNK = 65536  # bytes asked of the socket per read
 
@@ -31,6 +34,7 @@ class Lookout:
         self.pause = 0  # replies still to wait for asleep
         self.crowded = 0  # replies in a row that came while another process had the CPU
         self.late = 0  # replies in a row that came after the budget was spent
+        self.ended = 0.0  # when the last look ended (time.perf_counter)
 
     def forget(self) -> None:
         """The socket is closed: the next one is another."""
@@ -51,16 +55,19 @@ class Lookout:
             poll.register(sock, select.POLLIN)
         ready, clock = poll.poll, time.perf_counter
         now = clock()
+        burst = now - self.ended < BURST
         deadline, crowded = now + budget, False
         while not ready(0):
             if now >= deadline:
                 self._note_late()
+                self.ended = now
                 return False
             _yield_cpu()
             before, now = now, clock()
             crowded = crowded or now - before > YIELDED
         self.late = 0
-        self.note_crowding(crowded)
+        self.note_crowding(crowded and burst)
+        self.ended = clock()
         return True
 
     def _note_late(self) -> None:
@@ -76,7 +83,10 @@ class Lookout:
         CPU (Redis on the same one, which answers only while this process waits, so that
         waiting asleep costs less; or a busy neighbour), wait for the next
         :data:`SPIN_PAUSE` asleep. A lone long yield (an interrupt, a passing process) is
-        no such sign."""
+        no such sign, and neither is a reply to a command sent on its own rather than in
+        a burst (a ``delay()`` whose result is then waited for: the process that shared
+        the CPU was the worker running that very task, and a caller gone to sleep would
+        wake only after it, behind the work it is waiting for)."""
         self.crowded = self.crowded + 1 if crowded else 0
         if self.crowded >= CROWDED:
             self.crowded, self.pause = 0, SPIN_PAUSE

@@ -5,7 +5,9 @@ from __future__ import annotations
 
 import socket
 import threading
+import time
 from collections.abc import Iterator
+from typing import Any
 
 import pytest
 
@@ -165,6 +167,37 @@ def test_replies_slower_than_the_budget_stop_the_looking_for_a_while() -> None:
         theirs.sendall(b"+OK\r\n")
         assert not lookout.look(ours, 0.5)  # pausing: not looked at, waited for asleep
         assert lookout.pause == SPIN_PAUSE - 1
+    finally:
+        ours.close()
+        theirs.close()
+
+
+def test_crowded_replies_pause_the_looking_only_in_a_burst(monkeypatch: Any) -> None:
+    """Replies that come while another process had the CPU stop the looking for a while
+    only when commands follow each other closely (an enqueue loop). A command sent on its
+    own (a ``delay()`` whose result is then waited for) keeps looking: the process that
+    shared the CPU is the worker running that very task."""
+    from minicelery.redislayer import respwait
+    from minicelery.redislayer.respwait import BURST, CROWDED, SPIN_PAUSE, Lookout
+
+    ours, theirs = socket.socketpair()
+
+    def crowded_yield() -> None:  # another process ran meanwhile, and answered
+        time.sleep(0.0005)
+        theirs.sendall(b"+OK\r\n")
+
+    monkeypatch.setattr(respwait, "_yield_cpu", crowded_yield)
+    try:
+        lookout = Lookout()
+        for _ in range(CROWDED + 2):  # each on its own, well apart
+            lookout.ended = time.perf_counter() - 10 * BURST
+            assert lookout.look(ours, 0.5)
+            ours.recv(16)
+        assert lookout.pause == 0
+        for _ in range(CROWDED):  # back to back
+            assert lookout.look(ours, 0.5)
+            ours.recv(16)
+        assert lookout.pause == SPIN_PAUSE
     finally:
         ours.close()
         theirs.close()

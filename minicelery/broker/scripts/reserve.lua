@@ -30,15 +30,20 @@ local function levels_of(base, levels_key)
       end
     end
   end
-  table.sort(levels, function(a, b) return tonumber(a) > tonumber(b) end)
+  if #levels > 1 then
+    table.sort(levels, function(a, b) return tonumber(a) > tonumber(b) end)
+  end
   return levels
 end
 
 for base = 3, #KEYS - 1, 12 do
   local levels_key, wake_key = KEYS[base + 11], KEYS[base + 12]
   if want > 0 then
-    for _, level in ipairs(levels_of(base, levels_key)) do
+    local levels = levels_of(base, levels_key)
+    local left = #levels  -- levels still marked
+    for _, level in ipairs(levels) do
       local list_key = KEYS[base + 1 + tonumber(level)]
+      local asked = want
       local items = want > 0 and redis.call('LPOP', list_key, want)
       if items then
         local prefix = list_key .. '\0' .. wake_key .. '\0' .. levels_key .. '\0' .. level .. '\0'
@@ -49,12 +54,15 @@ for base = 3, #KEYS - 1, 12 do
         end
         want = want - #items
       end
-      if redis.call('LLEN', list_key) == 0 then
+      -- Fewer than asked (or none): the list is empty now, no need to ask Redis.
+      local drained = asked > 0 and (not items or #items < asked)
+      if drained or redis.call('LLEN', list_key) == 0 then
         redis.call('SREM', levels_key, level)
+        left = left - 1
       end
     end
     -- Pass the wake-up token on while work is left, so another idle consumer wakes too.
-    if redis.call('SCARD', levels_key) == 0 then
+    if left == 0 then
       redis.call('DEL', wake_key)
     else
       wake(wake_key)
