@@ -27,12 +27,19 @@ WAITING_MS = 10_000  # a waiter's flag lives this long, renewed with every block
 RESULT_SPIN = 0.001
 
 
+#: The id of the entry that holds no record, with which ``wait_result.lua`` makes a stream
+#: before its task's first record: a waiter's first read starts after it.
+STREAM_START = b"0-1"
+_RECORD_FIELDS = (b"r", "r")  # a record's field name, as bytes or as text (decode_responses)
+
+
 def _stream_entries(reply: Any) -> Iterator[tuple[Any, bytes]]:
     """``(entry id, record)`` from an XREAD reply (a map under RESP3, a list under RESP2)."""
     streams = reply.values() if isinstance(reply, dict) else (entries for _, entries in reply)
     for entries in streams:
         for entry_id, fields in entries:
-            yield entry_id, fields[1]
+            if fields[0] in _RECORD_FIELDS:
+                yield entry_id, fields[1]
 
 
 def _pending(task_id: str) -> Meta:
@@ -163,7 +170,7 @@ class RedisBackend(ResultBackend):
         deadline = None if timeout is None else time.monotonic() + timeout
         stream = self.notify_key(task_id)
         keys = (self.key(task_id), stream, self.keys.result_waiting(task_id))
-        last_id: Any = b"0-0"
+        last_id: Any = STREAM_START
         meta: Meta | None = None
         with translate_errors("wait for result"):
             while True:

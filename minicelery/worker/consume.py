@@ -321,7 +321,9 @@ class ChildConsumer(ChildTasks):
         it starts."""
         if not deliveries:
             return
-        must_run = set(self.slots.offer(self.position, [d.tag for d in deliveries]))
+        tags = [d.tag for d in deliveries]
+        # A lone message starts right away: there is nothing to offer a sibling.
+        must_run = set(tags) if len(tags) == 1 else set(self.slots.offer(self.position, tags))
         for i, delivery in enumerate(deliveries):
             self._poll_pipe()
             if self.stopping:
