@@ -21,7 +21,7 @@ SPIN_PAUSE = 100  # ... this many are waited for asleep
 LATE = 3  # replies in a row slower than the budget (a Redis across a network): pause too
 #: Seconds between the end of one look and the start of the next within which the two
 #: count as one burst of commands (an enqueue loop): only there does crowding pause looking.
-BURST = 200e-6
+BURST = 50e-6
 
 CHUNK = 65536  # bytes asked of the socket per read
 
