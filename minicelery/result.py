@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import collections
 import datetime as dt
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Generator, Iterator
 from typing import TYPE_CHECKING, Any
 
 from . import states
@@ -211,6 +211,28 @@ class AsyncResult(ResultBase):
         return _decode_result(meta)
 
     wait = get
+
+    async def aget(
+        self,
+        timeout: float | None = None,
+        propagate: bool = True,
+        follow_parents: bool = True,
+        on_message: OnMessage | None = None,
+    ) -> Any:
+        """:meth:`get` for asyncio code: the same value, states and exceptions, awaited
+        without blocking the event loop (``await result`` is the same with the defaults)."""
+        if self.ignored:
+            return None
+        meta = self._cache or await self.app.aio.wait_for(self.id, timeout, on_message)
+        self._cache = meta
+        if propagate:
+            if follow_parents and self.parent is not None and _failed(meta):
+                await self.app.aio.raise_if_parents_failed(self)
+            _raise_for(meta, self.id)
+        return _decode_result(meta)
+
+    def __await__(self) -> Generator[Any, None, Any]:
+        return self.aget().__await__()
 
     def _raise_if_failed(self) -> None:
         if self.parent is not None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+import functools
 import inspect
 from collections.abc import Callable, Iterable
 from contextvars import ContextVar
@@ -218,6 +219,31 @@ class Task(WorkflowMethods, Generic[P, R]):
             task=self,
             **options,
         )
+
+    async def adelay(self, *args: P.args, **kwargs: P.kwargs) -> AsyncResult:
+        """:meth:`delay` for asyncio code: await it in a coroutine."""
+        return await self.aapply_async(args, kwargs)
+
+    async def aapply_async(
+        self,
+        args: Iterable[Any] | None = None,
+        kwargs: dict[str, Any] | None = None,
+        task_id: str | None = None,
+        producer: Any = None,
+        link: Any = None,
+        link_error: Any = None,
+        shadow: str | None = None,
+        **options: Any,
+    ) -> AsyncResult:
+        """:meth:`apply_async` for asyncio code: the same message and options, published
+        without blocking the event loop (run here and now when ``task_always_eager``)."""
+        send = functools.partial(
+            self.apply_async, args, kwargs, task_id, producer, link, link_error, shadow,
+            **options,
+        )  # fmt: skip
+        if self.app.conf.task_always_eager:
+            return send()
+        return await self.app.aio.send(send)
 
     def apply(
         self,

@@ -1,0 +1,38 @@
+"""Clients of ``redis.asyncio`` (redis-py's asyncio client) for the asyncio API: one place
+that knows which URLs it can reach, so the asyncio package above never imports redis-py."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from ..exceptions import ImproperlyConfigured
+from . import errors
+
+SERVER_SCHEMES = ("redis", "rediss", "unix")
+
+
+def async_client(url: str, *, max_connections: int | None = None) -> Any:
+    """A ``redis.asyncio.Redis`` for ``url`` (``redis://``, ``rediss://``, ``unix://``,
+    or ``memory://`` through fakeredis; not yet the embedded Redis, Sentinel or Cluster).
+
+    ``max_connections=1`` gives a client of one connection: what a blocking reader needs
+    to be told apart (``CLIENT ID``) and woken (``CLIENT UNBLOCK``)."""
+    scheme = url.split("://", 1)[0]
+    if scheme == "memory":
+        from .memory import memory_async_client
+
+        return memory_async_client(url)
+    if scheme not in SERVER_SCHEMES:
+        raise ImproperlyConfigured(f"the asyncio client does not support {url.split(':')[0]}://")
+    import redis.asyncio
+
+    errors.adopt_redis_py()
+    extra: dict[str, Any] = {} if max_connections is None else {"max_connections": max_connections}
+    return redis.asyncio.Redis.from_url(url, protocol=2, socket_connect_timeout=4.0, **extra)
+
+
+def script_sha(source: str) -> str:
+    """The SHA1 Redis names a script by (what EVALSHA takes)."""
+    import hashlib
+
+    return hashlib.sha1(source.encode()).hexdigest()
