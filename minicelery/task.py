@@ -220,7 +220,7 @@ class Task(WorkflowMethods, Generic[P, R]):
             **options,
         )
 
-    async def adelay(self, *args: P.args, **kwargs: P.kwargs) -> AsyncResult:
+    async def adelay(self, *args: P.args, **kwargs: P.kwargs) -> AsyncResult[R]:
         """:meth:`delay` for asyncio code: await it in a coroutine."""
         return await self.aapply_async(args, kwargs)
 
@@ -234,7 +234,7 @@ class Task(WorkflowMethods, Generic[P, R]):
         link_error: Any = None,
         shadow: str | None = None,
         **options: Any,
-    ) -> AsyncResult:
+    ) -> AsyncResult[R]:
         """:meth:`apply_async` for asyncio code: the same message and options, published
         without blocking the event loop (run here and now when ``task_always_eager``)."""
         send = functools.partial(
