@@ -71,13 +71,9 @@ class Waiter:
         self, task_id: str, timeout: float | None, on_message: Callable[[Meta], None] | None
     ) -> Meta:
         """The task's ready record, as ``RedisBackend.wait_for`` returns it."""
-        loop = asyncio.get_running_loop()
-        done: asyncio.Future[Meta] = loop.create_future()
-        read_once: asyncio.Future[None] = loop.create_future()
+        done: asyncio.Future[Meta] = asyncio.get_running_loop().create_future()
 
         def listen(meta: Meta, stored: bool) -> bool:
-            if not read_once.done():
-                read_once.set_result(None)
             if stored and on_message is not None:
                 on_message(meta)
             if meta["status"] in states.READY_STATES:
@@ -88,24 +84,22 @@ class Waiter:
 
         self.listen(task_id, listen, done)
         try:
-            return await self._outcome(done, read_once, timeout, task_id)
+            await asyncio.wait((done,), timeout=timeout)
         finally:
             self.forget(task_id, listen)
-
-    async def _outcome(
-        self,
-        done: asyncio.Future[Meta],
-        read_once: asyncio.Future[None],
-        timeout: float | None,
-        task_id: str,
-    ) -> Meta:
-        await asyncio.wait((done,), timeout=timeout)
-        if not done.done():
-            # As the sync get(): a timeout is only given after the record was read once.
-            await asyncio.wait((done, read_once), return_when=asyncio.FIRST_COMPLETED)
         if done.done():
             return done.result()
+        # As the sync get(): a record already ready counts, however short the timeout
+        # (timeout=0 collects what is done), though no round has read it yet.
+        meta = await self._stored(task_id)
+        if meta is not None and meta["status"] in states.READY_STATES:
+            return meta
         raise TimeoutError(f"The operation timed out ({timeout}s) waiting for task {task_id}")
+
+    async def _stored(self, task_id: str) -> Meta | None:
+        with errors.translate_errors("get result"):
+            data = await self.commands.get(self.keys.result(task_id))
+        return None if data is None else self.decode(data)
 
     def listen(self, task_id: str, listener: Listener, failed: asyncio.Future[Any]) -> None:
         """Tell ``listener`` every record of ``task_id`` from its current one on; a failure
