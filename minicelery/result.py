@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import collections
 import datetime as dt
-from collections.abc import Callable, Generator, Iterator
+from collections.abc import AsyncIterator, Callable, Generator, Iterator
 from typing import TYPE_CHECKING, Any, Generic
 
 from . import states
@@ -242,6 +242,11 @@ class AsyncResult(ResultBase, Generic[R]):
 
     def __await__(self) -> Generator[Any, None, R]:
         return self.aget().__await__()
+
+    def aiter_states(self, timeout: float | None = None) -> AsyncIterator[dict[str, Any]]:
+        """:meth:`iter_states` for asyncio code: ``async for meta in result.aiter_states()``
+        gets each stored record (PROGRESS and other custom states too) as it is written."""
+        return self.app.aio.iter_states(self.id, timeout)
 
     def _raise_if_failed(self) -> None:
         if self.parent is not None:

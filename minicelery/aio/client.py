@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import weakref
-from collections.abc import Callable, Sequence
+from collections.abc import AsyncIterator, Callable, Sequence
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from .. import states
@@ -91,6 +91,10 @@ class AioClient:
     ) -> Meta:
         """The ready record of ``task_id`` (TimeoutError after ``timeout`` seconds)."""
         return await self._waiter().wait_for(task_id, timeout, on_message)
+
+    def iter_states(self, task_id: str, timeout: float | None) -> AsyncIterator[Meta]:
+        """Each stored record of ``task_id`` as it is written, ending with a ready one."""
+        return self._waiter().iter_states(task_id, timeout)
 
     async def metas(self, task_ids: Sequence[str]) -> list[Meta | None]:
         """The stored records of ``task_ids`` now (None: no record yet), one MGET."""

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable
 from typing import Any
 
 from .. import states
@@ -95,6 +95,30 @@ class Waiter:
         if meta is not None and meta["status"] in states.READY_STATES:
             return meta
         raise TimeoutError(f"The operation timed out ({timeout}s) waiting for task {task_id}")
+
+    async def iter_states(self, task_id: str, timeout: float | None) -> AsyncIterator[Meta]:
+        """Each stored record of the task as the worker writes it, from its current one
+        to a ready one (``timeout`` for the whole iteration), as ``iter_states()``."""
+        loop = asyncio.get_running_loop()
+        deadline = None if timeout is None else loop.time() + timeout
+        records: asyncio.Queue[Meta] = asyncio.Queue()
+        failed: asyncio.Future[Meta] = loop.create_future()
+
+        def listen(meta: Meta, stored: bool) -> bool:
+            if stored:
+                records.put_nowait(meta)
+            return bool(meta["status"] in states.READY_STATES)
+
+        self.listen(task_id, listen, failed)
+        try:
+            while True:
+                remaining = None if deadline is None else max(deadline - loop.time(), 0)
+                meta = await _next(records, failed, remaining, task_id)
+                yield meta
+                if meta["status"] in states.READY_STATES:
+                    return
+        finally:
+            self.forget(task_id, listen)
 
     async def _stored(self, task_id: str) -> Meta | None:
         with errors.translate_errors("get result"):
@@ -196,6 +220,25 @@ class Waiter:
             if listener(meta, stored):
                 with contextlib.suppress(ValueError):
                     item.listeners.remove(listener)
+
+
+async def _next(
+    records: asyncio.Queue[Meta], failed: asyncio.Future[Meta], timeout: float | None, task: str
+) -> Meta:
+    """The next record told, or the waiter's failure, or TimeoutError after ``timeout``."""
+    if not records.empty():
+        return records.get_nowait()
+    taken = asyncio.ensure_future(records.get())
+    try:
+        await asyncio.wait((taken, failed), timeout=timeout, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        if not taken.done():
+            taken.cancel()
+    if taken.done() and not taken.cancelled():
+        return taken.result()
+    if failed.done():
+        return failed.result()  # raises what stopped the waiter
+    raise TimeoutError(f"The operation timed out ({timeout}s) waiting for task {task}")
 
 
 def _entries_by_stream(reply: Any) -> dict[str, list[tuple[Any, Any]]]:

@@ -148,3 +148,29 @@ def test_progress_records_reach_on_message_before_the_ready_one(app: Celery) -> 
 
     assert run(app, read) == 7
     assert seen == ["PROGRESS", "SUCCESS"]
+
+
+def test_aiter_states_gives_each_record_up_to_the_ready_one(app: Celery) -> None:
+    app.backend.store("s", build_meta("s", "PROGRESS", {"done": 1}))
+
+    async def read() -> list[tuple[str, Any]]:
+        seen: list[tuple[str, Any]] = []
+        async for meta in app.AsyncResult("s").aiter_states(timeout=5):
+            seen.append((meta["status"], meta["result"]))
+            if len(seen) == 1:
+                app.backend.store("s", build_meta("s", "PROGRESS", {"done": 2}))
+            elif len(seen) == 2:
+                app.backend.store("s", build_meta("s", states.SUCCESS, 3))
+        return seen
+
+    assert run(app, read) == [("PROGRESS", {"done": 1}), ("PROGRESS", {"done": 2}),
+                              ("SUCCESS", 3)]  # fmt: skip
+
+
+def test_aiter_states_times_out(app: Celery) -> None:
+    async def read() -> None:
+        with pytest.raises(TimeoutError):
+            async for _ in app.AsyncResult("never").aiter_states(timeout=0.2):
+                pass
+
+    run(app, read)
