@@ -28,6 +28,7 @@ Meta = dict[str, Any]
 #: Told each record of its task as it comes, ``(meta, stored)``; answers whether it is done.
 Listener = Callable[[Meta, bool], bool]
 SLICE_MS = 1000
+UNBLOCK_RETRY = 0.001  # seconds between wakes of a round that is not blocking yet
 
 
 class Watched:
@@ -144,17 +145,28 @@ class Waiter:
         leaves the next round."""
         self._fail_to.pop(listener, None)
         watched = self.watched.get(task_id)
-        if watched is not None and listener in watched.listeners:
+        if watched is None:
+            return
+        if listener in watched.listeners:
             watched.listeners.remove(listener)
-            if not watched.listeners:
-                del self.watched[task_id]
+        if not watched.listeners:  # (a listener that was done has left already)
+            del self.watched[task_id]
 
     async def _wake(self) -> None:
         """Cut the blocking read short so the new await joins the next round."""
         if not self._can_unblock or self._reader_id is None:
             return
+        round_no = self.rounds
         try:
-            await self.commands.execute_command("CLIENT", "UNBLOCK", self._reader_id)
+            # 0: the reader is not blocking yet (the round's scripts are still running
+            # ahead of its XREAD): ask again, for as long as that round lasts.
+            while self._blocked and self.rounds == round_no:
+                unblocked = await self.commands.execute_command(
+                    "CLIENT", "UNBLOCK", self._reader_id
+                )
+                if unblocked:
+                    return
+                await asyncio.sleep(UNBLOCK_RETRY)
         except errors.ResponseError:
             self._can_unblock = False  # a server without it: new awaits wait out the slice
         except errors.RedisError:
@@ -220,6 +232,8 @@ class Waiter:
             if listener(meta, stored):
                 with contextlib.suppress(ValueError):
                     item.listeners.remove(listener)
+        if not item.listeners and self.watched.get(item.task_id) is item:
+            del self.watched[item.task_id]  # out of the next round already
 
 
 async def _next(

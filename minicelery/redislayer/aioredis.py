@@ -9,6 +9,7 @@ from ..exceptions import ImproperlyConfigured
 from . import errors
 
 SERVER_SCHEMES = ("redis", "rediss", "unix")
+POOL_SIZE = 32  # connections a client opens at most (sends are coalesced: few are used)
 
 
 def async_client(url: str, *, max_connections: int | None = None) -> Any:
@@ -27,8 +28,16 @@ def async_client(url: str, *, max_connections: int | None = None) -> Any:
     import redis.asyncio
 
     errors.adopt_redis_py()
-    extra: dict[str, Any] = {} if max_connections is None else {"max_connections": max_connections}
-    return redis.asyncio.Redis.from_url(url, protocol=2, socket_connect_timeout=4.0, **extra)
+    # A blocking pool: a burst of commands beyond its size waits for a connection instead
+    # of failing ("Too many connections"), as a thousand timed-out awaits at once would.
+    pool = redis.asyncio.BlockingConnectionPool.from_url(
+        url,
+        max_connections=max_connections or POOL_SIZE,
+        timeout=None,
+        protocol=2,
+        socket_connect_timeout=4.0,
+    )
+    return redis.asyncio.Redis.from_pool(pool)
 
 
 def script_sha(source: str) -> str:
