@@ -14,6 +14,7 @@ thread and no polling, whatever the number of requests in flight.
 
 from __future__ import annotations
 
+import contextlib
 import json
 from collections.abc import AsyncIterator
 from typing import Any
@@ -24,7 +25,14 @@ from tasks import add, app, long_task
 
 from minicelery.exceptions import TimeoutError
 
-api = FastAPI(title="minicelery asyncio example")
+
+@contextlib.asynccontextmanager
+async def lifespan(_: FastAPI) -> AsyncIterator[None]:
+    yield
+    await app.aio.aclose()  # the asyncio client's connections, made on first use
+
+
+api = FastAPI(title="minicelery asyncio example", lifespan=lifespan)
 
 
 @api.post("/add")

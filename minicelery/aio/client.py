@@ -144,6 +144,7 @@ class AioClient:
                     del per_app[app]
         clients = {id(c): c for c in (self.commands, self.results) if c is not None}
         if self.waiter is not None:
+            await self.waiter.stop()
             clients[id(self.waiter.reader)] = self.waiter.reader
         for client in clients.values():
             await client.aclose()

@@ -152,6 +152,14 @@ class Waiter:
         if not watched.listeners:  # (a listener that was done has left already)
             del self.watched[task_id]
 
+    async def stop(self) -> None:
+        """End the rounds (their awaits fail with CancelledError): the client is closing."""
+        for task in (self._runner, self._waking):
+            if task is not None and not task.done():
+                task.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await task
+
     async def _wake(self) -> None:
         """Cut the blocking read short so the new await joins the next round."""
         if not self._can_unblock or self._reader_id is None:
