@@ -361,6 +361,16 @@ class EagerResult(AsyncResult):
 
     wait = get
 
+    async def aget(
+        self,
+        timeout: float | None = None,
+        propagate: bool = True,
+        follow_parents: bool = True,
+        on_message: OnMessage | None = None,
+    ) -> Any:
+        """The value, at once: it was computed here."""
+        return self.get(timeout, propagate)
+
     def forget(self) -> None:
         pass
 

@@ -174,3 +174,19 @@ def test_aiter_states_times_out(app: Celery) -> None:
                 pass
 
     run(app, read)
+
+
+def test_eager_tasks_run_here_and_await_at_once(make_app: Callable[..., Celery]) -> None:
+    app = make_app(task_always_eager=True)
+
+    @app.task
+    def add(x: int, y: int) -> int:
+        return x + y
+
+    async def scenario() -> tuple[int, list[int]]:
+        value = await (await add.adelay(1, 2))
+        grouped = await group(add.s(i, i) for i in range(3)).aapply_async()
+        return value, await grouped
+
+    assert asyncio.run(scenario()) == (3, [0, 2, 4])
+    assert queued(app) == []
