@@ -185,3 +185,23 @@ def test_a_thousand_concurrent_sends_are_coalesced(
     values, flushes = run(app, scenario())
     assert values == list(range(1000))
     assert flushes < 100
+
+
+def test_scripts_forgotten_by_redis_are_loaded_again(
+    app: Celery, worker_factory: WorkerFactory, client: Any
+) -> None:
+    """A Redis restarted (or SCRIPT FLUSHed) between two sends or two waits answers
+    NOSCRIPT: the client loads the script again and nothing is lost."""
+    worker_factory(app_module=APP, concurrency=1)
+
+    async def scenario() -> list[int]:
+        values = [await (await basic.add.adelay(1, 1))]
+        client.script_flush()
+        values.append(await (await basic.add.adelay(2, 2)))
+        client.script_flush()
+        results = await asyncio.gather(*(basic.add.adelay(i, 0) for i in range(3)))
+        client.script_flush()
+        values += await asyncio.gather(*results)
+        return values
+
+    assert run(app, scenario()) == [2, 4, 0, 1, 2]
