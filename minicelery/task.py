@@ -228,22 +228,12 @@ class Task(WorkflowMethods, Generic[P, R]):
         self,
         args: Iterable[Any] | None = None,
         kwargs: dict[str, Any] | None = None,
-        task_id: str | None = None,
-        producer: Any = None,
-        link: Any = None,
-        link_error: Any = None,
-        shadow: str | None = None,
         **options: Any,
     ) -> AsyncResult[R]:
         """:meth:`apply_async` for asyncio code: the same message and options, published
         without blocking the event loop (run here and now when ``task_always_eager``)."""
-        send = functools.partial(
-            self.apply_async, args, kwargs, task_id, producer, link, link_error, shadow,
-            **options,
-        )  # fmt: skip
-        if self.app.conf.task_always_eager:
-            return send()
-        return await self.app.aio.send(send)
+        send = functools.partial(self.apply_async, args, kwargs, **options)
+        return send() if self.app.conf.task_always_eager else await self.app.aio.send(send)
 
     def apply(
         self,
