@@ -28,6 +28,8 @@ def async_client(url: str, *, max_connections: int | None = None) -> Any:
     import redis.asyncio
 
     errors.adopt_redis_py()
+    if scheme == "redis":
+        url = numeric_host(url)
     # A blocking pool: a burst of commands beyond its size waits for a connection instead
     # of failing ("Too many connections"), as a thousand timed-out awaits at once would.
     pool = redis.asyncio.BlockingConnectionPool.from_url(
@@ -45,3 +47,28 @@ def script_sha(source: str) -> str:
     import hashlib
 
     return hashlib.sha1(source.encode()).hexdigest()
+
+
+def numeric_host(url: str) -> str:
+    """``url`` with its host name resolved to an address, here and now. asyncio resolves a
+    name in a thread of the loop's executor, and the asyncio client starts no thread; an
+    address needs no resolving. (Not for ``rediss://``: TLS checks the name.)"""
+    import ipaddress
+    import socket
+    import urllib.parse
+
+    parts = urllib.parse.urlsplit(url)
+    host = parts.hostname
+    if not host:
+        return url
+    try:
+        ipaddress.ip_address(host)
+        return url  # an address already
+    except ValueError:
+        pass
+    port = parts.port or 6379
+    family, *_, address = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)[0]
+    shown = f"[{address[0]}]" if family == socket.AF_INET6 else str(address[0])
+    userinfo = parts.netloc.rpartition("@")[0]
+    netloc = f"{userinfo}@{shown}:{port}" if userinfo else f"{shown}:{port}"
+    return urllib.parse.urlunsplit(parts._replace(netloc=netloc))

@@ -15,6 +15,7 @@ import pytest
 
 from minicelery import Celery, chain, chord, group
 from minicelery.exceptions import TimeoutError
+from minicelery.redislayer.aioredis import async_client
 from tests.helpers import RedisServer, WorkerFactory, pointed_at
 from tests.integration.apps import basic
 from tests.integration.apps import canvas_tasks as ct
@@ -53,6 +54,8 @@ def test_two_hundred_sends_and_awaits_share_one_reader_and_start_no_thread(
         by_await = await asyncio.gather(*results[100:])
         assert app.aio.waiter is not None
         assert app.aio.waiter.watched == {}  # every finished await has left the rounds
+        # Counted in the loop: asyncio.run() joins its executor's threads when it ends.
+        assert threading.active_count() == threads_before
         return list(by_aget), list(by_await), app.aio.waiter.rounds
 
     by_aget, by_await, rounds = run(app, scenario())
@@ -205,3 +208,20 @@ def test_scripts_forgotten_by_redis_are_loaded_again(
         return values
 
     assert run(app, scenario()) == [2, 4, 0, 1, 2]
+
+
+def test_a_host_name_is_reached_without_a_resolver_thread(redis_server: RedisServer) -> None:
+    """asyncio would resolve ``localhost`` in an executor thread; the client resolves it
+    before connecting, so no thread is started."""
+    url = redis_server.url.replace("127.0.0.1", "localhost")
+    assert "localhost" in url
+    threads = threading.active_count()
+
+    async def ping() -> tuple[Any, int]:
+        client = async_client(url)
+        try:  # counted in the loop: asyncio.run() joins the executor's threads at its end
+            return await client.ping(), threading.active_count()
+        finally:
+            await client.aclose()
+
+    assert asyncio.run(ping()) == (True, threads)

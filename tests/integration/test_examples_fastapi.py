@@ -78,7 +78,9 @@ def test_requests_await_tasks_and_stream_progress(
             events = await http.get(f"/tasks/{task_id}/events", params={"timeout": 30})
             final = await http.get(f"/tasks/{task_id}", params={"timeout": 10})
             missing = await http.get("/tasks/no-such-task", params={"timeout": 0.2})
+            threads = threading.active_count()  # in the loop: asyncio.run() joins its own
         await example.app.aio.aclose()
+        assert threads == threads_before
         assert started.status_code == 202
         assert events.headers["content-type"].startswith("text/event-stream")
         return [r.json()["result"] for r in sums], events.text, final.json(), missing.status_code
@@ -92,4 +94,3 @@ def test_requests_await_tasks_and_stream_progress(
     assert progress and progress == sorted(progress)  # seen moving, in order
     assert final["result"] == {"current": 4, "total": 4, "result": 42}
     assert missing == 504
-    assert threading.active_count() == threads_before

@@ -13,6 +13,7 @@ import pytest
 
 from minicelery import Celery, group, signals, states
 from minicelery.exceptions import TimeoutError
+from minicelery.redislayer.aioredis import numeric_host
 from minicelery.result import GroupResult
 from minicelery.serialization import exception_to_dict
 from minicelery.trace import build_meta
@@ -128,10 +129,12 @@ def test_no_thread_is_started(app: Celery) -> None:
         results = [await add.adelay(i, i) for i in range(20)]
         for result in results:
             app.backend.store(result.id, build_meta(result.id, states.SUCCESS, 0))
-        return list(await asyncio.gather(*results))
+        values = list(await asyncio.gather(*results))
+        # Counted in the loop: asyncio.run() joins its executor's threads when it ends.
+        assert threading.active_count() == before
+        return values
 
     assert run(app, scenario) == [0] * 20
-    assert threading.active_count() == before
 
 
 def test_progress_records_reach_on_message_before_the_ready_one(app: Celery) -> None:
@@ -190,3 +193,16 @@ def test_eager_tasks_run_here_and_await_at_once(make_app: Callable[..., Celery])
 
     assert asyncio.run(scenario()) == (3, [0, 2, 4])
     assert queued(app) == []
+
+
+@pytest.mark.parametrize(
+    ("url", "expected"),
+    [
+        ("redis://localhost:6380/1", "redis://127.0.0.1:6380/1"),
+        ("redis://user:pw@localhost/2?x=1", "redis://user:pw@127.0.0.1:6379/2?x=1"),
+        ("redis://127.0.0.1:7/0", "redis://127.0.0.1:7/0"),
+        ("redis://[::1]:7/0", "redis://[::1]:7/0"),
+    ],
+)
+def test_host_names_are_resolved_before_connecting(url: str, expected: str) -> None:
+    assert numeric_host(url) == expected
