@@ -271,9 +271,7 @@ class Signature(dict[str, Any]):
         """:meth:`apply_async` for asyncio code (a task, chain, group or chord alike): the
         same messages, published without blocking the event loop."""
         send = functools.partial(self.apply_async, args, kwargs, **options)
-        if self.app.conf.task_always_eager:
-            return send()
-        return await self.app.aio.send(send)
+        return send() if self.app.conf.task_always_eager else await self.app.aio.send(send)
 
     async def adelay(self, *args: Any, **kwargs: Any) -> Any:
         """:meth:`delay` for asyncio code."""
