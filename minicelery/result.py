@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import collections
 import datetime as dt
-from collections.abc import Callable, Iterator
-from typing import TYPE_CHECKING, Any
+from collections.abc import AsyncIterator, Callable, Generator, Iterator
+from typing import TYPE_CHECKING, Any, Generic
 
 from . import states
 from ._state import current_request, get_current_app
@@ -13,7 +13,16 @@ from .exceptions import TaskRevokedError
 from .serialization import exception_from_dict
 
 if TYPE_CHECKING:
+    from typing_extensions import TypeVar
+
     from .app import Celery
+
+    #: What the task returns: ``aget()``'s type. Any when not said (a bare ``AsyncResult``).
+    R = TypeVar("R", default=Any)
+else:
+    from typing import TypeVar
+
+    R = TypeVar("R")
 
 OnMessage = Callable[[dict[str, Any]], None]
 
@@ -92,7 +101,7 @@ class ResultBase:
             queue.extend(node.children or ())
 
 
-class AsyncResult(ResultBase):
+class AsyncResult(ResultBase, Generic[R]):
     """The state and return value of a task sent to a worker.
 
     ``get()`` blocks on a Redis pub/sub notification, never on a sleep loop.
@@ -212,6 +221,33 @@ class AsyncResult(ResultBase):
 
     wait = get
 
+    async def aget(
+        self,
+        timeout: float | None = None,
+        propagate: bool = True,
+        follow_parents: bool = True,
+        on_message: OnMessage | None = None,
+    ) -> R:
+        """:meth:`get` for asyncio code: the same value, states and exceptions, awaited
+        without blocking the event loop (``await result`` is the same with the defaults)."""
+        if self.ignored:
+            return None  # type: ignore[return-value]  # as get(): no result will come
+        meta = self._cache or await self.app.aio.wait_for(self.id, timeout, on_message)
+        self._cache = meta
+        if propagate:
+            if follow_parents and self.parent is not None and _failed(meta):
+                await self.app.aio.raise_if_parents_failed(self)
+            _raise_for(meta, self.id)
+        return _decode_result(meta)  # type: ignore[no-any-return]
+
+    def __await__(self) -> Generator[Any, None, R]:
+        return self.aget().__await__()
+
+    def aiter_states(self, timeout: float | None = None) -> AsyncIterator[dict[str, Any]]:
+        """:meth:`iter_states` for asyncio code: ``async for meta in result.aiter_states()``
+        gets each stored record (PROGRESS and other custom states too) as it is written."""
+        return self.app.aio.iter_states(self.id, timeout)
+
     def _raise_if_failed(self) -> None:
         if self.parent is not None:
             self.parent._raise_if_failed()
@@ -324,6 +360,16 @@ class EagerResult(AsyncResult):
         return self._value
 
     wait = get
+
+    async def aget(
+        self,
+        timeout: float | None = None,
+        propagate: bool = True,
+        follow_parents: bool = True,
+        on_message: OnMessage | None = None,
+    ) -> Any:
+        """The value, at once: it was computed here."""
+        return self.get(timeout, propagate)
 
     def forget(self) -> None:
         pass

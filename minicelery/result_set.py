@@ -4,7 +4,7 @@
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Generator, Iterator, Sequence
 from typing import TYPE_CHECKING, Any
 
 from . import states
@@ -150,6 +150,14 @@ class ResultSet(ResultBase):
         return self.join(timeout, propagate, **kwargs)
 
     join_native = join
+
+    async def aget(self, timeout: float | None = None, propagate: bool = True) -> list[Any]:
+        """:meth:`get` for asyncio code: every member awaited at once, over the one
+        connection the app's asyncio client reads results with."""
+        return await self.app.aio.join(self.results, timeout, propagate)
+
+    def __await__(self) -> Generator[Any, None, list[Any]]:
+        return self.aget().__await__()
 
     def forget(self) -> None:
         for r in self.results:

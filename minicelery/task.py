@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+import functools
 import inspect
 from collections.abc import Callable, Iterable
 from contextvars import ContextVar
@@ -218,6 +219,21 @@ class Task(WorkflowMethods, Generic[P, R]):
             task=self,
             **options,
         )
+
+    async def adelay(self, *args: P.args, **kwargs: P.kwargs) -> AsyncResult[R]:
+        """:meth:`delay` for asyncio code: await it in a coroutine."""
+        return await self.aapply_async(args, kwargs)
+
+    async def aapply_async(
+        self,
+        args: Iterable[Any] | None = None,
+        kwargs: dict[str, Any] | None = None,
+        **options: Any,
+    ) -> AsyncResult[R]:
+        """:meth:`apply_async` for asyncio code: the same message and options, published
+        without blocking the event loop (run here and now when ``task_always_eager``)."""
+        send = functools.partial(self.apply_async, args, kwargs, **options)
+        return send() if self.app.conf.task_always_eager else await self.app.aio.send(send)
 
     def apply(
         self,

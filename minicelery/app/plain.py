@@ -9,6 +9,8 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, NamedTuple
 
 from .. import _state, signals
+from ..aio.outbox import DEFERRED
+from ..broker import OutgoingMessage
 from ..message import MessageOptions, build_message, encode_body, origin, safe_repr
 from ..result import AsyncResult
 from ..serialization import frame_packer, pack_frame
@@ -71,7 +73,11 @@ def send_plain(
     )  # fmt: skip
     task_id = uuid()
     data = pack_envelope(name, tuple(args or ()), dict(kwargs or {}), task_id, fields)
-    app.broker.publish_now(queue, data, priority)
+    deferred = DEFERRED.get()
+    if deferred is None:
+        app.broker.publish_now(queue, data, priority)
+    else:  # an asyncio send: published once this returns, without blocking the loop
+        deferred.messages.append(OutgoingMessage(queue, data, priority or 0))
     app.queues_used.add(queue)
     result = AsyncResult(task_id, task_name=name, app=app)
     result.ignored = bool(ignore_result)

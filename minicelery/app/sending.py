@@ -9,6 +9,7 @@ from collections.abc import Callable, Iterable, Sequence
 from typing import TYPE_CHECKING, Any, cast
 
 from .. import _state, signals
+from ..aio.outbox import DEFERRED
 from ..broker import OutgoingMessage
 from ..message import TaskMessage, build_message
 from ..registry import TaskRegistry
@@ -19,6 +20,7 @@ from .connections import Connections
 from .plain import plain_options, send_plain
 
 if TYPE_CHECKING:
+    from ..aio.client import AioClient
     from .base import Celery
 
 
@@ -80,6 +82,24 @@ class Sending(Connections):
             request.__dict__.setdefault("children", []).append(result)
         return result
 
+    @property
+    def aio(self) -> AioClient:
+        """The asyncio client of this app in the running event loop (made on first use)."""
+        from ..aio.client import client_for
+
+        return client_for(cast("Celery", self))
+
+    async def asend_task(
+        self,
+        name: str,
+        args: Iterable[Any] | None = None,
+        kwargs: dict[str, Any] | None = None,
+        **options: Any,
+    ) -> AsyncResult:
+        """:meth:`send_task` for asyncio code: the same message, published without blocking
+        the event loop."""
+        return await self.aio.send(functools.partial(self.send_task, name, args, kwargs, **options))
+
     def prepare_message(
         self,
         name: str,
@@ -104,13 +124,20 @@ class Sending(Connections):
         """Publish messages from ``prepare_message`` together: one pipelined round of
         Redis commands for a whole group, however large."""
         outgoing = [self.outgoing(*item) for item in prepared]
+        deferred = DEFERRED.get()
         if outgoing:
             if self.conf.task_send_sent_event:
                 self.events.task_sent(prepared)  # before the publish: sent precedes received
-            self.broker.publish(outgoing)
+            if deferred is None:
+                self.broker.publish(outgoing)
+            else:  # an asyncio send: published once this returns, without blocking the loop
+                deferred.messages.extend(outgoing)
         for message, queue, _ in prepared:
             self.queues_used.add(queue)
-            self.published(message, queue)
+            if deferred is None:
+                self.published(message, queue)
+            else:
+                deferred.after.append(functools.partial(self.published, message, queue))
 
     def outgoing(self, message: TaskMessage, queue: str, priority: int) -> OutgoingMessage:
         """The broker's view of a prepared message, after ``before_task_publish``."""

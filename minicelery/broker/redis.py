@@ -67,12 +67,11 @@ class RedisBroker(ReserveCommands, DeadLetterStore, Broker):
 
     @functools.lru_cache(maxsize=256)  # noqa: B019 - a broker lives as long as its app
     def _publish_keys(self, queue: str, priority: int) -> tuple[str, str, str]:
-        return (self.keys.queue(queue, priority), self.keys.wake(queue), self.keys.levels(queue))
+        return publish_keys(self.keys, queue, priority)
 
     def queue_entry(self, queue: str, priority: int, data: bytes) -> bytes:
         """How a scheduled (or held) message remembers where it goes back to."""
-        where = (*self._publish_keys(queue, priority), str(priority))
-        return SEP.join(part.encode() for part in where) + SEP + data
+        return scheduled_entry(self._publish_keys(queue, priority), priority, data)
 
     def publish(self, messages: Sequence[OutgoingMessage]) -> None:
         if len(messages) == 1 and (messages[0].eta is None or messages[0].eta <= time.time()):
@@ -413,6 +412,21 @@ class RedisBroker(ReserveCommands, DeadLetterStore, Broker):
 
     def close(self) -> None:
         self.client.close()
+
+
+def publish_keys(keys: KeySchema, queue: str, priority: int) -> tuple[str, str, str]:
+    """The keys ``publish.lua`` takes for ``queue`` at ``priority`` (0-9)."""
+    return (keys.queue(queue, priority), keys.wake(queue), keys.levels(queue))
+
+
+def scheduled_entry(where: tuple[str, str, str], priority: int, data: bytes) -> bytes:
+    """A scheduled set's entry: the message after the keys it is published to when due."""
+    return SEP.join(part.encode() for part in (*where, str(priority))) + SEP + data
+
+
+def clamp_priority(priority: int | None) -> int:
+    """A message priority within 0-9."""
+    return _clamp(priority)
 
 
 def _clamp(priority: int | None) -> int:

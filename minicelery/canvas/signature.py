@@ -4,6 +4,7 @@ serialized as a plain dict, and called later; the base of every workflow primiti
 from __future__ import annotations
 
 import copy
+import functools
 from typing import TYPE_CHECKING, Any
 
 from .._state import get_current_app
@@ -263,6 +264,18 @@ class Signature(dict[str, Any]):
         if self._type is None and self.task not in self.app.tasks:
             return self.app.send_task(self.task, new_args, new_kwargs, **new_options)
         return self.type.apply_async(new_args, new_kwargs, **new_options)
+
+    async def aapply_async(
+        self, args: Any = None, kwargs: dict[str, Any] | None = None, **options: Any
+    ) -> Any:
+        """:meth:`apply_async` for asyncio code (a task, chain, group or chord alike): the
+        same messages, published without blocking the event loop."""
+        send = functools.partial(self.apply_async, args, kwargs, **options)
+        return send() if self.app.conf.task_always_eager else await self.app.aio.send(send)
+
+    async def adelay(self, *args: Any, **kwargs: Any) -> Any:
+        """:meth:`delay` for asyncio code."""
+        return await self.aapply_async(args, kwargs)
 
     def delay(self, *args: Any, **kwargs: Any) -> Any:
         return self.apply_async(args, kwargs)

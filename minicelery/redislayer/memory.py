@@ -31,3 +31,13 @@ def forget_memory_server(name: str) -> None:
     """Drop the in-process server of ``memory://name`` and all it holds (a test app's)."""
     with _lock:
         _servers.pop(name, None)
+
+
+def memory_async_client(url: str) -> Any:
+    """A fakeredis asyncio client of the same server as :func:`memory_client`'s."""
+    memory_client(url)  # makes the server when it is the first, and adopts the errors
+    import fakeredis
+
+    with _lock:
+        server = _servers[url.split("://", 1)[1]]
+    return fakeredis.FakeAsyncRedis(server=server)

@@ -59,8 +59,11 @@ ALLOWED: dict[str, set[str]] = {
               *FOUNDATION},
     "control": set(),  # reaches Redis through the app it is given
     "beat": {"broker", "exceptions", "schedules", "signals", "utils"},
+    # the asyncio client: sends what the app's sync code builds, awaits results
+    "aio": {"broker", "backend", "redislayer", "result", *FOUNDATION},
     "app": {
         "_state",
+        "aio",
         "backend",
         "broker",
         "canvas",
