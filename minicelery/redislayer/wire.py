@@ -140,6 +140,16 @@ class Held:
                 self.pool.release(self.connection)
 
 
+def connected(connection: Any) -> Any:
+    """``connection``, connected: a redis-py connection left closed by an error would
+    reconnect inside ``send_packed_command`` to the address it had, where a Sentinel-managed
+    one must ask the sentinels again (its own ``connect`` does), or it would knock on a dead
+    master's door after a failover."""
+    if getattr(connection, "_sock", None) is None:
+        connection.connect()
+    return connection
+
+
 def get_connection(client: Any) -> Any:
     """A connection of the client's pool, kept by its taker until released."""
     try:
@@ -178,6 +188,7 @@ class FastPath:
     def _request(self, packed: bytes, args: tuple[Any, ...], retry: bool, spin: float) -> Any:
         connection = self._connection()
         try:
+            connected(connection)
             round_trip = getattr(connection, "round_trip", None)  # ours has it, redis-py's not
             if round_trip is not None:
                 return round_trip(packed, spin)
@@ -204,7 +215,7 @@ class FastPath:
         look for each reply without sleeping first (as for :meth:`execute`)."""
         connection = self._connection()
         try:
-            connection.send_packed_command([packed or pack_commands(commands)])
+            connected(connection).send_packed_command([packed or pack_commands(commands)])
             return _replies(connection, len(commands), spin, abandon_on)
         except errors.REDIS_ERRORS:
             connection.disconnect()
@@ -219,7 +230,7 @@ class FastPath:
         built. A connection error closes the connection and is raised."""
         connection = self._connection()
         try:
-            connection.send_packed_command([packed])
+            connected(connection).send_packed_command([packed])
         except errors.REDIS_ERRORS:
             connection.disconnect()
             raise
@@ -233,7 +244,7 @@ class FastPath:
         runs)."""
         connection = self._connection()
         try:
-            connection.send_packed_command([packed])
+            connected(connection).send_packed_command([packed])
             return _replies(connection, replies)
         except errors.REDIS_ERRORS:
             connection.disconnect()
@@ -351,7 +362,9 @@ class Lane:
 
     def _write(self, commands: list[tuple[Any, ...]]) -> None:
         # No health check: it would PING and wait for the answer, and a lane never waits.
-        self.connection.send_packed_command([pack_commands(commands)], check_health=False)
+        connected(self.connection).send_packed_command(
+            [pack_commands(commands)], check_health=False
+        )
 
     def _resend(self) -> None:
         self.connection.disconnect()

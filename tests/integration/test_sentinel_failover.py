@@ -1,0 +1,99 @@
+"""Sentinel failover under load: the master is SIGKILLed while acks_late tasks drain on two
+workers; the sentinels promote the replica, and every task still ends SUCCESS."""
+
+from __future__ import annotations
+
+import os
+import signal
+import time
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from minicelery import Celery
+from minicelery.exceptions import ImproperlyConfigured
+from tests.helpers import LOOPBACK, WorkerFactory, find_redis_server_bin, wait_until
+from tests.integration.sentinels import MASTER_NAME, Sentinels, sentinel_set
+
+APP = "tests.integration.apps.sentinel_app"
+TASKS = 240
+
+pytestmark = pytest.mark.timeout(90)
+
+
+@pytest.fixture
+def sentinel_env(tmp_path: Path) -> Iterator[tuple[Any, Any, Sentinels]]:
+    binary = find_redis_server_bin()
+    assert binary, "redis-server is needed"
+    with sentinel_set(binary, tmp_path) as parts:
+        yield parts
+
+
+def _app(url: str, prefix: str) -> Celery:
+    options = {"master_name": MASTER_NAME}
+    return Celery(
+        "sentinel_client",
+        broker=url,
+        backend=url,
+        key_prefix=prefix,
+        broker_transport_options=options,
+        result_backend_transport_options=options,
+    )
+
+
+def _states(app: Celery, ids: list[str]) -> dict[str, str]:
+    """Each task's state, read through the app's own (sentinel) client."""
+    try:
+        return {task_id: app.AsyncResult(task_id).state for task_id in ids}
+    except Exception:  # the failover window: ask again on the next poll
+        return {}
+
+
+def test_tasks_in_flight_survive_a_master_kill(sentinel_env: Any) -> None:
+    master, replica, sentinels = sentinel_env
+    prefix = f"t-{uuid.uuid4().hex[:8]}"
+    factory = WorkerFactory(sentinels.url, prefix)
+    app = _app(sentinels.url, prefix)
+    try:
+        for _ in range(2):
+            factory(APP, concurrency=2, env={"MC_TEST_MASTER_NAME": MASTER_NAME})
+        square = app.signature("tests.integration.apps.sentinel_app.late_square")
+        ids = [square.delay(n, 0.04).id for n in range(TASKS)]
+        with master.client() as client:  # the queue is on the replica before the kill
+            assert client.wait(1, 5000) == 1
+        wait_until(
+            lambda: sum(s == "SUCCESS" for s in _states(app, ids).values()) >= 30, timeout=20
+        )
+        os.kill(master.pid, signal.SIGKILL)
+        killed_at = time.monotonic()
+        wait_until(
+            lambda: sentinels.master_of(sentinels.ports[0]) == (LOOPBACK, replica.port),
+            timeout=15,
+        )
+        failover = time.monotonic() - killed_at
+        done = wait_until(
+            lambda: (lambda s: s if len(s) == TASKS and set(s.values()) == {"SUCCESS"} else None)(
+                _states(app, ids)
+            ),
+            timeout=30,
+            interval=0.2,
+            message=lambda: f"states: {sorted(_states(app, ids).values())[:20]}...",
+        )
+        assert len(done) == TASKS
+        assert [app.AsyncResult(i).result for i in ids[:5]] == [0, 1, 4, 9, 16]
+        print(f"failover took {failover:.1f}s; all {TASKS} tasks SUCCESS "
+              f"{time.monotonic() - killed_at:.1f}s after the kill")  # fmt: skip
+    finally:
+        app.close()
+        factory.cleanup()
+        if factory.workers:
+            print(factory.report())
+
+
+def test_a_sentinel_url_without_master_name_is_refused() -> None:
+    app = Celery("nomaster", broker="sentinel://127.0.0.1:26379", backend=None)
+    with pytest.raises(ImproperlyConfigured, match=r"broker_transport_options.*master_name"):
+        app.broker  # noqa: B018 - opening it is the check
