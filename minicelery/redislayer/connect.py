@@ -122,7 +122,9 @@ def client_for_url(
 
 
 def redact(url: str) -> str:
-    """``url`` with its password hidden, for log lines."""
+    """``url`` with its password hidden, for log lines (each of a ``;`` list of sentinels)."""
+    if ";" in url:
+        return ";".join(redact(one) for one in url.split(";"))
     parts = urllib.parse.urlsplit(url)
     if parts.password is None:
         return url

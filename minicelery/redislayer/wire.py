@@ -298,6 +298,8 @@ def _replies(
             if look is not None:
                 look(spin)
             replies.append(connection.read_response())
+        except errors.REDIS_ERRORS:
+            raise  # (a demoted master's READONLY too: redis-py's is also a ResponseError)
         except errors.ResponseError as exc:
             if not replies and isinstance(exc, abandon_on):
                 connection.disconnect()
@@ -385,6 +387,8 @@ class Lane:
             # never a SCRIPT LOAD to wait for on the caller's loop.
             self.send([(("EVAL", script.script, *args[2:]), script)])
             return
+        except errors.REDIS_ERRORS:
+            raise  # a demoted master's READONLY: sent again to the new one
         except errors.ResponseError as exc:
             logger.error("Redis refused %s: %s", args[0], exc)
         self.pending.popleft()
