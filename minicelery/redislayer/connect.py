@@ -24,6 +24,7 @@ from . import errors
 logger = logging.getLogger(__name__)
 
 SERVER_SCHEMES = ("redis", "rediss", "unix")
+TLS_CLIENT_NAME = "minicelery"
 
 
 def startup_backoff(attempt: int) -> float:
@@ -50,6 +51,10 @@ def client_from_url(
     if url.startswith("rediss://"):
         url, in_url = split_url(url)
         kwargs.update(ssl_kwargs({**(ssl if isinstance(ssl, Mapping) else {}), **in_url}))
+        # One round trip on connect (CLIENT SETNAME) reads past the session tickets a TLS 1.3
+        # server sends after its handshake: redis-py would take them for a reply left
+        # unread, and refuse the new connection ("Connection has data").
+        kwargs["client_name"] = TLS_CLIENT_NAME
     return redis.Redis.from_url(url, **kwargs)
 
 
@@ -132,19 +137,33 @@ def redact(url: str) -> str:
     return urllib.parse.urlunsplit(parts._replace(netloc=netloc))
 
 
-def wait_until_reachable(client: Any, url: str, max_retries: int | None) -> None:
+def wait_until_reachable(
+    client: Any,
+    url: str,
+    max_retries: int | None,
+    setting: str = "broker_url",
+    ssl_setting: str = "broker_use_ssl",
+    prefix: str | None = None,
+) -> None:
     """Return once Redis answers a PING, trying again with backoff (1 s, 2 s, ... at most
     30 s apart) up to ``max_retries`` times (None: forever) and logging each retry, as
     Celery's worker does at start-up. Raises :class:`OperationalError` in one line after
     the last try (with ``max_retries=0`` at once), or when SIGINT or SIGTERM arrives while it
     waits: the program's own handlers, which may only set a flag, still run, and the wait
-    does not outlast them."""
+    does not outlast them. A refusal no retry cures (password, permission, certificate)
+    ends it at once, naming ``setting`` or ``ssl_setting``; with ``prefix``, the commands
+    minicelery needs are tried once Redis answers (see :mod:`.refusals`)."""
+    from .refusals import probe
+
     attempt = 0
     while True:
         try:
             client.ping()
+            if prefix is not None:
+                probe(client, prefix)
             return
-        except errors.REDIS_ERRORS as exc:
+        except errors.RedisError as exc:
+            _refused(exc, url, setting, ssl_setting)
             reason = str(exc).rstrip(".")
             if max_retries is not None and attempt >= max_retries:
                 raise OperationalError(
@@ -164,6 +183,17 @@ def wait_until_reachable(client: Any, url: str, max_retries: int | None) -> None
                 raise OperationalError(
                     f"Cannot connect to {redact(url)}: stopped while waiting for Redis"
                 ) from exc
+
+
+def _refused(exc: Exception, url: str, setting: str, ssl_setting: str) -> None:
+    """Raise the one-line error of a refusal, or of any error that is not an outage."""
+    from .refusals import refusal
+
+    refused = refusal(exc, redact(url), setting, ssl_setting)
+    if refused is not None:
+        raise refused from exc
+    if not isinstance(exc, errors.REDIS_ERRORS):
+        raise errors.translated(f"Cannot connect to {redact(url)}", exc) from exc
 
 
 STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM)

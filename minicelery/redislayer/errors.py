@@ -50,6 +50,10 @@ class ReplyError(WireError):
     """Redis answered with an error (a script's, a wrong type, an unknown command)."""
 
 
+class NoPermission(ReplyError):
+    """NOPERM: the ACL user may not run this command, or touch this key or channel."""
+
+
 class NoScript(ReplyError):
     """EVALSHA of a script the server does not know (restarted or flushed)."""
 

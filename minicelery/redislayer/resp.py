@@ -72,7 +72,7 @@ _CODES: dict[str, type[errors.WireError]] = {
     "READONLY": errors.ReadOnly,
     # A blocking read on a master that a failover demoted (the command did not run).
     "UNBLOCKED": errors.ReadOnly,
-    "NOPERM": errors.ReplyError,
+    "NOPERM": errors.NoPermission,
     "NOSCRIPT": errors.NoScript,
     "LOADING": errors.ServerLoading,
     "NOAUTH": errors.AuthenticationFailed,
