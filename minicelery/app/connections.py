@@ -92,6 +92,7 @@ class Connections:
                 client=shared,
                 failure_expires=self.conf.result_failure_expires,
             )
+            self._wait_for_replicas(broker, backend)
             self._connections = (pid, broker, backend)
         return self._connections[1], self._connections[2]
 
@@ -113,6 +114,19 @@ class Connections:
             url, self.conf.broker_transport_options, self.conf.broker_use_ssl,
             "broker_transport_options",
         )  # fmt: skip
+
+    def _wait_for_replicas(self, broker: Broker, backend: ResultBackend) -> None:
+        """``wait_for_replicas`` in the transport options: see :mod:`..redislayer.replicas`."""
+        from ..redislayer import replicas
+
+        conf = self.conf
+        for holder, options, setting in (
+            (broker, conf.broker_transport_options, "broker_transport_options"),
+            (backend, conf.result_backend_transport_options, "result_backend_transport_options"),
+        ):
+            client = getattr(holder, "client", None)
+            if client is not None and options:
+                replicas.configure(client, options, setting)
 
     def _same_options(self) -> bool:
         """Whether the result backend's settings are the broker's (one client serves both);

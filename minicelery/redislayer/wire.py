@@ -15,7 +15,7 @@ import time
 from collections.abc import Callable, Sequence
 from typing import Any
 
-from . import errors
+from . import errors, replicas
 from .errors import translate_errors
 
 logger = logging.getLogger(__name__)
@@ -191,14 +191,23 @@ class FastPath:
             connected(connection)
             round_trip = getattr(connection, "round_trip", None)  # ours has it, redis-py's not
             if round_trip is not None:
-                return round_trip(packed, spin)
-            connection.send_packed_command([packed])
-            return connection.read_response()
+                reply = round_trip(packed, spin)
+            else:
+                connection.send_packed_command([packed])
+                reply = connection.read_response()
         except errors.REDIS_ERRORS:
             connection.disconnect()
             if not retry:
                 raise
             return self.client.execute_command(*args)
+        self._replicated(connection, (args,))
+        return reply
+
+    def _replicated(self, connection: Any, commands: Sequence[Sequence[Any]]) -> None:
+        """With replica acknowledgement on (:mod:`.replicas`), WAIT after writes."""
+        want = replicas.wanted(self.client)
+        if want is not None and replicas.writes(commands):
+            replicas.await_replicas(connection, want)
 
     def pipeline(
         self, commands: Sequence[Sequence[Any]], packed: bytes | None = None,
@@ -216,13 +225,15 @@ class FastPath:
         connection = self._connection()
         try:
             connected(connection).send_packed_command([packed or pack_commands(commands)])
-            return _replies(connection, len(commands), spin, abandon_on)
+            replies = _replies(connection, len(commands), spin, abandon_on)
         except errors.REDIS_ERRORS:
             connection.disconnect()
             pipe = self.client.pipeline(transaction=False)
             for command in commands:
                 pipe.execute_command(*command)
             return list(pipe.execute(raise_on_error=False))
+        self._replicated(connection, commands)
+        return replies
 
     def send_ahead(self, packed: bytes) -> None:
         """Write commands (in wire format) whose replies the next :meth:`exchange` reads
@@ -245,10 +256,12 @@ class FastPath:
         connection = self._connection()
         try:
             connected(connection).send_packed_command([packed])
-            return _replies(connection, replies)
+            got = _replies(connection, replies)
         except errors.REDIS_ERRORS:
             connection.disconnect()
             raise
+        self._replicated(connection, (("EXCHANGE",),))  # a reserve, stores, acks: writes
+        return got
 
     def evalsha(
         self,
@@ -328,6 +341,9 @@ class Lane:
 
     def send(self, commands: Sequence[tuple[tuple[Any, ...], Any]]) -> None:
         """Write ``(args, script)`` pairs; ``script`` (or None) is reloaded on NOSCRIPT."""
+        want = replicas.wanted(self.client)
+        if want is not None:  # its reply is read (and counted) like the others'
+            commands = [*commands, (replicas.wait_command(want), None)]
         self.pending.extend(commands)
         self.sent += len(commands)
         with translate_errors("send"):
