@@ -52,6 +52,11 @@ def _states(app: Celery, ids: list[str]) -> dict[str, str]:
         return {}
 
 
+def _pings(app: Celery) -> dict[str, Any] | None:
+    replies = app.control.inspect(timeout=1.0).ping() or {}
+    return replies if len(replies) == 2 else None
+
+
 def test_tasks_in_flight_survive_a_master_kill(sentinel_env: Any) -> None:
     master, replica, sentinels = sentinel_env
     prefix = f"t-{uuid.uuid4().hex[:8]}"
@@ -84,6 +89,9 @@ def test_tasks_in_flight_survive_a_master_kill(sentinel_env: Any) -> None:
         )
         assert len(done) == TASKS
         assert [app.AsyncResult(i).result for i in ids[:5]] == [0, 1, 4, 9, 16]
+        # Remote control (pub/sub) follows the new master too: both workers answer.
+        replies = wait_until(lambda: _pings(app), timeout=10, interval=0.2)
+        assert len(replies) == 2, replies
         print(f"failover took {failover:.1f}s; all {TASKS} tasks SUCCESS "
               f"{time.monotonic() - killed_at:.1f}s after the kill")  # fmt: skip
     finally:
