@@ -4,6 +4,7 @@ workers; the sentinels promote the replica, and every task still ends SUCCESS.""
 from __future__ import annotations
 
 import os
+import re
 import signal
 import time
 import uuid
@@ -15,11 +16,20 @@ import pytest
 
 from minicelery import Celery
 from minicelery.exceptions import ImproperlyConfigured
-from tests.helpers import LOOPBACK, WorkerFactory, find_redis_server_bin, wait_until
+from tests.helpers import (
+    LOOPBACK,
+    REPO_ROOT,
+    ManagedProcess,
+    WorkerFactory,
+    find_redis_server_bin,
+    minicelery_argv,
+    wait_until,
+)
 from tests.integration.sentinels import MASTER_NAME, Sentinels, sentinel_set
 
 APP = "tests.integration.apps.sentinel_app"
 TASKS = 240
+SENT_ID = re.compile(r"sent\. id->(\S+) run->")
 
 pytestmark = pytest.mark.timeout(90)
 
@@ -56,6 +66,11 @@ def _succeeded(app: Celery, ids: list[str]) -> int:
     return sum(state == "SUCCESS" for state in _states(app, ids).values())
 
 
+def _sent(beat: ManagedProcess) -> list[str]:
+    """The ids of the runs ``beat`` logged as sent."""
+    return [m[1] for line in list(beat.lines) if (m := SENT_ID.search(line))]
+
+
 def _pings(app: Celery) -> dict[str, Any] | None:
     replies = app.control.inspect(timeout=1.0).ping() or {}
     return replies if len(replies) == 2 else None
@@ -66,9 +81,12 @@ def test_tasks_in_flight_survive_a_master_kill(sentinel_env: Any) -> None:
     prefix = f"t-{uuid.uuid4().hex[:8]}"
     factory = WorkerFactory(sentinels.url, prefix)
     app = _app(sentinels.url, prefix)
+    env = {"MC_TEST_MASTER_NAME": MASTER_NAME}
+    beat = ManagedProcess(minicelery_argv("-A", APP, "beat", "-l", "debug"), cwd=REPO_ROOT,
+                          env=factory.env(env), label="beat")  # fmt: skip
     try:
         for _ in range(2):
-            factory(APP, concurrency=2, env={"MC_TEST_MASTER_NAME": MASTER_NAME})
+            factory(APP, concurrency=2, env=env)
         square = app.signature("tests.integration.apps.sentinel_app.late_square")
         ids = [square.delay(n, 0.06).id for n in range(TASKS)]
         with master.client() as client:  # the queue is on the replica before the kill
@@ -76,6 +94,7 @@ def test_tasks_in_flight_survive_a_master_kill(sentinel_env: Any) -> None:
         wait_until(lambda: _succeeded(app, ids) >= 30, timeout=20)
         os.kill(master.pid, signal.SIGKILL)
         killed_at = time.monotonic()
+        sent_before = len(_sent(beat))
         wait_until(
             lambda: sentinels.master_of(sentinels.ports[0]) == (LOOPBACK, replica.port),
             timeout=15,
@@ -95,6 +114,11 @@ def test_tasks_in_flight_survive_a_master_kill(sentinel_env: Any) -> None:
         )
         assert len(done) == TASKS
         assert [app.AsyncResult(i).result for i in ids[:5]] == [0, 1, 4, 9, 16]
+        # Beat follows the new master: it sends more runs, and the workers run them.
+        wait_until(lambda: len(_sent(beat)) >= sent_before + 3, timeout=15,
+                   message=lambda: beat.describe(30))  # fmt: skip
+        late = _sent(beat)[sent_before:]
+        wait_until(lambda: set(_states(app, late).values()) == {"SUCCESS"}, timeout=15)
         # Remote control (pub/sub) follows the new master too: both workers answer.
         replies = wait_until(lambda: _pings(app), timeout=10, interval=0.2)
         assert len(replies) == 2, replies
@@ -102,6 +126,7 @@ def test_tasks_in_flight_survive_a_master_kill(sentinel_env: Any) -> None:
               f"{time.monotonic() - killed_at:.1f}s after the kill")  # fmt: skip
     finally:
         app.close()
+        beat.close()
         factory.cleanup()
         if factory.workers:
             print(factory.report())

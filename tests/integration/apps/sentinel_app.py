@@ -21,6 +21,14 @@ app = Celery(
     result_backend_transport_options=OPTIONS,
     worker_heartbeat_interval=0.5,
     worker_lost_timeout=3.0,
+    beat_lease_timeout=2.0,
+    beat_schedule={
+        "tick": {
+            "task": "tests.integration.apps.sentinel_app.late_square",
+            "schedule": 0.5,
+            "args": (7,),
+        }
+    },
 )
 
 
