@@ -61,3 +61,27 @@ def test_a_sentinel_lists_passwords_are_hidden_in_logs() -> None:
     from minicelery.redislayer.connect import redact
 
     assert redact("sentinel://:pw@a:1;sentinel://:pw@b:2") == "sentinel://:**@a:1;sentinel://:**@b:2"
+
+
+def test_a_sentinel_result_backend_needs_its_own_master_name() -> None:
+    from minicelery import Celery
+
+    app = Celery("b", broker="memory://sentinel-backend", backend="sentinel://127.0.0.1:1",
+                 broker_connection_retry_on_startup=False, set_as_current=False)  # fmt: skip
+    with pytest.raises(ImproperlyConfigured, match="result_backend_transport_options"):
+        app.backend  # noqa: B018 - opening it is the check
+
+
+def test_wait_for_replicas_is_checked() -> None:
+    from minicelery.redislayer import replicas
+
+    class Client:
+        pass
+
+    client = Client()
+    replicas.configure(client, {"wait_for_replicas": 2, "wait_for_replicas_timeout": 0.25}, "o")
+    assert replicas.wanted(client) == (2, 250)
+    with pytest.raises(ImproperlyConfigured, match=r"o\['wait_for_replicas'\]"):
+        replicas.configure(client, {"wait_for_replicas": "all"}, "o")
+    assert replicas.writes([("GET", "k"), ("EVALSHA", "x")])
+    assert not replicas.writes([("GET", "k"), ("MGET", "a")])
