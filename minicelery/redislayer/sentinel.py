@@ -71,7 +71,6 @@ def sentinel_client(
     """A redis-py client on the master the sentinels of ``url`` name, following failovers.
     ``client_kwargs``: the connection settings every client of ours gets (timeouts, retry,
     TLS), applied to the master's connections."""
-    import redis
     from redis.sentinel import Sentinel
 
     errors.adopt_redis_py()
@@ -87,8 +86,40 @@ def sentinel_client(
     )
     return sentinel.master_for(
         name,
-        redis_class=redis.Redis,
+        redis_class=_redis_class(),
         username=parsed.username,
         password=parsed.password,
         db=parsed.db,
     )
+
+
+def _redis_class() -> Any:
+    """redis-py's client, whose PING (the start-up check) tells a sentinel that refuses
+    the password of ``sentinel_kwargs`` from one that cannot find the master: redis-py's
+    discovery takes both for "no master found", which would be retried for ever."""
+    import redis
+    from redis.sentinel import MasterNotFoundError
+
+    class SentinelRedis(redis.Redis):
+        def ping(self, **kwargs: Any) -> Any:
+            try:
+                return super().ping(**kwargs)
+            except MasterNotFoundError:
+                _raise_refusal(getattr(self.connection_pool, "sentinel_manager", None))
+                raise
+
+    return SentinelRedis
+
+
+def _raise_refusal(manager: Any) -> None:
+    import redis
+
+    for sentinel in getattr(manager, "sentinels", ()):
+        try:
+            sentinel.ping()
+        except (redis.AuthenticationError, redis.exceptions.NoPermissionError) as exc:
+            raise redis.AuthenticationError(
+                f"a sentinel refused the password of sentinel_kwargs ({exc})"
+            ) from exc
+        except redis.RedisError:
+            continue

@@ -19,7 +19,10 @@ MASTER_NAME = "mymaster"
 class Sentinels:
     """Three ``redis-server --sentinel`` processes watching ``master``."""
 
-    def __init__(self, binary: str, workdir: Path, master: RedisServer) -> None:
+    def __init__(
+        self, binary: str, workdir: Path, master: RedisServer, password: str | None = None
+    ) -> None:
+        self.password = password
         self.binary = binary
         self.workdir = workdir
         self.master = master
@@ -39,6 +42,7 @@ class Sentinels:
                 f"sentinel monitor {MASTER_NAME} {LOOPBACK} {self.master.port} 2\n"
                 f"sentinel down-after-milliseconds {MASTER_NAME} 800\n"
                 f"sentinel failover-timeout {MASTER_NAME} 3000\n"
+                + (f"requirepass {self.password}\n" if self.password else "")
             )
             log = (self.workdir / f"sentinel-{number}.log").open("ab")
             with log:
@@ -54,8 +58,9 @@ class Sentinels:
     def master_of(self, port: int) -> tuple[str, int] | None:
         """The master the sentinel on ``port`` names now (None: it does not answer)."""
         client = redis.Redis(
-            LOOPBACK, port, socket_timeout=1.0, socket_connect_timeout=1.0, decode_responses=True
-        )
+            LOOPBACK, port, socket_timeout=1.0, socket_connect_timeout=1.0,
+            decode_responses=True, password=self.password,
+        )  # fmt: skip
         try:
             host, master_port = client.sentinel_get_master_addr_by_name(MASTER_NAME)
             return str(host), int(master_port)
@@ -77,12 +82,12 @@ class Sentinels:
 
 @contextlib.contextmanager
 def sentinel_set(
-    binary: str, workdir: Path
+    binary: str, workdir: Path, password: str | None = None
 ) -> Iterator[tuple[RedisServer, RedisServer, Sentinels]]:
     """A master, its replica (in sync) and three sentinels; all stopped by PID at the end."""
     master = RedisServer(binary, workdir / "master")
     replica = RedisServer(binary, workdir / "replica")
-    sentinels = Sentinels(binary, workdir, master)
+    sentinels = Sentinels(binary, workdir, master, password)
     for part in (master.workdir, replica.workdir):
         part.mkdir()
     try:
@@ -102,7 +107,7 @@ def sentinel_set(
 
 def _sentinels_see_replica(sentinels: Sentinels) -> bool:
     for port in sentinels.ports:
-        client = redis.Redis(LOOPBACK, port, socket_timeout=1.0)
+        client = redis.Redis(LOOPBACK, port, socket_timeout=1.0, password=sentinels.password)
         try:
             # Each knows the replica (to promote) and the two others (to vote).
             if not client.sentinel_slaves(MASTER_NAME):

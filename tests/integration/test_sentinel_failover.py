@@ -136,3 +136,20 @@ def test_a_sentinel_url_without_master_name_is_refused() -> None:
     app = Celery("nomaster", broker="sentinel://127.0.0.1:26379", backend=None)
     with pytest.raises(ImproperlyConfigured, match=r"broker_transport_options.*master_name"):
         app.broker  # noqa: B018 - opening it is the check
+
+
+def test_a_sentinel_that_refuses_the_password_is_one_line(tmp_path: Path) -> None:
+    binary = find_redis_server_bin()
+    assert binary, "redis-server is needed"
+    with sentinel_set(binary, tmp_path, password="sentinel-pw") as (_, _, sentinels):
+        factory = WorkerFactory(sentinels.url, "pw")
+        try:
+            env = {"MC_TEST_MASTER_NAME": MASTER_NAME, "MC_TEST_SENTINEL_PASSWORD": "wrong"}
+            worker = factory(APP, concurrency=1, wait_ready=False, env=env)
+            assert worker.wait_exit(timeout=20) != 0, worker.describe()
+            output = worker.output()
+        finally:
+            factory.cleanup()
+    lines = [line for line in output.splitlines() if "Cannot connect" in line]
+    assert len(lines) == 1 and "sentinel_kwargs" in lines[0], output
+    assert "Traceback" not in output and "Trying again" not in output, output

@@ -10,7 +10,9 @@ from minicelery import Celery
 
 URL = os.environ.get("MC_TEST_REDIS_URL", "memory://sentinel")
 MASTER = os.environ.get("MC_TEST_MASTER_NAME", "mymaster")
-OPTIONS = {"master_name": MASTER}
+OPTIONS: dict[str, object] = {"master_name": MASTER}
+if os.environ.get("MC_TEST_SENTINEL_PASSWORD"):
+    OPTIONS["sentinel_kwargs"] = {"password": os.environ["MC_TEST_SENTINEL_PASSWORD"]}
 
 app = Celery(
     "sentinel_app",
