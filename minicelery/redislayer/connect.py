@@ -155,6 +155,7 @@ def wait_until_reachable(
     minicelery needs are tried once Redis answers (see :mod:`.refusals`)."""
     from .refusals import probe
 
+    errors.notice_redis_py()  # a client handed in may be redis-py's
     attempt = 0
     while True:
         try:

@@ -10,7 +10,6 @@ not from the first task.
 
 from __future__ import annotations
 
-import ssl
 from typing import Any
 
 from ..exceptions import OperationalError
@@ -37,6 +36,8 @@ def _causes(exc: BaseException) -> list[BaseException]:
 
 def kind_of(exc: BaseException) -> str | None:
     """``"auth"``, ``"noperm"``, ``"tls"`` or None (an error worth retrying)."""
+    import ssl  # only once something went wrong: it loads OpenSSL
+
     chain = _causes(exc)
     text = " ".join(str(one) for one in chain)
     names = {type(one).__name__ for one in chain}

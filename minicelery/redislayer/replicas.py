@@ -57,7 +57,9 @@ def configure(client: Any, options: Mapping[str, Any], setting: str) -> None:
 
 def wanted(client: Any) -> tuple[int, int] | None:
     """``(replicas, timeout in ms)`` for ``client``, or None (no waiting)."""
-    want: tuple[int, int] | None = getattr(client, ATTRIBUTE, None)
+    # Read from the instance's own attributes: getattr would reach our client's fallback to
+    # redis-py for a name it does not have (and load redis-py in every process).
+    want: tuple[int, int] | None = getattr(client, "__dict__", {}).get(ATTRIBUTE)
     return want
 
 
