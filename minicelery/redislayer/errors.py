@@ -36,12 +36,22 @@ class ServerLoading(ConnectionLost):
     """Redis is loading its data set and answers nothing else yet."""
 
 
+class ReadOnly(ConnectionLost):
+    """A write reached a replica: a master demoted by a failover, still at its old address.
+    Worth retrying: the next connection finds the new master (through the sentinels, or
+    the address that moved to it), and the write did not happen."""
+
+
 class AuthenticationFailed(ConnectionLost):
     """AUTH was refused, or a command was sent without it."""
 
 
 class ReplyError(WireError):
     """Redis answered with an error (a script's, a wrong type, an unknown command)."""
+
+
+class NoPermission(ReplyError):
+    """NOPERM: the ACL user may not run this command, or touch this key or channel."""
 
 
 class NoScript(ReplyError):
@@ -71,7 +81,9 @@ def adopt_redis_py() -> None:
         return
     import redis
 
-    REDIS_ERRORS = (*REDIS_ERRORS, redis.ConnectionError, redis.TimeoutError)
+    REDIS_ERRORS = (
+        *REDIS_ERRORS, redis.ConnectionError, redis.TimeoutError, redis.exceptions.ReadOnlyError
+    )  # fmt: skip
     ResponseError = (*ResponseError, redis.ResponseError)
     NoScriptError = (*NoScriptError, redis.exceptions.NoScriptError)
     RedisError = (*RedisError, redis.RedisError)

@@ -69,8 +69,10 @@ class Options:
 _CODES: dict[str, type[errors.WireError]] = {
     "ERR": errors.ReplyError,
     "EXECABORT": errors.ReplyError,
-    "READONLY": errors.ReplyError,
-    "NOPERM": errors.ReplyError,
+    "READONLY": errors.ReadOnly,
+    # A blocking read on a master that a failover demoted (the command did not run).
+    "UNBLOCKED": errors.ReadOnly,
+    "NOPERM": errors.NoPermission,
     "NOSCRIPT": errors.NoScript,
     "LOADING": errors.ServerLoading,
     "NOAUTH": errors.AuthenticationFailed,
@@ -262,6 +264,8 @@ class Connection:
             self._drop()
             raise
         if isinstance(reply, errors.WireError):
+            if isinstance(reply, errors.ReadOnly):
+                self._drop()  # a demoted master: the next connection looks for the new one
             raise reply
         return reply
 

@@ -15,7 +15,7 @@ import time
 from collections.abc import Callable, Sequence
 from typing import Any
 
-from . import errors
+from . import errors, replicas
 from .errors import translate_errors
 
 logger = logging.getLogger(__name__)
@@ -140,6 +140,16 @@ class Held:
                 self.pool.release(self.connection)
 
 
+def connected(connection: Any) -> Any:
+    """``connection``, connected: a redis-py connection left closed by an error would
+    reconnect inside ``send_packed_command`` to the address it had, where a Sentinel-managed
+    one must ask the sentinels again (its own ``connect`` does), or it would knock on a dead
+    master's door after a failover."""
+    if getattr(connection, "_sock", None) is None:
+        connection.connect()
+    return connection
+
+
 def get_connection(client: Any) -> Any:
     """A connection of the client's pool, kept by its taker until released."""
     try:
@@ -178,16 +188,26 @@ class FastPath:
     def _request(self, packed: bytes, args: tuple[Any, ...], retry: bool, spin: float) -> Any:
         connection = self._connection()
         try:
+            connected(connection)
             round_trip = getattr(connection, "round_trip", None)  # ours has it, redis-py's not
             if round_trip is not None:
-                return round_trip(packed, spin)
-            connection.send_packed_command([packed])
-            return connection.read_response()
+                reply = round_trip(packed, spin)
+            else:
+                connection.send_packed_command([packed])
+                reply = connection.read_response()
         except errors.REDIS_ERRORS:
             connection.disconnect()
             if not retry:
                 raise
             return self.client.execute_command(*args)
+        self._replicated(connection, (args,))
+        return reply
+
+    def _replicated(self, connection: Any, commands: Sequence[Sequence[Any]]) -> None:
+        """With replica acknowledgement on (:mod:`.replicas`), WAIT after writes."""
+        want = replicas.wanted(self.client)
+        if want is not None and replicas.writes(commands):
+            replicas.await_replicas(connection, want)
 
     def pipeline(
         self, commands: Sequence[Sequence[Any]], packed: bytes | None = None,
@@ -204,14 +224,16 @@ class FastPath:
         look for each reply without sleeping first (as for :meth:`execute`)."""
         connection = self._connection()
         try:
-            connection.send_packed_command([packed or pack_commands(commands)])
-            return _replies(connection, len(commands), spin, abandon_on)
+            connected(connection).send_packed_command([packed or pack_commands(commands)])
+            replies = _replies(connection, len(commands), spin, abandon_on)
         except errors.REDIS_ERRORS:
             connection.disconnect()
             pipe = self.client.pipeline(transaction=False)
             for command in commands:
                 pipe.execute_command(*command)
             return list(pipe.execute(raise_on_error=False))
+        self._replicated(connection, commands)
+        return replies
 
     def send_ahead(self, packed: bytes) -> None:
         """Write commands (in wire format) whose replies the next :meth:`exchange` reads
@@ -219,7 +241,7 @@ class FastPath:
         built. A connection error closes the connection and is raised."""
         connection = self._connection()
         try:
-            connection.send_packed_command([packed])
+            connected(connection).send_packed_command([packed])
         except errors.REDIS_ERRORS:
             connection.disconnect()
             raise
@@ -233,11 +255,13 @@ class FastPath:
         runs)."""
         connection = self._connection()
         try:
-            connection.send_packed_command([packed])
-            return _replies(connection, replies)
+            connected(connection).send_packed_command([packed])
+            got = _replies(connection, replies)
         except errors.REDIS_ERRORS:
             connection.disconnect()
             raise
+        self._replicated(connection, (("EXCHANGE",),))  # a reserve, stores, acks: writes
+        return got
 
     def evalsha(
         self,
@@ -287,6 +311,8 @@ def _replies(
             if look is not None:
                 look(spin)
             replies.append(connection.read_response())
+        except errors.REDIS_ERRORS:
+            raise  # (a demoted master's READONLY too: redis-py's is also a ResponseError)
         except errors.ResponseError as exc:
             if not replies and isinstance(exc, abandon_on):
                 connection.disconnect()
@@ -315,6 +341,9 @@ class Lane:
 
     def send(self, commands: Sequence[tuple[tuple[Any, ...], Any]]) -> None:
         """Write ``(args, script)`` pairs; ``script`` (or None) is reloaded on NOSCRIPT."""
+        want = replicas.wanted(self.client)
+        if want is not None:  # its reply is read (and counted) like the others'
+            commands = [*commands, (replicas.wait_command(want), None)]
         self.pending.extend(commands)
         self.sent += len(commands)
         with translate_errors("send"):
@@ -351,7 +380,9 @@ class Lane:
 
     def _write(self, commands: list[tuple[Any, ...]]) -> None:
         # No health check: it would PING and wait for the answer, and a lane never waits.
-        self.connection.send_packed_command([pack_commands(commands)], check_health=False)
+        connected(self.connection).send_packed_command(
+            [pack_commands(commands)], check_health=False
+        )
 
     def _resend(self) -> None:
         self.connection.disconnect()
@@ -372,6 +403,8 @@ class Lane:
             # never a SCRIPT LOAD to wait for on the caller's loop.
             self.send([(("EVAL", script.script, *args[2:]), script)])
             return
+        except errors.REDIS_ERRORS:
+            raise  # a demoted master's READONLY: sent again to the new one
         except errors.ResponseError as exc:
             logger.error("Redis refused %s: %s", args[0], exc)
         self.pending.popleft()

@@ -17,6 +17,9 @@ app = Celery(
     key_prefix=os.environ.get("MC_TEST_PREFIX", "minicelery"),
     broker_connection_retry_on_startup=os.environ.get("MC_TEST_RETRY_ON_STARTUP", "1") == "1",
     broker_connection_max_retries=None if MAX_RETRIES == "none" else int(MAX_RETRIES),
+    broker_transport_options=(
+        {"wait_for_replicas": 1} if os.environ.get("MC_TEST_WAIT_FOR_REPLICAS") else {}
+    ),
 )
 
 
