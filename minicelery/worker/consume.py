@@ -25,6 +25,7 @@ from ..exceptions import OperationalError
 from . import child as child_process
 from .buckets import Deferred, SharedBuckets
 from .channel import Channel
+from .childaio import async_task_names
 from .childintake import Limits
 from .childtasks import HEARD, ChildTasks
 from .revokenews import RevokeNews
@@ -57,6 +58,7 @@ class ConsumeSettings:
     max_tasks: int | None = None
     max_memory_kib: int | None = None
     revoked: set[str] = field(default_factory=set)
+    async_concurrency: int = 100  # async def tasks a child runs at once
 
 
 class ChildConsumer(ChildTasks):
@@ -98,6 +100,8 @@ class ChildConsumer(ChildTasks):
         self.done = 0
         self.totals: dict[str, int] = {}
         self._mail_seen = 0
+        self.async_names = async_task_names(app)
+        self.async_capacity = settings.async_concurrency if self.async_names else 0
 
     # -- life -----------------------------------------------------------------------------
     def start(self) -> bool:
@@ -131,14 +135,18 @@ class ChildConsumer(ChildTasks):
             while not self.stopping:
                 self._audit_due()
                 room = self.settings.batch - len(self.deferred)
+                if self.async_capacity:
+                    self._drain_async()
+                    room += self.async_room()
                 deliveries = self._trip(max(room, 0))
                 if not deliveries and not self.stopping:
-                    deliveries = self._idle(room)
+                    deliveries = self._idle_async() if self.async_busy() else self._idle(room)
                 self._run_batch(deliveries)
                 for delivery, verdict in self.deferred.take_due():
                     self.resume(delivery, verdict)
         finally:
             self._give_back(self.deferred.take_all())
+            self._finish_async()
             self._leave()
         return child_process.EXIT_OK
 
@@ -244,6 +252,14 @@ class ChildConsumer(ChildTasks):
         if room > 0:
             return self._wait(room, wait)
         self._pause(wait)
+        return []
+
+    def _idle_async(self) -> list[Delivery]:
+        """Async tasks run and the queues are dry: settle them as they end, looking at the
+        queues again every :data:`~.childaio.POLL` seconds (the blocking wait would not
+        wake for them)."""
+        if self._wait_async(self.deferred.next_in(1.0), [self.conn.sock]):
+            self._read_pipe()
         return []
 
     def _wait(self, room: int, timeout: float) -> list[Delivery]:

@@ -1,0 +1,166 @@
+"""``async def`` tasks in a consuming prefork child: handed to the child's event loop thread
+(:mod:`.aioloop`, started at the first one), many at once, their ends taken back and settled
+by the child's own thread with its next round trip. Up to ``worker_async_concurrency`` of
+them run at once in a child, which reserves room for that many beside its sync batch.
+
+A child that dies while async tasks run has not acknowledged them: the main process gives
+the child's hold back and they run again (as ``acks_late`` tasks would)."""
+
+from __future__ import annotations
+
+import inspect
+import logging
+import select
+from typing import TYPE_CHECKING, Any
+
+from .. import states
+from ..events.worker import outcome_fields
+from ..exceptions import MessageError, SerializationError
+from ..message import parse_iso
+from ..trace import utcnow
+from .executor import make_request
+
+if TYPE_CHECKING:
+    from ..app import Celery
+    from ..broker import Delivery
+    from ..events.worker import WorkerEvents
+    from ..message import TaskMessage
+    from ..task import Context
+    from ..trace import Outcome
+    from ..trace_async import Begun
+    from .aioloop import AioLoop
+    from .childintake import Admitted
+    from .consume import ConsumeSettings
+    from .slots import Slots
+
+logger = logging.getLogger("minicelery.worker.job")
+
+POLL = 0.05  # seconds between reserves while async tasks run and the queues are dry
+
+
+def async_task_names(app: Celery) -> frozenset[str]:
+    """The registered tasks whose body is a coroutine function."""
+    return frozenset(
+        name for name, task in app.tasks.items() if inspect.iscoroutinefunction(task.run)
+    )
+
+
+class ChildAsync:
+    """The async side of :class:`~.childtasks.ChildTasks`."""
+
+    app: Celery
+    settings: ConsumeSettings
+    slots: Slots
+    position: int
+    events: WorkerEvents | None
+    stopping: bool
+    aio: AioLoop | None = None
+    async_names: frozenset[str] = frozenset()
+    async_capacity = 0  # how many may run at once (0: this app has no async task)
+    awaiting: dict[str, tuple[Delivery, Admitted, Begun]]
+    records: list[tuple[str, bytes]]
+    acks: list[str]
+
+    def _trip(self, count: int) -> list[Delivery]:
+        raise NotImplementedError
+
+    def _tally(self, delivery: Delivery, verdict: Admitted, result: Any) -> None:
+        raise NotImplementedError
+
+    def async_room(self) -> int:
+        """How many more async tasks this child can start now."""
+        if not self.async_capacity:
+            return 0
+        return max(self.async_capacity - (self.aio.in_flight if self.aio else 0), 0)
+
+    def async_busy(self) -> bool:
+        return self.aio is not None and self.aio.in_flight > 0
+
+    def _execute_async(self, delivery: Delivery, verdict: Admitted) -> bool:
+        """Hand an admitted async task to the loop; False when the sync runner must end it
+        (its body does not decode, or it expired)."""
+        from ..trace_async import begin
+
+        request = self._request(delivery, verdict.message)
+        if request is None:
+            return False
+        begun = begin(self.app, self.app.tasks[verdict.message.task], request)
+        if self.aio is None:
+            from .aioloop import AioLoop
+
+            self.aio = AioLoop()
+            self.aio.on_ended = self._settle_from_loop
+            self.awaiting = {}
+        if self.events is not None:
+            self.events.started(verdict.message, None)
+        self.awaiting[delivery.tag] = (delivery, verdict, begun)
+        self.aio.submit(delivery.tag, begun.coro, (verdict.hard, verdict.soft))
+        return True
+
+    def _request(self, delivery: Delivery, message: TaskMessage) -> Context | None:
+        """The request of a message to await; None if its body does not decode or it
+        expired (the executor ends those)."""
+        try:
+            args, kwargs, embed = message.decode_body(self.settings.accept)
+        except (SerializationError, MessageError):
+            return None
+        expires = parse_iso(message.headers.get("expires"))
+        if expires is not None and expires < utcnow():
+            return None
+        task = self.app.tasks[message.task]
+        return make_request(task, message, args, kwargs, embed, self.settings.hostname,
+                            delivery.queue)  # fmt: skip
+
+    def _drain_async(self) -> None:
+        """Settle the async tasks that ended (results and acks ride the next round trip)."""
+        if self.aio is None:
+            return
+        from ..trace_async import finish
+
+        for ended in self.aio.take():
+            delivery, verdict, begun = self.awaiting.pop(ended.key)
+            outcome = finish(self.app, begun, ended.value, ended.exc, ended.runtime)
+            log_outcome(verdict.message, outcome)
+            info = None
+            if self.events is not None:
+                info = outcome_fields(outcome.state, outcome.runtime, outcome.retval,
+                                      outcome.exc, outcome.traceback)  # fmt: skip
+                self.events.finished(verdict.message, outcome.state, info, outcome.requeue)
+            self._tally(delivery, verdict,
+                        (outcome.state, outcome.requeue, outcome.dead_reason, info))  # fmt: skip
+
+    def _settle_from_loop(self) -> None:
+        """In the loop thread, while the child's own thread runs a sync task (and has let
+        the lock go): settle what ended with a round trip of its own (its thread's own
+        connection), reserving nothing."""
+        self._drain_async()
+        if self.records or self.acks:
+            self._trip(0)
+
+    def _wait_async(self, seconds: float, others: list[Any]) -> list[Any]:
+        """Wait (at most :data:`POLL`) for an async task to end or one of ``others`` to be
+        readable; settle what ended; returns those of ``others`` that are readable."""
+        assert self.aio is not None
+        fds = [self.aio.wake_fd, *others]
+        ready, _, _ = select.select(fds, [], [], min(seconds, POLL))
+        self._drain_async()
+        return [fd for fd in others if fd in ready]
+
+    def _finish_async(self) -> None:
+        """Before the child leaves: let the async tasks that run end (a warm shutdown)."""
+        while self.async_busy():
+            self._wait_async(1.0, [])
+
+
+
+def log_outcome(message: TaskMessage, outcome: Outcome) -> None:
+    """As the executor logs a sync task's end (Celery's worker's lines)."""
+    name, task_id = message.task, message.id
+    if outcome.state == states.SUCCESS:
+        logger.info("Task %s[%s] succeeded in %.6fs: %r", name, task_id, outcome.runtime,
+                    outcome.retval)  # fmt: skip
+    elif outcome.state == states.FAILURE:
+        logger.error("Task %s[%s] raised unexpected: %r\n%s", name, task_id, outcome.exc,
+                     outcome.traceback or "")  # fmt: skip
+    elif outcome.state == states.RETRY:
+        logger.info("Task %s[%s] retry: %s", name, task_id, outcome.exc)

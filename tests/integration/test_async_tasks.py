@@ -1,0 +1,118 @@
+"""``async def`` tasks in a real worker (prefork children that consume, the default): many
+run at once on each child's event loop, with their results, retries and time limits as
+sync tasks have them, and a sync task that blocks does not hold them up."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator
+
+import pytest
+import redis
+
+from minicelery import Celery, states
+from minicelery.exceptions import TimeLimitExceeded
+from tests.helpers import RedisServer, WorkerFactory, pointed_at, wait_until
+from tests.integration.apps import aiotasks
+from tests.integration.apps.aiotasks import (
+    autoretried,
+    block,
+    explode,
+    hard_limited,
+    nap,
+    progress,
+    retry_twice,
+    soft_limited,
+    whoami,
+)
+
+APP = "tests.integration.apps.aiotasks"
+
+
+@pytest.fixture
+def aioapp(redis_server: RedisServer, key_prefix: str) -> Iterator[Celery]:
+    with pointed_at(aiotasks.app, redis_server, key_prefix) as pointed:
+        yield pointed
+
+
+def test_200_sleeping_tasks_run_at_once_on_one_child(
+    aioapp: Celery, worker_factory: WorkerFactory
+) -> None:
+    worker_factory(app_module=APP, concurrency=1)
+    nap.delay(0, "warm").get(timeout=10)  # the loop thread starts with the first one
+    started = time.monotonic()
+    results = [nap.delay(0.5, i) for i in range(200)]
+    values = [r.get(timeout=20) for r in results]
+    elapsed = time.monotonic() - started
+    assert values == list(range(200))
+    assert all(r.state == states.SUCCESS for r in results)
+    assert elapsed < 5.0, elapsed
+
+
+def test_a_blocking_sync_task_does_not_delay_async_ones(
+    aioapp: Celery, worker_factory: WorkerFactory
+) -> None:
+    """Async tasks that run when a sync task blocks the child's thread end, and their
+    results are stored, on time: the loop thread settles them meanwhile."""
+    worker_factory(app_module=APP, concurrency=1)
+    nap.delay(0, "warm").get(timeout=10)
+    napping = [nap.delay(0.5, i) for i in range(5)]
+    blocked = block.delay(3)  # reserved behind them: they run when it starts
+    started = time.monotonic()
+    assert [r.get(timeout=10) for r in napping] == list(range(5))
+    assert time.monotonic() - started < 2.0  # not after the 3 s block
+    assert not blocked.ready()
+    assert blocked.get(timeout=10) == "blocked"
+    assert nap.delay(0, "after").get(timeout=10) == "after"
+
+
+def test_failures_and_the_request_of_each_coroutine(
+    aioapp: Celery, worker_factory: WorkerFactory
+) -> None:
+    worker_factory(app_module=APP, concurrency=1)
+    failing = explode.delay("bad")
+    mine = [whoami.delay(0.2) for _ in range(10)]
+    with pytest.raises(ValueError, match="bad"):
+        failing.get(timeout=10)
+    assert failing.state == states.FAILURE
+    for result in mine:
+        seen = result.get(timeout=10)
+        assert seen["id"] == seen["before"] == result.id
+        assert seen["retries"] == 0 and seen["hostname"]
+
+
+def test_retry_and_autoretry(
+    aioapp: Celery, worker_factory: WorkerFactory, client: redis.Redis, runs: str
+) -> None:
+    worker_factory(app_module=APP, concurrency=1)
+    assert retry_twice.delay(runs + ":r").get(timeout=10) == 2
+    assert client.lrange(runs + ":r", 0, -1) == [b"0", b"1", b"2"]
+    result = autoretried.delay(runs + ":a")
+    with pytest.raises(KeyError):
+        result.get(timeout=10)
+    assert client.lrange(runs + ":a", 0, -1) == [b"run", b"run"]
+
+
+def test_update_state_is_seen_while_it_runs(
+    aioapp: Celery, worker_factory: WorkerFactory
+) -> None:
+    worker_factory(app_module=APP, concurrency=1)
+    result = progress.delay(5)
+    wait_until(lambda: result.state == "PROGRESS" or None, timeout=10)
+    assert result.info["step"] in range(5)
+    assert result.get(timeout=10) == 5
+
+
+def test_time_limits_end_one_coroutine_not_its_neighbours(
+    aioapp: Celery, worker_factory: WorkerFactory, client: redis.Redis, runs: str
+) -> None:
+    worker_factory(app_module=APP, concurrency=1)
+    neighbours = [nap.delay(1.0, i) for i in range(5)]
+    soft = soft_limited.delay(runs)
+    hard = hard_limited.delay()
+    assert soft.get(timeout=10) == "cleaned up"
+    assert client.lrange(runs, 0, -1) == [b"cleaned up"]
+    with pytest.raises(TimeLimitExceeded):
+        hard.get(timeout=10)
+    assert hard.state == states.FAILURE
+    assert [r.get(timeout=10) for r in neighbours] == list(range(5))
