@@ -1,7 +1,9 @@
 """``async def`` tasks in a consuming prefork child: handed to the child's event loop thread
 (:mod:`.aioloop`, started at the first one), many at once, their ends taken back and settled
 by the child's own thread with its next round trip. Up to ``worker_async_concurrency`` of
-them run at once in a child, which reserves room for that many beside its sync batch.
+them run at once in a child: in an app that has async tasks, a child's prefetch window is
+its free async slots (sync messages it reserved beyond what it can start soon are taken
+back for idle siblings, as ever).
 
 A child that dies while async tasks run has not acknowledged them: the main process gives
 the child's hold back and they run again (as ``acks_late`` tasks would)."""

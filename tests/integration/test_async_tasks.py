@@ -18,6 +18,7 @@ from tests.integration.apps.aiotasks import (
     autoretried,
     block,
     explode,
+    gauge,
     hard_limited,
     nap,
     progress,
@@ -116,3 +117,15 @@ def test_time_limits_end_one_coroutine_not_its_neighbours(
         hard.get(timeout=10)
     assert hard.state == states.FAILURE
     assert [r.get(timeout=10) for r in neighbours] == list(range(5))
+
+
+def test_async_concurrency_bounds_what_runs_at_once(
+    aioapp: Celery, worker_factory: WorkerFactory, client: redis.Redis, runs: str
+) -> None:
+    worker_factory(app_module=APP, concurrency=1, extra_args=("--async-concurrency", "10"))
+    results = [gauge.delay(runs, 0.3) for _ in range(40)]
+    for result in results:
+        result.get(timeout=20)
+    seen = [int(n) for n in client.lrange(runs, 0, -1)]
+    assert len(seen) == 40
+    assert max(seen) == 10

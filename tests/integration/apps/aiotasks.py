@@ -92,3 +92,14 @@ async def soft_limited(key: str) -> str:
 async def hard_limited() -> str:
     await asyncio.sleep(5)
     return "slept"
+
+
+@app.task
+async def gauge(key: str, seconds: float) -> int:
+    """Count the gauges running at once; the highest count is the last of ``key``'s list."""
+    client = redis_client(REDIS_URL)
+    now = int(client.incr(key + ":now"))
+    client.rpush(key, now)
+    await asyncio.sleep(seconds)
+    client.decr(key + ":now")
+    return now
