@@ -56,4 +56,5 @@ async def fetch(self: Any, url: str) -> dict[str, Any]:
 async def crawl(urls: list[str]) -> dict[str, int]:
     """Many pages at once in one task: ``{url: status}``."""
     results = await asyncio.gather(*(get(url) for url in urls), return_exceptions=True)
-    return {url: (r[0] if isinstance(r, tuple) else 0) for url, r in zip(urls, results)}
+    pairs = zip(urls, results, strict=True)
+    return {url: (r[0] if isinstance(r, tuple) else 0) for url, r in pairs}

@@ -11,14 +11,14 @@ from typing import Any
 
 import pytest
 
-from tests.integration.test_examples import EXAMPLES, example_env, run_python  # noqa: F401
 from tests.helpers import LOOPBACK, ManagedProcess, minicelery_argv, mode_args
+from tests.integration.test_examples import EXAMPLES, example_env, run_python  # noqa: F401
 
 PAGE_DELAY = 0.5  # seconds each page takes to answer
 
 
 class SlowPages(http.server.BaseHTTPRequestHandler):
-    def do_GET(self) -> None:  # noqa: N802 - the standard library's name
+    def do_GET(self) -> None:
         time.sleep(PAGE_DELAY)
         code = 404 if self.path.startswith("/missing") else 200
         body = b"<html>page</html>" if code == 200 else b"not found"
