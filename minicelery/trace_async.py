@@ -14,10 +14,18 @@ from typing import TYPE_CHECKING, Any
 
 from . import signals, states
 from ._state import set_async_request, task_stack
-from .exceptions import Ignore, Reject, Retry
+from .exceptions import Ignore, Reject, Retry, TaskRevokedError
+from .serialization import exception_to_dict
 from .task import Task, _traced_call
 from .task_retry import ignores_result
-from .trace import Outcome, _finish, _maybe_autoretry, build_meta, store_result
+from .trace import (
+    Outcome,
+    _finish,
+    _maybe_autoretry,
+    build_meta,
+    store_result,
+    workflow_abandoned,
+)  # fmt: skip
 
 if TYPE_CHECKING:
     from .app import Celery
@@ -32,6 +40,7 @@ class Begun:
     request: Context
     ignore: bool
     coro: Coroutine[Any, Any, Any]
+    terminated: int | None = None  # the signal of a revoke(terminate=True) that cancelled it
 
 
 def begin(app: Celery, task: Task[Any, Any], request: Context) -> Begun:
@@ -124,3 +133,16 @@ def _outcome(task: Task[Any, Any], value: Any, exc: BaseException | None) -> Out
     except BaseException as error:
         return _maybe_autoretry(task, error)
 
+
+
+def terminated(app: Celery, begun: Begun) -> None:
+    """A coroutine cancelled by ``revoke(terminate=True)``: REVOKED, ``task_revoked`` with
+    the signal named, its workflow told, as for a sync task its signal stopped."""
+    task, request = begun.task, begun.request
+    assert request.id is not None
+    exc = TaskRevokedError("terminated")
+    store_result(app, request.id, build_meta(request.id, states.REVOKED,
+                                             exception_to_dict(exc), request, app=app))  # fmt: skip
+    signals.task_revoked.send(sender=task, request=request, terminated=True,
+                              signum=begun.terminated, expired=False)  # fmt: skip
+    workflow_abandoned(app, request, exc, states.REVOKED)

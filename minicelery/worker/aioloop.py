@@ -33,6 +33,7 @@ class Ended:
     value: Any
     exc: BaseException | None
     runtime: float
+    cancelled: bool = False  # by cancel() (a revoke), not by a time limit
 
 
 class AioLoop:
@@ -113,15 +114,16 @@ class AioLoop:
         exc: BaseException | None = None
         try:
             value = await _SoftLimited(coro)
-        except asyncio.CancelledError as cancelled:
-            exc = _cancelled_as(cancelled)
+        except asyncio.CancelledError as stopped:
+            exc = _cancelled_as(stopped)
         except BaseException as error:  # the task's own error: the child reports it
             exc = error
         finally:
             for timer in timers:
                 timer.cancel()
             self.tasks.pop(key, None)
-        self.ended.put(Ended(key, value, exc, time.perf_counter() - started))
+        runtime = time.perf_counter() - started
+        self.ended.put(Ended(key, value, exc, runtime, isinstance(exc, asyncio.CancelledError)))
         with contextlib.suppress(BlockingIOError):  # full of wake-ups already
             os.write(self._wake_w, b"!")
         if not self._settle_due:  # once for all the tasks that end in this turn

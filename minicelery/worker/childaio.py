@@ -121,6 +121,9 @@ class ChildAsync:
 
         for ended in self.aio.take():
             delivery, verdict, begun = self.awaiting.pop(ended.key)
+            if begun.terminated is not None and ended.cancelled:
+                self._revoked(delivery, verdict, begun)
+                continue
             outcome = finish(self.app, begun, ended.value, ended.exc, ended.runtime)
             log_outcome(verdict.message, outcome)
             info = None
@@ -131,6 +134,15 @@ class ChildAsync:
             self._tally(delivery, verdict,
                         (outcome.state, outcome.requeue, outcome.dead_reason, info))  # fmt: skip
 
+    def terminate_async(self, task_ids: list[str], signum: int) -> None:
+        """``revoke(terminate=True)``: cancel those of our coroutines; they end REVOKED."""
+        if self.aio is None:
+            return
+        for tag, (_, verdict, begun) in self.awaiting.items():
+            if verdict.message.id in task_ids:
+                begun.terminated = signum
+                self.aio.cancel(tag)
+
     def _settle_from_loop(self) -> None:
         """In the loop thread, while the child's own thread runs a sync task (and has let
         the lock go): settle what ended with a round trip of its own (its thread's own
@@ -138,6 +150,16 @@ class ChildAsync:
         self._drain_async()
         if self.records or self.acks:
             self._trip(0)
+
+    def _revoked(self, delivery: Delivery, verdict: Admitted, begun: Begun) -> None:
+        """A coroutine cancelled by ``revoke(terminate=True)``: REVOKED, as a sync task
+        stopped by its signal."""
+        from ..trace_async import terminated
+
+        terminated(self.app, begun)
+        if self.events is not None:
+            self.events.revoked(verdict.message, begun.terminated)
+        self._tally(delivery, verdict, (states.REVOKED, False, None, None))
 
     def _wait_async(self, seconds: float, others: list[Any]) -> list[Any]:
         """Wait (at most :data:`POLL`) for an async task to end or one of ``others`` to be

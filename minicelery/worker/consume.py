@@ -40,6 +40,7 @@ INIT = b"I"  # main -> child: [slot position, revoked task ids, config, revoked 
 REVOKE = b"X"  # main -> child: [task ids revoked since]
 STAMPS = b"S"  # main -> child: [{stamp name: values} revoked now, news ids obeyed since]
 CONFIG = b"C"  # main -> child: a remote command's change (queues, time limits)
+TERMINATE = b"K"  # main -> child: [task ids, signal number] revoked with terminate=True
 HANG = 2.0  # seconds beyond a wait's own timeout before Redis counts as hung
 AUDIT_FOR = 10.0  # seconds the hold is looked at after Redis comes back
 MAX_BACKOFF = 5.0
@@ -329,6 +330,8 @@ class ChildConsumer(ChildTasks):
                 self.news.forward(*msgpack.unpackb(frame[1:]))
             elif frame[:1] == CONFIG:
                 self._reconfigure(msgpack.unpackb(frame[1:]))
+            elif frame[:1] == TERMINATE:
+                self.terminate_async(*msgpack.unpackb(frame[1:]))
 
     # -- tasks ----------------------------------------------------------------------------
     def _run_batch(self, deliveries: list[Delivery]) -> None:

@@ -28,7 +28,7 @@ from .buckets import SharedBuckets
 from .channel import Channel
 from .child import READY, STOP
 from .childtasks import HEARD, LIMITED, RECEIVED, UNLIMITED
-from .consume import CONFIG, INIT, REVOKE, STAMPS, ConsumeSettings
+from .consume import CONFIG, INIT, REVOKE, STAMPS, TERMINATE, ConsumeSettings
 from .consuming import consume_main
 from .pool import Event, Job, Released, Waker
 from .prefork import Child, PreforkPool, _kill
@@ -391,6 +391,14 @@ class ConsumingPool(PreforkPool):
         self._stamps_version = revoked_stamps.version
         obeyed, self._obeyed = self._obeyed, []
         frame = STAMPS + msgpack.packb([dict(revoked_stamps), obeyed], default=str)
+        for child in list(self.children.values()):
+            with contextlib.suppress(OSError):
+                child.conn.send_bytes(frame)
+
+    def terminate_async(self, task_ids: list[str], signum: int) -> None:
+        """``revoke(terminate=True)`` of async def tasks: the children that run them
+        cancel them (a signal would end every task of the child)."""
+        frame = TERMINATE + msgpack.packb([task_ids, signum])
         for child in list(self.children.values()):
             with contextlib.suppress(OSError):
                 child.conn.send_bytes(frame)

@@ -11,7 +11,7 @@ import pytest
 import redis
 
 from minicelery import Celery, states
-from minicelery.exceptions import TimeLimitExceeded
+from minicelery.exceptions import TaskRevokedError, TimeLimitExceeded
 from tests.helpers import RedisServer, WorkerFactory, pointed_at, wait_until
 from tests.integration.apps import aiotasks
 from tests.integration.apps.aiotasks import (
@@ -20,6 +20,7 @@ from tests.integration.apps.aiotasks import (
     explode,
     gauge,
     hard_limited,
+    long_nap,
     nap,
     progress,
     retry_twice,
@@ -129,3 +130,19 @@ def test_async_concurrency_bounds_what_runs_at_once(
     seen = [int(n) for n in client.lrange(runs, 0, -1)]
     assert len(seen) == 40
     assert max(seen) == 10
+
+
+def test_revoke_terminate_cancels_one_coroutine(
+    aioapp: Celery, worker_factory: WorkerFactory, client: redis.Redis, runs: str
+) -> None:
+    worker_factory(app_module=APP, concurrency=1)
+    doomed = long_nap.delay(runs, 30)
+    spared = long_nap.delay(runs, 1.5)
+    wait_until(lambda: client.llen(runs) == 2 or None, timeout=10)
+    started = time.monotonic()
+    aioapp.control.revoke(doomed.id, terminate=True)
+    with pytest.raises(TaskRevokedError):
+        doomed.get(timeout=10)
+    assert doomed.state == states.REVOKED
+    assert time.monotonic() - started < 5
+    assert spared.get(timeout=10) == "woke"

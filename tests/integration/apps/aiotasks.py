@@ -103,3 +103,10 @@ async def gauge(key: str, seconds: float) -> int:
     await asyncio.sleep(seconds)
     client.decr(key + ":now")
     return now
+
+
+@app.task
+async def long_nap(key: str, seconds: float) -> str:
+    _record(key, "started")
+    await asyncio.sleep(seconds)
+    return "woke"
