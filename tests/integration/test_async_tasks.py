@@ -4,6 +4,8 @@ sync tasks have them, and a sync task that blocks does not hold them up."""
 
 from __future__ import annotations
 
+import os
+import signal
 import time
 from collections.abc import Iterator
 
@@ -146,3 +148,17 @@ def test_revoke_terminate_cancels_one_coroutine(
     assert doomed.state == states.REVOKED
     assert time.monotonic() - started < 5
     assert spared.get(timeout=10) == "woke"
+
+
+def test_async_tasks_of_a_child_that_dies_run_again(
+    aioapp: Celery, worker_factory: WorkerFactory, client: redis.Redis, runs: str
+) -> None:
+    """Not acknowledged until they end, they go back to the queue with the child's hold
+    and a new child runs them (as acks_late tasks)."""
+    worker = worker_factory(app_module=APP, concurrency=1)
+    results = [long_nap.delay(runs, 2) for _ in range(5)]
+    wait_until(lambda: client.llen(runs) == 5 or None, timeout=10)
+    (child,) = worker.children()
+    os.kill(child, signal.SIGKILL)
+    assert [r.get(timeout=30) for r in results] == ["woke"] * 5
+    assert client.llen(runs) == 10  # each ran again, once
