@@ -1,9 +1,9 @@
 """``async def`` tasks in a consuming prefork child: handed to the child's event loop thread
 (:mod:`.aioloop`, started at the first one), many at once, their ends taken back and settled
 by the child's own thread with its next round trip. Up to ``worker_async_concurrency`` of
-them run at once in a child: in an app that has async tasks, a child's prefetch window is
-its free async slots (sync messages it reserved beyond what it can start soon are taken
-back for idle siblings, as ever).
+them run at once in a child: while some run, a child's prefetch window is its free async
+slots (sync messages it reserved beyond what it can start soon are taken back for idle
+siblings, as ever), else the usual batch.
 
 A child that dies while async tasks run has not acknowledged them: the main process gives
 the child's hold back and they run again (as ``acks_late`` tasks would)."""
@@ -31,6 +31,7 @@ if TYPE_CHECKING:
     from ..trace import Outcome
     from ..trace_async import Begun
     from .aioloop import AioLoop
+    from .buckets import Deferred
     from .childintake import Admitted
     from .consume import ConsumeSettings
     from .slots import Slots
@@ -56,6 +57,7 @@ class ChildAsync:
     position: int
     events: WorkerEvents | None
     stopping: bool
+    deferred: Deferred
     aio: AioLoop | None = None
     async_names: frozenset[str] = frozenset()
     async_capacity = 0  # how many may run at once (0: this app has no async task)
@@ -74,6 +76,14 @@ class ChildAsync:
         if not self.async_capacity:
             return 0
         return max(self.async_capacity - (self.aio.in_flight if self.aio else 0), 0)
+
+    def _async_window(self, room: int) -> int:
+        """Settle what ended; how many messages to reserve: while async tasks run, the
+        async slots free (less what waits for a rate limit's token), else the sync batch,
+        so a child of an app that has async tasks but runs sync ones reserves as before."""
+        self._drain_async()
+        free = self.async_room()
+        return free - len(self.deferred) if self.async_busy() else min(room, free)
 
     def async_busy(self) -> bool:
         return self.aio is not None and self.aio.in_flight > 0

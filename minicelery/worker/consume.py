@@ -136,9 +136,8 @@ class ChildConsumer(ChildTasks):
             while not self.stopping:
                 self._audit_due()
                 room = self.settings.batch - len(self.deferred)
-                if self.async_capacity:  # the window is the async slots free
-                    self._drain_async()
-                    room = self.async_room() - len(self.deferred)
+                if self.async_capacity:
+                    room = self._async_window(room)
                 deliveries = self._trip(max(room, 0))
                 if not deliveries and not self.stopping:
                     deliveries = self._idle_async() if self.async_busy() else self._idle(room)
