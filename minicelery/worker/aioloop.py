@@ -78,6 +78,15 @@ class AioLoop:
         if task is not None:
             task.cancel()
 
+    def close(self) -> None:
+        """Stop the loop and its thread (a child that exits needs not: the thread dies
+        with it)."""
+        self.loop.call_soon_threadsafe(self.loop.stop)
+        self.thread.join(timeout=5)
+        self.loop.close()
+        os.close(self.wake_fd)
+        os.close(self._wake_w)
+
     def take(self) -> list[Ended]:
         """The coroutines that ended since the last look (called when ``wake_fd`` reads)."""
         with contextlib.suppress(BlockingIOError):
