@@ -12,21 +12,24 @@ from collections.abc import Iterator
 import pytest
 import redis
 
-from minicelery import Celery, states
+from minicelery import Celery, chain, chord, group, states
 from minicelery.exceptions import TaskRevokedError, TimeLimitExceeded
 from tests.helpers import RedisServer, WorkerFactory, pointed_at, wait_until
 from tests.integration.apps import aiotasks
 from tests.integration.apps.aiotasks import (
+    add,
     autoretried,
     block,
     explode,
     gauge,
     hard_limited,
+    limited,
     long_nap,
     nap,
     progress,
     retry_twice,
     soft_limited,
+    total,
     whoami,
 )
 
@@ -162,3 +165,19 @@ def test_async_tasks_of_a_child_that_dies_run_again(
     os.kill(child, signal.SIGKILL)
     assert [r.get(timeout=30) for r in results] == ["woke"] * 5
     assert client.llen(runs) == 10  # each ran again, once
+
+
+def test_workflows_states_and_rate_limits_with_events_on(
+    aioapp: Celery, worker_factory: WorkerFactory
+) -> None:
+    worker_factory(app_module=APP, concurrency=1, extra_args=("-E",))
+    assert chain(add.s(1, 2), add.s(3), add.s(4)).delay().get(timeout=10) == 10
+    assert group(add.s(i, i) for i in range(10)).delay().get(timeout=10) == [
+        2 * i for i in range(10)
+    ]
+    assert chord((add.s(i, 1) for i in range(5)), total.s()).delay().get(timeout=10) == 15
+    started = time.monotonic()
+    results = [limited.delay(i) for i in range(10)]
+    wait_until(lambda: results[0].state == states.STARTED or None, timeout=5)
+    assert [r.get(timeout=10) for r in results] == list(range(10))
+    assert time.monotonic() - started >= 0.7  # 20/s: the tenth starts 0.45 s after the first

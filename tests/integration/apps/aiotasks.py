@@ -110,3 +110,21 @@ async def long_nap(key: str, seconds: float) -> str:
     _record(key, "started")
     await asyncio.sleep(seconds)
     return "woke"
+
+
+@app.task
+async def add(x: int, y: int) -> int:
+    await asyncio.sleep(0.05)
+    return x + y
+
+
+@app.task
+async def total(numbers: list[int]) -> int:
+    await asyncio.sleep(0.05)
+    return sum(numbers)
+
+
+@app.task(track_started=True, rate_limit="20/s")
+async def limited(value: int) -> int:
+    await asyncio.sleep(0.3)
+    return value
