@@ -110,6 +110,17 @@ class AioLoop:
     ) -> None:
         task = self.loop.create_task(self._guard(key, coro, limits))
         self.tasks[key] = task
+        task.add_done_callback(lambda done: self._never_ran(key, coro, done))
+
+    def _never_ran(
+        self, key: str, coro: Coroutine[Any, Any, Any], task: asyncio.Task[None]
+    ) -> None:
+        """Cancelled before its first step (a revoke right behind it), ``_guard`` never
+        ran to report it: it ends cancelled all the same."""
+        if task.cancelled():
+            self.tasks.pop(key, None)
+            coro.close()
+            self._report(Ended(key, None, asyncio.CancelledError(), 0.0, True))
 
     async def _guard(
         self,
@@ -132,7 +143,11 @@ class AioLoop:
                 timer.cancel()
             self.tasks.pop(key, None)
         runtime = time.perf_counter() - started
-        self.ended.put(Ended(key, value, exc, runtime, isinstance(exc, asyncio.CancelledError)))
+        self._report(Ended(key, value, exc, runtime, isinstance(exc, asyncio.CancelledError)))
+
+    def _report(self, ended: Ended) -> None:
+        """Hand an end to the child's thread and wake it."""
+        self.ended.put(ended)
         with contextlib.suppress(BlockingIOError):  # full of wake-ups already
             os.write(self._wake_w, b"!")
         if not self._settle_due:  # once for all the tasks that end in this turn

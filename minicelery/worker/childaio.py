@@ -13,6 +13,7 @@ from __future__ import annotations
 import inspect
 import logging
 import select
+import time
 from typing import TYPE_CHECKING, Any
 
 from .. import states
@@ -21,6 +22,7 @@ from ..exceptions import MessageError, SerializationError
 from ..message import parse_iso
 from ..trace import utcnow
 from .executor import make_request
+from .slots import ACKS_LATE
 
 if TYPE_CHECKING:
     from ..app import Celery
@@ -31,6 +33,7 @@ if TYPE_CHECKING:
     from ..trace import Outcome
     from ..trace_async import Begun
     from .aioloop import AioLoop
+    from .asyncboard import Entry
     from .buckets import Deferred
     from .childintake import Admitted
     from .consume import ConsumeSettings
@@ -62,6 +65,8 @@ class ChildAsync:
     async_names: frozenset[str] = frozenset()
     async_capacity = 0  # how many may run at once (0: this app has no async task)
     awaiting: dict[str, tuple[Delivery, Admitted, Begun]]
+    board: dict[str, Entry]  # what the main process reads for inspect active
+    board_changed = False
     records: list[tuple[str, bytes]]
     acks: list[str]
 
@@ -82,8 +87,16 @@ class ChildAsync:
         async slots free (less what waits for a rate limit's token), else the sync batch,
         so a child of an app that has async tasks but runs sync ones reserves as before."""
         self._drain_async()
+        self._publish_board()
         free = self.async_room()
         return free - len(self.deferred) if self.async_busy() else min(room, free)
+
+    def _publish_board(self) -> None:
+        """The async tasks this child runs, for ``inspect active``: rewritten once per turn
+        of the child's loop when they changed."""
+        if self.board_changed:
+            self.board_changed = False
+            self.slots.async_board.write(self.position, list(self.board.values()))
 
     def async_busy(self) -> bool:
         return self.aio is not None and self.aio.in_flight > 0
@@ -103,9 +116,13 @@ class ChildAsync:
             self.aio = AioLoop()
             self.aio.on_ended = self._settle_from_loop
             self.awaiting = {}
+            self.board = {}
         if self.events is not None:
             self.events.started(verdict.message, None)
         self.awaiting[delivery.tag] = (delivery, verdict, begun)
+        self.board[delivery.tag] = (delivery.tag, delivery.queue, delivery.data,
+                                    time.monotonic(), time.time(), ACKS_LATE)  # fmt: skip
+        self.board_changed = True
         self.aio.submit(delivery.tag, begun.coro, (verdict.hard, verdict.soft))
         return True
 
@@ -131,6 +148,8 @@ class ChildAsync:
 
         for ended in self.aio.take():
             delivery, verdict, begun = self.awaiting.pop(ended.key)
+            del self.board[ended.key]
+            self.board_changed = True
             if begun.terminated is not None and ended.cancelled:
                 self._revoked(delivery, verdict, begun)
                 continue
@@ -158,6 +177,7 @@ class ChildAsync:
         the lock go): settle what ended with a round trip of its own (its thread's own
         connection), reserving nothing."""
         self._drain_async()
+        self._publish_board()
         if self.records or self.acks:
             self._trip(0)
 
@@ -178,6 +198,7 @@ class ChildAsync:
         fds = [self.aio.wake_fd, *others]
         ready, _, _ = select.select(fds, [], [], min(seconds, POLL))
         self._drain_async()
+        self._publish_board()
         return [fd for fd in others if fd in ready]
 
     def _finish_async(self) -> None:

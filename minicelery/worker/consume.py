@@ -113,6 +113,8 @@ class ChildConsumer(ChildTasks):
             return False
         position, revoked, config, stamps = msgpack.unpackb(frame[1:])
         self.position = int(position)
+        if self.async_capacity:  # the child before at this position may have left a list
+            self.slots.async_board.clear(self.position)
         self.revoked.update(revoked)
         self.news.forward(stamps)
         self._reconfigure(config)

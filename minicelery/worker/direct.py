@@ -204,6 +204,19 @@ class ConsumingPool(PreforkPool):
         job.announced = True
         return job
 
+    def async_jobs(self) -> list[Job]:
+        """The async def tasks the children run, from their boards (``inspect active``)."""
+        jobs = []
+        for child in list(self.children.values()):
+            position = self.positions.get(child.pid)
+            if position is None:
+                continue
+            for entry in self.slots.async_board.read(position):
+                job = self._job(child, Running(*entry), [None, None])
+                if job is not None:
+                    jobs.append(job)
+        return jobs
+
     def unstarted(self) -> int:
         """Messages the children reserved and have not started (the autoscaler's backlog)."""
         return sum(self.slots.batch_size(p) for p in list(self.positions.values()))

@@ -181,3 +181,19 @@ def test_workflows_states_and_rate_limits_with_events_on(
     wait_until(lambda: results[0].state == states.STARTED or None, timeout=5)
     assert [r.get(timeout=10) for r in results] == list(range(10))
     assert time.monotonic() - started >= 0.7  # 20/s: the tenth starts 0.45 s after the first
+
+
+def test_inspect_active_lists_the_running_coroutines(
+    aioapp: Celery, worker_factory: WorkerFactory, client: redis.Redis, runs: str
+) -> None:
+    worker = worker_factory(app_module=APP, concurrency=1)
+    results = [long_nap.delay(runs, 2) for _ in range(5)]
+    wait_until(lambda: client.llen(runs) == 5 or None, timeout=10)
+    replies = aioapp.control.inspect(timeout=2).active() or {}
+    (active,) = replies.values()
+    assert sorted(a["id"] for a in active) == sorted(r.id for r in results)
+    assert all(a["name"] == long_nap.name and a["args"] == [runs, 2] for a in active)
+    assert {a["worker_pid"] for a in active} == set(worker.children())
+    assert [r.get(timeout=10) for r in results] == ["woke"] * 5
+    wait_until(lambda: list((aioapp.control.inspect(timeout=1).active() or {}).values())
+               == [[]] or None, timeout=10)  # fmt: skip
