@@ -115,8 +115,6 @@ class ChildAsync:
 
             self.aio = AioLoop()
             self.aio.on_ended = self._settle_from_loop
-            self.awaiting = {}
-            self.board = {}
         if self.events is not None:
             self.events.started(verdict.message, None)
         self.awaiting[delivery.tag] = (delivery, verdict, begun)
@@ -205,7 +203,6 @@ class ChildAsync:
         """Before the child leaves: let the async tasks that run end (a warm shutdown)."""
         while self.async_busy():
             self._wait_async(1.0, [])
-
 
 
 def log_outcome(message: TaskMessage, outcome: Outcome) -> None:

@@ -102,6 +102,8 @@ class ChildConsumer(ChildTasks):
         self.totals: dict[str, int] = {}
         self._mail_seen = 0
         self.async_names = async_task_names(app)
+        self.awaiting = {}
+        self.board = {}
         self.async_capacity = settings.async_concurrency if self.async_names else 0
 
     # -- life -----------------------------------------------------------------------------
@@ -229,7 +231,8 @@ class ChildConsumer(ChildTasks):
 
     def _give_back_unknown(self) -> None:
         """Give back what the hold has beyond the acks still to send (a lost reply's)."""
-        known = {*self.acks, *self.deferred.tags(), *(d.tag for d, _ in self.dead)}
+        known = {*self.acks, *self.deferred.tags(), *(d.tag for d, _ in self.dead),
+                 *self.awaiting}  # fmt: skip
         unknown = [tag for tag in self.broker.held(self.consumer_id) if tag not in known]
         if unknown:
             self.broker.requeue(self.consumer_id, unknown)
