@@ -14,7 +14,7 @@ import redis
 
 from minicelery import Celery, chain, chord, group, states
 from minicelery.exceptions import TaskRevokedError, TimeLimitExceeded
-from tests.helpers import RedisServer, WorkerFactory, pointed_at, wait_until
+from tests.helpers import RedisServer, WorkerFactory, pid_alive, pointed_at, wait_until
 from tests.integration.apps import aiotasks
 from tests.integration.apps.aiotasks import (
     add,
@@ -197,3 +197,33 @@ def test_inspect_active_lists_the_running_coroutines(
     assert [r.get(timeout=10) for r in results] == ["woke"] * 5
     wait_until(lambda: list((aioapp.control.inspect(timeout=1).active() or {}).values())
                == [[]] or None, timeout=10)  # fmt: skip
+
+
+@pytest.mark.timeout(90)
+def test_async_tasks_run_once_through_a_redis_outage(
+    private_redis: RedisServer, key_prefix: str
+) -> None:
+    """After an outage the child looks at its hold for messages it never saw (a lost
+    reply's) and gives them back: the async tasks it runs are not among them."""
+    factory = WorkerFactory(private_redis.url, key_prefix)
+    runs = f"{key_prefix}:runs"
+    try:
+        with pointed_at(aiotasks.app, private_redis, key_prefix) as app:
+            factory(app_module=APP, concurrency=1)
+            results = [long_nap.delay(runs, 18) for _ in range(3)]
+            client = private_redis.client()
+            wait_until(lambda: client.llen(runs) == 3 or None, timeout=10)
+            os.kill(private_redis.pid, signal.SIGSTOP)
+            try:
+                time.sleep(11)  # past the socket timeout (10 s): the child sees it fail
+            finally:
+                os.kill(private_redis.pid, signal.SIGCONT)
+            assert [r.get(timeout=30) for r in results] == ["woke"] * 3
+            assert client.llen(runs) == 3
+            assert app.AsyncResult(results[0].id).state == states.SUCCESS
+    finally:
+        if pid_alive(private_redis.pid):
+            os.kill(private_redis.pid, signal.SIGCONT)
+        factory.cleanup()
+        if factory.workers:
+            print(factory.report())
