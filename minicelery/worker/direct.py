@@ -206,14 +206,11 @@ class ConsumingPool(PreforkPool):
 
     def async_jobs(self) -> list[Job]:
         """The async def tasks the children run, from their boards (``inspect active``)."""
-        jobs = []
+        board, jobs = self.slots.async_board, []
         for child in list(self.children.values()):
             position = self.positions.get(child.pid)
-            if position is None:
-                continue
-            for entry in self.slots.async_board.read(position):
-                job = self._job(child, Running(*entry), [None, None])
-                if job is not None:
+            for entry in board.read(position) if position is not None else []:
+                if (job := self._job(child, Running(*entry), [None, None])) is not None:
                     jobs.append(job)
         return jobs
 
@@ -409,8 +406,7 @@ class ConsumingPool(PreforkPool):
                 child.conn.send_bytes(frame)
 
     def terminate_async(self, task_ids: list[str], signum: int) -> None:
-        """``revoke(terminate=True)`` of async def tasks: the children that run them
-        cancel them (a signal would end every task of the child)."""
+        """``revoke(terminate=True)`` of async def tasks: their children cancel them."""
         frame = TERMINATE + msgpack.packb([task_ids, signum])
         for child in list(self.children.values()):
             with contextlib.suppress(OSError):
