@@ -46,3 +46,13 @@ def one() -> int:
 @app.task  # type: ignore[untyped-decorator,unused-ignore]
 def xsum(numbers: list[int]) -> int:
     return sum(numbers)
+
+
+@app.task  # type: ignore[untyped-decorator,unused-ignore]
+def sleep_async(seconds: float, target: int) -> None:
+    """The async workload (bench.async_tasks): Celery runs no coroutines, so a Celery user
+    wraps the awaiting code in ``asyncio.run()``, one event loop per call."""
+    import asyncio
+
+    asyncio.run(asyncio.sleep(seconds))
+    record_done(target)

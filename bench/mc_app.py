@@ -56,3 +56,12 @@ def one() -> int:
 @app.task
 def xsum(numbers: list[int]) -> int:
     return sum(numbers)
+
+
+@app.task
+async def sleep_async(seconds: float, target: int) -> None:
+    """The async workload (bench.async_tasks): awaited on the child's event loop."""
+    import asyncio  # not at module level: a worker that runs no async task never loads it
+
+    await asyncio.sleep(seconds)
+    record_done(target)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import threading
+from contextvars import ContextVar
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
@@ -11,6 +12,9 @@ if TYPE_CHECKING:
 _current_app: Celery | None = None
 _apps: list[Celery] = []
 _local = threading.local()
+#: The request of the ``async def`` task running in this asyncio task (a worker's loop
+#: runs many at once in one thread, so the per-thread stack cannot say which).
+_async_request: ContextVar[Any] = ContextVar("async_request", default=None)
 
 
 def set_current_app(app: Celery) -> None:
@@ -46,4 +50,9 @@ def task_stack() -> list[Any]:
 
 def current_request() -> Any:
     stack = task_stack()
-    return stack[-1] if stack else None
+    return stack[-1] if stack else _async_request.get()
+
+
+def set_async_request(request: Any) -> None:
+    """Make ``request`` current in this context (an asyncio task's own copy)."""
+    _async_request.set(request)

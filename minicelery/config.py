@@ -248,6 +248,7 @@ DEFAULTS: dict[str, tuple[Any, Validator]] = {
     "enable_utc": (True, _bool),
     "worker_concurrency": (None, _concurrency),
     "worker_prefetch_multiplier": (4, _positive_int),
+    "worker_async_concurrency": (100, _positive_int),
     "worker_max_tasks_per_child": (None, _positive_int),
     "worker_max_memory_per_child": (None, _positive_int),
     "worker_heartbeat_interval": (2.0, _seconds),

@@ -105,6 +105,12 @@ def banner(app: Celery, worker: WorkController, broker_url: str, backend_url: st
     "--prefetch-multiplier", type=click.IntRange(1), help="Messages reserved per pool slot."
 )
 @click.option(
+    "--async-concurrency",
+    type=click.IntRange(1),
+    help="async def tasks a prefork child runs at once on its event loop (the setting "
+    "worker_async_concurrency, default 100).",
+)
+@click.option(
     "--max-tasks-per-child", type=click.IntRange(1), help="Replace a child after this many tasks."
 )
 @click.option(
@@ -165,6 +171,7 @@ def worker(
     beat: bool = False,
     task_events: bool = False,
     children_consume: bool | None = None,
+    async_concurrency: int | None = None,
     **celery_flags: Any,
 ) -> None:
     """Start a worker."""
@@ -175,6 +182,8 @@ def worker(
         app.conf.worker_send_task_events = True
     if children_consume is not None:
         app.conf.worker_children_consume = children_consume
+    if async_concurrency is not None:
+        app.conf.worker_async_concurrency = async_concurrency
     if flags.include:
         app.conf.include = (*app.conf.include, *flags.includes())
     daemon.start(files, detach, umask)  # with --detach, only the daemon returns

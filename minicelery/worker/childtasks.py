@@ -25,6 +25,7 @@ from ..message import decode_message
 from ..serialization import exception_to_dict
 from ..trace import build_meta
 from . import child as child_process
+from .childaio import ChildAsync
 from .childintake import Admitted, Refused, Wait, admit
 from .executor import run_logged
 from .slots import ACKS_LATE
@@ -45,10 +46,11 @@ LIMITED = b"T"  # child -> main: the task in the slot has time limits [hard, sof
 UNLIMITED = b"t"  # child -> main: that task has ended
 RECEIVED = b"Q"  # child -> main: send task_received for this message (then HEARD)
 HEARD = b"H"  # main -> child: the main process's task_received receivers have run
+Result = tuple[str, bool, str | None, dict[str, Any] | None]  # what run_logged returns
 HOLD_BACK = 0.005  # seconds between looks at whether a retry's last attempt has ended
 
 
-class ChildTasks:
+class ChildTasks(ChildAsync):
     """The task side of :class:`~.consume.ChildConsumer`."""
 
     app: Celery
@@ -150,6 +152,8 @@ class ChildTasks:
             self._execute(delivery, verdict)
 
     def _execute(self, delivery: Delivery, verdict: Admitted) -> None:
+        if verdict.message.task in self.async_names and self._execute_async(delivery, verdict):
+            return
         settings = self.settings
         limits = [verdict.hard, verdict.soft]
         limited = limits != [None, None]
@@ -163,12 +167,17 @@ class ChildTasks:
             events.started(verdict.message, None)
             events.dispatcher.flush()
         child_process._in_task = True
+        aio = self.aio
+        if aio is not None:  # async tasks that end meanwhile are settled by the loop thread
+            aio.lock.release()
         try:
             state, requeue, dead_reason, info = run_logged(
                 self.app, delivery.queue, delivery.data, settings.hostname, settings.accept,
                 with_event_fields=events is not None, message=verdict.message,
             )  # fmt: skip
         finally:
+            if aio is not None:
+                aio.lock.acquire()
             child_process._in_task = False
         if events is not None:  # before a message it sent (a retry) reaches a sibling
             events.finished(verdict.message, state, info, requeue)
@@ -176,6 +185,11 @@ class ChildTasks:
         if limited:
             self.conn.send_bytes(UNLIMITED)
         self.slots.clear(self.position)
+        self._tally(delivery, verdict, (state, requeue, dead_reason, info))
+
+    def _tally(self, delivery: Delivery, verdict: Admitted, result: Result) -> None:
+        """Count a task that ran and keep its results and ack for the next round trip."""
+        state, requeue, dead_reason, _ = result
         self.slots.count_one(self.position)
         self.done += 1
         self.totals[verdict.message.task] = self.totals.get(verdict.message.task, 0) + 1

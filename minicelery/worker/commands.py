@@ -99,6 +99,9 @@ def revoke(
         for job in worker.pool.busy_jobs():
             if job.message.id in ids:
                 worker.terminate(job, signum)
+        terminate_async = getattr(worker.pool, "terminate_async", None)
+        if terminate_async is not None:  # async def tasks: cancelled by their child
+            terminate_async(ids, signum)
     idstr = ", ".join(ids)
     logger.info("Tasks flagged as revoked: %s", idstr)
     return {"ok": f"tasks {idstr} flagged as revoked"}

@@ -25,6 +25,7 @@ from ..exceptions import OperationalError
 from . import child as child_process
 from .buckets import Deferred, SharedBuckets
 from .channel import Channel
+from .childaio import async_task_names
 from .childintake import Limits
 from .childtasks import HEARD, ChildTasks
 from .revokenews import RevokeNews
@@ -39,6 +40,7 @@ INIT = b"I"  # main -> child: [slot position, revoked task ids, config, revoked 
 REVOKE = b"X"  # main -> child: [task ids revoked since]
 STAMPS = b"S"  # main -> child: [{stamp name: values} revoked now, news ids obeyed since]
 CONFIG = b"C"  # main -> child: a remote command's change (queues, time limits)
+TERMINATE = b"K"  # main -> child: [task ids, signal number] revoked with terminate=True
 HANG = 2.0  # seconds beyond a wait's own timeout before Redis counts as hung
 AUDIT_FOR = 10.0  # seconds the hold is looked at after Redis comes back
 MAX_BACKOFF = 5.0
@@ -57,6 +59,7 @@ class ConsumeSettings:
     max_tasks: int | None = None
     max_memory_kib: int | None = None
     revoked: set[str] = field(default_factory=set)
+    async_concurrency: int = 100  # async def tasks a child runs at once
 
 
 class ChildConsumer(ChildTasks):
@@ -98,6 +101,10 @@ class ChildConsumer(ChildTasks):
         self.done = 0
         self.totals: dict[str, int] = {}
         self._mail_seen = 0
+        self.async_names = async_task_names(app)
+        self.awaiting = {}
+        self.board = {}
+        self.async_capacity = settings.async_concurrency if self.async_names else 0
 
     # -- life -----------------------------------------------------------------------------
     def start(self) -> bool:
@@ -108,6 +115,8 @@ class ChildConsumer(ChildTasks):
             return False
         position, revoked, config, stamps = msgpack.unpackb(frame[1:])
         self.position = int(position)
+        if self.async_capacity:  # the child before at this position may have left a list
+            self.slots.async_board.clear(self.position)
         self.revoked.update(revoked)
         self.news.forward(stamps)
         self._reconfigure(config)
@@ -131,14 +140,17 @@ class ChildConsumer(ChildTasks):
             while not self.stopping:
                 self._audit_due()
                 room = self.settings.batch - len(self.deferred)
+                if self.async_capacity:
+                    room = self._async_window(room)
                 deliveries = self._trip(max(room, 0))
                 if not deliveries and not self.stopping:
-                    deliveries = self._idle(room)
+                    deliveries = self._idle_async() if self.async_busy() else self._idle(room)
                 self._run_batch(deliveries)
                 for delivery, verdict in self.deferred.take_due():
                     self.resume(delivery, verdict)
         finally:
             self._give_back(self.deferred.take_all())
+            self._finish_async()
             self._leave()
         return child_process.EXIT_OK
 
@@ -219,7 +231,8 @@ class ChildConsumer(ChildTasks):
 
     def _give_back_unknown(self) -> None:
         """Give back what the hold has beyond the acks still to send (a lost reply's)."""
-        known = {*self.acks, *self.deferred.tags(), *(d.tag for d, _ in self.dead)}
+        known = {*self.acks, *self.deferred.tags(), *(d.tag for d, _ in self.dead),
+                 *self.awaiting}  # fmt: skip
         unknown = [tag for tag in self.broker.held(self.consumer_id) if tag not in known]
         if unknown:
             self.broker.requeue(self.consumer_id, unknown)
@@ -244,6 +257,14 @@ class ChildConsumer(ChildTasks):
         if room > 0:
             return self._wait(room, wait)
         self._pause(wait)
+        return []
+
+    def _idle_async(self) -> list[Delivery]:
+        """Async tasks run and the queues are dry: settle them as they end, looking at the
+        queues again every :data:`~.childaio.POLL` seconds (the blocking wait would not
+        wake for them)."""
+        if self._wait_async(self.deferred.next_in(1.0), [self.conn.sock]):
+            self._read_pipe()
         return []
 
     def _wait(self, room: int, timeout: float) -> list[Delivery]:
@@ -313,6 +334,8 @@ class ChildConsumer(ChildTasks):
                 self.news.forward(*msgpack.unpackb(frame[1:]))
             elif frame[:1] == CONFIG:
                 self._reconfigure(msgpack.unpackb(frame[1:]))
+            elif frame[:1] == TERMINATE:
+                self.terminate_async(*msgpack.unpackb(frame[1:]))
 
     # -- tasks ----------------------------------------------------------------------------
     def _run_batch(self, deliveries: list[Delivery]) -> None:

@@ -28,7 +28,7 @@ from .buckets import SharedBuckets
 from .channel import Channel
 from .child import READY, STOP
 from .childtasks import HEARD, LIMITED, RECEIVED, UNLIMITED
-from .consume import CONFIG, INIT, REVOKE, STAMPS, ConsumeSettings
+from .consume import CONFIG, INIT, REVOKE, STAMPS, TERMINATE, ConsumeSettings
 from .consuming import consume_main
 from .pool import Event, Job, Released, Waker
 from .prefork import Child, PreforkPool, _kill
@@ -203,6 +203,16 @@ class ConsumingPool(PreforkPool):
         job.hold = self.consumer_of(child)
         job.announced = True
         return job
+
+    def async_jobs(self) -> list[Job]:
+        """The async def tasks the children run, from their boards (``inspect active``)."""
+        board, jobs = self.slots.async_board, []
+        for child in list(self.children.values()):
+            position = self.positions.get(child.pid)
+            for entry in board.read(position) if position is not None else []:
+                if (job := self._job(child, Running(*entry), [None, None])) is not None:
+                    jobs.append(job)
+        return jobs
 
     def unstarted(self) -> int:
         """Messages the children reserved and have not started (the autoscaler's backlog)."""
@@ -391,6 +401,13 @@ class ConsumingPool(PreforkPool):
         self._stamps_version = revoked_stamps.version
         obeyed, self._obeyed = self._obeyed, []
         frame = STAMPS + msgpack.packb([dict(revoked_stamps), obeyed], default=str)
+        for child in list(self.children.values()):
+            with contextlib.suppress(OSError):
+                child.conn.send_bytes(frame)
+
+    def terminate_async(self, task_ids: list[str], signum: int) -> None:
+        """``revoke(terminate=True)`` of async def tasks: their children cancel them."""
+        frame = TERMINATE + msgpack.packb([task_ids, signum])
         for child in list(self.children.values()):
             with contextlib.suppress(OSError):
                 child.conn.send_bytes(frame)

@@ -69,7 +69,11 @@ def _pid_of(job: Job) -> int:
 
 @command
 def active(worker: WorkController, safe: bool = False, **kwargs: Any) -> list[dict[str, Any]]:
-    return [job_info(worker, job, bool(safe)) for job in worker.pool.busy_jobs()]
+    jobs = list(worker.pool.busy_jobs())
+    async_jobs = getattr(worker.pool, "async_jobs", None)  # async def tasks of children
+    if async_jobs is not None:
+        jobs += async_jobs()
+    return [job_info(worker, job, bool(safe)) for job in jobs]
 
 
 @command

@@ -35,6 +35,7 @@ def consume_settings(worker: WorkController, multiplier: int) -> ConsumeSettings
         worker.consumer_id, list(worker.queues), multiplier, worker.hostname, worker.accept,
         Limits(options.time_limit, options.soft_time_limit),
         options.max_tasks_per_child or conf.worker_max_tasks_per_child,
+        async_concurrency=conf.worker_async_concurrency,
     )  # fmt: skip
 
 

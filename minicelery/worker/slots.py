@@ -18,6 +18,7 @@ from dataclasses import dataclass
 import msgpack
 
 from ..signals import task_received
+from .asyncboard import AsyncBoard
 from .childreports import Listening, SuccessRings
 from .forklock import fork_lock
 from .sharedclock import SharedClock
@@ -100,6 +101,7 @@ class Slots:
         self.retired_totals: collections.Counter[str] = collections.Counter()
         self.successes = SuccessRings(count)  # worker.state.successful_requests, per child
         self.listening = Listening(task_received)  # receivers wait in the main process
+        self.async_board = AsyncBoard(count)  # the async def tasks each child runs
 
     # -- main process ---------------------------------------------------------------------
     def allocate(self) -> int:

@@ -57,6 +57,8 @@ ALLOWED: dict[str, set[str]] = {
     "task_retry": set(),  # what a retry sends; works on the task and request it is given
     "trace": {"_state", "canvas", "result", "signals", "task", "task_retry", "utils",
               *FOUNDATION},
+    # An async def task's run in two halves around its coroutine: trace's own layer.
+    "trace_async": {"_state", "signals", "task", "task_retry", "trace", *FOUNDATION},
     "control": set(),  # reaches Redis through the app it is given
     "beat": {"broker", "exceptions", "schedules", "signals", "utils"},
     # the asyncio client: sends what the app's sync code builds, awaits results
@@ -89,6 +91,7 @@ ALLOWED: dict[str, set[str]] = {
         "signals",
         "task",
         "trace",
+        "trace_async",
         "utils",  # the CPU budget that sizes a pool with concurrency "auto"
         *FOUNDATION,
     },
