@@ -3,7 +3,11 @@
 by the child's own thread with its next round trip. Up to ``worker_async_concurrency`` of
 them run at once in a child: while some run, a child's prefetch window is its free async
 slots (sync messages it reserved beyond what it can start soon are taken back for idle
-siblings, as ever), else the usual batch.
+siblings, as ever), else the usual batch. While they run and the queues are dry, the child
+blocks on the queues' wake-up tokens (the reserve for its free async slots chained behind)
+as an idle child does, with the loop thread's wake-up pipe in the same ``select()``: their
+ends are settled as they come, on the child's other connection, while that wait stays
+pending.
 
 A child that dies while async tasks run has not acknowledged them: the main process gives
 the child's hold back and they run again (as ``acks_late`` tasks would)."""
@@ -18,7 +22,7 @@ from typing import TYPE_CHECKING, Any
 
 from .. import states
 from ..events.worker import outcome_fields
-from ..exceptions import MessageError, SerializationError
+from ..exceptions import MessageError, OperationalError, SerializationError
 from ..message import parse_iso
 from ..trace import utcnow
 from .executor import make_request
@@ -35,13 +39,15 @@ if TYPE_CHECKING:
     from .aioloop import AioLoop
     from .asyncboard import Entry
     from .buckets import Deferred
+    from .channel import Channel
     from .childintake import Admitted
     from .consume import ConsumeSettings
+    from .revokenews import RevokeNews
     from .slots import Slots
 
 logger = logging.getLogger("minicelery.worker.job")
 
-POLL = 0.05  # seconds between reserves while async tasks run and the queues are dry
+HANG = 2.0  # seconds beyond a wait's own timeout before Redis counts as hung
 
 
 def async_task_names(app: Celery) -> frozenset[str]:
@@ -69,8 +75,20 @@ class ChildAsync:
     board_changed = False
     records: list[tuple[str, bytes]]
     acks: list[str]
+    broker: Any
+    conn: Channel
+    consumer_id: str
+    news: RevokeNews
+    hold_unknown: bool
+    dead: list[Any]  # (delivery, dead letter) pairs sent with the next round trip
 
     def _trip(self, count: int) -> list[Delivery]:
+        raise NotImplementedError
+
+    def _read_pipe(self) -> None:
+        raise NotImplementedError
+
+    def _failed(self, exc: OperationalError) -> None:
         raise NotImplementedError
 
     def _tally(self, delivery: Delivery, verdict: Admitted, result: Any) -> None:
@@ -174,10 +192,7 @@ class ChildAsync:
         """In the loop thread, while the child's own thread runs a sync task (and has let
         the lock go): settle what ended with a round trip of its own (its thread's own
         connection), reserving nothing."""
-        self._drain_async()
-        self._publish_board()
-        if self.records or self.acks:
-            self._trip(0)
+        self._settle_ended()
 
     def _revoked(self, delivery: Delivery, verdict: Admitted, begun: Begun) -> None:
         """A coroutine cancelled by ``revoke(terminate=True)``: REVOKED, as a sync task
@@ -189,12 +204,62 @@ class ChildAsync:
             self.events.revoked(verdict.message, begun.terminated)
         self._tally(delivery, verdict, (states.REVOKED, False, None, None))
 
+    def _idle_async(self, room: int) -> list[Delivery]:
+        """Async tasks run and the queues are dry: wait for messages (``room`` of them, the
+        free async slots) as an idle child does, or, with no slot free, for an end."""
+        timeout = self.deferred.next_in(1.0)
+        if room > 0:
+            return self._wait_beside_async(room, timeout)
+        if self._wait_async(timeout, [self.conn.sock]):
+            self._read_pipe()
+        return []
+
+    def _wait_beside_async(self, room: int, timeout: float) -> list[Delivery]:
+        """Block until a wake-up token (and the reserve chained to it) or a stop, settling
+        the async tasks that end meanwhile. Those settle on the child's fast connection, the
+        wait's stays pending; the hold is not looked at then (its reserve may have run)."""
+        assert self.aio is not None
+        wake = self.aio.wake_fd
+        try:
+            fd = self.broker.wait_start(self.settings.queues, timeout,
+                                        reserve_for=(self.consumer_id, room),
+                                        after=self.news.after_reserve())  # fmt: skip
+            deadline = time.monotonic() + timeout + HANG  # ends that wake us do not extend it
+            while True:
+                left = max(deadline - time.monotonic(), 0.0)
+                ready, _, _ = select.select([fd, self.conn.sock, wake], [], [], left)
+                if self.conn.sock in ready:
+                    self._read_pipe()
+                    if self.stopping:
+                        break
+                if not ready:
+                    raise OperationalError("wait: Redis did not answer")
+                if wake in ready:
+                    self._settle_ended(self.hold_unknown)
+                if fd in ready:
+                    got = self.broker.wait_finish()  # the news read behind its reserve too
+                    if got is not None:
+                        return list(got)
+        except OperationalError as exc:
+            self._failed(exc)
+        self.broker.wait_abort()  # its chained reserve may have run: the hold is checked
+        self.hold_unknown = True
+        return []
+
+    def _settle_ended(self, hold_back: bool = False) -> None:
+        """Settle the async tasks that ended, with a round trip that reserves nothing (unless
+        ``hold_back``: then their results and acks wait for the next one)."""
+        self._drain_async()
+        self._publish_board()
+        if (self.records or self.acks or self.dead) and not hold_back:
+            self._trip(0)
+
     def _wait_async(self, seconds: float, others: list[Any]) -> list[Any]:
-        """Wait (at most :data:`POLL`) for an async task to end or one of ``others`` to be
-        readable; settle what ended; returns those of ``others`` that are readable."""
+        """Wait for an async task to end or one of ``others`` to be readable; settle what
+        ended (the next round trip carries it); returns those of ``others`` readable."""
         assert self.aio is not None
         fds = [self.aio.wake_fd, *others]
-        ready, _, _ = select.select(fds, [], [], min(seconds, POLL))
+        ready, _, _ = select.select(fds, [], [], seconds)
         self._drain_async()
         self._publish_board()
         return [fd for fd in others if fd in ready]

@@ -25,7 +25,7 @@ from ..exceptions import OperationalError
 from . import child as child_process
 from .buckets import Deferred, SharedBuckets
 from .channel import Channel
-from .childaio import async_task_names
+from .childaio import HANG, async_task_names
 from .childintake import Limits
 from .childtasks import HEARD, ChildTasks
 from .revokenews import RevokeNews
@@ -41,7 +41,6 @@ REVOKE = b"X"  # main -> child: [task ids revoked since]
 STAMPS = b"S"  # main -> child: [{stamp name: values} revoked now, news ids obeyed since]
 CONFIG = b"C"  # main -> child: a remote command's change (queues, time limits)
 TERMINATE = b"K"  # main -> child: [task ids, signal number] revoked with terminate=True
-HANG = 2.0  # seconds beyond a wait's own timeout before Redis counts as hung
 AUDIT_FOR = 10.0  # seconds the hold is looked at after Redis comes back
 MAX_BACKOFF = 5.0
 
@@ -144,7 +143,7 @@ class ChildConsumer(ChildTasks):
                     room = self._async_window(room)
                 deliveries = self._trip(max(room, 0))
                 if not deliveries and not self.stopping:
-                    deliveries = self._idle_async() if self.async_busy() else self._idle(room)
+                    deliveries = self._idle_async(room) if self.async_busy() else self._idle(room)
                 self._run_batch(deliveries)
                 for delivery, verdict in self.deferred.take_due():
                     self.resume(delivery, verdict)
@@ -257,14 +256,6 @@ class ChildConsumer(ChildTasks):
         if room > 0:
             return self._wait(room, wait)
         self._pause(wait)
-        return []
-
-    def _idle_async(self) -> list[Delivery]:
-        """Async tasks run and the queues are dry: settle them as they end, looking at the
-        queues again every :data:`~.childaio.POLL` seconds (the blocking wait would not
-        wake for them)."""
-        if self._wait_async(self.deferred.next_in(1.0), [self.conn.sock]):
-            self._read_pipe()
         return []
 
     def _wait(self, room: int, timeout: float) -> list[Delivery]:

@@ -20,6 +20,7 @@ from tests.integration.apps.aiotasks import (
     add,
     autoretried,
     block,
+    clock,
     explode,
     gauge,
     hard_limited,
@@ -227,3 +228,45 @@ def test_async_tasks_run_once_through_a_redis_outage(
         factory.cleanup()
         if factory.workers:
             print(factory.report())
+
+
+def _reserve_scripts_run(client: redis.Redis) -> int:
+    """How many scripts Redis ran so far (a child's reserves are EVALSHA calls)."""
+    stats = client.info("commandstats")
+    return int(stats.get("cmdstat_evalsha", {}).get("calls", 0))
+
+
+def test_a_child_running_async_tasks_waits_for_messages_without_polling(
+    private_redis: RedisServer, key_prefix: str
+) -> None:
+    """With an async task running and the queue dry the child blocks on the queue's
+    wake-up token (not a reserve every few milliseconds), and a task sent meanwhile
+    starts at once. A Redis of the test's own: only this worker's scripts are counted."""
+    factory = WorkerFactory(private_redis.url, key_prefix)
+    runs = f"{key_prefix}:runs"
+    try:
+        with pointed_at(aiotasks.app, private_redis, key_prefix):
+            factory(app_module=APP, concurrency=1)
+            client = private_redis.client()
+            assert nap.delay(0, "warm").get(timeout=10) == "warm"
+            running = long_nap.delay(runs, 3)
+            wait_until(lambda: client.llen(runs) == 1 or None, timeout=10)
+            before = _reserve_scripts_run(client)
+            time.sleep(1.0)  # the window measured, not a synchronisation
+            scripts = _reserve_scripts_run(client) - before
+            delays = []
+            for _ in range(5):
+                sent = time.time()
+                delays.append(clock.delay().get(timeout=10) - sent)
+            assert not running.ready()  # all of it ran beside the long one
+            assert running.get(timeout=10) == "woke"
+    finally:
+        factory.cleanup()
+        if factory.workers:
+            print(factory.report())
+    print(f"scripts in 1 s: {scripts}; start delays (ms): "
+          f"{[round(d * 1000, 1) for d in delays]}")  # fmt: skip
+    # The child's: two a second (the wait's chained reserve, the round trip after it); the
+    # main process's heartbeats run about six more (0.5 s apart here). A poll made ~26.
+    assert scripts <= 12, scripts
+    assert sorted(delays)[2] < 0.012, delays  # the median: one sample may meet a busy core

@@ -128,3 +128,9 @@ async def total(numbers: list[int]) -> int:
 async def limited(value: int) -> int:
     await asyncio.sleep(0.3)
     return value
+
+
+@app.task
+async def clock() -> float:
+    """When it started (wall clock), to measure how soon a sent task runs."""
+    return time.time()
