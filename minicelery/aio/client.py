@@ -13,6 +13,7 @@ from .. import states
 from ..exceptions import ImproperlyConfigured
 from ..redislayer import errors
 from ..redislayer.aioredis import async_client
+from ..redislayer.aioresp import line_for
 from ..redislayer.keys import KeySchema
 from ..result import ResultBase, _raise_for
 from ..serialization import codec_for
@@ -51,7 +52,7 @@ class AioClient:
         keys = KeySchema(app.conf.key_prefix)
         self.keys = keys
         self.commands = async_client(broker_url)
-        self.publisher = AsyncPublisher(self.commands, keys)
+        self.publisher = AsyncPublisher(self.commands, keys, line_for(broker_url))
         self.results: Any = None
         self.waiter: Waiter | None = None
         if backend_url is not None:
@@ -148,3 +149,5 @@ class AioClient:
             clients[id(self.waiter.reader)] = self.waiter.reader
         for client in clients.values():
             await client.aclose()
+        if self.publisher.line is not None:
+            await self.publisher.line.aclose()

@@ -16,6 +16,7 @@ from ..broker.base import OutgoingMessage
 from ..broker.redis import clamp_priority, publish_keys, scheduled_entry
 from ..redislayer import errors
 from ..redislayer.aioredis import script_sha
+from ..redislayer.aioresp import AioLine
 from ..redislayer.keys import KeySchema
 from ..redislayer.scripts import script_source
 
@@ -25,8 +26,9 @@ Pending = tuple[Sequence[OutgoingMessage], "asyncio.Future[None]"]
 class AsyncPublisher:
     """Sends built messages over one ``redis.asyncio`` client, one flush at a time."""
 
-    def __init__(self, client: Any, keys: KeySchema) -> None:
+    def __init__(self, client: Any, keys: KeySchema, line: AioLine | None = None) -> None:
         self.client = client
+        self.line = line  # our own connection for a lone publish (None: through ``client``)
         self.keys = keys
         self.source = script_source("minicelery.broker", "publish", prelude="common")
         self.sha = script_sha(self.source)
@@ -96,10 +98,21 @@ class AsyncPublisher:
     async def _publish_one(self, msg: OutgoingMessage) -> None:
         level = clamp_priority(msg.priority)
         keys = publish_keys(self.keys, msg.queue, level)
+        if self.line is not None:
+            await self._publish_on_line(self.line, keys, msg.data, level)
+            return
         try:
             await self.client.evalsha(self.sha, 3, *keys, msg.data, level)
         except errors.NoScriptError:  # Redis restarted or was flushed: send it whole
             await self.client.eval(self.source, 3, *keys, msg.data, level)
+
+    async def _publish_on_line(
+        self, line: AioLine, keys: Sequence[Any], data: bytes, level: int
+    ) -> None:
+        try:
+            await line.execute("EVALSHA", self.sha, 3, *keys, data, level)
+        except errors.NoScriptError:  # Redis restarted or was flushed: send it whole
+            await line.execute("EVAL", self.source, 3, *keys, data, level)
 
 
 def _scheduled(msg: OutgoingMessage) -> bool:
