@@ -1,6 +1,7 @@
 """The asyncio client of one app in one event loop: a publisher and a waiter over
-``redis.asyncio`` connections, made on first use in that loop (a loop's connections cannot
-serve another loop)."""
+``redis.asyncio`` connections (and, for a lone publish on ``redis://`` or ``unix://``, one
+connection of our own: :mod:`..redislayer.aioresp`), made on first use in that loop (a
+loop's connections cannot serve another loop)."""
 
 from __future__ import annotations
 

@@ -3,7 +3,10 @@ with the same ``publish.lua`` as :class:`~minicelery.broker.redis.RedisBroker`.
 
 Sends made at the same time are coalesced: the first starts a flush, and every send made
 before that flush runs goes in its one pipelined round trip (the next flush takes what
-came meanwhile). A thousand concurrent ``adelay()`` use one connection, not a thousand."""
+came meanwhile). A thousand concurrent ``adelay()`` use one connection, not a thousand.
+A flush of one message (a lone ``await adelay()``) goes on the publisher's own lean
+connection when it has one (:class:`~minicelery.redislayer.aioresp.AioLine`): through
+``redis.asyncio`` its round trip cost more in the client than on the wire."""
 
 from __future__ import annotations
 

@@ -85,12 +85,22 @@ class AioLine:
         self._opening: asyncio.Future[_Protocol] | None = None
 
     async def execute(self, *args: Any) -> Any:
-        """Send one command and return its reply (an error reply raised, translated into
-        our Redis error classes as the sync client's are)."""
+        """Send one command and return its reply (an error reply raised, as our Redis error
+        classes, as the sync client's are). After a connection error it goes once more on
+        a new connection, as redis-py's retry would send it (a publish may then run twice
+        if only its reply was lost: at least once, as the sync publish)."""
+        packed = pack_commands((args,))
+        try:
+            return await self._send(await self._connected(), packed, 1)
+        except (errors.ConnectionLost, errors.ReplyTimeout):
+            await self.aclose()
+            return await self._send(await self._connected(), packed, 1)
+
+    async def _connected(self) -> _Protocol:
         protocol = self._protocol
-        if protocol is None or protocol.lost is not None or protocol.transport is None:
+        if protocol is None or protocol.lost is not None:
             protocol = await self._connect()
-        return await self._send(protocol, pack_commands((args,)), 1)
+        return protocol
 
     @staticmethod
     def _send(protocol: _Protocol, packed: bytes, replies: int) -> asyncio.Future[Any]:
