@@ -38,17 +38,41 @@ class AsyncPublisher:
         self._pending: list[Pending] = []
         self._flusher: asyncio.Task[None] | None = None
         self._loaded = False  # whether Redis is known to have publish.lua
+        self._busy = False  # a sender is publishing its lone message itself
         self.flushes = 0  # round trips made (the bench reads it)
 
     async def publish(self, messages: Sequence[OutgoingMessage]) -> None:
         """Publish ``messages`` (all, in order) with the sends made at the same time."""
         if not messages:
             return
+        flushing = self._busy or (self._flusher is not None and not self._flusher.done())
+        alone = len(messages) == 1 and not _scheduled(messages[0])
+        if alone and not flushing and self.line is not None:
+            await self._publish_alone(self.line, messages[0])
+            return
         done: asyncio.Future[None] = asyncio.get_running_loop().create_future()
         self._pending.append((messages, done))
-        if self._flusher is None or self._flusher.done():
+        if not flushing:
             self._flusher = asyncio.ensure_future(self._flush_all())
         await done
+
+    async def _publish_alone(self, line: AioLine, msg: OutgoingMessage) -> None:
+        """The one message of a send made while nothing else is being sent, published by
+        its sender itself: no flushing task to start and switch to (a loop turn each way).
+        Sends made meanwhile wait, and are flushed together once it is done. A sender
+        cancelled before its message was written (while connecting) has not sent it."""
+        self._busy = True
+        self.flushes += 1
+        level = clamp_priority(msg.priority)
+        try:
+            await self._publish_on_line(line, publish_keys(self.keys, msg.queue, level),
+                                        msg.data, level)  # fmt: skip
+        except errors.RedisError as exc:
+            raise errors.translated("publish", exc) from exc
+        finally:
+            self._busy = False
+            if self._pending:
+                self._flusher = asyncio.ensure_future(self._flush_all())
 
     async def _flush_all(self) -> None:
         while self._pending:

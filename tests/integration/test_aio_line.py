@@ -102,3 +102,15 @@ def test_an_unreachable_redis_raises_operational_error() -> None:
     app = Celery("unreachable", broker=f"redis://{LOOPBACK}:{free_port()}/0")
     with pytest.raises(OperationalError, match="publish: Redis is unreachable"):
         run(app, app.asend_task("noop"))
+
+
+def test_sends_made_during_a_lone_publish_are_flushed_together_after_it(app: Celery) -> None:
+    """The first of fifty concurrent sends publishes alone on the line; the other 49,
+    made while it waits for its reply, go in one flush after it."""
+
+    async def scenario() -> int:
+        await asyncio.gather(*(basic.add.adelay(i, 0) for i in range(50)))
+        return int(app.aio.publisher.flushes)
+
+    assert run(app, scenario()) == 2
+    assert queued(app) == 50
