@@ -91,10 +91,10 @@ class AioLine:
         if only its reply was lost: at least once, as the sync publish)."""
         packed = pack_commands((args,))
         try:
-            return await self._send(await self._connected(), packed, 1)
+            return await self._send(await self._connected(), packed)[0]
         except (errors.ConnectionLost, errors.ReplyTimeout):
             await self.aclose()
-            return await self._send(await self._connected(), packed, 1)
+            return await self._send(await self._connected(), packed)[0]
 
     async def _connected(self) -> _Protocol:
         protocol = self._protocol
@@ -103,13 +103,14 @@ class AioLine:
         return protocol
 
     @staticmethod
-    def _send(protocol: _Protocol, packed: bytes, replies: int) -> asyncio.Future[Any]:
+    def _send(protocol: _Protocol, packed: bytes, replies: int = 1) -> list[asyncio.Future[Any]]:
+        """Write ``packed`` (``replies`` commands): the futures of their replies, in order."""
         loop = asyncio.get_running_loop()
         futures = [loop.create_future() for _ in range(replies)]
         protocol.waiting.extend(futures)
         assert protocol.transport is not None
         protocol.transport.write(packed)
-        return futures[-1] if replies == 1 else asyncio.gather(*futures)
+        return futures
 
     async def _connect(self) -> _Protocol:
         if self._opening is None or self._opening.done():  # one connect for all awaiting
@@ -143,9 +144,13 @@ class AioLine:
     async def _handshake(self, protocol: _Protocol, commands: Sequence[tuple[Any, ...]]) -> None:
         if not commands:
             return
+        replies = self._send(protocol, pack_commands(commands), len(commands))
         try:
-            await self._send(protocol, pack_commands(commands), len(commands))
+            for reply in replies:
+                await reply
         except BaseException:
+            for reply in replies:
+                reply.cancel()  # the replies after a refused AUTH are not waited for
             if protocol.transport is not None:  # never left open unauthenticated
                 protocol.transport.close()
             raise

@@ -114,3 +114,24 @@ def test_sends_made_during_a_lone_publish_are_flushed_together_after_it(app: Cel
 
     assert run(app, scenario()) == 2
     assert queued(app) == 50
+
+
+def test_a_new_connection_selects_the_database_of_its_url(
+    redis_server: RedisServer, key_prefix: str
+) -> None:
+    line = line_for(redis_server.url.rsplit("/", 1)[0] + "/3?client_name=aioline")
+    assert line is not None
+    key = f"{key_prefix}:in-db-3"
+
+    async def scenario() -> Any:
+        try:
+            await line.execute("SET", key, "here")
+            return await line.execute("CLIENT", "GETNAME")
+        finally:
+            await line.aclose()
+
+    assert asyncio.run(scenario()) == b"aioline"
+    with redis_server.client(3) as db3, redis_server.client(0) as db0:
+        assert db3.get(key) == b"here"
+        assert db0.get(key) is None
+        db3.delete(key)
