@@ -1,6 +1,7 @@
 """The asyncio client of one app in one event loop: a publisher and a waiter over
-``redis.asyncio`` connections, made on first use in that loop (a loop's connections cannot
-serve another loop)."""
+``redis.asyncio`` connections (and, for a lone publish on ``redis://`` or ``unix://``, one
+connection of our own: :mod:`..redislayer.aioresp`), made on first use in that loop (a
+loop's connections cannot serve another loop)."""
 
 from __future__ import annotations
 
@@ -13,6 +14,7 @@ from .. import states
 from ..exceptions import ImproperlyConfigured
 from ..redislayer import errors
 from ..redislayer.aioredis import async_client
+from ..redislayer.aioresp import line_for
 from ..redislayer.keys import KeySchema
 from ..result import ResultBase, _raise_for
 from ..serialization import codec_for
@@ -51,7 +53,7 @@ class AioClient:
         keys = KeySchema(app.conf.key_prefix)
         self.keys = keys
         self.commands = async_client(broker_url)
-        self.publisher = AsyncPublisher(self.commands, keys)
+        self.publisher = AsyncPublisher(self.commands, keys, line_for(broker_url))
         self.results: Any = None
         self.waiter: Waiter | None = None
         if backend_url is not None:
@@ -148,3 +150,5 @@ class AioClient:
             clients[id(self.waiter.reader)] = self.waiter.reader
         for client in clients.values():
             await client.aclose()
+        if self.publisher.line is not None:
+            await self.publisher.line.aclose()
