@@ -18,6 +18,7 @@ import inspect
 import logging
 import select
 import time
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 from .. import states
@@ -47,7 +48,6 @@ if TYPE_CHECKING:
 
 logger = logging.getLogger("minicelery.worker.job")
 
-HANG = 2.0  # seconds beyond a wait's own timeout before Redis counts as hung
 
 
 def async_task_names(app: Celery) -> frozenset[str]:
@@ -89,6 +89,11 @@ class ChildAsync:
         raise NotImplementedError
 
     def _failed(self, exc: OperationalError) -> None:
+        raise NotImplementedError
+
+    def _wait(
+        self, room: int, timeout: float, beside: tuple[int, Callable[[], None]] | None = None
+    ) -> list[Delivery]:
         raise NotImplementedError
 
     def _tally(self, delivery: Delivery, verdict: Admitted, result: Any) -> None:
@@ -219,32 +224,10 @@ class ChildAsync:
         the async tasks that end meanwhile. Those settle on the child's fast connection, the
         wait's stays pending; the hold is not looked at then (its reserve may have run)."""
         assert self.aio is not None
-        wake = self.aio.wake_fd
-        try:
-            fd = self.broker.wait_start(self.settings.queues, timeout,
-                                        reserve_for=(self.consumer_id, room),
-                                        after=self.news.after_reserve())  # fmt: skip
-            deadline = time.monotonic() + timeout + HANG  # ends that wake us do not extend it
-            while True:
-                left = max(deadline - time.monotonic(), 0.0)
-                ready, _, _ = select.select([fd, self.conn.sock, wake], [], [], left)
-                if self.conn.sock in ready:
-                    self._read_pipe()
-                    if self.stopping:
-                        break
-                if not ready:
-                    raise OperationalError("wait: Redis did not answer")
-                if wake in ready:
-                    self._settle_ended(self.hold_unknown)
-                if fd in ready:
-                    got = self.broker.wait_finish()  # the news read behind its reserve too
-                    if got is not None:
-                        return list(got)
-        except OperationalError as exc:
-            self._failed(exc)
-        self.broker.wait_abort()  # its chained reserve may have run: the hold is checked
-        self.hold_unknown = True
-        return []
+        return self._wait(room, timeout, (self.aio.wake_fd, self._settle_ended_held))
+
+    def _settle_ended_held(self) -> None:
+        self._settle_ended(self.hold_unknown)
 
     def _settle_ended(self, hold_back: bool = False) -> None:
         """Settle the async tasks that ended, with a round trip that reserves nothing (unless

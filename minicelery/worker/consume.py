@@ -13,6 +13,7 @@ from __future__ import annotations
 import logging
 import select
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -25,7 +26,7 @@ from ..exceptions import OperationalError
 from . import child as child_process
 from .buckets import Deferred, SharedBuckets
 from .channel import Channel
-from .childaio import HANG, async_task_names
+from .childaio import async_task_names
 from .childintake import Limits
 from .childtasks import HEARD, ChildTasks
 from .revokenews import RevokeNews
@@ -43,6 +44,7 @@ CONFIG = b"C"  # main -> child: a remote command's change (queues, time limits)
 TERMINATE = b"K"  # main -> child: [task ids, signal number] revoked with terminate=True
 AUDIT_FOR = 10.0  # seconds the hold is looked at after Redis comes back
 MAX_BACKOFF = 5.0
+HANG = 2.0  # seconds beyond a wait's own timeout before Redis counts as hung
 
 
 @dataclass
@@ -258,20 +260,30 @@ class ChildConsumer(ChildTasks):
         self._pause(wait)
         return []
 
-    def _wait(self, room: int, timeout: float) -> list[Delivery]:
-        """Block until a wake-up token (and the reserve chained to it) or a stop."""
+    def _wait(
+        self, room: int, timeout: float, beside: tuple[int, Callable[[], None]] | None = None
+    ) -> list[Delivery]:
+        """Block until a wake-up token (and the reserve chained to it) or a stop.
+        ``beside``: a file descriptor watched too, and what to do when it is readable (the
+        async tasks' ends, settled on the fast connection while the wait stays pending).
+        Redis counts as hung at a fixed deadline, however often the rest wakes us."""
         try:
             fd = self.broker.wait_start(self.settings.queues, timeout,
                                         reserve_for=(self.consumer_id, room),
                                         after=self.news.after_reserve())  # fmt: skip
+            watched = [fd, self.conn.sock, *(beside[:1] if beside else ())]
+            deadline = time.monotonic() + timeout + HANG
             while True:
-                ready, _, _ = select.select([fd, self.conn.sock], [], [], timeout + HANG)
+                left = max(deadline - time.monotonic(), 0.0)
+                ready, _, _ = select.select(watched, [], [], left)
                 if self.conn.sock in ready:
                     self._read_pipe()
                     if self.stopping:
                         break
                 if not ready:
                     raise OperationalError("wait: Redis did not answer")
+                if beside is not None and beside[0] in ready:
+                    beside[1]()
                 if fd in ready:
                     got = self.broker.wait_finish()  # the news read behind its reserve too
                     if got is not None:
