@@ -152,7 +152,7 @@ class ClusterBroker(RedisBroker):
 
     def _ack_queue(self, consumer: str, queue: str, numbers: Sequence[str]) -> None:
         key = self.keys.queue_hold(queue, consumer)
-        self._call("ack", lambda: self.client.hdel(key, *numbers))
+        self._call("ack", lambda: self.fast.execute("HDEL", key, *numbers))
 
     def ack_key(self, consumer: str) -> str:
         raise OperationalError("on Redis Cluster a consumer's hold is kept per queue")

@@ -20,7 +20,7 @@ from collections.abc import Mapping, Sequence
 from typing import Any, NamedTuple
 
 from ..exceptions import ImproperlyConfigured
-from . import errors
+from . import errors, replicas
 from .wire import Held, connected, current_pid, pack_commands, read_replies
 
 SCHEME = "rediscluster"
@@ -176,11 +176,15 @@ class ClusterWire:
         connection = self._connection(node)
         try:
             connected(connection).send_packed_command([pack_commands(commands)])
-            return read_replies(connection, len(commands), 0.0, abandon_on)
+            got = read_replies(connection, len(commands), 0.0, abandon_on)
         except errors.REDIS_ERRORS:
             connection.disconnect()
             self._local.held.pop(node.name, None)
             raise
+        want = replicas.wanted(self.client)  # ``wait_for_replicas``: WAIT on that shard
+        if want is not None and replicas.writes(commands):
+            replicas.await_replicas(connection, want)
+        return got
 
     def _through_client(self, command: Sequence[Any]) -> Any:
         try:
