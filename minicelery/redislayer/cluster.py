@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import sys
 import threading
+import time
 import urllib.parse
 from collections.abc import Mapping, Sequence
 from typing import Any, NamedTuple
@@ -24,6 +25,9 @@ from . import errors, replicas
 from .wire import Held, connected, current_pid, pack_commands, read_replies
 
 SCHEME = "rediscluster"
+#: Seconds a command whose slot is moving or failing over is tried again before its error
+#: is raised (a failover takes the cluster's node timeout and an election: a few seconds).
+SETTLE_SECONDS = 5.0
 DEFAULT_PORT = 6379
 
 
@@ -91,12 +95,41 @@ def cluster_client(
     kwargs = {k: v for k, v in client_kwargs.items() if k not in ("health_check_interval",)}
     if ssl:
         kwargs.update(ssl_kwargs(ssl))
-    return RedisCluster(
-        startup_nodes=[ClusterNode(host, port) for host, port in parsed.nodes],  # type: ignore[no-untyped-call]
-        username=parsed.username,
-        password=parsed.password,
-        **kwargs,
-    )
+    try:
+        return RedisCluster(
+            startup_nodes=[ClusterNode(host, port) for host, port in parsed.nodes],  # type: ignore[no-untyped-call]
+            username=parsed.username,
+            password=parsed.password,
+            **kwargs,
+        )
+    except errors.RedisError as exc:
+        raise _reason(parsed, kwargs, exc) from exc
+
+
+def _reason(parsed: ClusterUrl, kwargs: Mapping[str, Any], exc: Exception) -> Exception:
+    """The error behind redis-py's "cannot be connected": the nodes' own answer to the
+    CLUSTER SLOTS it asked (a refused password or permission, a server not in cluster
+    mode), so that it can be told in one line; ``exc`` itself when no node answers."""
+    import redis
+
+    options = {k: v for k, v in kwargs.items() if k.startswith("ssl") or k == "protocol"}
+    for host, port in parsed.nodes:
+        probe = redis.Redis(host, port, username=parsed.username, password=parsed.password,
+                            socket_timeout=2.0, socket_connect_timeout=2.0, **options)  # fmt: skip
+        try:
+            probe.execute_command("CLUSTER", "SLOTS")  # type: ignore[no-untyped-call]
+        except (redis.AuthenticationError, redis.exceptions.NoPermissionError) as refused:
+            return refused
+        except redis.ResponseError as other:
+            return ImproperlyConfigured(
+                f"{host}:{port} is not a Redis Cluster node ({other}): a single Redis server "
+                "takes a redis:// URL"
+            )
+        except redis.RedisError:
+            continue
+        finally:
+            probe.close()
+    return exc
 
 
 def is_cluster(client: Any) -> bool:
@@ -153,9 +186,9 @@ class ClusterWire:
         self._local = threading.local()
         from redis import exceptions
 
+        self._unsettled = (exceptions.TryAgainError, exceptions.ClusterDownError)
         self._redirects: tuple[type[Exception], ...] = (
-            exceptions.MovedError, exceptions.AskError, exceptions.TryAgainError,
-            exceptions.ClusterDownError,
+            exceptions.MovedError, exceptions.AskError, *self._unsettled
         )  # fmt: skip
 
     def _connection(self, node: Any) -> Any:
@@ -187,12 +220,22 @@ class ClusterWire:
         return got
 
     def _through_client(self, command: Sequence[Any]) -> Any:
-        try:
-            return self.client.execute_command(*command)
-        except errors.REDIS_ERRORS:
-            raise
-        except errors.ResponseError as exc:
-            return exc
+        """``command`` through redis-py; while its slot is half-moved (TRYAGAIN) or has no
+        master (CLUSTERDOWN), which redis-py gives up on within a few milliseconds, tried
+        again for up to :data:`SETTLE_SECONDS`: the command did not run."""
+        pause, deadline = 0.02, time.monotonic() + SETTLE_SECONDS
+        while True:
+            try:
+                return self.client.execute_command(*command)
+            except self._unsettled:
+                if time.monotonic() + pause > deadline:
+                    raise
+                time.sleep(pause)
+                pause = min(pause * 2, 0.5)
+            except errors.REDIS_ERRORS:
+                raise
+            except errors.ResponseError as exc:
+                return exc
 
     def execute(
         self, *args: Any, retry: bool = True, packed: bytes | None = None, spin: float = 0.0

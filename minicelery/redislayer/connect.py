@@ -15,7 +15,7 @@ import os
 import signal
 import threading
 import urllib.parse
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from types import FrameType
 from typing import Any
 
@@ -161,34 +161,60 @@ def wait_until_reachable(
     from .refusals import probe
 
     errors.notice_redis_py()  # a client handed in may be redis-py's
-    attempt = 0
-    while True:
-        try:
-            client.ping()
-            if prefix is not None:
-                probe(client, prefix)
-            return
-        except errors.RedisError as exc:
-            _refused(exc, url, setting, ssl_setting)
-            reason = str(exc).rstrip(".")
-            if max_retries is not None and attempt >= max_retries:
-                raise OperationalError(
-                    f"Cannot connect to {redact(url)}: Redis is unreachable ({reason})"
-                ) from exc
-            attempt += 1
-            delay = startup_backoff(attempt)
-            logger.error(
-                "Cannot connect to %s: %s. Trying again in %.2f seconds... (%d/%s)",
-                redact(url),
-                reason,
-                delay,
-                attempt,
-                "inf" if max_retries is None else max_retries,
-            )
-            if not _pause(delay):
-                raise OperationalError(
-                    f"Cannot connect to {redact(url)}: stopped while waiting for Redis"
-                ) from exc
+    stopped = threading.Event()  # a stop signal during a try (a cluster's takes seconds) too
+    with _noticing(stopped):
+        attempt = 0
+        while True:
+            try:
+                client.ping()
+                if prefix is not None:
+                    probe(client, prefix)
+                return
+            except errors.RedisError as exc:
+                attempt += 1
+                delay = _failed_try(exc, url, setting, ssl_setting, attempt, max_retries)
+                if stopped.is_set() or not _pause(delay, stopped):
+                    raise OperationalError(
+                        f"Cannot connect to {redact(url)}: stopped while waiting for Redis"
+                    ) from exc
+
+
+def _failed_try(
+    exc: Exception, url: str, setting: str, ssl_setting: str, attempt: int,
+    max_retries: int | None,
+) -> float:  # fmt: skip
+    """Seconds to wait before try ``attempt + 1`` after ``exc``, logged; raises the one-line
+    error when no retry cures it or none is left."""
+    _refused(exc, url, setting, ssl_setting)
+    reason = str(exc).rstrip(".")
+    if max_retries is not None and attempt > max_retries:
+        raise OperationalError(
+            f"Cannot connect to {redact(url)}: Redis is unreachable ({reason})"
+        ) from exc
+    delay = startup_backoff(attempt)
+    logger.error(
+        "Cannot connect to %s: %s. Trying again in %.2f seconds... (%d/%s)",
+        redact(url), reason, delay, attempt, "inf" if max_retries is None else max_retries,
+    )  # fmt: skip
+    return delay
+
+
+def made_when_reachable(
+    make: Callable[[], Any], url: str, max_retries: int | None, setting: str, ssl_setting: str
+) -> Any:
+    """``make()`` for a client that connects as it is made (redis-py's cluster client asks
+    the nodes for the slot map), with :func:`wait_until_reachable`'s retries and one-line
+    refusals."""
+
+    class Maker:
+        client: Any = None
+
+        def ping(self) -> None:
+            self.client = make()
+
+    maker = Maker()
+    wait_until_reachable(maker, url, max_retries, setting, ssl_setting)
+    return maker.client
 
 
 def _refused(exc: Exception, url: str, setting: str, ssl_setting: str) -> None:
@@ -205,12 +231,9 @@ def _refused(exc: Exception, url: str, setting: str, ssl_setting: str) -> None:
 STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM)
 
 
-def _pause(seconds: float) -> bool:
+def _pause(seconds: float, stopped: threading.Event) -> bool:
     """Wait ``seconds`` between two tries; False if a stop signal came meanwhile."""
-    stopped = threading.Event()
-    with _noticing(stopped):
-        stopped.wait(seconds)
-    return not stopped.is_set()
+    return not stopped.wait(seconds)
 
 
 @contextlib.contextmanager

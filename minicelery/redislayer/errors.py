@@ -81,12 +81,17 @@ def adopt_redis_py() -> None:
         return
     import redis
 
+    cluster = redis.exceptions
     REDIS_ERRORS = (
-        *REDIS_ERRORS, redis.ConnectionError, redis.TimeoutError, redis.exceptions.ReadOnlyError
+        *REDIS_ERRORS, redis.ConnectionError, redis.TimeoutError, redis.exceptions.ReadOnlyError,
+        # A cluster that cannot be reached as a whole (its slot map cannot be read). A
+        # slot moving or failing over (TRYAGAIN, CLUSTERDOWN) is a reply, returned in place
+        # by pipelines: the command did not run, and is sent again (see .cluster).
+        cluster.RedisClusterException,
     )  # fmt: skip
     ResponseError = (*ResponseError, redis.ResponseError)
     NoScriptError = (*NoScriptError, redis.exceptions.NoScriptError)
-    RedisError = (*RedisError, redis.RedisError)
+    RedisError = (*RedisError, redis.RedisError, cluster.RedisClusterException)
     _adopted = True
 
 

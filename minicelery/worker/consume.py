@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import logging
 import select
+import socket
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -87,7 +88,7 @@ class ChildConsumer(ChildTasks):
         self.slots = slots
         self.position = -1
         self.consumer_id = f"{settings.consumer_id}/{index}"
-        self.broker: Any = app.broker
+        self.broker: Any = self._open_broker(app)
         self.revoked: set[str] = set(settings.revoked)
         self.news = RevokeNews(self.broker, self.revoked, settings.hostname)
         self.records: list[tuple[str, bytes]] = []  # stored with the next round trip
@@ -106,6 +107,20 @@ class ChildConsumer(ChildTasks):
         self.awaiting = {}
         self.board = {}
         self.async_capacity = settings.async_concurrency if self.async_names else 0
+
+    def _open_broker(self, app: Celery) -> Any:
+        """The app's broker. Opening one connects on a Redis Cluster (the slot map): while
+        the cluster cannot be reached, wait as the main process does, unless it is gone."""
+        for attempt in range(10**9):
+            try:
+                return app.broker
+            except OperationalError as exc:
+                if attempt == 0:
+                    logger.error("child %s: %s; retrying with backoff", self.consumer_id, exc)
+                ready, _, _ = select.select([self.conn.sock], [], [], min(0.2 * 2**attempt, 5))
+                if ready and not self.conn.sock.recv(1, socket.MSG_PEEK):
+                    raise EOFError("the main process is gone") from exc
+        raise AssertionError("unreachable")  # pragma: no cover
 
     # -- life -----------------------------------------------------------------------------
     def start(self) -> bool:

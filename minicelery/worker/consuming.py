@@ -35,7 +35,10 @@ def consume_main(
         app.open_backend,
     )
     app.relay_results(relay)
-    consumer = ChildConsumer(app, conn, index, settings, slots, relay, buckets)
+    try:
+        consumer = ChildConsumer(app, conn, index, settings, slots, relay, buckets)
+    except EOFError:  # the main process left while this child waited for Redis
+        return child_process.EXIT_PARENT_GONE
     consumer.make_events = lambda: child_events(app, settings.hostname, slots)
     if app.conf.worker_send_task_events:
         consumer.switch_events(True)

@@ -139,7 +139,7 @@ class FlakyClient:
 def sleeps(monkeypatch: pytest.MonkeyPatch) -> list[float]:
     slept: list[float] = []
 
-    def pause(seconds: float) -> bool:
+    def pause(seconds: float, *_: object) -> bool:
         slept.append(seconds)
         return True
 
