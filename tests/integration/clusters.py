@@ -97,6 +97,8 @@ class ClusterTopology:
     def _start_node(self) -> None:
         for _attempt in range(5):  # a free port may be taken before the server binds it
             port, bus_port = free_port(), free_port()
+            if port == bus_port:
+                continue
             workdir = self.workdir / f"node-{port}"
             workdir.mkdir(parents=True)
             argv = [

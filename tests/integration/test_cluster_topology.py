@@ -41,8 +41,12 @@ def test_keys_land_on_every_master(
     redis_cluster: ClusterTopology, cluster_client: RedisCluster
 ) -> None:
     masters = redis_cluster.masters()
-    assert len(masters) == 3
+    assert len(masters) == 3 and len(redis_cluster.live_ports()) == 6  # and 3 replicas
     assert redis_cluster.url == "rediscluster://" + ",".join(f"{h}:{p}" for h, p, _ in masters)
+    for _, port, pid in masters:
+        assert redis_cluster.procs[port].pid == pid
+        with redis_cluster.client(port) as node:
+            assert node.info("replication")["connected_slaves"] == 1
     for number in range(60):
         cluster_client.set(f"key-{number}", number)
     for _, port, _ in masters:
