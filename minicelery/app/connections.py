@@ -99,7 +99,7 @@ class Connections:
     def _client_for(self, url: str | None, backend: bool) -> Any:
         """The client for ``url`` with its transport and TLS settings (the broker's, or the
         result backend's), or None for a URL that needs neither (built from the URL)."""
-        if url is None or not url.startswith(("sentinel", "rediss")):
+        if url is None or not url.startswith(("sentinel", "rediss", "rediscluster")):
             return None
         from ..redislayer.connect import client_for_url
 

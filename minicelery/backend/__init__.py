@@ -27,10 +27,15 @@ def backend_from_url(
 
     if url.startswith(CACHE_MEMORY):  # Celery's in-process cache backend: memory:// here
         url = "memory://" + url[len(CACHE_MEMORY) :]
+    from ..redislayer.cluster import is_cluster
     from .redis import RedisBackend
 
-    return RedisBackend(
-        client if client is not None else client_for_url(url),
+    client = client if client is not None else client_for_url(url)
+    backend_class = RedisBackend
+    if is_cluster(client):
+        from .cluster import ClusterBackend as backend_class
+    return backend_class(
+        client,
         prefix,
         serializer,
         expires,

@@ -14,7 +14,7 @@ from ..redislayer import errors
 from ..redislayer.errors import translate_errors
 from ..redislayer.keys import KeySchema
 from ..redislayer.scripts import register
-from ..redislayer.wire import FastPath
+from ..redislayer.wire import fast_path
 from ..serialization import codec_for
 from .base import Meta, OnMessage, ResultBackend, encode_meta
 
@@ -38,7 +38,11 @@ def _stream_entries(reply: Any) -> Iterator[tuple[Any, bytes]]:
     streams = reply.values() if isinstance(reply, dict) else (entries for _, entries in reply)
     for entries in streams:
         for entry_id, fields in entries:
-            if fields[0] in _RECORD_FIELDS:
+            if isinstance(fields, dict):  # parsed by redis-py (a cluster's replies are)
+                record = fields.get(b"r", fields.get("r"))
+                if record is not None:
+                    yield entry_id, record
+            elif fields[0] in _RECORD_FIELDS:
                 yield entry_id, fields[1]
 
 
@@ -78,7 +82,7 @@ class RedisBackend(ResultBackend):
         self._chord_part = register(client, "minicelery.backend", "chord_part")
         self._wait = register(client, "minicelery.backend", "wait_result")
         self._wait_known = False  # whether Redis has the wait script (else it goes whole)
-        self.fast = FastPath(client)
+        self.fast = fast_path(client)
 
     def _status_marker(self, state: str) -> bytes:
         """The bytes of '"status": "<state>"' after a record's opening ('{' in json, a map

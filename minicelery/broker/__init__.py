@@ -17,10 +17,16 @@ if TYPE_CHECKING:
 
 def broker_from_url(url: str, prefix: str, client: Any = None) -> Broker:
     """Build the broker for ``url`` with all keys under ``prefix``."""
+    from ..redislayer.cluster import is_cluster
     from ..redislayer.connect import client_for_url
     from .redis import RedisBroker
 
-    return RedisBroker(client if client is not None else client_for_url(url), prefix)
+    client = client if client is not None else client_for_url(url)
+    if is_cluster(client):
+        from .cluster import ClusterBroker
+
+        return ClusterBroker(client, prefix)
+    return RedisBroker(client, prefix)
 
 
 def __getattr__(name: str) -> Any:

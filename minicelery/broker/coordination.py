@@ -90,6 +90,14 @@ class Coordinator:
             self.keys.schedule_wake,
         ]
         args = [lease_owner or "", field, expected, new, entry, "" if eta is None else repr(eta)]
+        if self.broker.one_slot_per_script:
+            # Redis Cluster: the claim is one script on the lease's slot, the publish
+            # follows it (a crash in between loses that one run, never runs it twice).
+            claim = [*args[:4], "", ""]
+            claimed = bool(self._run("publish", self._publish_once, keys[:3], claim))
+            if claimed:
+                self.broker.publish([message])
+            return claimed
         return bool(self._run("publish", self._publish_once, keys, args))
 
 

@@ -28,17 +28,7 @@ class DeadLetterStore:
         raise NotImplementedError
 
     def dead_letter(self, consumer: str, delivery: Delivery, letter: DeadLetter) -> None:
-        record = msgpack.packb(
-            {
-                "id": letter.id,
-                "task": letter.task,
-                "reason": letter.reason,
-                "when": letter.when,
-                "queue": letter.queue,
-                "data": letter.data,
-            },
-            use_bin_type=True,
-        )
+        record = dead_record(letter)
 
         def run() -> None:
             pipe = self.client.pipeline(transaction=True)
@@ -90,3 +80,19 @@ class DeadLetterStore:
             return int(pipe.execute()[0])
 
         return self._call("purge_dead", run)
+
+
+def dead_record(letter: DeadLetter) -> bytes:
+    """How a dead letter is stored."""
+    record: bytes = msgpack.packb(
+        {
+            "id": letter.id,
+            "task": letter.task,
+            "reason": letter.reason,
+            "when": letter.when,
+            "queue": letter.queue,
+            "data": letter.data,
+        },
+        use_bin_type=True,
+    )
+    return record

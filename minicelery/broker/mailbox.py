@@ -90,19 +90,34 @@ class Mailbox:
         transaction, so a worker that starts later still skips them. Those ids, or ``news``
         (revoked stamps: ``{"stamps": ..., "to": hostnames or None, "id": ...}``), also go
         to the revoke news. Returns how many workers were listening."""
-        now = time.time()
         with translate_errors("sending a remote control command"):
             pipe = self.client.pipeline(transaction=True)
-            if revoke:
-                pipe.zadd(self.revoked_key, {task_id: now + keep_for for task_id in revoke})
-                pipe.zremrangebyscore(self.revoked_key, "-inf", now)
-            news = {"ids": list(revoke)} if revoke else news
-            if news is not None:
-                entry = {"v": msgpack.packb(news, default=str)}
-                pipe.xadd(self.news_key, entry, maxlen=NEWS_KEPT, approximate=True)
+            self._revokes_into(pipe, revoke, keep_for, news)
             pipe.publish(self.channel, command)
             listeners: int = pipe.execute()[-1]
         return listeners
+
+    def _revokes_into(
+        self, pipe: Any, revoke: Sequence[str], keep_for: float, news: dict[str, Any] | None
+    ) -> None:
+        """The revoked set's and the news' part of :meth:`publish`, added to ``pipe``."""
+        now = time.time()
+        if revoke:
+            pipe.zadd(self.revoked_key, {task_id: now + keep_for for task_id in revoke})
+            pipe.zremrangebyscore(self.revoked_key, "-inf", now)
+        news = {"ids": list(revoke)} if revoke else news
+        if news is not None:
+            entry = {"v": msgpack.packb(news, default=str)}
+            pipe.xadd(self.news_key, entry, maxlen=NEWS_KEPT, approximate=True)
+
+    def _record_revokes(
+        self, revoke: Sequence[str], keep_for: float, news: dict[str, Any] | None
+    ) -> None:
+        """:meth:`_revokes_into` as a transaction of its own (one slot: see the keys)."""
+        with translate_errors("recording revokes"):
+            pipe = self.client.pipeline(transaction=True)
+            self._revokes_into(pipe, revoke, keep_for, news)
+            pipe.execute()
 
     def revoked(self) -> dict[str, float]:
         """Revoked ids still remembered, with the epoch time each may be forgotten."""

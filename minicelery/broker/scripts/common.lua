@@ -26,3 +26,21 @@ local function enqueue(entry, front)
   redis.call('SADD', p[3], p[4])
   wake(p[2])
 end
+
+-- Give everything hold `hold` has back to the front of its queues, oldest tags last
+-- pushed so the queues keep their order, and delete the hold. Returns how many.
+local function give_back(hold)
+  local entries = redis.call('HGETALL', hold)
+  local tags, by_tag = {}, {}
+  for i = 1, #entries, 2 do
+    local tag = tonumber(entries[i])
+    tags[#tags + 1] = tag
+    by_tag[tag] = entries[i + 1]
+  end
+  table.sort(tags, function(a, b) return a > b end)
+  for _, tag in ipairs(tags) do
+    enqueue(by_tag[tag], true)
+  end
+  redis.call('DEL', hold)
+  return #tags
+end

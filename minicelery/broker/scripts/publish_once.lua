@@ -11,7 +11,9 @@ if redis.call('HGET', KEYS[2], ARGV[2]) ~= ARGV[3] then
 end
 redis.call('HSET', KEYS[2], ARGV[2], ARGV[4])
 redis.call('HINCRBY', KEYS[3], ARGV[2], 1)
-if ARGV[6] == '' then
+if ARGV[5] == '' then
+  return 1  -- claimed only (on a cluster the caller publishes: the queue is in another slot)
+elseif ARGV[6] == '' then
   enqueue(ARGV[5], false)
 else
   redis.call('ZADD', KEYS[4], ARGV[6], ARGV[5])

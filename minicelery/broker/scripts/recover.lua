@@ -1,7 +1,7 @@
 -- Requeue every message held by consumers silent for more than ARGV[1] seconds, then forget
 -- those consumers. Atomic, so whichever live worker runs it first requeues them exactly once.
 -- KEYS[1]: consumers zset; ARGV[2], ARGV[3]: what comes before and after a consumer's id in
--- its hold key; ARGV[4]: a consumer to drop at once (clean shutdown) or ''.
+-- its hold key (ARGV[2] empty: return the lost consumers only); ARGV[4]: a consumer to drop at once (clean shutdown) or ''.
 -- KEYS[2], KEYS[3]: when a recovery last ran, and when Redis was last heard from again
 -- after a silence longer than ARGV[1]. After such a silence (Redis frozen or down, or
 -- every worker gone) every heartbeat is old, live workers' too: nobody is judged lost
@@ -21,21 +21,12 @@ if ARGV[4] == '' then
 else
   lost[1] = ARGV[4]
 end
+if ARGV[2] == '' then
+  return lost  -- on a cluster: the caller gives back their holds, one queue at a time
+end
 local n = 0
 for _, consumer in ipairs(lost) do
-  local hold = ARGV[2] .. consumer .. ARGV[3]
-  local entries = redis.call('HGETALL', hold)
-  -- Oldest tags last pushed to the front, so the queue keeps their order.
-  local tags = {}
-  for i = 1, #entries, 2 do tags[#tags + 1] = tonumber(entries[i]) end
-  local by_tag = {}
-  for i = 1, #entries, 2 do by_tag[tonumber(entries[i])] = entries[i + 1] end
-  table.sort(tags, function(a, b) return a > b end)
-  for _, tag in ipairs(tags) do
-    enqueue(by_tag[tag], true)
-    n = n + 1
-  end
-  redis.call('DEL', hold)
+  n = n + give_back(ARGV[2] .. consumer .. ARGV[3])
   redis.call('ZREM', KEYS[1], consumer)
 end
 return n

@@ -1,0 +1,55 @@
+"""The Redis result backend on Redis Cluster: a task's record, stream and waiting flag share
+its hash tag, a chord's parts and claim their group's, so every script stays in one slot.
+Only what names several tasks at once is split: results are stored one script per task
+(sent in one pipeline, which redis-py divides among the shards), and read with one GET
+each."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+from ..exceptions import OperationalError
+from ..redislayer.errors import translate_errors
+from .base import Meta
+from .redis import RedisBackend
+
+
+class ClusterBackend(RedisBackend):
+    """:class:`RedisBackend` over a redis-py ``RedisCluster`` client."""
+
+    def store_commands(
+        self, records: list[tuple[str, bytes]], ack: tuple[str, Sequence[str]] = ("", ())
+    ) -> list[tuple[tuple[Any, ...], Any]]:
+        """One store per record (each in its task's slot); no acknowledgement rides with
+        them: on a cluster the broker acknowledges after they are stored."""
+        if ack[1]:
+            raise OperationalError("on Redis Cluster results and acks go separately")
+        commands = []
+        for record in records:
+            keys, args = self._store_call([record])
+            commands.append((("EVALSHA", self._store.sha, len(keys), *keys, *args), self._store))
+        return commands
+
+    def store_encoded(self, records: list[tuple[str, bytes]]) -> None:
+        commands = self.store_commands(records)
+        if not commands:
+            return
+        with translate_errors("store results"):
+            pipe = self.client.pipeline(transaction=False)
+            for command, _ in commands:
+                pipe.execute_command(*command)
+            replies = pipe.execute(raise_on_error=False)
+            for (command, script), reply in zip(commands, replies, strict=True):
+                if isinstance(reply, Exception):  # a node that forgot the script
+                    numkeys = int(command[2])
+                    keys, args = command[3 : 3 + numkeys], command[3 + numkeys :]
+                    self.fast.evalsha(script, keys, args)
+
+    def get_many(self, task_ids: list[str]) -> list[Meta]:
+        with translate_errors("get results"):
+            pipe = self.client.pipeline(transaction=False)
+            for task_id in task_ids:
+                pipe.get(self.key(task_id))
+            values = pipe.execute() if task_ids else []
+        return [self._meta_of(t, v) for t, v in zip(task_ids, values, strict=True)]

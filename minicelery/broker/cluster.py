@@ -1,0 +1,381 @@
+"""The Redis broker on Redis Cluster (``rediscluster://``): the same queues, holds and
+scripts as :class:`~.redis.RedisBroker`, shaped so that no script touches two slots.
+
+A queue's keys share its hash tag, so queues spread over the shards. A consumer's hold is
+kept per queue, in the queue's slot (``qhold``), with a delivery-tag counter per queue: a
+reserve, an acknowledgement, a requeue or a lost consumer's give-back is one script on
+one slot, and as atomic as on one server. A delivery tag says which queue it came from
+(``<n>@<queue>``). A worker's queues on several shards are reserved from one after the
+other, and waited on with one blocking pop per queue, watched together (:mod:`..redislayer
+.clusterwait`): no polling.
+
+What crosses slots is done in steps that may repeat after a crash but never lose a message:
+heartbeats stay in one sorted set, and a lost consumer is forgotten only after every
+queue's hold of it was given back; a scheduled message is taken into ``{p}:moving`` before
+it is queued and removed from there after; a dead letter is written before its message
+leaves the hold.
+"""
+
+from __future__ import annotations
+
+import select
+import time
+from collections import defaultdict
+from collections.abc import Callable, Sequence
+from typing import Any
+
+from ..exceptions import OperationalError
+from ..redislayer import errors
+from ..redislayer.clusterwait import SlotWaits
+from ..redislayer.errors import translate_errors
+from ..redislayer.keys import KeySchema
+from ..redislayer.wire import Lane
+from .base import DeadLetter, Delivery, OutgoingMessage
+from .dead_letters import dead_record
+from .mailbox import Mailbox
+from .redis import SEP, RedisBroker, _clamp, _script
+
+MOVING_STALE = 30.0  # seconds before a scheduled message a mover took is taken again
+HANG = 2.0  # seconds beyond a blocking wait's own timeout before Redis counts as hung
+
+
+def split_tag(tag: str) -> tuple[str, str]:
+    """``(queue, n)`` of a cluster delivery tag ``<n>@<queue>``."""
+    number, _, queue = tag.partition("@")
+    return queue, number
+
+
+def by_queue(tags: Sequence[str]) -> dict[str, list[str]]:
+    """Tags grouped by their queue, as the per-queue holds know them."""
+    grouped: dict[str, list[str]] = defaultdict(list)
+    for tag in tags:
+        queue, number = split_tag(tag)
+        grouped[queue].append(number)
+    return grouped
+
+
+class ClusterBroker(RedisBroker):
+    """A :class:`RedisBroker` over a redis-py ``RedisCluster`` client."""
+
+    one_slot_per_script = True
+
+    def __init__(self, client: Any, prefix: str = "minicelery") -> None:
+        super().__init__(client, prefix)
+        self.keys = KeySchema(prefix, cluster=True)
+        self._give_back = _script(client, "give_back")
+        self._take_due = _script(client, "take_due")
+        self._waits = SlotWaits(client)
+        self._thread_waits = SlotWaits(client)
+        self._after: list[tuple[tuple[Any, ...], Any]] = []
+        self._remembered: set[str] = set()
+
+    # -- queues and holds -----------------------------------------------------------------
+    def _remember(self, queues: Sequence[str]) -> None:
+        """Note queues consumed in ``p:queues``: a lost consumer's holds are looked for
+        in each of them."""
+        new = [queue for queue in queues if queue not in self._remembered]
+        if new:
+            self._call("reserve", lambda: self.client.sadd(self.keys.known_queues, *new))
+            self._remembered.update(new)
+
+    def known_queues(self) -> list[str]:
+        members = self._call("held", lambda: self.client.smembers(self.keys.known_queues))
+        return sorted(m.decode() if isinstance(m, bytes) else str(m) for m in members)
+
+    def _queue_call(self, consumer: str, queue: str) -> list[str]:
+        seq = self.keys.queue_seq(queue)  # also in the place of the unused heartbeat key
+        return [self.keys.queue_hold(queue, consumer), seq, seq, *self._queue_keys((queue,))]
+
+    def reserve(
+        self, consumer: str, queues: Sequence[str], count: int, ack: Sequence[str] = ()
+    ) -> list[Delivery]:
+        acks = by_queue(ack)
+        if count > 0 and queues:
+            self._remember(queues)
+            if self._beat(consumer):  # known before it holds anything, as on one server
+                self.heartbeat(consumer)
+        taken: list[Delivery] = []
+        for queue in self._ordered(queues) if count > 0 else ():
+            want, tags = count - len(taken), acks.pop(queue, [])
+            if want <= 0 and not tags:
+                continue
+            taken += self._reserve_from(consumer, queue, max(want, 0), tags)
+        for queue, tags in acks.items():  # acks of queues not reserved from now
+            self._ack_queue(consumer, queue, tags)
+        return taken
+
+    def _reserve_from(
+        self, consumer: str, queue: str, count: int, tags: Sequence[str]
+    ) -> list[Delivery]:
+        keys, args = self._queue_call(consumer, queue), [consumer, count, 0, *tags]
+        flat = self._call("reserve", lambda: self.fast.evalsha(self._reserve, keys, args))
+        return [
+            Delivery(f"{_text(flat[i])}@{queue}", queue, flat[i + 2])
+            for i in range(0, len(flat), 3)
+        ]
+
+    def settle_and_reserve(
+        self,
+        before: Sequence[tuple[tuple[Any, ...], Any]],
+        consumer: str,
+        queues: Sequence[str],
+        count: int,
+        ack: Sequence[str] = (),
+        after: Sequence[tuple[tuple[Any, ...], Callable[[Any], None]]] = (),
+    ) -> list[Delivery]:
+        """The stores first (each on its task's slot, batched per shard), then the acks
+        and the reserve, then the commands ``after``: an ack never lands before its
+        result, as on one server, in a few round trips instead of one."""
+        self._run_stores(before)
+        taken = self.reserve(consumer, queues, count, ack)
+        self._run_after(after)
+        return taken
+
+    def _run_stores(self, commands: Sequence[tuple[tuple[Any, ...], Any]]) -> None:
+        if not commands:
+            return
+
+        def run() -> list[Any]:
+            pipe = self.client.pipeline(transaction=False)
+            for command, _ in commands:
+                pipe.execute_command(*command)
+            return list(pipe.execute(raise_on_error=False))
+
+        for (command, script), reply in zip(commands, self._call("store", run), strict=True):
+            if isinstance(reply, Exception):  # a node that forgot the script, or moved
+                self._resend(command, script)
+
+    def _run_after(self, after: Sequence[tuple[tuple[Any, ...], Any]]) -> None:
+        if not after:
+            return
+        replies = self._call("reserve", lambda: self.fast.pipeline([c for c, _ in after]))
+        for (_, read), reply in zip(after, replies, strict=True):
+            if not isinstance(reply, Exception):
+                read(reply)
+
+    def ack(self, consumer: str, tags: Sequence[str]) -> None:
+        for queue, numbers in by_queue(tags).items():
+            self._ack_queue(consumer, queue, numbers)
+
+    def _ack_queue(self, consumer: str, queue: str, numbers: Sequence[str]) -> None:
+        key = self.keys.queue_hold(queue, consumer)
+        self._call("ack", lambda: self.client.hdel(key, *numbers))
+
+    def ack_key(self, consumer: str) -> str:
+        raise OperationalError("on Redis Cluster a consumer's hold is kept per queue")
+
+    def requeue(self, consumer: str, tags: Sequence[str]) -> int:
+        count = 0
+        for queue, numbers in by_queue(tags).items():
+            keys = [self.keys.queue_hold(queue, consumer)]
+            count += int(
+                self._call("requeue", lambda: self.fast.evalsha(self._requeue, keys, numbers))  # noqa: B023
+            )
+        return count
+
+    def redeliver(self, consumer: str, tag: str, data: bytes) -> int:
+        queue, number = split_tag(tag)
+        keys = [self.keys.queue_hold(queue, consumer)]
+        return int(
+            self._call(
+                "redeliver", lambda: self.fast.evalsha(self._redeliver, keys, [number, data])
+            )
+        )
+
+    def held(self, consumer: str) -> list[str]:
+        tags: list[str] = []
+        for queue in self.known_queues():
+            key = self.keys.queue_hold(queue, consumer)
+            numbers = self._call("held", lambda: self.client.hkeys(key))  # noqa: B023
+            tags += [f"{_text(number)}@{queue}" for number in numbers]
+        return tags
+
+    def held_messages(self, consumer: str, tags: Sequence[str]) -> list[Delivery]:
+        found = []
+        for queue, numbers in by_queue(tags).items():
+            key = self.keys.queue_hold(queue, consumer)
+            entries = self._call("held", lambda: self.client.hmget(key, numbers))  # noqa: B023
+            for number, entry in zip(numbers, entries, strict=True):
+                if entry is not None:
+                    data = bytes(entry).split(SEP, 4)[4]
+                    found.append(Delivery(f"{number}@{queue}", queue, data))
+        return found
+
+    # -- lost consumers -------------------------------------------------------------------
+    def _give_back_all(self, consumer: str) -> int:
+        """Every queue's hold of ``consumer`` back to its queue; then forget it (a crash
+        in between leaves it to be found lost again, and given back then)."""
+        count = 0
+        for queue in self.known_queues():
+            keys = [self.keys.queue_hold(queue, consumer)]
+            count += int(
+                self._call("recover", lambda: self.fast.evalsha(self._give_back, keys, []))  # noqa: B023
+            )
+        self._call("recover", lambda: self.client.zrem(self.keys.consumers, consumer))
+        return count
+
+    def unregister(self, consumer: str) -> int:
+        return self._give_back_all(consumer)
+
+    def recover_lost(self, lost_after: float) -> int:
+        keys = [self.keys.consumers, self.keys.recovered_at, self.keys.heard_again_at]
+        lost = self._call(
+            "recover", lambda: self._recover(keys=keys, args=[lost_after, "", "", ""])
+        )
+        return sum(self._give_back_all(_text(consumer)) for consumer in lost)
+
+    # -- waiting --------------------------------------------------------------------------
+    def wait_start(
+        self, queues: Sequence[str], timeout: float, reserve_for: tuple[str, int] | None = None,
+        after: Sequence[tuple[tuple[Any, ...], Any]] = (),
+    ) -> int | None:  # fmt: skip
+        """One blocking pop per queue (each on its shard), watched through one descriptor.
+        Nothing is chained behind them: the caller reserves once woken."""
+        if not SlotWaits.available():
+            return None
+        with translate_errors("wait"):
+            fd = self._waits.start([self.keys.wake(queue) for queue in queues], timeout)
+        self._after = list(after)
+        return fd
+
+    def reserve_start(
+        self, consumer: str, queues: Sequence[str], count: int, ack: Sequence[str] = ()
+    ) -> int | None:
+        return None  # the caller reserves with reserve()
+
+    def wait_finish(self) -> list[Delivery] | None:
+        try:
+            with translate_errors("wait"):
+                ended = self._waits.finish()
+        except OperationalError:
+            self._waits.abort()
+            raise
+        if ended is None:
+            return None
+        after, self._after = self._after, []
+        self._run_after(after)
+        return []
+
+    def wait_abort(self) -> None:
+        self._waits.abort()
+
+    def wait(self, queues: Sequence[str], timeout: float) -> bool:
+        waits = self._thread_waits  # a waiter thread's, apart from the main loop's
+        with translate_errors("wait"):
+            fd = waits.start([self.keys.wake(queue) for queue in queues], timeout)
+            ready, _, _ = select.select([fd], [], [], max(timeout, 0.01) + HANG)
+            if not ready:
+                waits.abort()
+                raise OperationalError("wait: Redis did not answer")
+            return bool(waits.finish())
+
+    def lane(self) -> Lane | None:
+        return None  # results and acks live on different shards: no single connection
+
+    # -- publishing and scheduling --------------------------------------------------------
+    def publish(self, messages: Sequence[OutgoingMessage]) -> None:
+        now = time.time()
+        later = [m for m in messages if m.eta is not None and m.eta > now]
+        if later:
+            entries = {self.queue_entry(m.queue, _clamp(m.priority), m.data): m.eta for m in later}
+            with translate_errors("publish"):
+                pipe = self.client.pipeline(transaction=False)
+                pipe.zadd(self.keys.scheduled, entries)
+                pipe.lpush(self.keys.schedule_wake, b"1").ltrim(self.keys.schedule_wake, 0, 0)
+                pipe.execute()
+        self._publish_now_many(
+            [(m.queue, m.data, _clamp(m.priority)) for m in messages if m not in later]
+        )
+
+    def _publish_now_many(self, messages: Sequence[tuple[str, bytes, int]]) -> None:
+        """Publish scripts in one pipeline (redis-py sends each shard its part)."""
+        if not messages:
+            return
+        calls = [
+            (self._publish_keys(queue, level), (data, level)) for queue, data, level in messages
+        ]
+
+        def run() -> list[Any]:
+            pipe = self.client.pipeline(transaction=False)
+            for keys, args in calls:
+                pipe.execute_command("EVALSHA", self._publish.sha, len(keys), *keys, *args)
+            return list(pipe.execute(raise_on_error=False))
+
+        for (keys, args), reply in zip(calls, self._call("publish", run), strict=True):
+            if isinstance(reply, errors.REDIS_ERRORS):
+                raise errors.translated("publish", reply)
+            if isinstance(reply, Exception):  # NOSCRIPT: this one again, loading it
+                self._call("publish", lambda: self.fast.evalsha(self._publish, keys, args))  # noqa: B023
+
+    def move_due(self, now: float, limit: int = 1000) -> int:
+        keys = [self.keys.scheduled, self.keys.moving]
+        entries = self._call(
+            "move_due",
+            lambda: self.fast.evalsha(self._take_due, keys, [now, limit, MOVING_STALE]),
+        )
+        for entry in entries:
+            list_key, wake, levels, level, data = bytes(entry).split(SEP, 4)
+            where = (list_key.decode(), wake.decode(), levels.decode())
+            self._call(
+                "move_due",
+                lambda: self.fast.evalsha(self._publish, where, [data, int(level)]),  # noqa: B023
+            )
+            self._call("move_due", lambda: self.client.hdel(self.keys.moving, entry))  # noqa: B023
+        return len(entries)
+
+    # -- dead letters and purges ----------------------------------------------------------
+    def dead_letter(self, consumer: str, delivery: Delivery, letter: DeadLetter) -> None:
+        """Stored first, then taken from the hold: a crash between the two keeps the
+        message held (given back, and dead-lettered again), never loses it."""
+        record = dead_record(letter)
+
+        def store() -> None:
+            pipe = self.client.pipeline(transaction=True)
+            pipe.hset(self.keys.dead_letters, letter.id, record)
+            pipe.zadd(self.keys.dead_index, {letter.id: letter.when})
+            pipe.execute()
+
+        self._call("dead_letter", store)
+        self.ack(consumer, [delivery.tag])
+
+    def replay_dead(self, ids: Sequence[str] | None = None) -> int:
+        letters = [letter for letter in self.dead_letters() if ids is None or letter.id in set(ids)]
+        for letter in letters:  # queued, then forgotten: at worst queued twice
+            self._publish_now_many([(letter.queue, letter.data, 0)])
+
+            def forget(letter_id: str = letter.id) -> None:
+                pipe = self.client.pipeline(transaction=True)
+                pipe.hdel(self.keys.dead_letters, letter_id)
+                pipe.zrem(self.keys.dead_index, letter_id)
+                pipe.execute()
+
+            self._call("replay_dead", forget)
+        return len(letters)
+
+    def purge(self, queues: Sequence[str]) -> int:
+        return sum(super(ClusterBroker, self).purge([queue]) for queue in queues)
+
+    def mailbox(self) -> Any:
+        return ClusterMailbox(self.client, self.keys)
+
+
+class ClusterMailbox(Mailbox):
+    """Remote control on a cluster: the revoked set and its news share a slot and change
+    together; the command is published after them (a cluster broadcasts it to every
+    node's subscribers)."""
+
+    def publish(
+        self,
+        command: bytes,
+        revoke: Sequence[str] = (),
+        keep_for: float = 0,
+        news: dict[str, Any] | None = None,
+    ) -> int:
+        if revoke or news is not None:
+            self._record_revokes(revoke, keep_for, news)
+        with translate_errors("sending a remote control command"):
+            return int(self.client.publish(self.channel, command))
+
+
+def _text(value: Any) -> str:
+    return value.decode() if isinstance(value, bytes) else str(value)

@@ -1,0 +1,162 @@
+"""Redis Cluster: ``rediscluster://[user:password@]host:port[,host:port...]``, the spelling
+of the Celery result backends that support a cluster, on redis-py's own ``RedisCluster``.
+
+The URL lists some of the cluster's nodes (any will do: the client asks one of them for the
+slot map). redis-py routes each command by its keys' hash slot, follows MOVED and ASK while
+slots move, and finds a promoted replica after a master fails; there is no cluster logic of
+ours beyond choosing keys that share a slot where one script must touch them together
+(:mod:`.keys`). Redis Cluster has one database: a URL naming another is refused.
+
+:class:`ClusterWire` gives the rest of the package :class:`.wire.FastPath`'s interface on a
+cluster client: each command goes through redis-py, which knows where its slot lives.
+"""
+
+from __future__ import annotations
+
+import sys
+import urllib.parse
+from collections.abc import Mapping, Sequence
+from typing import Any, NamedTuple
+
+from ..exceptions import ImproperlyConfigured
+from . import errors
+
+SCHEME = "rediscluster"
+DEFAULT_PORT = 6379
+
+
+class ClusterUrl(NamedTuple):
+    """What a ``rediscluster://`` URL says: some nodes, and the credentials."""
+
+    nodes: list[tuple[str, int]]
+    username: str | None
+    password: str | None
+
+
+def parse(url: str) -> ClusterUrl:
+    """Split ``rediscluster://a:7000,b:7001/0`` into its parts (one clear error if bad)."""
+    if not url.startswith(f"{SCHEME}://"):
+        raise ImproperlyConfigured(f"not a cluster URL: {url!r} ({SCHEME}://host:port,...)")
+    rest = url[len(SCHEME) + 3 :]
+    credentials, _, hosts = rest.rpartition("@")
+    hosts, _, db = hosts.partition("/")
+    if db.strip("/") not in ("", "0"):
+        raise ImproperlyConfigured(
+            f"{SCHEME}:// URLs have database 0 only (Redis Cluster has one), got /{db}"
+        )
+    nodes = [_node(part, url) for part in hosts.split(",") if part.strip()]
+    if not nodes:
+        raise ImproperlyConfigured(f"a {SCHEME}:// URL needs at least one host:port")
+    username = password = None
+    if credentials:
+        user, _, secret = credentials.partition(":")
+        username = urllib.parse.unquote(user) or None
+        password = urllib.parse.unquote(secret) if secret else None
+    return ClusterUrl(nodes, username, password)
+
+
+def _node(text: str, url: str) -> tuple[str, int]:
+    host, _, port = text.strip().rpartition(":")
+    if not host:
+        return text.strip(), DEFAULT_PORT
+    try:
+        return host.strip("[]"), int(port)
+    except ValueError:
+        raise ImproperlyConfigured(f"bad port {port!r} in cluster URL {redact(url)!r}") from None
+
+
+def redact(url: str) -> str:
+    """``url`` with its password hidden."""
+    head, at, tail = url.rpartition("@")
+    if not at or ":" not in head.split("://", 1)[-1]:
+        return url
+    scheme, _, credentials = head.partition("://")
+    return f"{scheme}://{credentials.split(':', 1)[0]}:**@{tail}"
+
+
+def cluster_client(
+    url: str, ssl: Mapping[str, Any] | None, client_kwargs: Mapping[str, Any]
+) -> Any:
+    """redis-py's ``RedisCluster`` for ``url``; ``client_kwargs`` are the connection
+    settings every client of ours gets (timeouts, retry); ``ssl`` Celery's
+    ``broker_use_ssl`` keys, which turn TLS on for every node."""
+    from redis.cluster import ClusterNode, RedisCluster
+
+    from .tls import ssl_kwargs
+
+    errors.adopt_redis_py()
+    parsed = parse(url)
+    kwargs = {k: v for k, v in client_kwargs.items() if k not in ("health_check_interval",)}
+    if ssl:
+        kwargs.update(ssl_kwargs(ssl))
+    return RedisCluster(
+        startup_nodes=[ClusterNode(host, port) for host, port in parsed.nodes],  # type: ignore[no-untyped-call]
+        username=parsed.username,
+        password=parsed.password,
+        **kwargs,
+    )
+
+
+def is_cluster(client: Any) -> bool:
+    """Whether ``client`` is a redis-py cluster client (never imports redis-py)."""
+    module = sys.modules.get("redis.cluster")
+    return module is not None and isinstance(client, module.RedisCluster)
+
+
+def node_client(client: Any, key: str) -> Any:
+    """The redis-py client of the master that serves ``key``'s slot now."""
+    return client.get_redis_connection(client.get_node_from_key(key))
+
+
+def refresh_slots(client: Any) -> None:
+    """Ask the cluster for its slot map again (after a MOVED our own connection got)."""
+    client.nodes_manager.initialize()
+
+
+class ClusterWire:
+    """:class:`.wire.FastPath`'s interface on a cluster: one command at a time through
+    redis-py, which routes it by its keys' slot and follows the cluster as it changes.
+    Replies of a :meth:`pipeline` come back in order, error replies in place."""
+
+    def __init__(self, client: Any) -> None:
+        errors.adopt_redis_py()
+        self.client = client
+
+    def execute(
+        self, *args: Any, retry: bool = True, packed: bytes | None = None, spin: float = 0.0
+    ) -> Any:
+        return self.client.execute_command(*args)
+
+    def pipeline(
+        self, commands: Sequence[Sequence[Any]], packed: bytes | None = None,
+        abandon_on: tuple[type[Exception], ...] = (), spin: float = 0.0,
+    ) -> list[Any]:  # fmt: skip
+        replies: list[Any] = []
+        for command in commands:
+            try:
+                replies.append(self.client.execute_command(*command))
+            except errors.REDIS_ERRORS:
+                raise
+            except errors.ResponseError as exc:
+                if not replies and isinstance(exc, abandon_on):
+                    raise
+                replies.append(exc)
+        return replies
+
+    def evalsha(
+        self,
+        script: Any,
+        keys: Sequence[Any],
+        args: Sequence[Any],
+        retry: bool = True,
+        same_keys: bool = False,
+        spin: float = 0.0,
+    ) -> Any:
+        """Run a script (loaded again on the node that forgot it)."""
+        return script(keys=list(keys), args=list(args), client=self.client)
+
+    def send_ahead(self, packed: bytes) -> None:  # pragma: no cover - never on a cluster
+        raise NotImplementedError("a cluster has no single connection to send ahead on")
+
+    def exchange(self, packed: bytes, replies: int) -> list[Any]:  # pragma: no cover
+        raise NotImplementedError("a cluster has no single connection to exchange on")
