@@ -41,6 +41,7 @@ class NodeView:
     flags: set[str]
     master_id: str
     slots: set[int] = field(default_factory=set)
+    ranges: tuple[str, ...] = ()  # the slots as listed ("0-5460", "12706")
 
     @property
     def is_live_master(self) -> bool:
@@ -57,9 +58,8 @@ def parse_nodes(text: str) -> list[NodeView]:
         address = fields[1].split("@")[0]
         view = NodeView(fields[0], int(address.rsplit(":", 1)[1]), set(fields[2].split(",")),
                         fields[3])  # fmt: skip
-        for part in fields[8:]:
-            if part.startswith("["):
-                continue
+        view.ranges = tuple(part for part in fields[8:] if not part.startswith("["))
+        for part in view.ranges:
             low, _, high = part.partition("-")
             view.slots.update(range(int(low), int(high or low) + 1))
         views.append(view)
@@ -235,11 +235,12 @@ class ClusterTopology:
             views = [self.nodes(port) for port in ports]
         except redis.RedisError:
             return False
-        owners = [{s: v.port for v in view if v.is_live_master for s in v.slots}
-                  for view in views]  # fmt: skip
+        owners = [{v.port: v.ranges for v in view if v.is_live_master} for view in views]
         masters = [v for v in views[0] if v.is_live_master and v.slots]
         replicas = [v for v in views[0] if "slave" in v.flags and not v.flags & {"fail"}]
-        if not all(owner == owners[0] for owner in owners) or len(owners[0]) != SLOTS:
+        if any(owner != owners[0] for owner in owners):
+            return False
+        if sum(len(v.slots) for v in masters) != SLOTS:
             return False
         return not replicated or all(
             sum(r.master_id == m.node_id for r in replicas) >= self.replica_count
