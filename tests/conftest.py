@@ -8,6 +8,7 @@ from collections.abc import Iterator
 import pytest
 import redis
 
+from tests.cluster_mode import cluster_for_session, cluster_wanted
 from tests.helpers import RedisServer, find_redis_server_bin, prefixed_keys
 
 
@@ -32,6 +33,9 @@ def redis_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RedisServ
     Has ``.url``, ``.port``, ``.pid``, ``.client()``, ``.stop()`` and ``.start()`` (which
     restarts it on the same port). Skipped when no binary is found, unless ``$CI`` is set.
     """
+    if cluster_wanted():
+        yield from cluster_for_session(tmp_path_factory)  # type: ignore[misc]
+        return
     binary = find_redis_server_bin()
     if binary is None or not os.access(binary, os.X_OK):
         reason = (
@@ -48,6 +52,16 @@ def redis_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RedisServ
         yield server
     finally:
         server.stop()
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """On the test cluster (``MC_TEST_CLUSTER``), skip what needs one plain server."""
+    if not cluster_wanted():
+        return
+    skip = pytest.mark.skip(reason="needs one plain redis-server, not a cluster")
+    for item in items:
+        if item.get_closest_marker("single_server") is not None:
+            item.add_marker(skip)
 
 
 @pytest.fixture(autouse=True)

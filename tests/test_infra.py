@@ -70,7 +70,7 @@ def test_redis_server_answers_ping_on_loopback(redis_server: RedisServer) -> Non
         assert client.config_get("save") == {"save": ""}
         assert client.config_get("appendonly") == {"appendonly": "no"}
         assert client.config_get("bind")["bind"] == "127.0.0.1"
-    with redis.Redis.from_url(redis_server.url) as client:
+    with redis_server.client() as client:
         assert client.ping() is True
 
 

@@ -18,6 +18,7 @@ import redis
 from minicelery import Celery
 from minicelery.redislayer.connect import client_for_url
 from minicelery.redislayer.respclient import RespClient
+from tests.cluster_mode import client_for_test_url
 from tests.helpers import (
     RedisServer,
     WorkerFactory,
@@ -103,7 +104,7 @@ def runs(key_prefix: str) -> str:
 @pytest.fixture
 def client(redis_server: RedisServer) -> redis.Redis:
     """A plain Redis client on the test's server, to look at what tasks recorded."""
-    return redis.Redis.from_url(redis_server.url)
+    return client_for_test_url(redis_server.url)  # type: ignore[no-any-return]
 
 
 @pytest.fixture

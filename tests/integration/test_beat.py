@@ -231,6 +231,7 @@ def test_worker_with_dash_b_runs_the_beat(
     assert "Traceback" not in worker.output()
 
 
+@pytest.mark.single_server  # its own database number
 def test_the_periodic_tasks_example_starts_as_documented(redis_server: RedisServer) -> None:
     url = f"redis://127.0.0.1:{redis_server.port}/{EXAMPLE_DB}"
     env = {

@@ -337,7 +337,7 @@ def test_a_chord_body_survives_the_death_of_the_process_that_completed_the_chord
     key = f"{key_prefix}:bodies"
     result = chord(header)(ct.collect_into.s(key))
     assert result.get(timeout=T) == 4
-    client = redis.Redis.from_url(redis_server.url)
+    client = redis_server.client()
     crashed_pid = client.get(f"{key_prefix}:planted-crash")
     assert crashed_pid is not None  # the planted crash did happen
     worker.wait_for_line("exited with", timeout=T)  # and the worker saw its child die

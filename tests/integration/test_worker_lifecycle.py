@@ -132,6 +132,7 @@ def test_busy_child_does_not_hold_back_a_queued_task(
     assert slow.get(timeout=10) == "slow"
 
 
+@pytest.mark.single_server  # reads the hold keys of one server
 @pytest.mark.parametrize("task", [sleep, sleep_late], ids=["acks-early", "acks-late"])
 def test_reservations_never_exceed_concurrency_times_prefetch(
     app: Celery,

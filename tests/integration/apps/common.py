@@ -8,6 +8,8 @@ import os
 
 import redis
 
+from tests.cluster_mode import client_for_test_url
+
 _clients: dict[tuple[int, str], redis.Redis] = {}
 
 
@@ -15,5 +17,5 @@ def redis_client(url: str) -> redis.Redis:
     """This process's own client for ``url``; a forked child opens its own."""
     key = (os.getpid(), url)
     if key not in _clients:
-        _clients[key] = redis.Redis.from_url(url)
+        _clients[key] = client_for_test_url(url)
     return _clients[key]
