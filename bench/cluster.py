@@ -102,16 +102,10 @@ def one_node() -> Iterator[Shards]:
 @contextlib.contextmanager
 def three_shards() -> Iterator[Shards]:
     """The test-suite's cluster: 3 masters with a replica each, in a temporary directory."""
-    import shutil
-
-    from tests.helpers import find_redis_server_bin
     from tests.integration.clusters import ClusterTopology
 
-    binary, cli = find_redis_server_bin(), shutil.which("redis-cli")
-    if binary is None or cli is None:
-        raise SystemExit("the cluster needs redis-server and redis-cli")
     with tempfile.TemporaryDirectory(prefix="bench-cluster-") as workdir:
-        topology = ClusterTopology(binary, cli, Path(workdir))
+        topology = ClusterTopology(Path(workdir))
         topology.start()
         try:
             yield Shards(topology.url, [port for _, port, _ in topology.masters()])

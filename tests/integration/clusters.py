@@ -70,8 +70,21 @@ class ClusterTopology:
     """``masters`` masters with ``replicas`` replicas each, as one Redis Cluster."""
 
     def __init__(
-        self, binary: str, cli: str, workdir: Path, masters: int = 3, replicas: int = 1
+        self,
+        workdir: Path,
+        masters: int = 3,
+        replicas: int = 1,
+        *,
+        binary: str | None = None,
+        cli: str | None = None,
     ) -> None:
+        """``binary``/``cli``: redis-server and redis-cli, found as the suite finds them
+        when not given (see :func:`find_binaries`)."""
+        if binary is None or cli is None:
+            found = find_binaries()
+            if found is None:
+                raise RuntimeError("a Redis Cluster needs redis-server and redis-cli")
+            binary, cli = binary or found[0], cli or found[1]
         self.binary = binary
         self.cli = cli
         self.workdir = workdir
@@ -343,15 +356,22 @@ class ClusterTopology:
             return False
 
 
+def find_binaries() -> tuple[str, str] | None:
+    """redis-server (as :func:`tests.helpers.find_redis_server_bin` finds it) and
+    redis-cli (on PATH); None if either is missing."""
+    binary, cli = find_redis_server_bin(), shutil.which("redis-cli")
+    return (binary, cli) if binary and cli else None
+
+
 @contextlib.contextmanager
 def cluster_topology(
     workdir: Path, masters: int = 3, replicas: int = 1
 ) -> Iterator[ClusterTopology]:
     """A started cluster, stopped on the way out. Skips the test without the binaries."""
-    binary, cli = find_redis_server_bin(), shutil.which("redis-cli")
-    if binary is None or cli is None:
+    found = find_binaries()
+    if found is None:
         pytest.skip("a Redis Cluster needs redis-server and redis-cli")
-    topology = ClusterTopology(binary, cli, workdir, masters, replicas)
+    topology = ClusterTopology(workdir, masters, replicas, binary=found[0], cli=found[1])
     topology.start()
     try:
         yield topology
