@@ -11,59 +11,30 @@ from __future__ import annotations
 
 import contextlib
 import os
-import shutil
 import signal
-import subprocess
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass, field
 from pathlib import Path
 
 import pytest
 import redis
-from redis.backoff import NoBackoff
 from redis.crc import key_slot
-from redis.retry import Retry
 
-from tests.helpers import LOOPBACK, find_redis_server_bin, free_port, wait_until
+from tests.helpers import LOOPBACK, wait_until
+from tests.integration.clusternodes import (
+    SLOTS,
+    NodeView,
+    Process,
+    create_cluster,
+    find_binaries,
+    node_client,
+    node_log,
+    parse_nodes,
+    start_node,
+    stop_processes,
+)
 
-SLOTS = 16384
-NODE_TIMEOUT_MS = 1000
 MIGRATE_COUNT = 100  # keys per MIGRATE
 MIGRATE_TIMEOUT_MS = 5000
-
-
-@dataclass
-class NodeView:
-    """One line of CLUSTER NODES: a node as the node that was asked sees it."""
-
-    node_id: str
-    port: int
-    flags: set[str]
-    master_id: str
-    slots: set[int] = field(default_factory=set)
-    ranges: tuple[str, ...] = ()  # the slots as listed ("0-5460", "12706")
-
-    @property
-    def is_live_master(self) -> bool:
-        return "master" in self.flags and not self.flags & {"fail", "fail?", "noaddr"}
-
-
-def parse_nodes(text: str) -> list[NodeView]:
-    """CLUSTER NODES, parsed (slot ranges expanded; migration markers ``[...]`` skipped)."""
-    views = []
-    for line in text.splitlines():
-        fields = line.split()
-        if len(fields) < 8:
-            continue
-        address = fields[1].split("@")[0]
-        view = NodeView(fields[0], int(address.rsplit(":", 1)[1]), set(fields[2].split(",")),
-                        fields[3])  # fmt: skip
-        view.ranges = tuple(part for part in fields[8:] if not part.startswith("["))
-        for part in view.ranges:
-            low, _, high = part.partition("-")
-            view.slots.update(range(int(low), int(high or low) + 1))
-        views.append(view)
-    return views
 
 
 class ClusterTopology:
@@ -90,7 +61,7 @@ class ClusterTopology:
         self.workdir = workdir
         self.master_count = masters
         self.replica_count = replicas
-        self.procs: dict[int, subprocess.Popen[bytes]] = {}  # port -> its redis-server
+        self.procs: dict[int, Process] = {}  # port -> its redis-server
         self._lost_slots: dict[int, set[int]] = {}  # killed master's port -> its slots
 
     # ------------------------------------------------------------------ start / stop
@@ -99,78 +70,25 @@ class ClusterTopology:
         """Start every node, create the cluster and wait until it is whole and in sync."""
         try:
             for _ in range(self.master_count * (1 + self.replica_count)):
-                self._start_node()
-            self._create()
+                port, proc = start_node(self.binary, self.workdir)
+                self.procs[port] = proc
+            create_cluster(self.cli, list(self.procs), self.replica_count)
             wait_until(self._settled, timeout=30, interval=0.05,
                        message=lambda: f"cluster did not settle:\n{self.describe()}")  # fmt: skip
         except BaseException:
             self.stop()
             raise
 
-    def _start_node(self) -> None:
-        for _attempt in range(5):  # a free port may be taken before the server binds it
-            port, bus_port = free_port(), free_port()
-            if port == bus_port:
-                continue
-            workdir = self.workdir / f"node-{port}"
-            workdir.mkdir(parents=True)
-            argv = [
-                self.binary, "--port", str(port), "--bind", LOOPBACK, "--daemonize", "no",
-                "--cluster-enabled", "yes", "--cluster-port", str(bus_port),
-                "--cluster-config-file", str(workdir / f"nodes-{port}.conf"),
-                "--cluster-node-timeout", str(NODE_TIMEOUT_MS),
-                "--appendonly", "no", "--save", "", "--dir", str(workdir),
-                # A replica's first sync starts at once (Redis waits 5 s for more by default).
-                "--repl-diskless-sync-delay", "0",
-                "--logfile", str(workdir / "redis-server.log"),
-            ]  # fmt: skip
-            proc = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
-                                    stderr=subprocess.DEVNULL)  # fmt: skip
-            self.procs[port] = proc
-            if self._came_up(proc, port):
-                return
-            self._stop_proc(self.procs.pop(port))
-        raise RuntimeError(f"redis-server would not start:\n{self.log(port)}")
-
-    def _came_up(self, proc: subprocess.Popen[bytes], port: int) -> bool:
-        with contextlib.suppress(AssertionError):
-            wait_until(lambda: proc.poll() is not None or self._answers(port), timeout=10)
-        return proc.poll() is None and self._answers(port)
-
-    def _create(self) -> None:
-        addresses = [f"{LOOPBACK}:{port}" for port in self.procs]
-        argv = [self.cli, "--cluster", "create", *addresses,
-                "--cluster-replicas", str(self.replica_count), "--cluster-yes"]  # fmt: skip
-        done = subprocess.run(argv, stdin=subprocess.DEVNULL, capture_output=True, text=True,
-                              timeout=60, check=False)  # fmt: skip
-        if done.returncode != 0:
-            raise RuntimeError(f"redis-cli --cluster create failed:\n{done.stdout}{done.stderr}")
-
     def stop(self) -> None:
         """Stop every node started here, by its PID: SIGTERM all, then SIGKILL stragglers."""
         procs, self.procs = list(self.procs.values()), {}
-        for proc in procs:
-            if proc.poll() is None:
-                proc.terminate()
-        for proc in procs:
-            self._stop_proc(proc)
-
-    @staticmethod
-    def _stop_proc(proc: subprocess.Popen[bytes]) -> None:
-        if proc.poll() is None:
-            proc.terminate()
-        try:
-            proc.wait(10)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
+        stop_processes(procs)
 
     # ------------------------------------------------------------------ looking
 
     def client(self, port: int) -> redis.Redis:
         """A plain (not cluster-aware) client of one node; close it when done."""
-        return redis.Redis(LOOPBACK, port, socket_timeout=5.0, socket_connect_timeout=1.0,
-                           retry=Retry(NoBackoff(), 0), decode_responses=True)  # fmt: skip
+        return node_client(port)
 
     def live_ports(self) -> list[int]:
         return [port for port, proc in self.procs.items() if proc.poll() is None]
@@ -208,9 +126,8 @@ class ClusterTopology:
         return float(cpu["used_cpu_sys"]) + float(cpu["used_cpu_user"])
 
     def log(self, port: int) -> str:
-        with contextlib.suppress(FileNotFoundError):
-            return (self.workdir / f"node-{port}" / "redis-server.log").read_text()[-3000:]
-        return ""
+        """The end of node ``port``'s log."""
+        return node_log(self.workdir, port)
 
     def describe(self) -> str:
         """Each live node's CLUSTER NODES, for failure messages."""
@@ -219,13 +136,6 @@ class ClusterTopology:
             with contextlib.suppress(redis.RedisError), self.client(port) as node:
                 parts.append(f"-- {port}:\n{node.execute_command('CLUSTER', 'NODES')}")
         return "\n".join(parts)
-
-    def _answers(self, port: int) -> bool:
-        try:
-            with self.client(port) as node:
-                return bool(node.ping())
-        except redis.RedisError:
-            return False
 
     def _node_ok(self, port: int) -> bool:
         with self.client(port) as node:
@@ -354,13 +264,6 @@ class ClusterTopology:
             return all(self.owner(slot, port) == target_port for port in self.live_ports())
         except (redis.RedisError, LookupError):
             return False
-
-
-def find_binaries() -> tuple[str, str] | None:
-    """redis-server (as :func:`tests.helpers.find_redis_server_bin` finds it) and
-    redis-cli (on PATH); None if either is missing."""
-    binary, cli = find_redis_server_bin(), shutil.which("redis-cli")
-    return (binary, cli) if binary and cli else None
 
 
 @contextlib.contextmanager
