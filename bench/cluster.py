@@ -4,6 +4,7 @@ one Redis node.
 Run from the repository root::
 
     python -m bench.cluster [-n 30000] [--rounds 3] [--only node|cluster] [--out FILE]
+                            [--commands]
 
 Each round runs both setups, the order alternating between rounds: "node" is one private
 ``redis-server``, "cluster" three masters with a replica each (the test-suite's cluster,
@@ -16,7 +17,9 @@ read (batched) until none is missing; the clock stops when that last read began.
 cpu`` (system + user) of every master is read before the workers start and once the drain
 is done: the difference, per task, is the Redis CPU each shard (and all of them) spent on
 it (one read of every result included), a figure a busy machine disturbs less than the
-rate. The 1-minute load average is given at the start and end of every run.
+rate. The 1-minute load average is given at the start and end of every run. With
+``--commands``, ``INFO commandstats`` (reset before the drain) names each run's costliest
+commands: calls and server µs per task, summed over the masters.
 """
 
 from __future__ import annotations
@@ -70,6 +73,24 @@ class Shards:
                 total += int(node.dbsize())
         return total
 
+    def reset_stats(self) -> None:
+        for port in self.ports:
+            with self.client(port) as node:
+                node.config_resetstat()
+
+    def commands(self, n: int, top: int = 6) -> str:
+        """The ``top`` commands by server time since the last reset, summed over the
+        masters: calls and µs per task."""
+        totals: dict[str, list[float]] = {}
+        for port in self.ports:
+            with self.client(port) as node:
+                for name, stat in node.info("commandstats").items():
+                    total = totals.setdefault(name.removeprefix("cmdstat_"), [0.0, 0.0])
+                    total[0] += stat["calls"] / n
+                    total[1] += stat["usec"] / n
+        ranked = sorted(totals.items(), key=lambda item: -item[1][1])[:top]
+        return ", ".join(f"{name}: {calls:.2f} calls {us:.1f} µs" for name, (calls, us) in ranked)
+
     def cpu(self) -> list[float]:
         """CPU seconds (system + user) every master has used so far."""
         used = []
@@ -87,6 +108,7 @@ class Round:
     cpu_us: list[float] = field(default_factory=list)  # per task, one per shard
     load: tuple[float, float] = (0.0, 0.0)
     error: str = ""
+    commands: str = ""  # the costliest commands per task (--commands)
 
     @property
     def cpu_total(self) -> float:
@@ -191,10 +213,12 @@ def wait_drained(shards: Shards, url: str, ids: list[str]) -> float:
     return began
 
 
-def run_once(setup: str, shards: Shards, n: int) -> Round:
+def run_once(setup: str, shards: Shards, n: int, commands: bool = False) -> Round:
     result = Round(setup)
     shards.flush()
     ids = fill(shards.url, n)
+    if commands:
+        shards.reset_stats()
     cpu_before = shards.cpu()
     load_start = os.getloadavg()[0]
     with workers(shards.url) as started:
@@ -204,6 +228,8 @@ def run_once(setup: str, shards: Shards, n: int) -> Round:
     result.rate = n / (finished - began)
     result.cpu_us = [(a - b) * 1e6 / n for a, b in zip(cpu_after, cpu_before, strict=True)]
     result.load = (load_start, os.getloadavg()[0])
+    if commands:
+        result.commands = shards.commands(n)
     return result
 
 
@@ -237,11 +263,11 @@ def medians(rows: list[Round]) -> list[str]:
 SETUP_OF = {"node": one_node, "cluster": three_shards}
 
 
-def run_setup(setup: str, n: int) -> Round:
+def run_setup(setup: str, n: int, commands: bool) -> Round:
     """One run of ``setup``; an error (say, a URL refused) is reported, not raised."""
     try:
         with SETUP_OF[setup]() as shards:
-            return run_once(setup, shards, n)
+            return run_once(setup, shards, n, commands)
     except Exception as exc:  # the table says what failed; the other runs go on
         return Round(setup, error=str(exc).splitlines()[0] if str(exc) else repr(exc))
 
@@ -252,14 +278,18 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--only", choices=SETUPS)
     parser.add_argument("--out", type=Path, help="save the table (markdown) here")
+    parser.add_argument("--commands", action="store_true",
+                        help="also print each run's costliest Redis commands per task")  # fmt: skip
     args = parser.parse_args(argv)
     setups = [args.only] if args.only else list(SETUPS)
     rows: list[Round] = []
     print(HEADER, flush=True)
     for number in range(args.rounds):
         for setup in setups if number % 2 == 0 else setups[::-1]:
-            rows.append(run_setup(setup, args.n))
+            rows.append(run_setup(setup, args.n, args.commands))
             print(line(rows[-1]), flush=True)
+            if rows[-1].commands:
+                print(f"  {setup} commands per task: {rows[-1].commands}", flush=True)
     summary = medians(rows)
     print("\n".join(summary))
     if args.out:
