@@ -127,6 +127,11 @@ def _url(name: str, value: Any) -> Any:
         raise ImproperlyConfigured(f"setting {name!r}: unsupported URL {value!r} (use {known})")
     if scheme in ("redis", "rediss"):
         _check_port(name, value)
+    if scheme == "rediscluster" and urlsplit(value).path.strip("/") not in ("", "0"):
+        raise ImproperlyConfigured(
+            f"setting {name!r}: rediscluster:// URLs have database 0 only (Redis Cluster "
+            "has one)"
+        )
     return value
 
 

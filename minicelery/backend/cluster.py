@@ -1,7 +1,7 @@
 """The Redis result backend on Redis Cluster: a task's record, stream and waiting flag share
 its hash tag, a chord's parts and claim their group's, so every script stays in one slot.
 Only what names several tasks at once is split: results are stored one script per task
-(sent in one pipeline, which redis-py divides among the shards), and read with one GET
+(in one write per shard), and read with one GET
 each."""
 
 from __future__ import annotations
@@ -36,10 +36,7 @@ class ClusterBackend(RedisBackend):
         if not commands:
             return
         with translate_errors("store results"):
-            pipe = self.client.pipeline(transaction=False)
-            for command, _ in commands:
-                pipe.execute_command(*command)
-            replies = pipe.execute(raise_on_error=False)
+            replies = self.fast.pipeline([command for command, _ in commands])
             for (command, script), reply in zip(commands, replies, strict=True):
                 if isinstance(reply, Exception):  # a node that forgot the script
                     numkeys = int(command[2])

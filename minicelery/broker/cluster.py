@@ -25,7 +25,6 @@ from collections.abc import Callable, Sequence
 from typing import Any
 
 from ..exceptions import OperationalError
-from ..redislayer import errors
 from ..redislayer.clusterwait import SlotWaits
 from ..redislayer.errors import translate_errors
 from ..redislayer.keys import KeySchema
@@ -134,15 +133,9 @@ class ClusterBroker(RedisBroker):
     def _run_stores(self, commands: Sequence[tuple[tuple[Any, ...], Any]]) -> None:
         if not commands:
             return
-
-        def run() -> list[Any]:
-            pipe = self.client.pipeline(transaction=False)
-            for command, _ in commands:
-                pipe.execute_command(*command)
-            return list(pipe.execute(raise_on_error=False))
-
-        for (command, script), reply in zip(commands, self._call("store", run), strict=True):
-            if isinstance(reply, Exception):  # a node that forgot the script, or moved
+        replies = self._call("store", lambda: self.fast.pipeline([c for c, _ in commands]))
+        for (command, script), reply in zip(commands, replies, strict=True):
+            if isinstance(reply, Exception):  # a shard that forgot the script
                 self._resend(command, script)
 
     def _run_after(self, after: Sequence[tuple[tuple[Any, ...], Any]]) -> None:
@@ -159,7 +152,7 @@ class ClusterBroker(RedisBroker):
 
     def _ack_queue(self, consumer: str, queue: str, numbers: Sequence[str]) -> None:
         key = self.keys.queue_hold(queue, consumer)
-        self._call("ack", lambda: self.client.hdel(key, *numbers))
+        self._call("ack", lambda: self.fast.execute("HDEL", key, *numbers))
 
     def ack_key(self, consumer: str) -> str:
         raise OperationalError("on Redis Cluster a consumer's hold is kept per queue")
@@ -294,16 +287,9 @@ class ClusterBroker(RedisBroker):
         calls = [
             (self._publish_keys(queue, level), (data, level)) for queue, data, level in messages
         ]
-
-        def run() -> list[Any]:
-            pipe = self.client.pipeline(transaction=False)
-            for keys, args in calls:
-                pipe.execute_command("EVALSHA", self._publish.sha, len(keys), *keys, *args)
-            return list(pipe.execute(raise_on_error=False))
-
-        for (keys, args), reply in zip(calls, self._call("publish", run), strict=True):
-            if isinstance(reply, errors.REDIS_ERRORS):
-                raise errors.translated("publish", reply)
+        commands = [("EVALSHA", self._publish.sha, 3, *keys, *args) for keys, args in calls]
+        replies = self._call("publish", lambda: self.fast.pipeline(commands))
+        for (keys, args), reply in zip(calls, replies, strict=True):
             if isinstance(reply, Exception):  # NOSCRIPT: this one again, loading it
                 self._call("publish", lambda: self.fast.evalsha(self._publish, keys, args))  # noqa: B023
 

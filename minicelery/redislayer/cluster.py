@@ -14,12 +14,14 @@ cluster client: each command goes through redis-py, which knows where its slot l
 from __future__ import annotations
 
 import sys
+import threading
 import urllib.parse
 from collections.abc import Mapping, Sequence
 from typing import Any, NamedTuple
 
 from ..exceptions import ImproperlyConfigured
-from . import errors
+from . import errors, replicas
+from .wire import Held, connected, current_pid, pack_commands, read_replies
 
 SCHEME = "rediscluster"
 DEFAULT_PORT = 6379
@@ -108,39 +110,135 @@ def node_client(client: Any, key: str) -> Any:
     return client.get_redis_connection(client.get_node_from_key(key))
 
 
+def get_connection_of(pool: Any) -> Any:
+    """A connection of ``pool``, kept by its taker until released."""
+    try:
+        return pool.get_connection()
+    except TypeError:  # redis-py < 5.1 wants a command name
+        return pool.get_connection("_")
+
+
 def refresh_slots(client: Any) -> None:
     """Ask the cluster for its slot map again (after a MOVED our own connection got)."""
     client.nodes_manager.initialize()
 
 
+def command_key(command: Sequence[Any]) -> Any:
+    """The key that decides where ``command`` goes (None: none, or one we do not know)."""
+    name = command[0].decode() if isinstance(command[0], bytes) else str(command[0])
+    name = name.upper()
+    if name in ("EVALSHA", "EVAL"):
+        return command[3] if int(command[2]) > 0 else None
+    if name == "XREAD":
+        at = [str(part).upper() for part in command].index("STREAMS")
+        return command[at + 1]
+    if name in KEYLESS or len(command) < 2:
+        return None
+    return command[1]
+
+
+KEYLESS = frozenset(("PING", "INFO", "TIME", "SCRIPT", "CLUSTER", "CLIENT", "CONFIG", "WAIT"))
+
+
 class ClusterWire:
-    """:class:`.wire.FastPath`'s interface on a cluster: one command at a time through
-    redis-py, which routes it by its keys' slot and follows the cluster as it changes.
-    Replies of a :meth:`pipeline` come back in order, error replies in place."""
+    """:class:`.wire.FastPath`'s interface on a cluster. A command goes, packed by hand, on
+    a connection this thread keeps to the master of its key's slot (as redis-py's slot map
+    says), in one write per shard for a pipeline. A reply that says the slot is elsewhere
+    (MOVED, ASK, TRYAGAIN, CLUSTERDOWN) or a lost connection sends that command again
+    through redis-py, which follows the cluster and learns its new map."""
 
     def __init__(self, client: Any) -> None:
         errors.adopt_redis_py()
         self.client = client
+        self._local = threading.local()
+        from redis import exceptions
+
+        self._redirects: tuple[type[Exception], ...] = (
+            exceptions.MovedError, exceptions.AskError, exceptions.TryAgainError,
+            exceptions.ClusterDownError,
+        )  # fmt: skip
+
+    def _connection(self, node: Any) -> Any:
+        held: dict[str, Held] | None = getattr(self._local, "held", None)
+        if held is None or getattr(self._local, "pid", 0) != current_pid():
+            held = self._local.held = {}
+            self._local.pid = current_pid()
+        one = held.get(node.name)
+        if one is None:
+            pool = self.client.get_redis_connection(node).connection_pool
+            one = held[node.name] = Held(pool, get_connection_of(pool))
+        return one.connection
+
+    def _send(
+        self, node: Any, commands: Sequence[Sequence[Any]],
+        abandon_on: tuple[type[Exception], ...] = (),
+    ) -> list[Any]:  # fmt: skip
+        connection = self._connection(node)
+        try:
+            connected(connection).send_packed_command([pack_commands(commands)])
+            got = read_replies(connection, len(commands), 0.0, abandon_on)
+        except errors.REDIS_ERRORS:
+            connection.disconnect()
+            self._local.held.pop(node.name, None)
+            raise
+        want = replicas.wanted(self.client)  # ``wait_for_replicas``: WAIT on that shard
+        if want is not None and replicas.writes(commands):
+            replicas.await_replicas(connection, want)
+        return got
+
+    def _through_client(self, command: Sequence[Any]) -> Any:
+        try:
+            return self.client.execute_command(*command)
+        except errors.REDIS_ERRORS:
+            raise
+        except errors.ResponseError as exc:
+            return exc
 
     def execute(
         self, *args: Any, retry: bool = True, packed: bytes | None = None, spin: float = 0.0
     ) -> Any:
-        return self.client.execute_command(*args)
+        reply = self._run(args, retry)
+        if isinstance(reply, Exception):
+            raise reply
+        return reply
+
+    def _run(self, command: Sequence[Any], retry: bool) -> Any:
+        key = command_key(command)
+        if key is None:
+            return self._through_client(command)
+        try:
+            (reply,) = self._send(self.client.get_node_from_key(key), (command,))
+        except errors.REDIS_ERRORS:
+            if not retry:  # it may have run: the caller decides
+                raise
+            return self._through_client(command)
+        if isinstance(reply, self._redirects):  # it did not run: redis-py follows the map
+            return self._through_client(command)
+        return reply
 
     def pipeline(
         self, commands: Sequence[Sequence[Any]], packed: bytes | None = None,
         abandon_on: tuple[type[Exception], ...] = (), spin: float = 0.0,
     ) -> list[Any]:  # fmt: skip
-        replies: list[Any] = []
-        for command in commands:
+        """Replies in order, error replies in place; one write per shard."""
+        by_node: dict[str, tuple[Any, list[int]]] = {}
+        replies: list[Any] = [None] * len(commands)
+        for index, command in enumerate(commands):
+            key = command_key(command)
+            if key is None:
+                replies[index] = self._through_client(command)
+                continue
+            node = self.client.get_node_from_key(key)
+            by_node.setdefault(node.name, (node, []))[1].append(index)
+        for node, indexes in by_node.values():
+            batch = [commands[i] for i in indexes]
             try:
-                replies.append(self.client.execute_command(*command))
+                got = self._send(node, batch, abandon_on if indexes[0] == 0 else ())
             except errors.REDIS_ERRORS:
-                raise
-            except errors.ResponseError as exc:
-                if not replies and isinstance(exc, abandon_on):
-                    raise
-                replies.append(exc)
+                got = [self._through_client(command) for command in batch]
+            for index, reply in zip(indexes, got, strict=True):
+                redirected = isinstance(reply, self._redirects)
+                replies[index] = self._through_client(commands[index]) if redirected else reply
         return replies
 
     def evalsha(
@@ -152,8 +250,18 @@ class ClusterWire:
         same_keys: bool = False,
         spin: float = 0.0,
     ) -> Any:
-        """Run a script (loaded again on the node that forgot it)."""
-        return script(keys=list(keys), args=list(args), client=self.client)
+        """Run a script by its SHA, loading it on the shard that does not know it."""
+        command = ("EVALSHA", script.sha, len(keys), *keys, *args)
+        reply = self._run(command, retry)
+        if isinstance(reply, errors.NoScriptError):
+            if keys:
+                node_client(self.client, keys[0]).script_load(script.script)
+            else:
+                self.client.script_load(script.script)
+            reply = self._run(command, retry)
+        if isinstance(reply, Exception):
+            raise reply
+        return reply
 
     def send_ahead(self, packed: bytes) -> None:  # pragma: no cover - never on a cluster
         raise NotImplementedError("a cluster has no single connection to send ahead on")

@@ -20,7 +20,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from . import errors
-from .cluster import node_client, refresh_slots
+from .cluster import get_connection_of, node_client, refresh_slots
 
 
 class _Pop:
@@ -67,7 +67,7 @@ class SlotWaits:
 
     def _send(self, key: str, timeout: float) -> _Pop:
         pool = node_client(self.client, key).connection_pool
-        pop = _Pop(pool, _take(pool))
+        pop = _Pop(pool, get_connection_of(pool))
         try:
             pop.connection.connect()
             pop.connection.send_command("BLPOP", key, max(timeout, 0.01), check_health=False)
@@ -118,13 +118,6 @@ class SlotWaits:
             self._pid = os.getpid()
             self._pending = {}
             self._epoll = None
-
-
-def _take(pool: Any) -> Any:
-    try:
-        return pool.get_connection()
-    except TypeError:  # redis-py < 5.1 wants a command name
-        return pool.get_connection("_")
 
 
 def _refresh(client: Any) -> None:

@@ -233,7 +233,7 @@ class FastPath:
         connection = self._connection()
         try:
             connected(connection).send_packed_command([packed or pack_commands(commands)])
-            replies = _replies(connection, len(commands), spin, abandon_on)
+            replies = read_replies(connection, len(commands), spin, abandon_on)
         except errors.REDIS_ERRORS:
             connection.disconnect()
             pipe = self.client.pipeline(transaction=False)
@@ -264,7 +264,7 @@ class FastPath:
         connection = self._connection()
         try:
             connected(connection).send_packed_command([packed])
-            got = _replies(connection, replies)
+            got = read_replies(connection, replies)
         except errors.REDIS_ERRORS:
             connection.disconnect()
             raise
@@ -306,7 +306,7 @@ class FastPath:
         return self._request(packed, command, retry, spin)
 
 
-def _replies(
+def read_replies(
     connection: Any, count: int, spin: float = 0.0,
     abandon_on: tuple[type[Exception], ...] = (),
 ) -> list[Any]:  # fmt: skip

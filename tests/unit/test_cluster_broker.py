@@ -52,6 +52,26 @@ class SlotStrictRedis(fakeredis.FakeRedis):  # type: ignore[misc]
         return super().execute_command(*args, **options)
 
 
+class CheckedWire:
+    """The hot path's wire, refusing what a cluster refuses."""
+
+    def __init__(self, inner: Any) -> None:
+        self.inner = inner
+
+    def execute(self, *args: Any, **options: Any) -> Any:
+        _check(args)
+        return self.inner.execute(*args, **options)
+
+    def pipeline(self, commands: Any, **options: Any) -> Any:
+        for command in commands:
+            _check(tuple(command))
+        return self.inner.pipeline(commands, **options)
+
+    def evalsha(self, script: Any, keys: Any, args: Any, **options: Any) -> Any:
+        _check(("EVALSHA", script.sha, len(keys), *keys))
+        return self.inner.evalsha(script, keys, args, **options)
+
+
 @pytest.fixture(autouse=True)
 def _strict_pipelines(monkeypatch: pytest.MonkeyPatch) -> None:
     original = redis.client.Pipeline.pipeline_execute_command
@@ -72,7 +92,9 @@ def client() -> Iterator[Any]:
 
 @pytest.fixture
 def broker(client: Any) -> ClusterBroker:
-    return ClusterBroker(client, "cl")
+    made = ClusterBroker(client, "cl")
+    made.fast = CheckedWire(made.fast)
+    return made
 
 
 def _publish(broker: ClusterBroker, queue: str, body: bytes, priority: int = 0) -> None:
@@ -212,6 +234,7 @@ def test_a_consuming_childs_round_trip_stores_then_acks_then_reserves(
     broker: ClusterBroker, client: Any
 ) -> None:
     backend = ClusterBackend(client, "cl")
+    backend.fast = CheckedWire(backend.fast)
     _publish(broker, "a", b"m1")
     (delivery,) = broker.reserve("c1", ["a"], 1)
     _publish(broker, "b", b"m2")
