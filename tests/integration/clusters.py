@@ -165,8 +165,7 @@ class ClusterTopology:
         if sum(len(v.slots) for v in masters) != SLOTS:
             return False
         return not replicated or all(
-            sum(r.master_id == m.node_id for r in replicas) >= self.replica_count
-            for m in masters
+            sum(r.master_id == m.node_id for r in replicas) >= self.replica_count for m in masters
         )
 
     # ------------------------------------------------------------------ drills
