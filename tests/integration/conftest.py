@@ -26,6 +26,7 @@ from tests.helpers import (
     pointed_at,
     run_cli,
 )
+from tests.integration.clusters import redis_cluster  # noqa: F401  (a fixture, used by name)
 
 INTEGRATION_DIR = Path(__file__).resolve().parent
 
