@@ -7,8 +7,9 @@ Run from the repository root::
                             [--commands]
 
 Each round runs both setups, the order alternating between rounds: "node" is one private
-``redis-server``, "cluster" three masters with a replica each (the test-suite's cluster,
-``rediscluster://`` URL of the masters). For each: every database is flushed, ``n`` no-op
+``redis-server``, "cluster" three masters (the test-suite's cluster, ``rediscluster://``
+URL of the masters), without replicas by default like the one node (``--replicas 1``: a
+replica each, whose replication costs the masters and the machine's two cores too). For each: every database is flushed, ``n`` no-op
 tasks are queued round-robin on ``q0`` .. ``q5`` (by this process, untimed), then three
 workers start (``-A bench.mc_app worker -Q q0,...,q5 -c 2 -P prefork``). The clock runs from
 the first worker's "ready." line until every task's result is SUCCESS: ``DBSIZE`` (summed
@@ -48,6 +49,12 @@ POLL = 0.02  # seconds between two DBSIZE polls
 DRAIN_TIMEOUT = 600.0
 TASK_NAME = "bench.mc_app.noop"
 SETUPS = ("node", "cluster")
+
+
+class Replicas:
+    """Replicas per master of the cluster setup (``--replicas``)."""
+
+    count = 0
 
 
 @dataclass
@@ -123,11 +130,12 @@ def one_node() -> Iterator[Shards]:
 
 @contextlib.contextmanager
 def three_shards() -> Iterator[Shards]:
-    """The test-suite's cluster: 3 masters with a replica each, in a temporary directory."""
+    """The test-suite's cluster: 3 masters (with ``REPLICAS`` each), in a temporary
+    directory."""
     from tests.integration.clusters import ClusterTopology
 
     with tempfile.TemporaryDirectory(prefix="bench-cluster-") as workdir:
-        topology = ClusterTopology(Path(workdir))
+        topology = ClusterTopology(Path(workdir), replicas=Replicas.count)
         topology.start()
         try:
             yield Shards(topology.url, [port for _, port, _ in topology.masters()])
@@ -276,11 +284,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=(__doc__ or "").splitlines()[0])
     parser.add_argument("-n", type=int, default=30_000, help="tasks per run")
     parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--replicas", type=int, default=0, help="per master of the cluster")
     parser.add_argument("--only", choices=SETUPS)
     parser.add_argument("--out", type=Path, help="save the table (markdown) here")
     parser.add_argument("--commands", action="store_true",
                         help="also print each run's costliest Redis commands per task")  # fmt: skip
     args = parser.parse_args(argv)
+    Replicas.count = args.replicas
     setups = [args.only] if args.only else list(SETUPS)
     rows: list[Round] = []
     print(HEADER, flush=True)

@@ -12,7 +12,7 @@ from typing import Any
 from ..exceptions import OperationalError
 from ..redislayer.errors import translate_errors
 from .base import Meta
-from .redis import RedisBackend
+from .redis import NOTIFY_SECONDS, RedisBackend
 
 
 class ClusterBackend(RedisBackend):
@@ -25,19 +25,43 @@ class ClusterBackend(RedisBackend):
         them: on a cluster the broker acknowledges after they are stored."""
         if ack[1]:
             raise OperationalError("on Redis Cluster results and acks go separately")
-        commands = []
+        commands: list[tuple[tuple[Any, ...], Any]] = []
         for record in records:
+            if self._succeeded(record[1]):
+                commands += [(command, None) for command in self._success_commands(*record)]
+                continue
             keys, args = self._store_call([record])
             commands.append((("EVALSHA", self._store.sha, len(keys), *keys, *args), self._store))
         return commands
+
+    def _succeeded(self, data: bytes) -> bool:
+        """Whether an encoded record is a SUCCESS (its status comes first)."""
+        at = data.find(self._success_marker, 0, len(self._success_marker) + 6)
+        return 0 <= at <= 5
+
+    def _success_commands(self, task_id: str, data: bytes) -> list[tuple[Any, ...]]:
+        """A SUCCESS stored with plain commands: a script call costs a shard several times
+        what these do, and one record's script is all a cluster allows (its keys are in one
+        slot). The record is appended to its stream only if the stream exists
+        (``NOMKSTREAM``): a waiter makes it (``wait_result.lua``). Unlike the script it may
+        replace a SUCCESS already there: with a SUCCESS (a task run again)."""
+        key, stream = self.key(task_id), self.notify_key(task_id)
+        expiry = ("PX", int(self.expires * 1000)) if self.expires else ()
+        return [
+            ("SET", key, data, *expiry),
+            ("XADD", stream, "NOMKSTREAM", "MAXLEN", "~", "100", "*", "r", data),
+            ("EXPIRE", stream, NOTIFY_SECONDS),
+        ]
 
     def store_encoded(self, records: list[tuple[str, bytes]]) -> None:
         commands = self.store_commands(records)
         if not commands:
             return
         with translate_errors("store results"):
-            replies = self.fast.pipeline([command for command, _ in commands])
+            replies = self.fast.pipeline([command for command, _ in commands], in_order=True)
             for (command, script), reply in zip(commands, replies, strict=True):
+                if isinstance(reply, Exception) and script is None:
+                    raise reply
                 if isinstance(reply, Exception):  # a node that forgot the script
                     numkeys = int(command[2])
                     keys, args = command[3 : 3 + numkeys], command[3 + numkeys :]

@@ -25,6 +25,7 @@ from collections.abc import Callable, Sequence
 from typing import Any
 
 from ..exceptions import OperationalError
+from ..redislayer import errors
 from ..redislayer.clusterwait import SlotWaits
 from ..redislayer.errors import translate_errors
 from ..redislayer.keys import KeySchema
@@ -88,30 +89,66 @@ class ClusterBroker(RedisBroker):
     def reserve(
         self, consumer: str, queues: Sequence[str], count: int, ack: Sequence[str] = ()
     ) -> list[Delivery]:
+        return self._reserve_with(consumer, queues, count, ack, ())
+
+    def _reserve_with(
+        self, consumer: str, queues: Sequence[str], count: int, ack: Sequence[str],
+        after: Sequence[tuple[tuple[Any, ...], Callable[[Any], None]]],
+    ) -> list[Delivery]:  # fmt: skip
+        """The reserve from the first queue (in turn), every queue's acks and the commands
+        ``after``, in one write per shard; then the next queues, one by one, while there is
+        room left."""
         acks = by_queue(ack)
-        if count > 0 and queues:
+        order = self._ordered(queues) if count > 0 and queues else ()
+        if order:
             self._remember(queues)
             if self._beat(consumer):  # known before it holds anything, as on one server
                 self.heartbeat(consumer)
-        taken: list[Delivery] = []
-        for queue in self._ordered(queues) if count > 0 else ():
-            want, tags = count - len(taken), acks.pop(queue, [])
-            if want <= 0 and not tags:
-                continue
-            taken += self._reserve_from(consumer, queue, max(want, 0), tags)
-        for queue, tags in acks.items():  # acks of queues not reserved from now
-            self._ack_queue(consumer, queue, tags)
+        first = [(order[0], count, acks.pop(order[0], []))] if order else []
+        commands = [self._reserve_command_of(consumer, *call) for call in first]
+        commands += [("HDEL", self.keys.queue_hold(q, consumer), *n) for q, n in acks.items()]
+        commands += [command for command, _ in after]
+        replies = self._call("reserve", lambda: self.fast.pipeline(commands))
+        taken = [d for (q, want, tags), flat in zip(first, replies, strict=False)
+                 for d in self._taken(consumer, q, want, tags, flat)]  # fmt: skip
+        for reply in replies[len(first) : len(commands) - len(after)]:
+            if isinstance(reply, Exception):
+                raise OperationalError(f"ack: Redis error ({reply})")
+        for (_, read), reply in zip(after, replies[len(commands) - len(after) :], strict=True):
+            if not isinstance(reply, Exception):
+                read(reply)
+        for queue in order[1:]:
+            if len(taken) >= count:
+                break
+            taken += self._reserve_from(consumer, queue, count - len(taken), ())
         return taken
+
+    def _reserve_command_of(
+        self, consumer: str, queue: str, count: int, tags: Sequence[str]
+    ) -> tuple[Any, ...]:
+        keys = self._queue_call(consumer, queue)
+        return ("EVALSHA", self._reserve.sha, len(keys), *keys, consumer, count, 0, *tags)
+
+    def _taken(
+        self, consumer: str, queue: str, count: int, tags: Sequence[str], flat: Any
+    ) -> list[Delivery]:
+        """The deliveries of a reserve's reply; a shard that forgot the script (nothing
+        was taken, nor acknowledged) is asked again, the script loaded."""
+        if isinstance(flat, errors.NoScriptError):
+            return self._reserve_from(consumer, queue, count, tags)
+        if isinstance(flat, Exception):
+            raise OperationalError(f"reserve: Redis error ({flat})")
+        return [
+            Delivery(f"{_text(flat[i])}@{queue}", queue, flat[i + 2])
+            for i in range(0, len(flat), 3)
+        ]
 
     def _reserve_from(
         self, consumer: str, queue: str, count: int, tags: Sequence[str]
     ) -> list[Delivery]:
         keys, args = self._queue_call(consumer, queue), [consumer, count, 0, *tags]
         flat = self._call("reserve", lambda: self.fast.evalsha(self._reserve, keys, args))
-        return [
-            Delivery(f"{_text(flat[i])}@{queue}", queue, flat[i + 2])
-            for i in range(0, len(flat), 3)
-        ]
+        return self._taken(consumer, queue, count, tags, flat)
 
     def settle_and_reserve(
         self,
@@ -122,19 +159,20 @@ class ClusterBroker(RedisBroker):
         ack: Sequence[str] = (),
         after: Sequence[tuple[tuple[Any, ...], Callable[[Any], None]]] = (),
     ) -> list[Delivery]:
-        """The stores first (each on its task's slot, batched per shard), then the acks
-        and the reserve, then the commands ``after``: an ack never lands before its
-        result, as on one server, in a few round trips instead of one."""
+        """The stores first (each in its task's slot, one shard after the other), then in
+        one write per shard the acks, a reserve and the commands ``after``: an ack never
+        lands before its result, as on one server, in two round trips or a few more."""
         self._run_stores(before)
-        taken = self.reserve(consumer, queues, count, ack)
-        self._run_after(after)
-        return taken
+        return self._reserve_with(consumer, queues, count, ack, after)
 
     def _run_stores(self, commands: Sequence[tuple[tuple[Any, ...], Any]]) -> None:
         if not commands:
             return
-        replies = self._call("store", lambda: self.fast.pipeline([c for c, _ in commands]))
+        stores = [command for command, _ in commands]
+        replies = self._call("store", lambda: self.fast.pipeline(stores, in_order=True))
         for (command, script), reply in zip(commands, replies, strict=True):
+            if isinstance(reply, Exception) and script is None:
+                raise OperationalError(f"store: Redis error ({reply})")
             if isinstance(reply, Exception):  # a shard that forgot the script
                 self._resend(command, script)
 

@@ -206,18 +206,34 @@ class ClusterWire:
         self, node: Any, commands: Sequence[Sequence[Any]],
         abandon_on: tuple[type[Exception], ...] = (),
     ) -> list[Any]:  # fmt: skip
+        return self._read(node, self._write(node, commands), commands, abandon_on)
+
+    def _write(self, node: Any, commands: Sequence[Sequence[Any]]) -> Any:
         connection = self._connection(node)
         try:
             connected(connection).send_packed_command([pack_commands(commands)])
+        except errors.REDIS_ERRORS:
+            self._drop(node, connection)
+            raise
+        return connection
+
+    def _read(
+        self, node: Any, connection: Any, commands: Sequence[Sequence[Any]],
+        abandon_on: tuple[type[Exception], ...] = (),
+    ) -> list[Any]:  # fmt: skip
+        try:
             got = read_replies(connection, len(commands), 0.0, abandon_on)
         except errors.REDIS_ERRORS:
-            connection.disconnect()
-            self._local.held.pop(node.name, None)
+            self._drop(node, connection)
             raise
         want = replicas.wanted(self.client)  # ``wait_for_replicas``: WAIT on that shard
         if want is not None and replicas.writes(commands):
             replicas.await_replicas(connection, want)
         return got
+
+    def _drop(self, node: Any, connection: Any) -> None:
+        connection.disconnect()
+        self._local.held.pop(node.name, None)
 
     def _through_client(self, command: Sequence[Any]) -> Any:
         """``command`` through redis-py; while its slot is half-moved (TRYAGAIN) or has no
@@ -261,11 +277,31 @@ class ClusterWire:
 
     def pipeline(
         self, commands: Sequence[Sequence[Any]], packed: bytes | None = None,
-        abandon_on: tuple[type[Exception], ...] = (), spin: float = 0.0,
+        abandon_on: tuple[type[Exception], ...] = (), spin: float = 0.0, in_order: bool = False,
     ) -> list[Any]:  # fmt: skip
-        """Replies in order, error replies in place; one write per shard."""
-        by_node: dict[str, tuple[Any, list[int]]] = {}
+        """Replies in order, error replies in place; one write per shard, all of them sent
+        before any reply is read. ``in_order``: each shard's part is written only once the
+        part before it is confirmed (for records whose order a reader may see)."""
         replies: list[Any] = [None] * len(commands)
+        groups = self._by_shard(commands, replies)
+        if in_order:
+            for node, indexes in groups:
+                sent = self._try_write(node, [commands[i] for i in indexes])
+                self._finish(node, indexes, sent, commands, replies, abandon_on)
+            return replies
+        written = [
+            (node, ix, self._try_write(node, [commands[i] for i in ix])) for node, ix in groups
+        ]
+        for node, indexes, sent in written:
+            self._finish(node, indexes, sent, commands, replies, abandon_on)
+        return replies
+
+    def _by_shard(
+        self, commands: Sequence[Sequence[Any]], replies: list[Any]
+    ) -> list[tuple[Any, list[int]]]:
+        """The indexes of ``commands`` by shard, in the order of each shard's first one;
+        a command without a key goes through redis-py at once (its reply put in place)."""
+        by_node: dict[str, tuple[Any, list[int]]] = {}
         for index, command in enumerate(commands):
             key = command_key(command)
             if key is None:
@@ -273,16 +309,29 @@ class ClusterWire:
                 continue
             node = self.client.get_node_from_key(key)
             by_node.setdefault(node.name, (node, []))[1].append(index)
-        for node, indexes in by_node.values():
-            batch = [commands[i] for i in indexes]
-            try:
-                got = self._send(node, batch, abandon_on if indexes[0] == 0 else ())
-            except errors.REDIS_ERRORS:
-                got = [self._through_client(command) for command in batch]
-            for index, reply in zip(indexes, got, strict=True):
-                redirected = isinstance(reply, self._redirects)
-                replies[index] = self._through_client(commands[index]) if redirected else reply
-        return replies
+        return list(by_node.values())
+
+    def _try_write(self, node: Any, batch: Sequence[Sequence[Any]]) -> Any:
+        try:
+            return self._write(node, batch)
+        except errors.REDIS_ERRORS:
+            return None  # sent through redis-py by _finish
+
+    def _finish(
+        self, node: Any, indexes: list[int], connection: Any,
+        commands: Sequence[Sequence[Any]], replies: list[Any],
+        abandon_on: tuple[type[Exception], ...],
+    ) -> None:  # fmt: skip
+        batch = [commands[i] for i in indexes]
+        try:
+            if connection is None:
+                raise errors.ConnectionLost("not sent")
+            got = self._read(node, connection, batch, abandon_on if indexes[0] == 0 else ())
+        except errors.REDIS_ERRORS:
+            got = [self._through_client(command) for command in batch]
+        for index, reply in zip(indexes, got, strict=True):
+            redirected = isinstance(reply, self._redirects)
+            replies[index] = self._through_client(commands[index]) if redirected else reply
 
     def evalsha(
         self,

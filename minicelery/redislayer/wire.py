@@ -219,9 +219,10 @@ class FastPath:
 
     def pipeline(
         self, commands: Sequence[Sequence[Any]], packed: bytes | None = None,
-        abandon_on: tuple[type[Exception], ...] = (), spin: float = 0.0,
+        abandon_on: tuple[type[Exception], ...] = (), spin: float = 0.0, in_order: bool = False,
     ) -> list[Any]:  # fmt: skip
-        """Send ``commands`` in one write and read their replies; an error reply is
+        """Send ``commands`` in one write and read their replies (in order on the one
+        connection, whatever ``in_order``, which a cluster's wire needs); an error reply is
         returned in place (as the exception), not raised. ``packed``: the commands already
         in wire format (a caller that keeps the unchanging part of them packed).
         ``abandon_on``: errors that, as the first reply, end the pipeline there: the

@@ -276,3 +276,20 @@ def test_remote_control_revokes_go_to_one_slot_then_the_command(broker: ClusterB
     got = [listener.get(1.0) for _ in range(2)]  # the first may be the subscription's
     assert b"cmd" in got
     listener.close()
+
+
+def test_a_success_is_stored_without_a_script_and_reaches_its_waiter(client: Any) -> None:
+    backend = ClusterBackend(client, "cl")
+    backend.fast = CheckedWire(backend.fast)
+    ok = backend.encode({"status": "SUCCESS", "result": 5, "task_id": "t1"})
+    failed = backend.encode({"status": "FAILURE", "result": "boom", "task_id": "t1"})
+    assert [c[0] for c, _ in backend.store_commands([("t1", ok)])] == ["SET", "XADD", "EXPIRE"]
+    assert [c[0] for c, _ in backend.store_commands([("t1", failed)])] == ["EVALSHA"]
+    backend.store_encoded([("t2", ok)])  # nobody waited: no stream is made
+    assert client.exists(backend.notify_key("t2")) == 0
+    waiting = backend.iter_meta("t1", timeout=5)
+    assert next(waiting)[0]["status"] == "PENDING"  # the waiter's round made the stream
+    backend.store_encoded([("t1", ok)])
+    assert next(waiting)[0]["result"] == 5
+    backend.store_encoded([("t1", failed)])  # a redelivery's failure never replaces it
+    assert backend.get_meta("t1")["status"] == "SUCCESS"
