@@ -108,7 +108,8 @@ class ClusterBroker(RedisBroker):
         commands = [self._reserve_command_of(consumer, *call) for call in first]
         commands += [("HDEL", self.keys.queue_hold(q, consumer), *n) for q, n in acks.items()]
         commands += [command for command, _ in after]
-        replies = self._call("reserve", lambda: self.fast.pipeline(commands))
+        # Never sent again after a lost connection: the caller looks at its hold instead.
+        replies = self._call("reserve", lambda: self.fast.pipeline(commands, retry=False))
         taken = [d for (q, want, tags), flat in zip(first, replies, strict=False)
                  for d in self._taken(consumer, q, want, tags, flat)]  # fmt: skip
         for reply in replies[len(first) : len(commands) - len(after)]:
@@ -147,7 +148,9 @@ class ClusterBroker(RedisBroker):
         self, consumer: str, queue: str, count: int, tags: Sequence[str]
     ) -> list[Delivery]:
         keys, args = self._queue_call(consumer, queue), [consumer, count, 0, *tags]
-        flat = self._call("reserve", lambda: self.fast.evalsha(self._reserve, keys, args))
+        flat = self._call(
+            "reserve", lambda: self.fast.evalsha(self._reserve, keys, args, retry=False)
+        )
         return self._taken(consumer, queue, count, tags, flat)
 
     def settle_and_reserve(

@@ -278,22 +278,32 @@ class ClusterWire:
     def pipeline(
         self, commands: Sequence[Sequence[Any]], packed: bytes | None = None,
         abandon_on: tuple[type[Exception], ...] = (), spin: float = 0.0, in_order: bool = False,
+        retry: bool = True,
     ) -> list[Any]:  # fmt: skip
         """Replies in order, error replies in place; one write per shard, all of them sent
         before any reply is read. ``in_order``: each shard's part is written only once the
-        part before it is confirmed (for records whose order a reader may see)."""
+        part before it is confirmed (for records whose order a reader may see). A lost
+        connection sends that shard's part again through redis-py, or with ``retry=False``
+        (a reserve, which must not run twice) is raised."""
         replies: list[Any] = [None] * len(commands)
         groups = self._by_shard(commands, replies)
         if in_order:
             for node, indexes in groups:
-                sent = self._try_write(node, [commands[i] for i in indexes])
-                self._finish(node, indexes, sent, commands, replies, abandon_on)
+                sent = self._try_write(node, [commands[i] for i in indexes], retry)
+                self._finish(node, indexes, sent, commands, replies, abandon_on, retry)
             return replies
-        written = [
-            (node, ix, self._try_write(node, [commands[i] for i in ix])) for node, ix in groups
-        ]
-        for node, indexes, sent in written:
-            self._finish(node, indexes, sent, commands, replies, abandon_on)
+        written: list[tuple[Any, list[int], Any]] = []
+        try:
+            for node, indexes in groups:
+                sent = self._try_write(node, [commands[i] for i in indexes], retry)
+                written.append((node, indexes, sent))
+            for node, indexes, sent in written:
+                self._finish(node, indexes, sent, commands, replies, abandon_on, retry)
+        except errors.REDIS_ERRORS:
+            for node, _, sent in written:  # replies left unread: never reused
+                if sent is not None:
+                    self._drop(node, sent)
+            raise
         return replies
 
     def _by_shard(
@@ -311,16 +321,18 @@ class ClusterWire:
             by_node.setdefault(node.name, (node, []))[1].append(index)
         return list(by_node.values())
 
-    def _try_write(self, node: Any, batch: Sequence[Sequence[Any]]) -> Any:
+    def _try_write(self, node: Any, batch: Sequence[Sequence[Any]], retry: bool = True) -> Any:
         try:
             return self._write(node, batch)
         except errors.REDIS_ERRORS:
+            if not retry:
+                raise
             return None  # sent through redis-py by _finish
 
     def _finish(
         self, node: Any, indexes: list[int], connection: Any,
         commands: Sequence[Sequence[Any]], replies: list[Any],
-        abandon_on: tuple[type[Exception], ...],
+        abandon_on: tuple[type[Exception], ...], retry: bool = True,
     ) -> None:  # fmt: skip
         batch = [commands[i] for i in indexes]
         try:
@@ -328,6 +340,8 @@ class ClusterWire:
                 raise errors.ConnectionLost("not sent")
             got = self._read(node, connection, batch, abandon_on if indexes[0] == 0 else ())
         except errors.REDIS_ERRORS:
+            if not retry:
+                raise
             got = [self._through_client(command) for command in batch]
         for index, reply in zip(indexes, got, strict=True):
             redirected = isinstance(reply, self._redirects)

@@ -220,6 +220,7 @@ class FastPath:
     def pipeline(
         self, commands: Sequence[Sequence[Any]], packed: bytes | None = None,
         abandon_on: tuple[type[Exception], ...] = (), spin: float = 0.0, in_order: bool = False,
+        retry: bool = True,
     ) -> list[Any]:  # fmt: skip
         """Send ``commands`` in one write and read their replies (in order on the one
         connection, whatever ``in_order``, which a cluster's wire needs); an error reply is
@@ -229,7 +230,8 @@ class FastPath:
         connection is closed rather than wait for the rest (a blocking read behind a
         script Redis forgot would sit out its block), and the error is raised. After a
         connection error the commands go again through the client's retry policy: only
-        commands that may run twice come here (see :meth:`exchange`). ``spin``: seconds to
+        commands that may run twice come here (see :meth:`exchange`), unless ``retry`` is
+        False: then it is raised. ``spin``: seconds to
         look for each reply without sleeping first (as for :meth:`execute`)."""
         connection = self._connection()
         try:
@@ -237,6 +239,8 @@ class FastPath:
             replies = read_replies(connection, len(commands), spin, abandon_on)
         except errors.REDIS_ERRORS:
             connection.disconnect()
+            if not retry:  # it may have run: the caller decides
+                raise
             pipe = self.client.pipeline(transaction=False)
             for command in commands:
                 pipe.execute_command(*command)
