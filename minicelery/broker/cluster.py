@@ -35,6 +35,7 @@ from .dead_letters import dead_record
 from .mailbox import Mailbox
 from .redis import SEP, RedisBroker, _clamp, _script
 
+SWEEP_EVERY = 10.0  # seconds: an idle consumer's reserves look at its queues this often
 MOVING_STALE = 30.0  # seconds before a scheduled message a mover took is taken again
 HANG = 2.0  # seconds beyond a blocking wait's own timeout before Redis counts as hung
 
@@ -68,6 +69,8 @@ class ClusterBroker(RedisBroker):
         self._thread_waits = SlotWaits(client)
         self._after: list[tuple[tuple[Any, ...], Any]] = []
         self._remembered: set[str] = set()
+        self._quiet = False  # the last wait timed out on every queue
+        self._swept_at = 0.0  # when a reserve last looked at the queues
 
     # -- queues and holds -----------------------------------------------------------------
     def _remember(self, queues: Sequence[str]) -> None:
@@ -99,7 +102,7 @@ class ClusterBroker(RedisBroker):
         ``after``, in one write per shard; then the next queues, one by one, while there is
         room left."""
         acks = by_queue(ack)
-        order = self._ordered(queues) if count > 0 and queues else ()
+        order = self._ordered(queues) if count > 0 and queues and self._due() else ()
         if order:
             self._remember(queues)
             if self._beat(consumer):  # known before it holds anything, as on one server
@@ -123,6 +126,15 @@ class ClusterBroker(RedisBroker):
                 break
             taken += self._reserve_from(consumer, queue, count - len(taken), ())
         return taken
+
+    def _due(self) -> bool:
+        """Whether this reserve is to look at the queues (see :meth:`wait_finish`)."""
+        quiet, self._quiet = self._quiet, False
+        now = time.monotonic()
+        if quiet and now - self._swept_at < SWEEP_EVERY:
+            return False
+        self._swept_at = now
+        return True
 
     def _reserve_command_of(
         self, consumer: str, queue: str, count: int, tags: Sequence[str]
@@ -286,6 +298,10 @@ class ClusterBroker(RedisBroker):
             raise
         if ended is None:
             return None
+        # Timed out on every queue: no message came (each publish, requeue or recovery
+        # leaves a token): the reserve that follows is skipped, but for a sweep now and
+        # then (messages pushed by hand carry no token).
+        self._quiet = not ended
         after, self._after = self._after, []
         self._run_after(after)
         return []

@@ -117,9 +117,12 @@ class ChildConsumer(ChildTasks):
             except OperationalError as exc:
                 if attempt == 0:
                     logger.error("child %s: %s; retrying with backoff", self.consumer_id, exc)
-                ready, _, _ = select.select([self.conn.sock], [], [], min(0.2 * 2**attempt, 5))
-                if ready and not self.conn.sock.recv(1, socket.MSG_PEEK):
-                    raise EOFError("the main process is gone") from exc
+                pause = min(0.2 * 2 ** min(attempt, 5), MAX_BACKOFF)
+                ready, _, _ = select.select([self.conn.sock], [], [], pause)
+                if ready:  # its word is left for start(): a wait, unless the pipe closed
+                    if not self.conn.sock.recv(1, socket.MSG_PEEK):
+                        raise EOFError("the main process is gone") from exc
+                    time.sleep(pause)
         raise AssertionError("unreachable")  # pragma: no cover
 
     # -- life -----------------------------------------------------------------------------

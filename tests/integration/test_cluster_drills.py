@@ -178,3 +178,75 @@ def test_wait_for_replicas_waits_on_each_shard(topology: ClusterTopology) -> Non
     queue_ports = {topology.node_for_key(KeySchema("wr").wake(q))[1] for q in QUEUES}
     assert all(after[port] > before[port] for port in queue_ports), (before, after)
     assert sum(after.values()) - sum(before.values()) >= 30
+
+
+def _commands(topology: ClusterTopology) -> int:
+    total = 0
+    for _, port, _ in topology.masters():
+        with topology.client(port) as node:
+            total += int(node.info("stats")["total_commands_processed"])
+    return total
+
+
+def test_an_idle_worker_on_six_queues_over_three_shards_does_not_poll(
+    topology: ClusterTopology,
+) -> None:
+    """Idle, a worker's children block on one pop per queue, renewed once a second, with a
+    reserve after each: tens of commands a second for the whole cluster, where polling
+    would be thousands. A task sent then is picked up at once."""
+    prefix = f"t-{uuid.uuid4().hex[:8]}"
+    factory = WorkerFactory(topology.url, prefix)
+    app = _app(topology.url, prefix)
+    try:
+        factory(APP, concurrency=2, extra_args=("-Q", ",".join(QUEUES)))
+        assert app.signature(TASK).apply_async((2,), queue="q5").get(timeout=10) == 4
+        before, started = _commands(topology), time.monotonic()
+        time.sleep(3.0)  # the measured window: the worker is left idle
+        rate = (_commands(topology) - before) / (time.monotonic() - started)
+        sent = time.monotonic()
+        assert app.signature(TASK).apply_async((3,), queue="q4").get(timeout=10) == 9
+        picked_up = time.monotonic() - sent
+    finally:
+        app.close()
+        factory.cleanup()
+    print(f"idle: {rate:.0f} commands/s on the cluster; a task after it: {picked_up * 1000:.0f} ms")
+    assert rate < 120, rate
+    assert picked_up < 0.5, picked_up
+
+
+ACL_LINE = (
+    "on >pw resetkeys ~{p}:* ~{{{p}}}:* ~{{{p}:* resetchannels &{p}:* -@all +@read +@write "
+    "+@transaction +@pubsub +@connection +eval +evalsha +script|load +time -@dangerous"
+)
+
+
+def test_the_documented_acl_user_runs_tasks_on_a_cluster(topology: ClusterTopology) -> None:
+    """The README's ACL line with the two rights a cluster adds; without them, one line."""
+    prefix = "aclp"
+    for extra in ((), ("+cluster|slots", "+command")):
+        for port in topology.live_ports():
+            with topology.client(port) as node:
+                node.execute_command(
+                    "ACL", "SETUSER", "mc", "reset", *ACL_LINE.format(p=prefix).split(), *extra
+                )
+    url = topology.url.replace("rediscluster://", "rediscluster://mc:pw@")
+    factory = WorkerFactory(url, prefix)
+    app = _app(url, prefix)
+    try:
+        factory(APP, concurrency=1, extra_args=("-Q", "q1"))
+        assert app.signature(TASK).apply_async((4,), queue="q1").get(timeout=10) == 16
+    finally:
+        app.close()
+        factory.cleanup()
+    for port in topology.live_ports():
+        with topology.client(port) as node:
+            node.execute_command("ACL", "SETUSER", "mc", "-cluster|slots")
+    refused = WorkerFactory(url, prefix)
+    try:
+        worker = refused(APP, concurrency=1, wait_ready=False)
+        assert worker.wait_exit(timeout=20) != 0, worker.describe()
+        output = worker.output()
+    finally:
+        refused.cleanup()
+    assert "lacks a permission" in output and "cluster|slots" in output, output
+    assert "Traceback" not in output, output

@@ -293,3 +293,16 @@ def test_a_success_is_stored_without_a_script_and_reaches_its_waiter(client: Any
     assert next(waiting)[0]["result"] == 5
     backend.store_encoded([("t1", failed)])  # a redelivery's failure never replaces it
     assert backend.get_meta("t1")["status"] == "SUCCESS"
+
+
+def test_after_a_wait_that_only_timed_out_the_reserve_skips_but_for_a_sweep(
+    broker: ClusterBroker, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    _publish(broker, "a", b"pushed")  # as if by hand: the next wait saw no token
+    assert len(broker.reserve("c1", ["a"], 1)) == 1  # a first reserve always looks
+    _publish(broker, "a", b"more")
+    broker._quiet = True
+    assert broker.reserve("c1", ["a"], 1) == []  # nothing was told to come
+    broker._quiet = True
+    monkeypatch.setattr("minicelery.broker.cluster.SWEEP_EVERY", 0.0)
+    assert [d.data for d in broker.reserve("c1", ["a"], 1)] == [b"more"]  # the sweep
