@@ -30,9 +30,9 @@ from ..redislayer.clusterwait import SlotWaits
 from ..redislayer.errors import translate_errors
 from ..redislayer.keys import KeySchema
 from ..redislayer.wire import Lane
-from .base import DeadLetter, Delivery, OutgoingMessage
-from .dead_letters import dead_record
-from .mailbox import Mailbox
+from .base import Delivery, OutgoingMessage
+from .dead_letters import ClusterDeadLetters
+from .mailbox import ClusterMailbox
 from .redis import SEP, RedisBroker, _clamp, _script
 
 SWEEP_EVERY = 10.0  # seconds: an idle consumer's reserves look at its queues this often
@@ -55,7 +55,7 @@ def by_queue(tags: Sequence[str]) -> dict[str, list[str]]:
     return grouped
 
 
-class ClusterBroker(RedisBroker):
+class ClusterBroker(ClusterDeadLetters, RedisBroker):
     """A :class:`RedisBroker` over a redis-py ``RedisCluster`` client."""
 
     one_slot_per_script = True
@@ -366,58 +366,12 @@ class ClusterBroker(RedisBroker):
             self._call("move_due", lambda: self.client.hdel(self.keys.moving, entry))  # noqa: B023
         return len(entries)
 
-    # -- dead letters and purges ----------------------------------------------------------
-    def dead_letter(self, consumer: str, delivery: Delivery, letter: DeadLetter) -> None:
-        """Stored first, then taken from the hold: a crash between the two keeps the
-        message held (given back, and dead-lettered again), never loses it."""
-        record = dead_record(letter)
-
-        def store() -> None:
-            pipe = self.client.pipeline(transaction=True)
-            pipe.hset(self.keys.dead_letters, letter.id, record)
-            pipe.zadd(self.keys.dead_index, {letter.id: letter.when})
-            pipe.execute()
-
-        self._call("dead_letter", store)
-        self.ack(consumer, [delivery.tag])
-
-    def replay_dead(self, ids: Sequence[str] | None = None) -> int:
-        letters = [letter for letter in self.dead_letters() if ids is None or letter.id in set(ids)]
-        for letter in letters:  # queued, then forgotten: at worst queued twice
-            self._publish_now_many([(letter.queue, letter.data, 0)])
-
-            def forget(letter_id: str = letter.id) -> None:
-                pipe = self.client.pipeline(transaction=True)
-                pipe.hdel(self.keys.dead_letters, letter_id)
-                pipe.zrem(self.keys.dead_index, letter_id)
-                pipe.execute()
-
-            self._call("replay_dead", forget)
-        return len(letters)
-
+    # -- purges and remote control ------------------------------------------------------
     def purge(self, queues: Sequence[str]) -> int:
         return sum(super(ClusterBroker, self).purge([queue]) for queue in queues)
 
     def mailbox(self) -> Any:
         return ClusterMailbox(self.client, self.keys)
-
-
-class ClusterMailbox(Mailbox):
-    """Remote control on a cluster: the revoked set and its news share a slot and change
-    together; the command is published after them (a cluster broadcasts it to every
-    node's subscribers)."""
-
-    def publish(
-        self,
-        command: bytes,
-        revoke: Sequence[str] = (),
-        keep_for: float = 0,
-        news: dict[str, Any] | None = None,
-    ) -> int:
-        if revoke or news is not None:
-            self._record_revokes(revoke, keep_for, news)
-        with translate_errors("sending a remote control command"):
-            return int(self.client.publish(self.channel, command))
 
 
 def _text(value: Any) -> str:

@@ -203,3 +203,21 @@ def _field(fields: Any, name: bytes) -> Any:
         return fields.get(name)
     pairs = list(fields or ())
     return dict(zip(pairs[::2], pairs[1::2], strict=False)).get(name)
+
+
+class ClusterMailbox(Mailbox):
+    """Remote control on a cluster: the revoked set and its news share a slot and change
+    together; the command is published after them (a cluster broadcasts it to every
+    node's subscribers)."""
+
+    def publish(
+        self,
+        command: bytes,
+        revoke: Sequence[str] = (),
+        keep_for: float = 0,
+        news: dict[str, Any] | None = None,
+    ) -> int:
+        if revoke or news is not None:
+            self._record_revokes(revoke, keep_for, news)
+        with translate_errors("sending a remote control command"):
+            return int(self.client.publish(self.channel, command))

@@ -120,4 +120,3 @@ class ReserveCommands:
         keys = self._reserve_keys(consumer, ordered)
         call = ("EVALSHA", sha) if sha else ("EVAL", self._reserve.script)
         return (*call, len(keys), *keys, consumer, max(count, 0), beat, *ack)
-
