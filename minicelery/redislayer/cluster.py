@@ -281,14 +281,15 @@ class ClusterWire:
         retry: bool = True,
     ) -> list[Any]:  # fmt: skip
         """Replies in order, error replies in place; one write per shard, all of them sent
-        before any reply is read. ``in_order``: each shard's part is written only once the
-        part before it is confirmed (for records whose order a reader may see). A lost
+        before any reply is read. ``in_order``: commands in their order, each run of them
+        for one shard written once the run before it is confirmed (records whose order a
+        reader may see: a chain's failed link before the links after it). A lost
         connection sends that shard's part again through redis-py, or with ``retry=False``
         (a reserve, which must not run twice) is raised."""
         replies: list[Any] = [None] * len(commands)
         groups = self._by_shard(commands, replies)
         if in_order:
-            for node, indexes in groups:
+            for node, indexes in _runs(groups):
                 sent = self._try_write(node, [commands[i] for i in indexes], retry)
                 self._finish(node, indexes, sent, commands, replies, abandon_on, retry)
             return replies
@@ -374,3 +375,17 @@ class ClusterWire:
 
     def exchange(self, packed: bytes, replies: int) -> list[Any]:  # pragma: no cover
         raise NotImplementedError("a cluster has no single connection to exchange on")
+
+
+def _runs(groups: list[tuple[Any, list[int]]]) -> list[tuple[Any, list[int]]]:
+    """The commands of ``groups`` (shard, indexes) in their order, as runs of consecutive
+    commands for one shard."""
+    shard_of = {index: node for node, indexes in groups for index in indexes}
+    runs: list[tuple[Any, list[int]]] = []
+    for index in sorted(shard_of):
+        node = shard_of[index]
+        if runs and runs[-1][0].name == node.name:
+            runs[-1][1].append(index)
+        else:
+            runs.append((node, [index]))
+    return runs

@@ -306,3 +306,18 @@ def test_after_a_wait_that_only_timed_out_the_reserve_skips_but_for_a_sweep(
     broker._quiet = True
     monkeypatch.setattr("minicelery.broker.cluster.SWEEP_EVERY", 0.0)
     assert [d.data for d in broker.reserve("c1", ["a"], 1)] == [b"more"]  # the sweep
+
+
+def test_records_in_order_go_as_runs_of_one_shard() -> None:
+    class Node:
+        def __init__(self, name: str) -> None:
+            self.name = name
+
+    a, b = Node("a"), Node("b")
+    runs = cluster._runs([(a, [0, 2, 3]), (b, [1, 4])])
+    assert [(node.name, indexes) for node, indexes in runs] == [
+        ("a", [0]),
+        ("b", [1]),
+        ("a", [2, 3]),
+        ("b", [4]),
+    ]
