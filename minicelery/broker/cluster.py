@@ -325,6 +325,9 @@ class ClusterBroker(ClusterDeadLetters, RedisBroker):
     # -- publishing and scheduling --------------------------------------------------------
     def publish(self, messages: Sequence[OutgoingMessage]) -> None:
         now = time.time()
+        if len(messages) == 1 and (messages[0].eta is None or messages[0].eta <= now):
+            self.publish_now(messages[0].queue, messages[0].data, messages[0].priority)
+            return  # one EVALSHA on its shard's connection (delay())
         later = [m for m in messages if m.eta is not None and m.eta > now]
         if later:
             entries = {self.queue_entry(m.queue, _clamp(m.priority), m.data): m.eta for m in later}
