@@ -250,3 +250,22 @@ def test_the_documented_acl_user_runs_tasks_on_a_cluster(topology: ClusterTopolo
         refused.cleanup()
     assert "lacks a permission" in output and "cluster|slots" in output, output
     assert "Traceback" not in output, output
+
+
+def test_a_worker_waits_for_a_cluster_that_is_down_and_stops_in_one_line() -> None:
+    """No node answers: the worker says so once per try, with backoff, its children wait
+    too, and SIGTERM ends it cleanly: no traceback from any process."""
+    from tests.helpers import free_port
+
+    url = f"rediscluster://127.0.0.1:{free_port()}"
+    factory = WorkerFactory(url, "down")
+    try:
+        worker = factory(APP, concurrency=2, wait_ready=False)
+        worker.wait_for_line("Trying again in 2.00 seconds", timeout=30)
+        worker.terminate()
+        assert worker.wait_exit(timeout=20) is not None
+        output = worker.output()
+    finally:
+        factory.cleanup()
+    assert "stopped while waiting for Redis" in output, output
+    assert "Traceback" not in output, output
