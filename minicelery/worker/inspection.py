@@ -231,7 +231,7 @@ def stats(worker: WorkController, **kwargs: Any) -> dict[str, Any]:
         "total": dict(worker.totals + collections.Counter(worker.pool.task_totals())),
         "pool": {**worker.pool.info(), "max-tasks-per-child": worker.max_tasks_per_child},
         "prefetch_count": worker.prefetch,
-        "broker": {"transport": "redis"},
+        "broker": {"transport": worker.app.resolved_urls()[0].split("://", 1)[0]},
         "rusage": {
             "utime": usage.ru_utime,
             "stime": usage.ru_stime,

@@ -93,6 +93,7 @@ def test_inspect_answers_from_both_workers(
     assert [q["name"] for q in queues[W1]] == ["q1"] and [q["name"] for q in queues[W2]] == ["q2"]
     stats = inspect.stats() or {}
     assert stats[W1]["pid"] == first.pid and stats[W2]["pid"] == second.pid
+    assert stats[W1]["broker"]["transport"] == capp.conf.broker_url.split("://")[0]
     assert stats[W1]["pool"]["max-concurrency"] == 1 and len(stats[W1]["pool"]["processes"]) == 1
     assert inspect.scheduled() == {W1: [], W2: []}
     assert (inspect.conf() or {})[W1]["key_prefix"] == capp.conf.key_prefix
