@@ -25,6 +25,7 @@ from tests.helpers import (
     minicelery_argv,
     wait_until,
 )
+from tests.integration.failover_checks import events_and_control_carry_on
 from tests.integration.sentinels import MASTER_NAME, Sentinels, sentinel_set
 
 APP = "tests.integration.apps.sentinel_app"
@@ -86,7 +87,7 @@ def test_tasks_in_flight_survive_a_master_kill(sentinel_env: Any) -> None:
                           env=factory.env(env), label="beat")  # fmt: skip
     try:
         for _ in range(2):
-            factory(APP, concurrency=2, env=env)
+            factory(APP, concurrency=2, env=env, extra_args=("-E",))
         square = app.signature("tests.integration.apps.sentinel_app.late_square")
         ids = [square.delay(n, 0.06).id for n in range(TASKS)]
         with master.client() as client:  # the queue is on the replica before the kill
@@ -122,8 +123,13 @@ def test_tasks_in_flight_survive_a_master_kill(sentinel_env: Any) -> None:
         # Remote control (pub/sub) follows the new master too: both workers answer.
         replies = wait_until(lambda: _pings(app), timeout=10, interval=0.2)
         assert len(replies) == 2, replies
+        # Monitoring events and a command that changes the workers follow it as well.
+        events = events_and_control_carry_on(
+            app, set(replies), square.name, lambda: [square.delay(n).id for n in range(5)]
+        )
         print(f"failover took {failover:.1f}s; {done_at_kill} done by then; all {TASKS} SUCCESS "
-              f"{time.monotonic() - killed_at:.1f}s after the kill")  # fmt: skip
+              f"{time.monotonic() - killed_at:.1f}s after the kill; {len(events)} events read "
+              "after it")  # fmt: skip
     finally:
         app.close()
         beat.close()
