@@ -48,8 +48,8 @@ def events_and_control_carry_on(
     receiver = app.events.Receiver()
     ids = send()
     seen = collect_events(receiver, hostnames, ids)
-    replies = app.control.rate_limit(task, "1000/s", reply=True, timeout=3.0,
-                                     limit=len(hostnames))  # fmt: skip or []
+    limit = len(hostnames)
+    replies = app.control.rate_limit(task, "1000/s", reply=True, timeout=3.0, limit=limit) or []
     answers = {host: answer for reply in replies for host, answer in reply.items()}
     assert answers == {h: {"ok": "new rate limit set successfully"} for h in hostnames}, replies
     return seen
