@@ -41,10 +41,10 @@ def collect_events(
 
 def events_and_control_carry_on(
     app: Celery, hostnames: set[str], task: str, send: Callable[[], list[str]]
-) -> Events:
+) -> tuple[list[str], Events]:
     """After a failover: a receiver started now sees heartbeats from every worker of
     ``hostnames`` and ``task-succeeded`` for the tasks ``send`` sends, and a ``rate_limit``
-    on ``task`` is answered ok by every worker. Returns the events seen."""
+    on ``task`` is answered ok by every worker. Returns the ids sent and the events seen."""
     receiver = app.events.Receiver()
     ids = send()
     seen = collect_events(receiver, hostnames, ids)
@@ -52,4 +52,4 @@ def events_and_control_carry_on(
     replies = app.control.rate_limit(task, "1000/s", reply=True, timeout=3.0, limit=limit) or []
     answers = {host: answer for reply in replies for host, answer in reply.items()}
     assert answers == {h: {"ok": "new rate limit set successfully"} for h in hostnames}, replies
-    return seen
+    return ids, seen
