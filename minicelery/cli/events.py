@@ -15,12 +15,14 @@ import click
 from ..events.dumper import Dumper
 from ..events.receiver import EventReceiver
 from ..events.view import Monitor
+from ..exceptions import OperationalError
 from .main import State, friendly_errors
 
 # Plain ANSI: the alternate screen (the terminal is left as it was), cursor hidden/shown,
 # cursor home, clear to the end of the line / of the screen.
 ENTER, LEAVE = "\x1b[?1049h\x1b[?25l", "\x1b[?25h\x1b[?1049l"
 HOME, CLEAR_LINE, CLEAR_BELOW = "\x1b[H", "\x1b[K", "\x1b[J"
+RETRY_MAX = 2.0  # longest pause between two tries to read again after losing Redis
 
 
 @click.command()
@@ -65,12 +67,15 @@ def _dump(receiver: EventReceiver, as_json: bool) -> None:
         sys.stdout.flush()
 
     receiver.handlers["*"] = Dumper(write, as_json).on_event
-    receiver.capture()
+    reader = Reader(receiver)
+    while not receiver.should_stop:
+        reader.drain(1.0)
 
 
 def _live(receiver: EventReceiver, frequency: float, out: IO[str]) -> None:
     monitor = Monitor()
     receiver.handlers["*"] = monitor.on_event
+    reader = Reader(receiver)
     out.write(ENTER)
     try:
         while not receiver.should_stop:
@@ -80,10 +85,36 @@ def _live(receiver: EventReceiver, frequency: float, out: IO[str]) -> None:
                 left = deadline - time.monotonic()
                 if left <= 0:
                     break
-                receiver.drain(min(left, 1.0))
+                reader.drain(min(left, 1.0))
     finally:
         out.write(LEAVE)
         out.flush()
+
+
+class Reader:
+    """Reads events on through a lost connection to Redis (a restart, a Sentinel or Cluster
+    failover), as Celery's ``events`` reconnects: the loss is said once on stderr, reads
+    are tried again with a growing pause, and they go on from the last event read, so none
+    that the stream still holds is missed."""
+
+    def __init__(self, receiver: EventReceiver) -> None:
+        self.receiver = receiver
+        self.pause = 0.0  # > 0 while Redis cannot be read
+
+    def drain(self, timeout: float) -> None:
+        """Handle the events of up to ``timeout`` seconds; a Redis error costs a pause."""
+        try:
+            self.receiver.drain(timeout)
+        except OperationalError as exc:
+            if not self.pause:
+                click.echo(f"-> minicelery events: connection lost ({exc}); reconnecting",
+                           err=True)  # fmt: skip
+            self.pause = min(max(self.pause * 2, 0.1), RETRY_MAX)
+            time.sleep(self.pause)
+            return
+        if self.pause:
+            click.echo("-> minicelery events: reconnected", err=True)
+            self.pause = 0.0
 
 
 def _draw(out: IO[str], monitor: Monitor) -> None:

@@ -33,6 +33,11 @@ class _Pop:
     def fileno(self) -> int:
         return int(self.connection._sock.fileno())
 
+    def closed(self) -> bool:
+        """Whether its connection was closed under it: redis-py's refresh of the slot map
+        closes every connection to a node that left the map, a pending pop's too."""
+        return getattr(self.connection, "_sock", None) is None
+
     def release(self, broken: bool = False) -> None:
         if broken:
             self.connection.disconnect()
@@ -83,6 +88,11 @@ class SlotWaits:
         ended: bool | None = None
         ready = {fd for fd, _ in self._epoll.poll(0)} if self._epoll is not None else set()
         for key, pop in list(self._pending.items()):
+            if pop.closed():  # its master died, and a refresh of the slot map closed it
+                self._forget(key)
+                pop.release(broken=True)
+                _refresh(self.client)
+                raise errors.ConnectionLost(f"the wait on {key} lost its connection")
             if pop.fileno() not in ready:
                 continue
             self._forget(key)

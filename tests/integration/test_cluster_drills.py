@@ -20,6 +20,7 @@ from minicelery.redislayer.keys import KeySchema
 from tests.helpers import REPO_ROOT, ManagedProcess, WorkerFactory, minicelery_argv, wait_until
 from tests.integration.apps.cluster_app import QUEUES
 from tests.integration.clusters import ClusterTopology, cluster_topology
+from tests.integration.failover_checks import events_and_control_carry_on
 
 APP = "tests.integration.apps.cluster_app"
 TASK = "tests.integration.apps.cluster_app.late_square"
@@ -74,6 +75,13 @@ def _spread(app: Celery, count: int, seconds: float) -> list[str]:
     return [square.apply_async((n, seconds), queue=QUEUES[n % 6]).id for n in range(count)]
 
 
+def _events_and_control(app: Celery) -> None:
+    """Events and a rate_limit reach both workers after the failover (the failover of the
+    event stream's own master is test_failover_monitor.py's)."""
+    hostnames = set(_pings(app, 2) or ())
+    events_and_control_carry_on(app, hostnames, TASK, lambda: _spread(app, 12, 0))
+
+
 def test_tasks_in_flight_survive_a_shard_failover(topology: ClusterTopology) -> None:
     prefix = f"t-{uuid.uuid4().hex[:8]}"
     factory = WorkerFactory(topology.url, prefix)
@@ -82,7 +90,7 @@ def test_tasks_in_flight_survive_a_shard_failover(topology: ClusterTopology) -> 
                           env=factory.env({}), label="beat")  # fmt: skip
     try:
         for _ in range(2):
-            factory(APP, concurrency=2, extra_args=("-Q", ",".join(QUEUES)))
+            factory(APP, concurrency=2, extra_args=("-Q", ",".join(QUEUES), "-E"))
         ids = _spread(app, 240, 0.05)
         wait_until(lambda: _succeeded(app, ids) >= 30, timeout=30)
         # The master of queue q0 (and of a third of every task's results) dies.
@@ -99,6 +107,7 @@ def test_tasks_in_flight_survive_a_shard_failover(topology: ClusterTopology) -> 
         late = _sent(beat)[sent_before:]
         wait_until(lambda: set(_states(app, late).values()) == {"SUCCESS"}, timeout=20)
         assert wait_until(lambda: _pings(app, 2), timeout=15, interval=0.2)
+        _events_and_control(app)
         print(f"failover took {failover:.1f}s; {done_at_kill} of 240 done by then; all "
               f"SUCCESS {time.monotonic() - killed_at:.1f}s after the kill")  # fmt: skip
     finally:

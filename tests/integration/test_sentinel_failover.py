@@ -25,6 +25,7 @@ from tests.helpers import (
     minicelery_argv,
     wait_until,
 )
+from tests.integration.failover_checks import events_and_control_carry_on
 from tests.integration.sentinels import MASTER_NAME, Sentinels, sentinel_set
 
 APP = "tests.integration.apps.sentinel_app"
@@ -84,9 +85,13 @@ def test_tasks_in_flight_survive_a_master_kill(sentinel_env: Any) -> None:
     env = {"MC_TEST_MASTER_NAME": MASTER_NAME}
     beat = ManagedProcess(minicelery_argv("-A", APP, "beat", "-l", "debug"), cwd=REPO_ROOT,
                           env=factory.env(env), label="beat")  # fmt: skip
+    # A monitor that lives through the failover: `minicelery events --dump`.
+    dump = ManagedProcess(minicelery_argv("-A", APP, "events", "--dump"), cwd=REPO_ROOT,
+                          env=factory.env(env), label="events")  # fmt: skip
     try:
+        dump.wait_for_line("starting capture", timeout=15)
         for _ in range(2):
-            factory(APP, concurrency=2, env=env)
+            factory(APP, concurrency=2, env=env, extra_args=("-E",))
         square = app.signature("tests.integration.apps.sentinel_app.late_square")
         ids = [square.delay(n, 0.06).id for n in range(TASKS)]
         with master.client() as client:  # the queue is on the replica before the kill
@@ -122,11 +127,24 @@ def test_tasks_in_flight_survive_a_master_kill(sentinel_env: Any) -> None:
         # Remote control (pub/sub) follows the new master too: both workers answer.
         replies = wait_until(lambda: _pings(app), timeout=10, interval=0.2)
         assert len(replies) == 2, replies
+        # Monitoring events and a command that changes the workers follow it as well.
+        after, events = events_and_control_carry_on(
+            app, set(replies), square.name, lambda: [square.delay(n).id for n in range(5)]
+        )
+        # The monitor started before the kill reads on through it, and prints them too.
+        for task_id in after:
+            dump.wait_for_line(f"task-succeeded: {square.name}[{task_id}]", timeout=10)
+        said = dump.output()
+        assert "connection lost" in said and "reconnected" in said, dump.describe(10)
+        assert dump.is_alive(), dump.describe(10)
         print(f"failover took {failover:.1f}s; {done_at_kill} done by then; all {TASKS} SUCCESS "
-              f"{time.monotonic() - killed_at:.1f}s after the kill")  # fmt: skip
+              f"{time.monotonic() - killed_at:.1f}s after the kill; {len(events)} events read "
+              "after it")  # fmt: skip
     finally:
         app.close()
         beat.close()
+        dump.close()
+        print(dump.describe(10))
         factory.cleanup()
         if factory.workers:
             print(factory.report())
