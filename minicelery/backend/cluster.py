@@ -66,6 +66,9 @@ class ClusterBackend(RedisBackend):
                     numkeys = int(command[2])
                     keys, args = command[3 : 3 + numkeys], command[3 + numkeys :]
                     self.fast.evalsha(script, keys, args)
+            replicated = getattr(self.fast, "replicated", None)  # acks follow: see the wire
+            if replicated is not None:
+                replicated([command for command, _ in commands])
 
     def get_many(self, task_ids: list[str]) -> list[Meta]:
         with translate_errors("get results"):

@@ -190,6 +190,9 @@ class ClusterBroker(ClusterDeadLetters, RedisBroker):
                 raise OperationalError(f"store: Redis error ({reply})")
             if isinstance(reply, Exception):  # a shard that forgot the script
                 self._resend(command, script)
+        replicated = getattr(self.fast, "replicated", None)  # before the acks (other shards)
+        if replicated is not None:
+            self._call("store", lambda: replicated(stores))
 
     def _run_after(self, after: Sequence[tuple[tuple[Any, ...], Any]]) -> None:
         if not after:

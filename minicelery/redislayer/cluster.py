@@ -28,6 +28,9 @@ SCHEME = "rediscluster"
 #: Seconds a command whose slot is moving or failing over is tried again before its error
 #: is raised (a failover takes the cluster's node timeout and an election: a few seconds).
 SETTLE_SECONDS = 5.0
+#: Milliseconds a shard's replica is waited for before the acks of results stored there.
+REPLICATED_MS = 200
+WAIT_ONE = ("WAIT", 1, REPLICATED_MS)
 DEFAULT_PORT = 6379
 
 
@@ -347,6 +350,41 @@ class ClusterWire:
         for index, reply in zip(indexes, got, strict=True):
             redirected = isinstance(reply, self._redirects)
             replies[index] = self._through_client(commands[index]) if redirected else reply
+
+    def replicated(self, commands: Sequence[Sequence[Any]]) -> None:
+        """Wait until the shards that ran ``commands`` (writes sent on this thread's
+        connections) have passed them to a replica, where the slot map lists one: a
+        result must outlive its master's failover before its message is acknowledged on
+        another shard. At most :data:`REPLICATED_MS` per shard (then a warning: the writes
+        stand). Nothing to do when every write waits already (``wait_for_replicas``)."""
+        if replicas.wanted(self.client) is not None:
+            return
+        nodes: dict[str, Any] = {}
+        slots = self.client.nodes_manager.slots_cache
+        for command in commands:
+            key = command_key(command)
+            holders = slots.get(self.client.keyslot(key)) if key is not None else None
+            if holders and len(holders) > 1:
+                nodes[holders[0].name] = holders[0]
+        held = getattr(self._local, "held", {})
+        sent = []
+        for name, node in nodes.items():
+            if name not in held:
+                continue
+            try:
+                held[name].connection.send_packed_command([pack_commands([WAIT_ONE])])
+            except errors.REDIS_ERRORS as exc:
+                self._drop(node, held[name].connection)
+                replicas.warn(f"could not wait for a replica of {node.name}: {exc}")
+                continue
+            sent.append((node, held[name].connection))
+        for node, connection in sent:
+            try:
+                if int(connection.read_response()) < 1:
+                    replicas.warn(f"a replica of {node.name} did not confirm results in time")
+            except errors.REDIS_ERRORS as exc:
+                self._drop(node, connection)
+                replicas.warn(f"could not wait for a replica of {node.name}: {exc}")
 
     def evalsha(
         self,

@@ -79,10 +79,10 @@ def await_replicas(connection: Any, want: tuple[int, int]) -> None:
         got = int(connection.read_response())
     except errors.REDIS_ERRORS as exc:
         connection.disconnect()
-        _warn(f"could not wait for {count} replica(s): {exc}")
+        warn(f"could not wait for {count} replica(s): {exc}")
         return
     if got < count:
-        _warn(f"only {got} of {count} replica(s) acknowledged a write within {ms} ms")
+        warn(f"only {got} of {count} replica(s) acknowledged a write within {ms} ms")
 
 
 def wait_command(want: tuple[int, int]) -> tuple[Any, ...]:
@@ -90,7 +90,8 @@ def wait_command(want: tuple[int, int]) -> tuple[Any, ...]:
     return ("WAIT", want[0], want[1])
 
 
-def _warn(message: str) -> None:
+def warn(message: str) -> None:
+    """Log a replica's lateness, at most every ``WARN_EVERY`` seconds."""
     now = time.monotonic()
     if now - _Warned.at >= WARN_EVERY:
         _Warned.at = now

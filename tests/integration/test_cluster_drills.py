@@ -35,8 +35,8 @@ def topology(tmp_path: Path) -> Iterator[ClusterTopology]:
         yield started
 
 
-def _app(url: str, prefix: str) -> Celery:
-    return Celery("cluster_client", broker=url, backend=url, key_prefix=prefix)
+def _app(url: str, prefix: str, **options: Any) -> Celery:
+    return Celery("cluster_client", broker=url, backend=url, key_prefix=prefix, **options)
 
 
 def _states(app: Celery, ids: list[str]) -> dict[str, str]:
@@ -85,7 +85,9 @@ def _events_and_control(app: Celery) -> None:
 def test_tasks_in_flight_survive_a_shard_failover(topology: ClusterTopology) -> None:
     prefix = f"t-{uuid.uuid4().hex[:8]}"
     factory = WorkerFactory(topology.url, prefix)
-    app = _app(topology.url, prefix)
+    # The publishes are on a replica before they count as sent (replication is
+    # asynchronous: a busy machine can leave them behind when the master dies).
+    app = _app(topology.url, prefix, broker_transport_options={"wait_for_replicas": 1})
     beat = ManagedProcess(minicelery_argv("-A", APP, "beat", "-l", "debug"), cwd=REPO_ROOT,
                           env=factory.env({}), label="beat")  # fmt: skip
     try:
