@@ -115,8 +115,8 @@ class ChildConsumer(ChildTasks):
             try:
                 return app.broker
             except OperationalError as exc:
-                if attempt == 0:
-                    logger.error("child %s: %s; retrying with backoff", self.consumer_id, exc)
+                if attempt == 0:  # the main process says why, once: it waits for Redis too
+                    logger.debug("child %s: %s; retrying with backoff", self.consumer_id, exc)
                 pause = min(0.2 * 2 ** min(attempt, 5), MAX_BACKOFF)
                 ready, _, _ = select.select([self.conn.sock], [], [], pause)
                 if ready:  # its word is left for start(): a wait, unless the pipe closed
