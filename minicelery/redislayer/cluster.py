@@ -91,13 +91,12 @@ def cluster_client(
     ``broker_use_ssl`` keys, which turn TLS on for every node."""
     from redis.cluster import ClusterNode, RedisCluster
 
-    from .tls import ssl_kwargs
+    from .tls import tls_on
 
     errors.adopt_redis_py()
     parsed = parse(url)
     kwargs = {k: v for k, v in client_kwargs.items() if k not in ("health_check_interval",)}
-    if ssl:
-        kwargs.update(ssl_kwargs(ssl))
+    kwargs.update(tls_on(ssl))
     try:
         return RedisCluster(
             startup_nodes=[ClusterNode(host, port) for host, port in parsed.nodes],  # type: ignore[no-untyped-call]

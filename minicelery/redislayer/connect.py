@@ -118,8 +118,10 @@ def client_for_url(
         return cluster_client(url, ssl, redis_py_kwargs())
     if scheme == "sentinel":
         from .sentinel import sentinel_client
+        from .tls import tls_on
 
-        return sentinel_client(url, transport_options or {}, setting, redis_py_kwargs())
+        kwargs = {**redis_py_kwargs(), **tls_on(ssl)}  # TLS to the master, if asked
+        return sentinel_client(url, transport_options or {}, setting, kwargs)
     if scheme == "memory":
         from .memory import memory_client
 

@@ -52,6 +52,17 @@ def ssl_kwargs(options: Mapping[str, Any] | bool) -> dict[str, Any]:
     return out
 
 
+def tls_on(options: Mapping[str, Any] | bool | None) -> dict[str, Any]:
+    """The keywords that turn TLS on for a client whose URL does not say it (the master
+    a sentinel names, a cluster's nodes): none without ``broker_use_ssl``. A client name
+    makes one round trip on connect read past the session tickets a TLS 1.3 server sends
+    after its handshake, which redis-py would take for a reply left unread (see
+    :func:`.connect.client_from_url`)."""
+    if not options:
+        return {}
+    return {"ssl": True, **ssl_kwargs(options), "client_name": "minicelery"}
+
+
 def split_url(url: str) -> tuple[str, dict[str, Any]]:
     """``url`` without its ``ssl_*`` query options, and those options."""
     parts = urllib.parse.urlsplit(url)
