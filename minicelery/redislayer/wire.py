@@ -161,7 +161,8 @@ def get_connection(client: Any) -> Any:
 def fast_path(client: Any) -> Any:
     """The hot path's wire for ``client``: :class:`FastPath`, or on a Redis Cluster
     :class:`.cluster.ClusterWire` (the same methods, each command routed by its slot)."""
-    from .cluster import ClusterWire, is_cluster
+    from .cluster import is_cluster
+    from .clusterwire import ClusterWire
 
     return ClusterWire(client) if is_cluster(client) else FastPath(client)
 

@@ -20,7 +20,7 @@ from minicelery.broker import DeadLetter, OutgoingMessage
 from minicelery.broker.cluster import ClusterBroker, by_queue, split_tag
 from minicelery.broker.coordination import Coordinator
 from minicelery.exceptions import ImproperlyConfigured
-from minicelery.redislayer import cluster
+from minicelery.redislayer import cluster, clusterwire
 from minicelery.redislayer.keys import KeySchema
 
 MULTI_KEY = {"DEL", "MGET", "BLPOP", "EXISTS", "SUNION", "RENAME"}
@@ -314,7 +314,7 @@ def test_records_in_order_go_as_runs_of_one_shard() -> None:
             self.name = name
 
     a, b = Node("a"), Node("b")
-    runs = cluster._runs([(a, [0, 2, 3]), (b, [1, 4])])
+    runs = clusterwire._runs([(a, [0, 2, 3]), (b, [1, 4])])
     assert [(node.name, indexes) for node, indexes in runs] == [
         ("a", [0]),
         ("b", [1]),
