@@ -101,44 +101,27 @@ class Connections:
         result backend's), or None for a URL that needs neither (built from the URL)."""
         if url is None or not url.startswith(("sentinel", "rediss", "rediscluster")):
             return None
-        from ..redislayer.connect import client_for_url
-
-        if url.startswith("rediscluster"):
-            return self._cluster_client(url, backend)
-        if backend:
-            return client_for_url(
-                url,
-                self.conf.result_backend_transport_options,
-                self.conf.redis_backend_use_ssl,
-                "result_backend_transport_options",
-            )
-        return client_for_url(
-            url, self.conf.broker_transport_options, self.conf.broker_use_ssl,
-            "broker_transport_options",
-        )  # fmt: skip
-
-    def _cluster_client(self, url: str, backend: bool) -> Any:
-        """A cluster client connects as it is made: at a program's start it is waited for
-        as the broker is (``broker_connection_retry_on_startup``), elsewhere tried once."""
         from ..redislayer.connect import client_for_url, made_when_reachable
 
         conf = self.conf
         if backend:
             options, ssl = conf.result_backend_transport_options, conf.redis_backend_use_ssl
-            setting, ssl_setting = "result_backend", "redis_backend_use_ssl"
-            options_setting = "result_backend_transport_options"
+            settings = ("result_backend_transport_options", "result_backend",
+                        "redis_backend_use_ssl")  # fmt: skip
         else:
             options, ssl = conf.broker_transport_options, conf.broker_use_ssl
-            setting, ssl_setting = "broker_url", "broker_use_ssl"
-            options_setting = "broker_transport_options"
+            settings = ("broker_transport_options", "broker_url", "broker_use_ssl")
+        if not url.startswith("rediscluster"):
+            return client_for_url(url, options, ssl, settings[0])
+        # A cluster client connects as it is made: at a program's start it is waited for
+        # as the broker is (broker_connection_retry_on_startup), elsewhere tried once.
         starting = not self._reached and current_pid() == self._creator_pid
         retries = conf.broker_connection_max_retries if starting else 0
         if not conf.broker_connection_retry_on_startup:
             retries = 0
         return made_when_reachable(
-            lambda: client_for_url(url, options, ssl, options_setting),
-            url, retries, setting, ssl_setting,
-        )  # fmt: skip
+            lambda: client_for_url(url, options, ssl, settings[0]), url, retries, *settings[1:]
+        )
 
     def _wait_for_replicas(self, broker: Broker, backend: ResultBackend) -> None:
         """``wait_for_replicas`` in the transport options: see :mod:`..redislayer.replicas`."""

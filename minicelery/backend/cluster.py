@@ -10,6 +10,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from ..exceptions import OperationalError
+from ..redislayer.clusterwire import store_in_order
 from ..redislayer.errors import translate_errors
 from .base import Meta
 from .redis import NOTIFY_SECONDS, RedisBackend
@@ -55,20 +56,9 @@ class ClusterBackend(RedisBackend):
 
     def store_encoded(self, records: list[tuple[str, bytes]]) -> None:
         commands = self.store_commands(records)
-        if not commands:
-            return
-        with translate_errors("store results"):
-            replies = self.fast.pipeline([command for command, _ in commands], in_order=True)
-            for (command, script), reply in zip(commands, replies, strict=True):
-                if isinstance(reply, Exception) and script is None:
-                    raise reply
-                if isinstance(reply, Exception):  # a node that forgot the script
-                    numkeys = int(command[2])
-                    keys, args = command[3 : 3 + numkeys], command[3 + numkeys :]
-                    self.fast.evalsha(script, keys, args)
-            replicated = getattr(self.fast, "replicated", None)  # acks follow: see the wire
-            if replicated is not None:
-                replicated([command for command, _ in commands])
+        if commands:
+            with translate_errors("store results"):
+                store_in_order(self.fast, commands)
 
     def get_many(self, task_ids: list[str]) -> list[Meta]:
         with translate_errors("get results"):

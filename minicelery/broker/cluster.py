@@ -27,6 +27,7 @@ from typing import Any
 from ..exceptions import OperationalError
 from ..redislayer import errors
 from ..redislayer.clusterwait import SlotWaits
+from ..redislayer.clusterwire import store_in_order
 from ..redislayer.errors import translate_errors
 from ..redislayer.keys import KeySchema
 from ..redislayer.wire import Lane
@@ -181,18 +182,8 @@ class ClusterBroker(ClusterDeadLetters, RedisBroker):
         return self._reserve_with(consumer, queues, count, ack, after)
 
     def _run_stores(self, commands: Sequence[tuple[tuple[Any, ...], Any]]) -> None:
-        if not commands:
-            return
-        stores = [command for command, _ in commands]
-        replies = self._call("store", lambda: self.fast.pipeline(stores, in_order=True))
-        for (command, script), reply in zip(commands, replies, strict=True):
-            if isinstance(reply, Exception) and script is None:
-                raise OperationalError(f"store: Redis error ({reply})")
-            if isinstance(reply, Exception):  # a shard that forgot the script
-                self._resend(command, script)
-        replicated = getattr(self.fast, "replicated", None)  # before the acks (other shards)
-        if replicated is not None:
-            self._call("store", lambda: replicated(stores))
+        if commands:
+            self._call("store", lambda: store_in_order(self.fast, commands))
 
     def _run_after(self, after: Sequence[tuple[tuple[Any, ...], Any]]) -> None:
         if not after:
@@ -251,11 +242,11 @@ class ClusterBroker(ClusterDeadLetters, RedisBroker):
         return found
 
     # -- lost consumers -------------------------------------------------------------------
-    def _give_back_all(self, consumer: str) -> int:
+    def _give_back_all(self, consumer: str, queues: Sequence[str] | None = None) -> int:
         """Every queue's hold of ``consumer`` back to its queue; then forget it (a crash
         in between leaves it to be found lost again, and given back then)."""
         count = 0
-        for queue in self.known_queues():
+        for queue in self.known_queues() if queues is None else queues:
             keys = [self.keys.queue_hold(queue, consumer)]
             count += int(
                 self._call("recover", lambda: self.fast.evalsha(self._give_back, keys, []))  # noqa: B023
@@ -271,7 +262,8 @@ class ClusterBroker(ClusterDeadLetters, RedisBroker):
         lost = self._call(
             "recover", lambda: self._recover(keys=keys, args=[lost_after, "", "", ""])
         )
-        return sum(self._give_back_all(_text(consumer)) for consumer in lost)
+        queues = self.known_queues() if lost else []
+        return sum(self._give_back_all(_text(consumer), queues) for consumer in lost)
 
     # -- waiting --------------------------------------------------------------------------
     def wait_start(

@@ -18,7 +18,7 @@ from ..exceptions import OperationalError
 from ..redislayer import errors
 from ..redislayer.errors import translate_errors, translated
 from ..redislayer.keys import PRIORITIES, KeySchema
-from ..redislayer.scripts import register
+from ..redislayer.scripts import register, run_again
 from ..redislayer.wire import Held, Lane, fast_path, get_connection, pack_commands
 from .base import Broker, Delivery, OutgoingMessage
 from .dead_letters import DeadLetterStore
@@ -166,9 +166,7 @@ class RedisBroker(ReserveCommands, DeadLetterStore, Broker):
 
     def _resend(self, command: tuple[Any, ...], script: Any) -> None:
         """Run an ``EVALSHA`` command again, loading its script if Redis forgot it."""
-        numkeys = int(command[2])
-        keys, args = command[3 : 3 + numkeys], command[3 + numkeys :]
-        self._call("store", lambda: self.fast.evalsha(script, keys, args))
+        self._call("store", lambda: run_again(self.fast, command, script))
 
     def bump(self, name: str, ttl: float) -> int:
         key = self.keys.counter(name)

@@ -8,12 +8,11 @@ sent between two of its reads.
 
 from __future__ import annotations
 
-import contextlib
 from collections.abc import Sequence
 from typing import Any
 
 from ..exceptions import OperationalError
-from ..redislayer.cluster import is_cluster, refresh_slots
+from ..redislayer.cluster import refresh_slots
 from ..redislayer.errors import translate_errors
 from ..redislayer.keys import KeySchema
 from ..redislayer.wire import fast_path
@@ -62,7 +61,7 @@ class EventStream:
             with translate_errors("reading events"):
                 reply = self.client.xread({self.key: after}, count=count, block=block)
         except OperationalError:
-            self._refresh_slots()
+            refresh_slots(self.client)  # on a cluster: the stream's master may have moved
             raise
         entries: list[tuple[bytes, bytes]] = []
         for _, items in reply or ():
@@ -71,15 +70,6 @@ class EventStream:
                 if payload is not None:
                     entries.append((bytes(entry_id), bytes(payload)))
         return entries
-
-    def _refresh_slots(self) -> None:
-        """After a failed read on a Redis Cluster, ask for the slot map now. When the
-        stream's master dies, redis-py may refresh its map once inside the failover window
-        (finding the dead master still named) and then send every later read there, so a
-        monitor never read again; asking after each failure finds the promoted replica."""
-        if is_cluster(self.client):
-            with contextlib.suppress(Exception):  # no node answers yet: the next failure asks
-                refresh_slots(self.client)
 
     def clear(self) -> None:
         with translate_errors("deleting events"):

@@ -13,6 +13,7 @@ interface on a cluster client.
 
 from __future__ import annotations
 
+import contextlib
 import sys
 import urllib.parse
 from collections.abc import Mapping
@@ -145,5 +146,10 @@ def get_connection_of(pool: Any) -> Any:
 
 
 def refresh_slots(client: Any) -> None:
-    """Ask the cluster for its slot map again (after a MOVED our own connection got)."""
-    client.nodes_manager.initialize()
+    """On a cluster client, ask for the slot map again now, after a failed call (a MOVED
+    our own connection got, or a master gone): redis-py may have refreshed it once inside
+    a failover window, the dead master still named, and keep sending there. A cluster that
+    no node answers yet leaves it to the next failure. Nothing for another client."""
+    if is_cluster(client):
+        with contextlib.suppress(Exception):
+            client.nodes_manager.initialize()

@@ -78,7 +78,7 @@ class SlotWaits:
             pop.connection.send_command("BLPOP", key, max(timeout, 0.01), check_health=False)
         except errors.REDIS_ERRORS:
             pop.release(broken=True)
-            _refresh(self.client)
+            refresh_slots(self.client)
             raise
         return pop
 
@@ -91,7 +91,7 @@ class SlotWaits:
             if pop.closed():  # its master died, and a refresh of the slot map closed it
                 self._forget(key)
                 pop.release(broken=True)
-                _refresh(self.client)
+                refresh_slots(self.client)
                 raise errors.ConnectionLost(f"the wait on {key} lost its connection")
             if pop.fileno() not in ready:
                 continue
@@ -101,10 +101,10 @@ class SlotWaits:
                 reply = pop.connection.read_response()
             except errors.REDIS_ERRORS:
                 pop.release(broken=True)
-                _refresh(self.client)
+                refresh_slots(self.client)
                 raise
             except errors.ResponseError:  # MOVED, ASK, CLUSTERDOWN: the map changed
-                _refresh(self.client)
+                refresh_slots(self.client)
                 reply, broken = True, True
             pop.release(broken)
             ended = bool(ended) or reply is not None
@@ -128,8 +128,3 @@ class SlotWaits:
             self._pid = os.getpid()
             self._pending = {}
             self._epoll = None
-
-
-def _refresh(client: Any) -> None:
-    with contextlib.suppress(Exception):  # a cluster still down: the next command says so
-        refresh_slots(client)

@@ -290,3 +290,21 @@ def _runs(groups: list[tuple[Any, list[int]]]) -> list[tuple[Any, list[int]]]:
         else:
             runs.append((node, [index]))
     return runs
+
+
+def store_in_order(wire: Any, commands: Sequence[tuple[tuple[Any, ...], Any]]) -> None:
+    """Result stores ``(command, script or None)`` on a cluster: in their order, a script a
+    shard forgot run again, then each shard's writes on a replica (``replicated``, where
+    ``wire`` has it) before anything acknowledges them. An error reply is raised."""
+    from .scripts import run_again
+
+    stores = [command for command, _ in commands]
+    for (command, script), reply in zip(commands, wire.pipeline(stores, in_order=True),
+                                        strict=True):  # fmt: skip
+        if isinstance(reply, Exception):
+            if script is None:
+                raise reply
+            run_again(wire, command, script)
+    replicated = getattr(wire, "replicated", None)
+    if replicated is not None:
+        replicated(stores)

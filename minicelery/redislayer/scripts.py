@@ -35,3 +35,10 @@ def register(client: Any, package: str, name: str, prelude: str | None = None) -
     """A redis-py ``Script`` for ``client``: ``.sha`` for EVALSHA, ``.script`` to load it
     again after a Redis restart, and callable with ``keys``/``args``/``client`` (a pipeline)."""
     return client.register_script(script_source(package, name, prelude))
+
+
+def run_again(wire: Any, command: tuple[Any, ...], script: Any) -> Any:
+    """Run an ``EVALSHA`` command (as packed for a pipeline) again through ``wire``, which
+    loads ``script`` if Redis forgot it."""
+    numkeys = int(command[2])
+    return wire.evalsha(script, command[3 : 3 + numkeys], command[3 + numkeys :])

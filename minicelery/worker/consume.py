@@ -10,6 +10,7 @@ with time limits, and gives the child's hold back when the child dies.
 
 from __future__ import annotations
 
+import itertools
 import logging
 import select
 import socket
@@ -111,7 +112,7 @@ class ChildConsumer(ChildTasks):
     def _open_broker(self, app: Celery) -> Any:
         """The app's broker. Opening one connects on a Redis Cluster (the slot map): while
         the cluster cannot be reached, wait as the main process does, unless it is gone."""
-        for attempt in range(10**9):
+        for attempt in itertools.count():
             try:
                 return app.broker
             except OperationalError as exc:
@@ -123,7 +124,7 @@ class ChildConsumer(ChildTasks):
                     if not self.conn.sock.recv(1, socket.MSG_PEEK):
                         raise EOFError("the main process is gone") from exc
                     time.sleep(pause)
-        raise AssertionError("unreachable")  # pragma: no cover
+        raise AssertionError("itertools.count() never ends")  # pragma: no cover
 
     # -- life -----------------------------------------------------------------------------
     def start(self) -> bool:
